@@ -1,0 +1,46 @@
+//! In-process throughput of the candle backend: sentences/s at batch 1, 8 and 32, no HTTP.
+//! bench/model_server.py runs it beside the same measurement on sentence-transformers (PyTorch).
+//!
+//! Usage: inprocess MODEL_DIR [SECONDS_PER_BATCH_SIZE] — prints one JSON line per batch size.
+
+use model_server::backend::EmbeddingBackend;
+use model_server::backend::candle::CandleBert;
+use model_server::model;
+use model_server::tokenize::TextTokenizer;
+use std::time::{Duration, Instant};
+
+const SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the river bank.";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = args
+        .next()
+        .unwrap_or_else(|| "models/all-MiniLM-L6-v2".to_owned());
+    let seconds: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4.0);
+    let files = model::read_dir(std::path::Path::new(&dir))?;
+    let backend = CandleBert::load(&files)?;
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256)?;
+    let ids = tokenizer.encode(0, SENTENCE, true)?;
+    for batch_size in [1usize, 8, 32] {
+        let batch: Vec<&[u32]> = vec![ids.as_slice(); batch_size];
+        for _ in 0..3 {
+            backend.embed(&batch)?;
+        }
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs_f64(seconds) {
+            let t = Instant::now();
+            backend.embed(&batch)?;
+            latencies.push(t.elapsed().as_secs_f64());
+        }
+        let total = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let p50 = latencies[latencies.len() / 2] * 1000.0;
+        let rate = (latencies.len() * batch_size) as f64 / total;
+        println!(
+            r#"{{"engine":"candle","batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2}}}"#,
+            ids.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! The inference backend boundary: a synchronous trait that turns a batch of token-id sequences
+//! into pooled sentence vectors. The candle BERT implementation lives in [`candle`]; tests use
+//! [`crate::testing::FakeBackend`]. Backends are called from the inference worker threads
+//! ([`crate::infer`]), never from the async runtime.
+
+pub mod candle;
+
+/// Inference failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The model's forward pass returned an error.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The forward pass panicked. The worker survives and answers every request of the batch.
+    #[error("inference panicked: {0}. This is a bug")]
+    Panicked(String),
+}
+
+/// A model that embeds batches of token-id sequences.
+pub trait EmbeddingBackend: Send + Sync + 'static {
+    /// One pooled (not normalised) vector per sequence, in order. Sequences may differ in length;
+    /// the backend pads them itself.
+    ///
+    /// # Errors
+    /// [`BackendError::Inference`] when the forward pass fails.
+    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, BackendError>;
+
+    /// Length of each vector.
+    fn dimensions(&self) -> usize;
+}

@@ -1,0 +1,129 @@
+//! Command-line flags, each with an environment-variable fallback of the same name
+//! (`--max-batch-tokens` ↔ `MAX_BATCH_TOKENS`), as the ModelEndpoint CRD will set them.
+
+use crate::infer::Limits;
+use clap::{Parser, ValueEnum};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// model-server: an HTTP embedding server for sentence-transformers BERT models.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "model-server", version, about)]
+pub struct Args {
+    /// Model to serve: a local directory with config.json, model.safetensors, tokenizer.json
+    /// (and 1_Pooling/config.json, sentence_bert_config.json), or a Hugging Face Hub id such as
+    /// sentence-transformers/all-MiniLM-L6-v2, downloaded where the network allows.
+    #[arg(long, env = "MODEL", default_value = "models/all-MiniLM-L6-v2")]
+    pub model: String,
+
+    /// Name reported in responses and /info; defaults to the model's directory name or Hub id.
+    #[arg(long, env = "SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+
+    /// Where Hub downloads are cached.
+    #[arg(long, env = "MODEL_CACHE_DIR", default_value = "/tmp/loadgate-models")]
+    pub model_cache_dir: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on. It answers (with /health 503) while the model is still loading.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Most padded tokens in one forward pass. Bounds memory: activations grow with batch x
+    /// sequence length (a 20-text batch with two 256-token texts peaked at 513 MB unbounded).
+    #[arg(long, env = "MAX_BATCH_TOKENS", default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+
+    /// Most texts in one forward pass; concurrent requests are coalesced up to this.
+    #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+
+    /// Most texts in one request; more is answered 413.
+    #[arg(long, env = "MAX_CLIENT_BATCH_SIZE", default_value_t = 64)]
+    pub max_client_batch_size: usize,
+
+    /// Most requests admitted at once (queued or running); more are answered 429 at once with
+    /// Retry-After. Lower it to shed load sooner, raise it to queue deeper.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
+    pub max_concurrent_requests: usize,
+
+    /// Longest input in tokens (special tokens included); defaults to the model's max_seq_length
+    /// (256 for all-MiniLM-L6-v2). Longer texts are truncated, or refused when truncate is false.
+    #[arg(long, env = "MAX_INPUT_LENGTH")]
+    pub max_input_length: Option<usize>,
+
+    /// Forward passes that run in parallel; defaults to the number of available cores.
+    #[arg(long, env = "INFERENCE_WORKERS")]
+    pub inference_workers: Option<usize>,
+
+    /// Threads each forward pass uses. 1 with one worker per core was fastest on 2 cores.
+    #[arg(long, env = "THREADS_PER_WORKER", default_value_t = 1)]
+    pub threads_per_worker: usize,
+
+    /// Largest request body in bytes; larger is answered 413.
+    #[arg(long, env = "PAYLOAD_LIMIT", default_value_t = 2_000_000)]
+    pub payload_limit: usize,
+
+    /// Seconds a request may take before it is answered 408 and dropped from the queue.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+impl Args {
+    /// The batching and admission limits these flags describe.
+    pub fn limits(&self) -> Limits {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Limits {
+            max_batch_tokens: self.max_batch_tokens,
+            max_batch_size: self.max_batch_size,
+            max_client_batch_size: self.max_client_batch_size,
+            max_concurrent_requests: self.max_concurrent_requests,
+            inference_workers: self.inference_workers.unwrap_or(cores).max(1),
+            threads_per_worker: self.threads_per_worker.max(1),
+        }
+    }
+
+    /// The name answers carry: `--served-model-name`, else the last part of `--model`.
+    pub fn model_name(&self) -> String {
+        self.served_model_name.clone().unwrap_or_else(|| {
+            let trimmed = self.model.trim_end_matches('/');
+            if std::path::Path::new(trimmed).is_dir() {
+                trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
+            } else {
+                trimmed.to_owned()
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_env_names_parse() {
+        let args = Args::try_parse_from(["model-server", "--max-batch-size", "8"]).unwrap();
+        assert_eq!(args.max_batch_size, 8);
+        assert_eq!(args.port, 8080);
+        assert_eq!(args.limits().threads_per_worker, 1);
+        assert!(Args::try_parse_from(["model-server", "--port", "x"]).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Route handlers: parse the request shape, call [`crate::infer::Infer`], shape the answer.
+
+use super::error::{ApiError, ApiJson};
+use super::{AppState, ServedModel};
+use crate::infer::{EmbedOptions, Embeddings};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use loadgate_api::embed::{
+    EmbedRequest, EmbedResponse, EmbeddingData, EncodingFormat, HealthResponse, HealthStatus,
+    InfoResponse, OpenAiEmbedding, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, Usage,
+};
+
+fn served(state: &AppState) -> Result<&ServedModel, ApiError> {
+    state.model().ok_or_else(ApiError::not_ready)
+}
+
+/// `POST /embed`: the tutorial's `{"texts"}` (answered with [`EmbedResponse`]) or TEI's
+/// `{"inputs"}` (answered with a bare array of vectors, as TEI does).
+pub async fn embed(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<EmbedRequest>,
+) -> Result<Response, ApiError> {
+    let EmbedRequest {
+        texts,
+        inputs,
+        normalize,
+        truncate,
+    } = request;
+    let options = EmbedOptions {
+        normalize: normalize.unwrap_or(true),
+        truncate: truncate.unwrap_or(true),
+    };
+    let unprocessable = |m: &str| ApiError::validation(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let (texts, tutorial_shape) = match (texts, inputs) {
+        (Some(texts), None) => (texts, true),
+        (None, Some(inputs)) => (inputs.into_vec(), false),
+        (Some(_), Some(_)) => {
+            return Err(unprocessable("send either `texts` or `inputs`, not both"));
+        }
+        (None, None) => {
+            return Err(unprocessable(
+                "missing `texts` (a list of strings) or `inputs` (a string or a list of strings)",
+            ));
+        }
+    };
+    let model = served(&state)?;
+    let Embeddings { vectors, .. } = model.infer.embed(&texts, options).await?;
+    if tutorial_shape {
+        let body = EmbedResponse {
+            embeddings: vectors,
+            model: state.config().model_name.clone(),
+            dimensions: model.infer.dimensions(),
+        };
+        Ok(Json(body).into_response())
+    } else {
+        Ok(Json(vectors).into_response())
+    }
+}
+
+/// `POST /v1/embeddings`: OpenAI-compatible.
+pub async fn openai_embeddings(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<OpenAiEmbeddingsRequest>,
+) -> Result<Json<OpenAiEmbeddingsResponse>, ApiError> {
+    let model = served(&state)?;
+    let dimensions = model.infer.dimensions();
+    if let Some(asked) = request.dimensions
+        && asked != dimensions
+    {
+        return Err(ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "dimensions: this model produces {dimensions}-dimensional vectors, not {asked}"
+            ),
+        ));
+    }
+    let texts = request.input.into_vec();
+    let Embeddings {
+        vectors,
+        prompt_tokens,
+    } = model.infer.embed(&texts, EmbedOptions::default()).await?;
+    let base64 = request.encoding_format == Some(EncodingFormat::Base64);
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, vector)| OpenAiEmbedding {
+            object: "embedding".to_owned(),
+            embedding: if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                EmbeddingData::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                EmbeddingData::Float(vector)
+            },
+            index,
+        })
+        .collect();
+    Ok(Json(OpenAiEmbeddingsResponse {
+        object: "list".to_owned(),
+        data,
+        model: state.config().model_name.clone(),
+        usage: Usage {
+            prompt_tokens,
+            total_tokens: prompt_tokens,
+        },
+    }))
+}
+
+/// `GET /health`: 200 `ready` once the model is loaded and warmed up, 503 `not_ready` before.
+/// Never waits behind inference, so a liveness probe with a short timeout stays green under load.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
+    if state.model().is_some() {
+        (
+            StatusCode::OK,
+            Json(HealthResponse {
+                status: HealthStatus::Ready,
+            }),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthResponse {
+                status: HealthStatus::NotReady,
+            }),
+        )
+    }
+}
+
+/// `GET /info`: the served model and the limits it runs under.
+pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
+    let config = state.config();
+    let model = state.model();
+    let limits = model.map(|m| m.infer.limits()).unwrap_or(config.limits);
+    Json(InfoResponse {
+        model_id: config.model_name.clone(),
+        dimensions: model.map_or(0, |m| m.infer.dimensions()),
+        max_input_length: model.map_or(0, |m| m.infer.max_input_length()),
+        pooling: model.map_or("unknown", |m| m.pooling).to_owned(),
+        max_batch_tokens: limits.max_batch_tokens,
+        max_batch_size: limits.max_batch_size,
+        max_client_batch_size: limits.max_client_batch_size,
+        max_concurrent_requests: limits.max_concurrent_requests,
+        inference_workers: limits.inference_workers,
+        threads_per_worker: limits.threads_per_worker,
+        ready: model.is_some(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+}
+
+/// `GET /metrics`: Prometheus / OpenMetrics text.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().encode(),
+    )
+}

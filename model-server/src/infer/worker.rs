@@ -1,0 +1,209 @@
+//! Inference workers: dedicated OS threads that run forward passes off the async runtime.
+//!
+//! Each worker owns a rayon pool of `threads_per_worker` threads that includes the worker thread
+//! itself, so candle's gemm runs its parallel loops there and not on a shared global pool. On 2
+//! cores, 2 workers × 1 thread served 161 req/s against 103 for 1 worker × 2 threads
+//! (../shared/notes/rust-stack.md §3), hence the defaults: workers = cores, 1 thread each.
+//!
+//! A batch is split into passes of similar length before inference: padding a 10-token text to a
+//! 250-token neighbour costs 25x the work, and attention grows with the square of the length.
+
+use super::queue::{Entry, Reply};
+use crate::backend::{BackendError, EmbeddingBackend};
+use crate::metrics::Metrics;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// A batch of requests handed to one worker.
+pub(crate) struct Job {
+    /// The requests, answered in place.
+    pub entries: Vec<Entry>,
+}
+
+/// The actor's end of a worker: a one-slot channel (a worker only gets a job when idle).
+pub(crate) struct WorkerHandle {
+    jobs: SyncSender<Job>,
+}
+
+impl WorkerHandle {
+    /// Hands a job to the worker; gives it back if the worker is gone.
+    pub(crate) fn send(&self, job: Job) -> Result<(), Job> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+}
+
+/// What a worker needs to run.
+pub(crate) struct WorkerConfig {
+    /// Worker number, reported back when idle.
+    pub id: usize,
+    /// Threads of its rayon pool (itself included).
+    pub threads: usize,
+    /// Most padded tokens in one forward pass.
+    pub max_pass_tokens: usize,
+}
+
+/// Starts a worker thread.
+pub(crate) fn spawn(
+    config: WorkerConfig,
+    backend: Arc<dyn EmbeddingBackend>,
+    idle_tx: mpsc::Sender<usize>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(WorkerHandle, JoinHandle<()>)> {
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(1);
+    let handle = std::thread::Builder::new()
+        .name(format!("inference-{}", config.id))
+        .spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(config.threads)
+                .use_current_thread()
+                .thread_name(move |i| format!("inference-{}-{i}", config.id))
+                .build();
+            let pool = match pool {
+                Ok(pool) => pool,
+                Err(error) => {
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "cannot start inference pool"
+                    );
+                    return;
+                }
+            };
+            for job in rx {
+                pool.install(|| run_job(job, &*backend, config.max_pass_tokens, &metrics));
+                if idle_tx.blocking_send(config.id).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok((WorkerHandle { jobs }, handle))
+}
+
+/// Runs every pass of one job and answers each request.
+fn run_job(job: Job, backend: &dyn EmbeddingBackend, max_pass_tokens: usize, metrics: &Metrics) {
+    let started = Instant::now();
+    for entry in &job.entries {
+        metrics
+            .queue_duration
+            .observe(started.duration_since(entry.enqueued_at).as_secs_f64());
+    }
+    // Flatten to (request, text) pairs so passes can mix texts of different requests.
+    let seqs: Vec<&[u32]> = job
+        .entries
+        .iter()
+        .flat_map(|e| e.ids.iter().map(Vec::as_slice))
+        .collect();
+    let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; seqs.len()];
+    let mut failure: Option<BackendError> = None;
+    for pass in plan_passes(&lengths, max_pass_tokens) {
+        let batch: Vec<&[u32]> = pass.iter().map(|&i| seqs[i]).collect();
+        let padded = batch.len() * batch.iter().map(|s| s.len()).max().unwrap_or(0);
+        let pass_started = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed(&batch)))
+            .unwrap_or_else(|panic| Err(BackendError::Panicked(panic_message(&panic))));
+        metrics
+            .inference_duration
+            .observe(pass_started.elapsed().as_secs_f64());
+        metrics.batch_size.observe(batch.len() as f64);
+        metrics.batch_tokens.observe(padded as f64);
+        match result {
+            Ok(out) if out.len() == pass.len() => {
+                for (i, v) in pass.into_iter().zip(out) {
+                    vectors[i] = Some(v);
+                }
+            }
+            Ok(out) => {
+                failure = Some(BackendError::Inference(format!(
+                    "backend returned {} vectors for {} texts",
+                    out.len(),
+                    pass.len()
+                )));
+                break;
+            }
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    let mut vectors = vectors.into_iter();
+    for entry in job.entries {
+        let reply: Reply = match &failure {
+            Some(error) => Err(error.clone()),
+            None => Ok(vectors
+                .by_ref()
+                .take(entry.ids.len())
+                .map(|v| v.expect("every text of a successful job has a vector; this is a bug"))
+                .collect()),
+        };
+        // A caller that has gone since the batch was formed simply misses its answer.
+        let _ = entry.reply.send(reply);
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Splits texts (given by their token counts) into forward passes of similar length: indices
+/// sorted by length, a new pass whenever the next text is over 1.5x (+8 tokens) the shortest of
+/// the current pass, or when padding the pass would pass `max_pass_tokens`.
+pub(crate) fn plan_passes(lengths: &[usize], max_pass_tokens: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut passes: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        let len = lengths[i];
+        if let Some(&first) = current.first() {
+            let too_different = len * 2 > lengths[first] * 3 + 16;
+            let too_big = (current.len() + 1) * len > max_pass_tokens;
+            if too_different || too_big {
+                passes.push(std::mem::take(&mut current));
+            }
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        passes.push(current);
+    }
+    passes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_passes;
+
+    #[test]
+    fn similar_lengths_share_a_pass() {
+        assert_eq!(plan_passes(&[10, 12, 11, 9], 1000), vec![vec![3, 0, 2, 1]]);
+    }
+
+    #[test]
+    fn long_texts_do_not_pad_short_ones() {
+        let passes = plan_passes(&[10, 250, 12, 240], 10_000);
+        assert_eq!(passes, vec![vec![0, 2], vec![3, 1]]);
+    }
+
+    #[test]
+    fn passes_respect_the_token_budget() {
+        let passes = plan_passes(&[100; 10], 300);
+        assert_eq!(
+            passes.iter().map(Vec::len).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+        assert_eq!(plan_passes(&[], 300), Vec::<Vec<usize>>::new());
+        // A single text longer than the budget still gets its own pass.
+        assert_eq!(plan_passes(&[500], 300), vec![vec![0]]);
+    }
+}

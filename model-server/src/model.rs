@@ -1,0 +1,325 @@
+//! Finds a model's files and reads its sentence-transformers configuration.
+//!
+//! `--model` is either a local directory (what `scripts/setup.sh` unpacks under `models/`, or what
+//! a pod mounts) or a Hugging Face Hub id such as `sentence-transformers/all-MiniLM-L6-v2`, which is
+//! downloaded into a cache where the network allows. Either way the result is a [`ModelFiles`]:
+//! paths plus the two settings sentence-transformers keeps outside `config.json` (pooling and the
+//! maximum sequence length, which is 256 for all-MiniLM-L6-v2 even though its `tokenizer.json`
+//! says 128).
+
+use serde::Deserialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors while locating or reading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// `--model` names neither an existing directory nor a Hub id.
+    #[error(
+        "model directory {0} does not exist: run `scripts/setup.sh` to fetch all-MiniLM-L6-v2 into \
+         models/, or pass --model a directory holding config.json, model.safetensors and tokenizer.json"
+    )]
+    NotFound(PathBuf),
+    /// A required file is missing from the model directory.
+    #[error(
+        "model directory {dir} has no {file}; it needs config.json, model.safetensors and tokenizer.json"
+    )]
+    MissingFile {
+        /// The directory searched.
+        dir: PathBuf,
+        /// The missing file.
+        file: &'static str,
+    },
+    /// A configuration file could not be read or parsed.
+    #[error("cannot read {path}: {source}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The pooling configuration asks for a mode this server does not implement.
+    #[error("unsupported pooling in {0}: only mean and CLS pooling are implemented")]
+    UnsupportedPooling(PathBuf),
+    /// Downloading from the Hub failed (no network, unknown repo, missing file).
+    #[error(
+        "cannot download {file} of {repo} from {endpoint}: {reason}. Where the network is closed, \
+         fetch the model another way and pass --model a local directory (see scripts/setup.sh)"
+    )]
+    Download {
+        /// The Hub repository id.
+        repo: String,
+        /// The file.
+        file: String,
+        /// The Hub endpoint used (`HF_ENDPOINT`).
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How token vectors become one sentence vector (`1_Pooling/config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over the tokens the attention mask keeps, special tokens included.
+    Mean,
+    /// The first (`[CLS]`) token's vector.
+    Cls,
+}
+
+impl Pooling {
+    /// The name `/info` reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+}
+
+/// Everything the server needs to know about a model on disk.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// Directory the files are in.
+    pub dir: PathBuf,
+    /// `config.json` (BERT hyper-parameters).
+    pub config: PathBuf,
+    /// `model.safetensors` (weights).
+    pub weights: PathBuf,
+    /// `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// From `1_Pooling/config.json`; mean when absent.
+    pub pooling: Pooling,
+    /// From `sentence_bert_config.json`'s `max_seq_length`; `None` when absent.
+    pub max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+const REQUIRED: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+const OPTIONAL: [&str; 3] = [
+    "1_Pooling/config.json",
+    "sentence_bert_config.json",
+    "modules.json",
+];
+
+/// Resolves `--model`: a local directory, else a Hub id downloaded into `cache_dir`.
+///
+/// # Errors
+/// [`ModelError`] naming the missing directory or file, or why the download failed.
+pub fn resolve(model: &str, cache_dir: &Path) -> Result<ModelFiles, ModelError> {
+    let local = Path::new(model);
+    if local.is_dir() {
+        return read_dir(local);
+    }
+    if looks_like_hub_id(model) {
+        let dir = download(model, cache_dir)?;
+        return read_dir(&dir);
+    }
+    Err(ModelError::NotFound(local.to_path_buf()))
+}
+
+/// `owner/name` with no path-like parts: what the Hub accepts as a repo id.
+fn looks_like_hub_id(model: &str) -> bool {
+    let mut parts = model.split('/');
+    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    ok(owner) && ok(name)
+}
+
+/// Reads a model directory's files and sentence-transformers settings.
+pub fn read_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
+    for file in REQUIRED {
+        if !dir.join(file).is_file() {
+            return Err(ModelError::MissingFile {
+                dir: dir.to_path_buf(),
+                file,
+            });
+        }
+    }
+    let pooling_path = dir.join("1_Pooling/config.json");
+    let pooling = if pooling_path.is_file() {
+        let cfg: PoolingConfig = read_json(&pooling_path)?;
+        match (
+            cfg.pooling_mode_mean_tokens,
+            cfg.pooling_mode_cls_token,
+            cfg.pooling_mode_max_tokens || cfg.pooling_mode_mean_sqrt_len_tokens,
+        ) {
+            (true, false, false) => Pooling::Mean,
+            (false, true, false) => Pooling::Cls,
+            _ => return Err(ModelError::UnsupportedPooling(pooling_path)),
+        }
+    } else {
+        Pooling::Mean
+    };
+    let sbert_path = dir.join("sentence_bert_config.json");
+    let max_seq_length = if sbert_path.is_file() {
+        read_json::<SentenceBertConfig>(&sbert_path)?.max_seq_length
+    } else {
+        None
+    };
+    Ok(ModelFiles {
+        dir: dir.to_path_buf(),
+        config: dir.join("config.json"),
+        weights: dir.join("model.safetensors"),
+        tokenizer: dir.join("tokenizer.json"),
+        pooling,
+        max_seq_length,
+    })
+}
+
+/// Reads and parses one JSON configuration file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let config_err = |source: Box<dyn std::error::Error + Send + Sync>| ModelError::Config {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(|e| config_err(e.into()))?;
+    serde_json::from_slice(&bytes).map_err(|e| config_err(e.into()))
+}
+
+/// Downloads a Hub repo's model files into `cache_dir/<owner>--<name>/`, once: files already there
+/// are kept. Honours `HF_ENDPOINT` (default `https://huggingface.co`) and `HF_TOKEN`.
+fn download(repo: &str, cache_dir: &Path) -> Result<PathBuf, ModelError> {
+    let endpoint = std::env::var("HF_ENDPOINT")
+        .unwrap_or_else(|_| "https://huggingface.co".to_owned())
+        .trim_end_matches('/')
+        .to_owned();
+    let token = std::env::var("HF_TOKEN").ok();
+    let dir = cache_dir.join(repo.replace('/', "--"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into();
+    let fail = |file: &str, reason: String| ModelError::Download {
+        repo: repo.to_owned(),
+        file: file.to_owned(),
+        endpoint: endpoint.clone(),
+        reason,
+    };
+    for (file, required) in REQUIRED
+        .iter()
+        .map(|f| (f, true))
+        .chain(OPTIONAL.iter().map(|f| (f, false)))
+    {
+        let target = dir.join(file);
+        if target.is_file() {
+            continue;
+        }
+        let url = format!("{endpoint}/{repo}/resolve/main/{file}");
+        let mut request = agent.get(&url);
+        if let Some(token) = &token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = match request.call() {
+            Ok(response) => response,
+            Err(ureq::Error::StatusCode(404)) if !required => continue,
+            Err(e) => return Err(fail(file, e.to_string())),
+        };
+        let parent = target
+            .parent()
+            .expect("a file under the cache dir has a parent; this is a bug");
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(file, format!("create {}: {e}", parent.display())))?;
+        // Write beside the target and rename, so an interrupted download never looks complete.
+        let partial = target.with_extension("partial");
+        let mut out = std::fs::File::create(&partial)
+            .map_err(|e| fail(file, format!("create {}: {e}", partial.display())))?;
+        std::io::copy(&mut response.body_mut().as_reader(), &mut out)
+            .and_then(|_| out.flush())
+            .map_err(|e| fail(file, e.to_string()))?;
+        std::fs::rename(&partial, &target).map_err(|e| fail(file, e.to_string()))?;
+        tracing::info!(repo, file, "downloaded model file");
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_are_told_from_paths() {
+        assert!(looks_like_hub_id("sentence-transformers/all-MiniLM-L6-v2"));
+        assert!(!looks_like_hub_id("models/all-MiniLM-L6-v2/extra"));
+        assert!(!looks_like_hub_id("./models"));
+        assert!(!looks_like_hub_id("/abs/path"));
+        assert!(!looks_like_hub_id("plain"));
+    }
+
+    #[test]
+    fn missing_directory_says_how_to_fetch() {
+        let err = resolve("no/such-dir/here", Path::new("/tmp")).unwrap_err();
+        assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("ms-model-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        let err = read_dir(&dir).unwrap_err();
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pooling_modes_are_read() {
+        let dir = std::env::temp_dir().join(format!("ms-pool-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        for f in REQUIRED {
+            std::fs::write(dir.join(f), "{}").unwrap();
+        }
+        std::fs::write(
+            dir.join("sentence_bert_config.json"),
+            r#"{"max_seq_length": 256}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"pooling_mode_cls_token": true}"#,
+        )
+        .unwrap();
+        let files = read_dir(&dir).unwrap();
+        assert_eq!(
+            (files.pooling, files.max_seq_length),
+            (Pooling::Cls, Some(256))
+        );
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"pooling_mode_max_tokens": true}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            read_dir(&dir),
+            Err(ModelError::UnsupportedPooling(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

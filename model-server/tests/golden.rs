@@ -1,0 +1,190 @@
+//! The real all-MiniLM-L6-v2 against reference embeddings from sentence-transformers
+//! (tests/fixtures/reference.json, made by tests/fixtures/make_reference.py): token counts equal,
+//! every component within 1e-5, cosine ≥ 0.99999; and batching changes no vector by more than
+//! 1e-6. Needs the weights from `scripts/fetch-model.sh`; fails loudly without them.
+
+use model_server::backend::candle::CandleBert;
+use model_server::infer::{EmbedOptions, Infer, Limits};
+use model_server::metrics::Metrics;
+use model_server::model::{self, Pooling};
+use model_server::tokenize::TextTokenizer;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+struct Reference {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("LOADGATE_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "all-MiniLM-L6-v2 is not at {}: run scripts/fetch-model.sh (or set LOADGATE_MODEL_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+fn reference() -> Reference {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn start(limits: Limits) -> Infer {
+    let files = model::read_dir(&model_dir()).unwrap();
+    assert_eq!(
+        (files.pooling, files.max_seq_length),
+        (Pooling::Mean, Some(256))
+    );
+    let backend = CandleBert::load(&files).unwrap();
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
+    let (infer, _tasks) = Infer::start(
+        Arc::new(backend),
+        tokenizer,
+        limits,
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    infer
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_batch_tokens: 8192,
+        max_batch_size: 64,
+        max_client_batch_size: 64,
+        max_concurrent_requests: 64,
+        inference_workers: 2,
+        threads_per_worker: 1,
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matches_sentence_transformers_one_by_one_and_batched() {
+    let reference = reference();
+    assert!(reference.cases.len() >= 15);
+    let infer = start(limits());
+    let tokenizer = TextTokenizer::from_file(&model_dir().join("tokenizer.json"), 256).unwrap();
+    let texts: Vec<String> = reference.cases.iter().map(|c| c.text.clone()).collect();
+
+    let batched = infer
+        .embed(&texts, EmbedOptions::default())
+        .await
+        .unwrap()
+        .vectors;
+    let mut worst = (0.0f32, 1.0f64);
+    for (i, case) in reference.cases.iter().enumerate() {
+        let ids = tokenizer.encode(i, &case.text, true).unwrap();
+        assert_eq!(
+            ids.len(),
+            case.tokens,
+            "token count of case {i} ({:?})",
+            case.text
+        );
+        let single = infer
+            .embed(std::slice::from_ref(&case.text), EmbedOptions::default())
+            .await
+            .unwrap();
+        let single = &single.vectors[0];
+        assert_eq!(single.len(), 384);
+        let (diff, cos) = (
+            max_abs_diff(single, &case.embedding),
+            cosine(single, &case.embedding),
+        );
+        assert!(
+            diff <= 1e-5,
+            "case {i}: max abs diff {diff} > 1e-5 ({:?})",
+            case.text
+        );
+        assert!(cos >= 0.99999, "case {i}: cosine {cos} < 0.99999");
+        let batch_diff = max_abs_diff(single, &batched[i]);
+        assert!(
+            batch_diff <= 1e-6,
+            "case {i}: batched differs from single by {batch_diff}"
+        );
+        worst = (worst.0.max(diff), worst.1.min(cos));
+    }
+    println!(
+        "fidelity: max abs diff {:.2e}, min cosine {:.9}",
+        worst.0, worst.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_get_the_same_vectors_as_single_ones() {
+    let reference = reference();
+    let infer = start(limits());
+    let singles: Vec<Vec<f32>> = {
+        let mut out = Vec::new();
+        for case in &reference.cases {
+            let v = infer
+                .embed(std::slice::from_ref(&case.text), EmbedOptions::default())
+                .await
+                .unwrap();
+            out.push(v.vectors.into_iter().next().unwrap());
+        }
+        out
+    };
+    // All requests at once: the batcher packs them into shared passes.
+    let answers = futures::future::join_all(
+        reference
+            .cases
+            .iter()
+            .map(|c| infer.embed(std::slice::from_ref(&c.text), EmbedOptions::default())),
+    )
+    .await;
+    for (i, (answer, single)) in answers.into_iter().zip(&singles).enumerate() {
+        let diff = max_abs_diff(&answer.unwrap().vectors[0], single);
+        assert!(
+            diff <= 1e-6,
+            "request {i}: concurrent differs from single by {diff}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_refusal_names_the_limit() {
+    let infer = start(limits());
+    let long = "word ".repeat(400);
+    let err = infer
+        .embed(
+            &[long],
+            EmbedOptions {
+                normalize: true,
+                truncate: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("256 tokens"), "{err}");
+}
