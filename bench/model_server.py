@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--inprocess-seconds", type=float, default=4.0)
     args = parser.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "model-server", "--examples", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins", "--examples"], cwd=ROOT, check=True)
     rust = measure_server(
         "model-server",
         [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8302"],

@@ -13,7 +13,7 @@ step "model weights"
 scripts/fetch-model.sh
 
 step "build (release; the first build takes several minutes on 2 cores)"
-cargo build --release --locked -p model-server
+cargo build --release --locked --workspace --bins --examples
 
 step "start model-server on 127.0.0.1:$port"
 target/release/model-server --model models/all-MiniLM-L6-v2 --host 127.0.0.1 --port "$port" &

@@ -16,7 +16,7 @@ pub enum LogFormat {
 }
 
 /// model-server: an HTTP embedding server for sentence-transformers BERT models.
-#[derive(Debug, Clone, Parser)]
+#[derive(Clone, Parser)]
 #[command(name = "model-server", version, about)]
 pub struct Args {
     /// Model to serve: a local directory with config.json, model.safetensors, tokenizer.json
@@ -32,6 +32,14 @@ pub struct Args {
     /// Where Hub downloads are cached.
     #[arg(long, env = "MODEL_CACHE_DIR", default_value = "/tmp/loadgate-models")]
     pub model_cache_dir: PathBuf,
+
+    /// Hugging Face Hub base URL for Hub ids (a mirror, or the real Hub).
+    #[arg(long, env = "HF_ENDPOINT", default_value = "https://huggingface.co")]
+    pub hub_endpoint: String,
+
+    /// Token for gated or private Hub models; never logged.
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub hub_token: Option<String>,
 
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
@@ -85,7 +93,60 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+impl std::fmt::Debug for Args {
+    /// Every setting, with the Hub token redacted (the config is logged at start-up).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Args {
+            model,
+            served_model_name,
+            model_cache_dir,
+            hub_endpoint,
+            hub_token,
+            host,
+            port,
+            max_batch_tokens,
+            max_batch_size,
+            max_client_batch_size,
+            max_concurrent_requests,
+            max_input_length,
+            inference_workers,
+            threads_per_worker,
+            payload_limit,
+            request_timeout_secs,
+            log_format,
+        } = self;
+        f.debug_struct("Args")
+            .field("model", model)
+            .field("served_model_name", served_model_name)
+            .field("model_cache_dir", model_cache_dir)
+            .field("hub_endpoint", hub_endpoint)
+            .field("hub_token", &hub_token.as_ref().map(|_| "<redacted>"))
+            .field("host", host)
+            .field("port", port)
+            .field("max_batch_tokens", max_batch_tokens)
+            .field("max_batch_size", max_batch_size)
+            .field("max_client_batch_size", max_client_batch_size)
+            .field("max_concurrent_requests", max_concurrent_requests)
+            .field("max_input_length", max_input_length)
+            .field("inference_workers", inference_workers)
+            .field("threads_per_worker", threads_per_worker)
+            .field("payload_limit", payload_limit)
+            .field("request_timeout_secs", request_timeout_secs)
+            .field("log_format", log_format)
+            .finish()
+    }
+}
+
 impl Args {
+    /// Hub settings for `--model` values that are Hub ids.
+    pub fn hub(&self) -> crate::model::Hub {
+        crate::model::Hub {
+            endpoint: self.hub_endpoint.clone(),
+            token: self.hub_token.clone(),
+            cache_dir: self.model_cache_dir.clone(),
+        }
+    }
+
     /// The batching and admission limits these flags describe.
     pub fn limits(&self) -> Limits {
         let cores = std::thread::available_parallelism()
@@ -125,5 +186,10 @@ mod tests {
         assert_eq!(args.port, 8080);
         assert_eq!(args.limits().threads_per_worker, 1);
         assert!(Args::try_parse_from(["model-server", "--port", "x"]).is_err());
+        let secret = Args::try_parse_from(["model-server", "--hub-token", "hf_secret"]).unwrap();
+        assert!(
+            !format!("{secret:?}").contains("hf_secret"),
+            "the token is redacted"
+        );
     }
 }

@@ -128,14 +128,14 @@ async fn load_model(
     metrics: Arc<Metrics>,
     started: Instant,
 ) -> anyhow::Result<(ServedModel, InferTasks)> {
+    let hub = args.hub();
     let Args {
         model,
-        model_cache_dir,
         max_input_length,
         ..
     } = args;
     let (backend, tokenizer, pooling) = tokio::task::spawn_blocking(move || {
-        let files = model::resolve(&model, &model_cache_dir)?;
+        let files = model::resolve(&model, &hub)?;
         let backend = CandleBert::load(&files)?;
         let model_max = backend.max_position_embeddings();
         let max_len = max_input_length.or(files.max_seq_length).unwrap_or(model_max);

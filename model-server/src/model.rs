@@ -120,17 +120,38 @@ const OPTIONAL: [&str; 3] = [
     "modules.json",
 ];
 
-/// Resolves `--model`: a local directory, else a Hub id downloaded into `cache_dir`.
+/// Where and how Hub ids are downloaded.
+#[derive(Clone)]
+pub struct Hub {
+    /// Base URL, `https://huggingface.co` unless `HF_ENDPOINT` names a mirror.
+    pub endpoint: String,
+    /// Bearer token for gated or private models (`HF_TOKEN`).
+    pub token: Option<String>,
+    /// Directory downloads are kept in, one folder per repo.
+    pub cache_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+/// Resolves `--model`: a local directory, else a Hub id downloaded through `hub`.
 ///
 /// # Errors
 /// [`ModelError`] naming the missing directory or file, or why the download failed.
-pub fn resolve(model: &str, cache_dir: &Path) -> Result<ModelFiles, ModelError> {
+pub fn resolve(model: &str, hub: &Hub) -> Result<ModelFiles, ModelError> {
     let local = Path::new(model);
     if local.is_dir() {
         return read_dir(local);
     }
     if looks_like_hub_id(model) {
-        let dir = download(model, cache_dir)?;
+        let dir = download(model, hub)?;
         return read_dir(&dir);
     }
     Err(ModelError::NotFound(local.to_path_buf()))
@@ -203,15 +224,12 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Model
     serde_json::from_slice(&bytes).map_err(|e| config_err(e.into()))
 }
 
-/// Downloads a Hub repo's model files into `cache_dir/<owner>--<name>/`, once: files already there
-/// are kept. Honours `HF_ENDPOINT` (default `https://huggingface.co`) and `HF_TOKEN`.
-fn download(repo: &str, cache_dir: &Path) -> Result<PathBuf, ModelError> {
-    let endpoint = std::env::var("HF_ENDPOINT")
-        .unwrap_or_else(|_| "https://huggingface.co".to_owned())
-        .trim_end_matches('/')
-        .to_owned();
-    let token = std::env::var("HF_TOKEN").ok();
-    let dir = cache_dir.join(repo.replace('/', "--"));
+/// Downloads a Hub repo's model files into `<cache_dir>/<owner>--<name>/`, once: files already
+/// there are kept, and a file appears only when complete.
+fn download(repo: &str, hub: &Hub) -> Result<PathBuf, ModelError> {
+    let endpoint = hub.endpoint.trim_end_matches('/').to_owned();
+    let token = hub.token.as_deref();
+    let dir = hub.cache_dir.join(repo.replace('/', "--"));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_global(Some(Duration::from_secs(600)))
@@ -234,7 +252,7 @@ fn download(repo: &str, cache_dir: &Path) -> Result<PathBuf, ModelError> {
         }
         let url = format!("{endpoint}/{repo}/resolve/main/{file}");
         let mut request = agent.get(&url);
-        if let Some(token) = &token {
+        if let Some(token) = token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
         let mut response = match request.call() {
@@ -275,7 +293,12 @@ mod tests {
 
     #[test]
     fn missing_directory_says_how_to_fetch() {
-        let err = resolve("no/such-dir/here", Path::new("/tmp")).unwrap_err();
+        let hub = Hub {
+            endpoint: "http://127.0.0.1:1".into(),
+            token: None,
+            cache_dir: "/tmp".into(),
+        };
+        let err = resolve("no/such-dir/here", &hub).unwrap_err();
         assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
     }
 

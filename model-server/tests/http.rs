@@ -505,7 +505,8 @@ async fn metrics_count_requests_by_route_and_status() {
         r#"model_server_requests_total{route="/health",status="200"} 1"#,
         "model_server_embeddings_total 2",
         "model_server_tokens_total 6",
-        "model_server_batch_size_count 1",
+        // Two idle workers share the request's two texts: two passes.
+        "model_server_batch_size_count 2",
         "# TYPE model_server_queue_duration_seconds histogram",
         "# TYPE model_server_inference_duration_seconds histogram",
         "# TYPE model_server_batch_tokens histogram",

@@ -4,7 +4,7 @@
 //! Pipeline: [`Infer::embed`] takes a permit from a semaphore of `max_concurrent_requests`
 //! (none left → [`InferError::Overloaded`] at once, never a wait), tokenizes on the caller's task
 //! (microseconds per text), sends the request to the batching actor ([`queue`]), which hands
-//! batches to the inference worker threads ([`worker`]), and awaits the vectors.
+//! batches of texts to the inference worker threads ([`worker`]), and awaits the vectors.
 
 pub(crate) mod queue;
 pub(crate) mod worker;
@@ -12,11 +12,10 @@ pub(crate) mod worker;
 use crate::backend::{BackendError, EmbeddingBackend};
 use crate::metrics::Metrics;
 use crate::tokenize::{TextTokenizer, TokenizeError};
-use queue::{BatchLimits, Entry};
+use queue::{BatchLimits, Request};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 
 /// Limits on requests and batches; the defaults live on the CLI flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +104,7 @@ pub struct Infer {
 struct Inner {
     tokenizer: TextTokenizer,
     admission: Arc<Semaphore>,
-    queue: mpsc::Sender<Entry>,
+    queue: mpsc::Sender<Arc<Request>>,
     limits: Limits,
     dimensions: usize,
     metrics: Arc<Metrics>,
@@ -239,17 +238,11 @@ impl Infer {
             .map(|(i, text)| inner.tokenizer.encode(i, text, options.truncate))
             .collect::<Result<Vec<_>, _>>()?;
         let prompt_tokens = ids.iter().map(Vec::len).sum();
-        let (reply, answer) = oneshot::channel();
-        let entry = Entry {
-            ids,
-            reply,
-            enqueued_at: Instant::now(),
-            _permit: permit,
-        };
+        let (request, answer) = Request::new(ids, permit);
         // The channel has as many slots as there are permits, so this never waits.
         inner
             .queue
-            .send(entry)
+            .send(request)
             .await
             .map_err(|_| InferError::ShuttingDown)?;
         let mut vectors = answer.await.map_err(|_| InferError::ShuttingDown)??;

@@ -1,40 +1,127 @@
-//! The batching actor: one task owns the queue of admitted requests and hands batches to idle
-//! inference workers, so concurrent requests share forward passes (dynamic batching).
+//! The batching actor: one task owns the queue of texts waiting for inference and hands batches
+//! to idle workers, so concurrent requests share forward passes (dynamic batching).
 //!
-//! A worker asks for work by reporting itself idle; the actor then packs, in arrival order, whole
-//! requests until the next would pass `max_batch_size` texts or `max_batch_tokens` tokens. While
-//! every worker is busy, arrivals accumulate and leave together in the next batch. Requests whose
-//! caller has gone (client disconnected, request timed out) are dropped here, before inference.
+//! The unit of batching is the text, not the request: a request's texts are queued as items, and
+//! a batch is the next items in arrival order, up to `max_batch_size` texts and
+//! `max_batch_tokens` tokens. When several workers are idle the waiting texts are shared out
+//! between them, so one 32-text request runs on both cores instead of one. The request collects
+//! its vectors as its items finish and answers when the last one lands ([`Request::complete`]).
 //!
-//! Bounds: the request channel holds `max_concurrent_requests` entries, and every entry carries a
-//! semaphore permit of the same size, so neither the channel nor the queue can grow past it.
+//! Requests whose caller has gone (client disconnected, request timed out) are skipped here,
+//! before inference. Bounds: the request channel holds `max_concurrent_requests` requests, and
+//! each request holds an admission permit until it is answered or dropped, so neither the channel
+//! nor the queue can grow past that many requests.
 
 use super::worker::{Job, WorkerHandle};
 use crate::backend::BackendError;
 use crate::metrics::Metrics;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-/// Pooled vectors of one request, or why inference failed.
+/// Pooled vectors of one request, in text order, or why inference failed.
 pub(crate) type Reply = Result<Vec<Vec<f32>>, BackendError>;
 
-/// One admitted request waiting for inference.
-pub(crate) struct Entry {
+/// One admitted request: its texts, and where their vectors are collected.
+pub(crate) struct Request {
     /// Token ids of each text, in request order.
     pub ids: Vec<Vec<u32>>,
-    /// Where the vectors go; closed when the caller has gone.
-    pub reply: oneshot::Sender<Reply>,
     /// When the request joined the queue (for the queue-time histogram).
     pub enqueued_at: Instant,
-    /// The admission permit, released when the entry is answered or dropped.
-    pub _permit: OwnedSemaphorePermit,
+    collected: Mutex<Collected>,
+    dropped: AtomicBool,
+    _permit: OwnedSemaphorePermit,
 }
 
-impl Entry {
-    fn tokens(&self) -> usize {
-        self.ids.iter().map(Vec::len).sum()
+struct Collected {
+    vectors: Vec<Option<Vec<f32>>>,
+    remaining: usize,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+impl Request {
+    /// A request and the receiver its answer arrives on.
+    pub(crate) fn new(
+        ids: Vec<Vec<u32>>,
+        permit: OwnedSemaphorePermit,
+    ) -> (Arc<Self>, oneshot::Receiver<Reply>) {
+        let (reply, answer) = oneshot::channel();
+        let n = ids.len();
+        let request = Self {
+            ids,
+            enqueued_at: Instant::now(),
+            collected: Mutex::new(Collected {
+                vectors: vec![None; n],
+                remaining: n,
+                reply: Some(reply),
+            }),
+            dropped: AtomicBool::new(false),
+            _permit: permit,
+        };
+        (Arc::new(request), answer)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
+        // A panic while holding this lock cannot leave it inconsistent (plain stores), so a
+        // poisoned lock is still usable.
+        self.collected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether nobody waits for the answer any more (caller gone, or already answered).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.lock()
+            .reply
+            .as_ref()
+            .is_none_or(oneshot::Sender::is_closed)
+    }
+
+    /// Records the vector of text `index`; answers the caller once every text has one. An error
+    /// answers at once, and the request's other texts are then skipped.
+    pub(crate) fn complete(&self, index: usize, result: Result<Vec<f32>, BackendError>) {
+        let mut collected = self.lock();
+        match result {
+            Ok(vector) => {
+                if collected.vectors[index].replace(vector).is_none() {
+                    collected.remaining -= 1;
+                }
+                if collected.remaining == 0
+                    && let Some(reply) = collected.reply.take()
+                {
+                    let vectors = std::mem::take(&mut collected.vectors)
+                        .into_iter()
+                        .map(|v| {
+                            v.expect("every text has a vector when none remain; this is a bug")
+                        })
+                        .collect();
+                    // The caller may have gone since; then nobody needs the answer.
+                    let _ = reply.send(Ok(vectors));
+                }
+            }
+            Err(error) => {
+                if let Some(reply) = collected.reply.take() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// One text of a request, as queued.
+pub(crate) struct Item {
+    /// The request it belongs to.
+    pub request: Arc<Request>,
+    /// Its position in the request.
+    pub index: usize,
+}
+
+impl Item {
+    /// Its token ids.
+    pub(crate) fn ids(&self) -> &[u32] {
+        &self.request.ids[self.index]
     }
 }
 
@@ -47,30 +134,32 @@ pub(crate) struct BatchLimits {
     pub max_batch_tokens: usize,
 }
 
-/// Pops the next batch from the front of `queue`: whole requests in arrival order until the next
-/// would pass a limit. The first live request is always taken, so one larger than the limits
-/// still runs (its worker splits it into passes that fit). Entries whose caller has gone are
-/// dropped and counted in `cancelled`. Returns `None` when nothing live is queued.
+/// Pops the next batch from the front of `queue`: items in arrival order, at most `share` of
+/// them, until the next would pass a limit. The first live item is always taken, so a text
+/// longer than the token limit still runs. Items of abandoned requests are dropped and each such
+/// request reported once to `dropped`. Returns `None` when nothing live is queued.
 pub(crate) fn take_batch(
-    queue: &mut VecDeque<Entry>,
+    queue: &mut VecDeque<Item>,
     limits: BatchLimits,
-    mut cancelled: impl FnMut(),
-) -> Option<Vec<Entry>> {
-    let mut batch: Vec<Entry> = Vec::new();
-    let (mut texts, mut tokens) = (0, 0);
+    share: usize,
+    mut dropped: impl FnMut(),
+) -> Option<Vec<Item>> {
+    let mut batch: Vec<Item> = Vec::new();
+    let mut tokens = 0;
+    let max_texts = limits.max_batch_size.min(share).max(1);
     while let Some(next) = queue.front() {
-        if next.reply.is_closed() {
+        if next.request.is_abandoned() {
+            if !next.request.dropped.swap(true, Ordering::Relaxed) {
+                dropped();
+            }
             queue.pop_front();
-            cancelled();
             continue;
         }
-        let (next_texts, next_tokens) = (next.ids.len(), next.tokens());
-        let fits = texts + next_texts <= limits.max_batch_size
-            && tokens + next_tokens <= limits.max_batch_tokens;
+        let next_tokens = next.ids().len();
+        let fits = batch.len() < max_texts && tokens + next_tokens <= limits.max_batch_tokens;
         if !batch.is_empty() && !fits {
             break;
         }
-        texts += next_texts;
         tokens += next_tokens;
         batch.extend(queue.pop_front());
     }
@@ -79,33 +168,39 @@ pub(crate) fn take_batch(
 
 /// Runs the actor until every `Infer` handle is gone and the queue has drained.
 pub(crate) async fn run(
-    mut requests: mpsc::Receiver<Entry>,
+    mut requests: mpsc::Receiver<Arc<Request>>,
     workers: Vec<WorkerHandle>,
     mut idle_rx: mpsc::Receiver<usize>,
     limits: BatchLimits,
     metrics: Arc<Metrics>,
 ) {
-    let mut queue: VecDeque<Entry> = VecDeque::new();
+    let mut queue: VecDeque<Item> = VecDeque::new();
     let mut idle: Vec<usize> = (0..workers.len()).collect();
     let mut accepting = true;
+    let enqueue = |queue: &mut VecDeque<Item>, request: Arc<Request>| {
+        metrics.queue_depth.inc_by(request.ids.len() as i64);
+        queue.extend((0..request.ids.len()).map(|index| Item {
+            request: request.clone(),
+            index,
+        }));
+    };
     loop {
         while let Some(&worker) = idle.last() {
-            let cancelled = || {
+            // Share the waiting texts out between the idle workers.
+            let share = queue.len().div_ceil(idle.len());
+            let before = queue.len();
+            let batch = take_batch(&mut queue, limits, share, || {
                 metrics.cancelled.inc();
-                metrics.queue_depth.dec();
-            };
-            let Some(batch) = take_batch(&mut queue, limits, cancelled) else {
-                break;
-            };
-            metrics.queue_depth.dec_by(batch.len() as i64);
+            });
+            metrics.queue_depth.dec_by((before - queue.len()) as i64);
+            let Some(items) = batch else { break };
             idle.pop();
-            if let Err(job) = workers[worker].send(Job { entries: batch }) {
+            if let Err(job) = workers[worker].send(Job { items }) {
                 // The worker thread is gone (it only exits when its channel closes, so this is a
-                // bug); fail its batch rather than leave callers waiting.
-                for entry in job.entries {
-                    let _ = entry.reply.send(Err(BackendError::Panicked(
-                        "inference worker exited".to_owned(),
-                    )));
+                // bug); fail its texts rather than leave callers waiting.
+                for item in job.items {
+                    let error = BackendError::Panicked("inference worker exited".to_owned());
+                    item.request.complete(item.index, Err(error));
                 }
             }
         }
@@ -114,13 +209,11 @@ pub(crate) async fn run(
         }
         tokio::select! {
             next = requests.recv(), if accepting => match next {
-                Some(entry) => {
-                    queue.push_back(entry);
-                    metrics.queue_depth.inc();
+                Some(request) => {
+                    enqueue(&mut queue, request);
                     // Take everything that is already waiting, so a burst forms one batch.
-                    while let Ok(entry) = requests.try_recv() {
-                        queue.push_back(entry);
-                        metrics.queue_depth.inc();
+                    while let Ok(request) = requests.try_recv() {
+                        enqueue(&mut queue, request);
                     }
                 }
                 None => accepting = false,
@@ -136,78 +229,106 @@ mod tests {
     use super::*;
     use tokio::sync::Semaphore;
 
-    fn entry(sem: &Arc<Semaphore>, lens: &[usize]) -> (Entry, oneshot::Receiver<Reply>) {
-        let (reply, rx) = oneshot::channel();
-        let entry = Entry {
-            ids: lens.iter().map(|&n| vec![1; n]).collect(),
-            reply,
-            enqueued_at: Instant::now(),
-            _permit: sem.clone().try_acquire_owned().unwrap(),
-        };
-        (entry, rx)
+    fn request(sem: &Arc<Semaphore>, lens: &[usize]) -> (Arc<Request>, oneshot::Receiver<Reply>) {
+        let ids = lens.iter().map(|&n| vec![1; n]).collect();
+        Request::new(ids, sem.clone().try_acquire_owned().unwrap())
     }
 
+    fn items(request: &Arc<Request>) -> Vec<Item> {
+        (0..request.ids.len())
+            .map(|index| Item {
+                request: request.clone(),
+                index,
+            })
+            .collect()
+    }
+
+    fn lengths(batch: &[Item]) -> Vec<usize> {
+        batch.iter().map(|i| i.ids().len()).collect()
+    }
+
+    const ROOMY: BatchLimits = BatchLimits {
+        max_batch_size: 64,
+        max_batch_tokens: 1000,
+    };
+
     #[test]
-    fn packs_whole_requests_in_order_within_limits() {
+    fn packs_texts_in_arrival_order_within_limits() {
         let sem = Arc::new(Semaphore::new(10));
         let limits = BatchLimits {
-            max_batch_size: 4,
+            max_batch_size: 3,
             max_batch_tokens: 100,
         };
-        let mut queue = VecDeque::new();
-        let mut keep = Vec::new();
-        for lens in [&[10, 10][..], &[10], &[10, 10], &[5]] {
-            let (e, rx) = entry(&sem, lens);
-            queue.push_back(e);
-            keep.push(rx);
-        }
-        let first = take_batch(&mut queue, limits, || {}).unwrap();
+        let (a, _ra) = request(&sem, &[10, 11]);
+        let (b, _rb) = request(&sem, &[12, 13, 14]);
+        let mut queue: VecDeque<Item> = items(&a).into_iter().chain(items(&b)).collect();
         assert_eq!(
-            first.iter().map(|e| e.ids.len()).collect::<Vec<_>>(),
-            [2, 1]
+            lengths(&take_batch(&mut queue, limits, usize::MAX, || {}).unwrap()),
+            [10, 11, 12]
         );
-        let second = take_batch(&mut queue, limits, || {}).unwrap();
         assert_eq!(
-            second.iter().map(|e| e.ids.len()).collect::<Vec<_>>(),
-            [2, 1]
+            lengths(&take_batch(&mut queue, limits, usize::MAX, || {}).unwrap()),
+            [13, 14]
         );
-        assert!(take_batch(&mut queue, limits, || {}).is_none());
+        assert!(take_batch(&mut queue, limits, usize::MAX, || {}).is_none());
     }
 
     #[test]
-    fn oversized_request_still_runs_alone_and_token_limit_applies() {
+    fn token_limit_and_share_split_batches_but_a_long_text_still_runs() {
         let sem = Arc::new(Semaphore::new(10));
         let limits = BatchLimits {
             max_batch_size: 64,
             max_batch_tokens: 100,
         };
-        let mut queue = VecDeque::new();
-        let (big, _a) = entry(&sem, &[80, 80]);
-        let (small, _b) = entry(&sem, &[10]);
-        queue.extend([big, small]);
-        assert_eq!(take_batch(&mut queue, limits, || {}).unwrap().len(), 1);
-        assert_eq!(take_batch(&mut queue, limits, || {}).unwrap().len(), 1);
+        let (a, _ra) = request(&sem, &[150, 40, 40, 40]);
+        let mut queue: VecDeque<Item> = items(&a).into_iter().collect();
+        assert_eq!(
+            lengths(&take_batch(&mut queue, limits, usize::MAX, || {}).unwrap()),
+            [150]
+        );
+        assert_eq!(
+            lengths(&take_batch(&mut queue, limits, usize::MAX, || {}).unwrap()),
+            [40, 40]
+        );
+        let (b, _rb) = request(&sem, &[5; 6]);
+        let mut queue: VecDeque<Item> = items(&b).into_iter().collect();
+        assert_eq!(
+            take_batch(&mut queue, ROOMY, 3, || {}).unwrap().len(),
+            3,
+            "half for each of two idle workers"
+        );
     }
 
     #[test]
-    fn gone_callers_are_dropped_and_counted() {
+    fn abandoned_requests_are_dropped_and_counted_once() {
         let sem = Arc::new(Semaphore::new(10));
-        let limits = BatchLimits {
-            max_batch_size: 64,
-            max_batch_tokens: 1000,
-        };
-        let mut queue = VecDeque::new();
-        let (gone, rx) = entry(&sem, &[3]);
+        let (gone, rx) = request(&sem, &[3, 3]);
         drop(rx);
-        let (live, _rx) = entry(&sem, &[4]);
-        queue.extend([gone, live]);
+        let (live, _rx) = request(&sem, &[4]);
+        let mut queue: VecDeque<Item> = items(&gone).into_iter().chain(items(&live)).collect();
+        drop(gone);
         let mut dropped = 0;
-        let batch = take_batch(&mut queue, limits, || dropped += 1).unwrap();
-        assert_eq!((batch.len(), batch[0].ids[0].len(), dropped), (1, 4, 1));
+        let batch = take_batch(&mut queue, ROOMY, usize::MAX, || dropped += 1).unwrap();
+        assert_eq!((lengths(&batch), dropped), (vec![4], 1));
         assert_eq!(
             sem.available_permits(),
             9,
-            "the dropped entry released its permit"
+            "the dropped request released its permit"
         );
+    }
+
+    #[test]
+    fn a_request_answers_when_its_last_text_lands_or_at_its_first_error() {
+        let sem = Arc::new(Semaphore::new(10));
+        let (req, mut rx) = request(&sem, &[2, 2]);
+        req.complete(1, Ok(vec![1.0]));
+        assert!(rx.try_recv().is_err(), "not answered with a text missing");
+        req.complete(0, Ok(vec![0.0]));
+        assert_eq!(rx.try_recv().unwrap().unwrap(), vec![vec![0.0], vec![1.0]]);
+
+        let (req, mut rx) = request(&sem, &[2, 2]);
+        req.complete(0, Err(BackendError::Inference("boom".into())));
+        assert!(rx.try_recv().unwrap().is_err());
+        assert!(req.is_abandoned(), "the rest of its texts are skipped");
     }
 }

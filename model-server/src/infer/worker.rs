@@ -8,7 +8,7 @@
 //! A batch is split into passes of similar length before inference: padding a 10-token text to a
 //! 250-token neighbour costs 25x the work, and attention grows with the square of the length.
 
-use super::queue::{Entry, Reply};
+use super::queue::Item;
 use crate::backend::{BackendError, EmbeddingBackend};
 use crate::metrics::Metrics;
 use std::panic::AssertUnwindSafe;
@@ -18,10 +18,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// A batch of requests handed to one worker.
+/// A batch of texts handed to one worker.
 pub(crate) struct Job {
-    /// The requests, answered in place.
-    pub entries: Vec<Entry>,
+    /// The texts; each vector goes straight to its request.
+    pub items: Vec<Item>,
 }
 
 /// The actor's end of a worker: a one-slot channel (a worker only gets a job when idle).
@@ -84,66 +84,63 @@ pub(crate) fn spawn(
     Ok((WorkerHandle { jobs }, handle))
 }
 
-/// Runs every pass of one job and answers each request.
+/// Runs every pass of one job, handing each vector to its request as it is computed.
 fn run_job(job: Job, backend: &dyn EmbeddingBackend, max_pass_tokens: usize, metrics: &Metrics) {
     let started = Instant::now();
-    for entry in &job.entries {
-        metrics
-            .queue_duration
-            .observe(started.duration_since(entry.enqueued_at).as_secs_f64());
+    let items = job.items;
+    for item in items.iter().filter(|item| item.index == 0) {
+        metrics.queue_duration.observe(
+            started
+                .duration_since(item.request.enqueued_at)
+                .as_secs_f64(),
+        );
     }
-    // Flatten to (request, text) pairs so passes can mix texts of different requests.
-    let seqs: Vec<&[u32]> = job
-        .entries
-        .iter()
-        .flat_map(|e| e.ids.iter().map(Vec::as_slice))
-        .collect();
-    let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; seqs.len()];
-    let mut failure: Option<BackendError> = None;
+    let lengths: Vec<usize> = items.iter().map(|item| item.ids().len()).collect();
     for pass in plan_passes(&lengths, max_pass_tokens) {
-        let batch: Vec<&[u32]> = pass.iter().map(|&i| seqs[i]).collect();
+        // Callers that left while earlier passes ran need no vectors.
+        let pass: Vec<&Item> = pass
+            .into_iter()
+            .map(|i| &items[i])
+            .filter(|item| !item.request.is_abandoned())
+            .collect();
+        if pass.is_empty() {
+            continue;
+        }
+        let batch: Vec<&[u32]> = pass.iter().map(|item| item.ids()).collect();
         let padded = batch.len() * batch.iter().map(|s| s.len()).max().unwrap_or(0);
         let pass_started = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed(&batch)))
-            .unwrap_or_else(|panic| Err(BackendError::Panicked(panic_message(&panic))));
+            .unwrap_or_else(|panic| Err(BackendError::Panicked(panic_message(&*panic))));
         metrics
             .inference_duration
             .observe(pass_started.elapsed().as_secs_f64());
         metrics.batch_size.observe(batch.len() as f64);
         metrics.batch_tokens.observe(padded as f64);
+        let result = result.and_then(|vectors| {
+            if vectors.len() == pass.len() {
+                Ok(vectors)
+            } else {
+                Err(BackendError::Inference(format!(
+                    "backend returned {} vectors for {} texts",
+                    vectors.len(),
+                    pass.len()
+                )))
+            }
+        });
         match result {
-            Ok(out) if out.len() == pass.len() => {
-                for (i, v) in pass.into_iter().zip(out) {
-                    vectors[i] = Some(v);
+            Ok(vectors) => {
+                for (item, vector) in pass.into_iter().zip(vectors) {
+                    item.request.complete(item.index, Ok(vector));
                 }
             }
-            Ok(out) => {
-                failure = Some(BackendError::Inference(format!(
-                    "backend returned {} vectors for {} texts",
-                    out.len(),
-                    pass.len()
-                )));
-                break;
-            }
             Err(error) => {
-                failure = Some(error);
-                break;
+                // Fail every request of the job that is still waiting; answered ones ignore it.
+                for item in &items {
+                    item.request.complete(item.index, Err(error.clone()));
+                }
+                return;
             }
         }
-    }
-    let mut vectors = vectors.into_iter();
-    for entry in job.entries {
-        let reply: Reply = match &failure {
-            Some(error) => Err(error.clone()),
-            None => Ok(vectors
-                .by_ref()
-                .take(entry.ids.len())
-                .map(|v| v.expect("every text of a successful job has a vector; this is a bug"))
-                .collect()),
-        };
-        // A caller that has gone since the batch was formed simply misses its answer.
-        let _ = entry.reply.send(reply);
     }
 }
 
