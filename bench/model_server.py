@@ -5,7 +5,7 @@ Prints ratios (model-server / tutorial) for: embeddings/s at saturation, p50/p95
 concurrent users with the tutorial's traffic mix, cold start to ready, RSS idle and peak; and
 in-process sentences/s at batch 1/8/32 of candle against sentence-transformers on PyTorch.
 
-Usage: bench/model_server.py [--seconds 20] [--skip-python-server]
+Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial]
 Needs bench/.venv (bench/setup-python.sh) and the model (scripts/fetch-model.sh).
 """
 import argparse
@@ -124,7 +124,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per load level")
     parser.add_argument("--inprocess-seconds", type=float, default=4.0)
+    parser.add_argument("--reuse-tutorial", action="store_true",
+                        help="take the tutorial stack's numbers from the last run (bench/out) instead of measuring it again")
     args = parser.parse_args()
+    previous = BENCH / "out" / "model_server.json"
 
     subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins", "--examples"], cwd=ROOT, check=True)
     rust = measure_server(
@@ -132,7 +135,7 @@ def main() -> None:
         [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8302"],
         8302, {"RUST_LOG": "warn"}, args.seconds,
     )
-    python = measure_server(
+    python = json.loads(previous.read_text())["tutorial"] if args.reuse_tutorial else measure_server(
         "tutorial (FastAPI + sentence-transformers, uvicorn --workers 1)",
         [str(BENCH / ".venv/bin/uvicorn"), "tutorial_app:app", "--app-dir", str(BENCH), "--workers", "1",
          "--host", "127.0.0.1", "--port", "8301", "--log-level", "warning"],

@@ -32,13 +32,26 @@ pub(crate) struct Request {
     pub enqueued_at: Instant,
     collected: Mutex<Collected>,
     dropped: AtomicBool,
-    _permit: OwnedSemaphorePermit,
 }
 
 struct Collected {
     vectors: Vec<Option<Vec<f32>>>,
     remaining: usize,
     reply: Option<oneshot::Sender<Reply>>,
+    /// The admission permit, given back the moment the answer is sent: the worker may hold the
+    /// request a little longer (until its whole batch is done), and a closed-loop client's next
+    /// request must not find the permit still taken (measured: 87% 429s at 100 users).
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Collected {
+    fn answer(&mut self, reply: Reply) {
+        if let Some(sender) = self.reply.take() {
+            // The caller may have gone since; then nobody needs the answer.
+            let _ = sender.send(reply);
+        }
+        self.permit = None;
+    }
 }
 
 impl Request {
@@ -56,9 +69,9 @@ impl Request {
                 vectors: vec![None; n],
                 remaining: n,
                 reply: Some(reply),
+                permit: Some(permit),
             }),
             dropped: AtomicBool::new(false),
-            _permit: permit,
         };
         (Arc::new(request), answer)
     }
@@ -83,29 +96,25 @@ impl Request {
     /// answers at once, and the request's other texts are then skipped.
     pub(crate) fn complete(&self, index: usize, result: Result<Vec<f32>, BackendError>) {
         let mut collected = self.lock();
+        if collected.reply.is_none() {
+            return; // already answered (an earlier error): nothing to collect
+        }
         match result {
             Ok(vector) => {
                 if collected.vectors[index].replace(vector).is_none() {
                     collected.remaining -= 1;
                 }
-                if collected.remaining == 0
-                    && let Some(reply) = collected.reply.take()
-                {
+                if collected.remaining == 0 {
                     let vectors = std::mem::take(&mut collected.vectors)
                         .into_iter()
                         .map(|v| {
                             v.expect("every text has a vector when none remain; this is a bug")
                         })
                         .collect();
-                    // The caller may have gone since; then nobody needs the answer.
-                    let _ = reply.send(Ok(vectors));
+                    collected.answer(Ok(vectors));
                 }
             }
-            Err(error) => {
-                if let Some(reply) = collected.reply.take() {
-                    let _ = reply.send(Err(error));
-                }
-            }
+            Err(error) => collected.answer(Err(error)),
         }
     }
 }
@@ -326,9 +335,17 @@ mod tests {
         req.complete(0, Ok(vec![0.0]));
         assert_eq!(rx.try_recv().unwrap().unwrap(), vec![vec![0.0], vec![1.0]]);
 
+        assert_eq!(
+            sem.available_permits(),
+            10,
+            "the permit is back once answered, though the request lives"
+        );
+
         let (req, mut rx) = request(&sem, &[2, 2]);
         req.complete(0, Err(BackendError::Inference("boom".into())));
         assert!(rx.try_recv().unwrap().is_err());
         assert!(req.is_abandoned(), "the rest of its texts are skipped");
+        req.complete(1, Ok(vec![1.0]));
+        assert_eq!(sem.available_permits(), 10);
     }
 }
