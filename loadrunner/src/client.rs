@@ -1,0 +1,127 @@
+//! One user's HTTP/1.1 keep-alive connection (hyper), with TCP_NODELAY and a per-request
+//! timeout; every outcome is classified as success or a failure with its reason.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx or 3xx; body size in bytes.
+    Ok {
+        /// Response body size.
+        bytes: usize,
+    },
+    /// A failure, with Locust-style reason text ("HTTPError 503", "ConnectionError ...").
+    Failed {
+        /// Why.
+        reason: String,
+        /// Response body size (0 when there was no response).
+        bytes: usize,
+    },
+}
+
+/// A lazily (re)connected HTTP/1.1 connection to one address.
+pub struct Connection {
+    addr: SocketAddr,
+    host: String,
+    timeout: Duration,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    /// A connection to `addr`, sending `host` as the Host header.
+    pub fn new(addr: SocketAddr, host: String, timeout: Duration) -> Self {
+        Self {
+            addr,
+            host,
+            timeout,
+            sender: None,
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| format!("ConnectionError: {e}"))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| format!("ConnectionError: {e}"))?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("ConnectionError: {e}"))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.sender = Some(sender);
+        }
+        Ok(self
+            .sender
+            .as_mut()
+            .expect("connected just above; this is a bug"))
+    }
+
+    /// Sends one request and reads the whole response, within the timeout.
+    pub async fn send(&mut self, method: &str, path: &str, body: Option<Bytes>) -> Outcome {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.exchange(method, path, body)).await {
+            Ok(Ok((status, bytes))) if status < 400 => Outcome::Ok { bytes },
+            Ok(Ok((status, bytes))) => Outcome::Failed {
+                reason: format!("HTTPError {status}"),
+                bytes,
+            },
+            Ok(Err(reason)) => {
+                self.sender = None;
+                Outcome::Failed { reason, bytes: 0 }
+            }
+            Err(_) => {
+                // The response may still arrive on this connection: start a fresh one.
+                self.sender = None;
+                Outcome::Failed {
+                    reason: format!("Timeout: no response within {} ms", timeout.as_millis()),
+                    bytes: 0,
+                }
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(u16, usize), String> {
+        let host = self.host.clone();
+        let sender = self.connect().await?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("ConnectionError: {e}"))?;
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
+        if body.is_some() {
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| format!("InvalidRequest: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("ConnectionError: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("ConnectionError: reading body: {e}"))?;
+        Ok((status, body.to_bytes().len()))
+    }
+}

@@ -1,0 +1,239 @@
+//! The `loadrunner` command line, Locust-flavoured: `-H/--host`, `-u/--users`, `-r/--spawn-rate`,
+//! `-t/--run-time`, `--csv PREFIX`; plus thresholds that turn a run into a gate.
+
+use clap::{Args, Parser, Subcommand};
+use loadgate_api::duration::Duration;
+use loadgate_api::load::{Thresholds, WaitTime};
+use std::path::PathBuf;
+
+/// loadrunner: a Locust-like HTTP load generator with exact percentiles and a pass/fail gate.
+#[derive(Debug, Parser)]
+#[command(name = "loadrunner", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run load against a target, write reports, exit 0 on pass and 1 on fail.
+    Run(Box<RunArgs>),
+    /// Gate an existing Locust-format `_stats.csv` (written by loadrunner or by Locust itself).
+    Gate(GateArgs),
+}
+
+/// `loadrunner run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base URL of the target, e.g. http://127.0.0.1:8080 (http only).
+    #[arg(short = 'H', long, env = "LOADRUNNER_HOST")]
+    pub host: String,
+
+    /// Peak number of concurrent users.
+    #[arg(short = 'u', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub users: u32,
+
+    /// Users started per second (> 0).
+    #[arg(short = 'r', long, default_value_t = 1.0, value_parser = positive_f64)]
+    pub spawn_rate: f64,
+
+    /// How long to run, ramp included ("30s", "5m", "1h30m").
+    #[arg(short = 't', long, default_value = "30s")]
+    pub run_time: Duration,
+
+    /// Profile name used in reports and messages.
+    #[arg(long, default_value = "run")]
+    pub profile_name: String,
+
+    /// JSON file with the task mix (a list of {name, weight, request}); default: the classic
+    /// embedding mix (single embed weight 8, batch embed weight 2, health weight 1).
+    #[arg(long)]
+    pub tasks: Option<PathBuf>,
+
+    /// Wait after each task: "constant:1s", "between:1s..3s" or "pacing:2s".
+    #[arg(long, default_value = "constant:0s", value_parser = parse_wait_time)]
+    pub wait_time: WaitTime,
+
+    /// Seed of payloads and task picks; equal seeds send equal traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// A request slower than this fails as a timeout.
+    #[arg(long, default_value = "30s")]
+    pub request_timeout: Duration,
+
+    /// How long to wait for the target's readiness path to answer 200 before starting.
+    #[arg(long, default_value = "60s")]
+    pub ready_timeout: Duration,
+
+    /// Readiness path polled before the clock starts.
+    #[arg(long, default_value = "/health")]
+    pub ready_path: String,
+
+    /// Start at once, without waiting for readiness.
+    #[arg(long)]
+    pub no_wait_ready: bool,
+
+    /// Connect HOST:PORT to ADDR instead of resolving it (curl's syntax: HOST:PORT:ADDR).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+
+    /// Write Locust-format CSVs: PREFIX_stats.csv, _stats_history.csv, _failures.csv,
+    /// _exceptions.csv.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<PathBuf>,
+
+    /// Write the JSON run summary here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Budgets.
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+/// Budgets; each unset one is not checked.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ThresholdArgs {
+    /// Fail when p95 latency exceeds this many milliseconds.
+    #[arg(long, value_parser = non_negative_f64)]
+    pub p95_ms: Option<f64>,
+    /// Fail when p99 latency exceeds this many milliseconds.
+    #[arg(long, value_parser = non_negative_f64)]
+    pub p99_ms: Option<f64>,
+    /// Fail when failures / requests exceeds this (0–1).
+    #[arg(long, value_parser = fraction)]
+    pub max_error_rate: Option<f64>,
+    /// Fail when requests per second fall below this.
+    #[arg(long, value_parser = non_negative_f64)]
+    pub min_rps: Option<f64>,
+}
+
+impl From<ThresholdArgs> for Thresholds {
+    fn from(t: ThresholdArgs) -> Self {
+        Thresholds {
+            p95_ms: t.p95_ms,
+            p99_ms: t.p99_ms,
+            max_error_rate: t.max_error_rate,
+            min_rps: t.min_rps,
+        }
+    }
+}
+
+/// `loadrunner gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// A Locust-format PREFIX_stats.csv.
+    pub file: PathBuf,
+    /// Budgets.
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
+    }
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number ≥ 0")),
+    }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a fraction between 0 and 1 (1% is 0.01)"
+        )),
+    }
+}
+
+/// Parses "constant:1s", "between:1s..3s", "pacing:2s".
+pub fn parse_wait_time(s: &str) -> Result<WaitTime, String> {
+    let (kind, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: write constant:1s, between:1s..3s or pacing:2s"))?;
+    let duration = |v: &str| v.parse::<Duration>().map_err(|e| e.to_string());
+    match kind {
+        "constant" => Ok(WaitTime::Constant {
+            wait: duration(value)?,
+        }),
+        "pacing" => Ok(WaitTime::ConstantPacing {
+            interval: duration(value)?,
+        }),
+        "between" => {
+            let (min, max) = value
+                .split_once("..")
+                .ok_or_else(|| format!("{s:?}: write between:MIN..MAX"))?;
+            let (min, max) = (duration(min)?, duration(max)?);
+            if min > max {
+                return Err(format!("{s:?}: MIN is above MAX"));
+            }
+            Ok(WaitTime::Between { min, max })
+        }
+        _ => Err(format!(
+            "{s:?}: unknown kind {kind:?}; write constant:1s, between:1s..3s or pacing:2s"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locust_style_flags_parse_and_bad_ones_are_named() {
+        let cli = Cli::try_parse_from([
+            "loadrunner",
+            "run",
+            "-H",
+            "http://127.0.0.1:1",
+            "-u",
+            "50",
+            "-r",
+            "5",
+            "-t",
+            "1m",
+            "--p95-ms",
+            "500",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(
+            (
+                run.users,
+                run.spawn_rate,
+                run.run_time,
+                run.thresholds.p95_ms
+            ),
+            (50, 5.0, Duration::from_secs(60), Some(500.0))
+        );
+        for (flag, value) in [
+            ("-u", "0"),
+            ("-r", "0"),
+            ("-t", "5x"),
+            ("--max-error-rate", "2"),
+            ("--wait-time", "between:3s..1s"),
+        ] {
+            let err = Cli::try_parse_from(["loadrunner", "run", "-H", "http://x", flag, value])
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{flag} {value}");
+        }
+        assert_eq!(
+            parse_wait_time("between:1s..2s").unwrap(),
+            WaitTime::Between {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(2)
+            }
+        );
+    }
+}

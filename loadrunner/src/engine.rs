@@ -1,0 +1,165 @@
+//! The load engine: starts users at the spawn rate, lets each loop over the task mix on its own
+//! keep-alive connection, stops them at the deadline or on a signal (in-flight requests finish
+//! and are counted), and returns what the aggregator measured.
+
+use crate::client::Connection;
+use crate::rng::Rng;
+use crate::scenario::Scenario;
+use crate::stats::{self, HistoryRow, Sample, Stats};
+use loadgate_api::load::{LoadProfile, WaitTime};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Samples buffered between users and the aggregator. Users wait (briefly) when it is full, so a
+/// slow aggregator slows the load rather than growing memory.
+const SAMPLE_CHANNEL: usize = 65_536;
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Address connected to.
+    pub addr: SocketAddr,
+    /// `Host` header sent (the URL's host, even when `--resolve` maps it elsewhere).
+    pub host_header: String,
+}
+
+/// Everything one profile run needs.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// Users, spawn rate, duration.
+    pub profile: LoadProfile,
+    /// The task mix.
+    pub scenario: Arc<Scenario>,
+    /// Pause after each task.
+    pub wait: WaitTime,
+    /// Where requests go.
+    pub target: Target,
+    /// Per-request timeout; a slower answer is a failure.
+    pub request_timeout: Duration,
+    /// Seed of payloads and picks (each user derives its own).
+    pub seed: u64,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Counts, histograms, failures, history.
+    pub stats: Stats,
+    /// From the first user's start to the last user's stop.
+    pub elapsed: Duration,
+    /// True when a shutdown signal cut the run short.
+    pub interrupted: bool,
+}
+
+/// Runs one profile until its duration has passed or `shutdown` resolves.
+pub async fn run(
+    plan: RunPlan,
+    shutdown: impl Future<Output = ()>,
+    progress: impl FnMut(&HistoryRow, Instant) + Send + 'static,
+) -> RunOutcome {
+    let task_names: Vec<(String, String)> = plan
+        .scenario
+        .tasks()
+        .iter()
+        .map(|t| (t.name.clone(), t.request.method().to_owned()))
+        .collect();
+    let (samples_tx, samples_rx) = mpsc::channel(SAMPLE_CHANNEL);
+    let running = Arc::new(AtomicU32::new(0));
+    let aggregator = tokio::spawn(stats::aggregate(
+        samples_rx,
+        Stats::new(&task_names),
+        running.clone(),
+        progress,
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let started = tokio::time::Instant::now();
+    let deadline = started + plan.profile.duration.get();
+    let spawn_every = Duration::from_secs_f64(1.0 / plan.profile.spawn_rate.max(1e-3));
+    let plan = Arc::new(plan);
+    let mut users = JoinSet::new();
+    let mut spawned = 0u32;
+    let mut interrupted = false;
+    tokio::pin!(shutdown);
+    loop {
+        let next_spawn = (spawned < plan.profile.users)
+            .then(|| started + spawn_every.mul_f64(f64::from(spawned)));
+        tokio::select! {
+            () = tokio::time::sleep_until(next_spawn.unwrap_or(deadline)), if next_spawn.is_some_and(|t| t < deadline) => {
+                running.fetch_add(1, Ordering::Relaxed);
+                users.spawn(user(spawned, plan.clone(), samples_tx.clone(), stop_rx.clone(), running.clone()));
+                spawned += 1;
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+            () = &mut shutdown => {
+                interrupted = true;
+                break;
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    drop(samples_tx);
+    while users.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let stats = aggregator
+        .await
+        .expect("the aggregator does not panic; this is a bug");
+    RunOutcome {
+        stats,
+        elapsed,
+        interrupted,
+    }
+}
+
+/// One virtual user: pick a task, send it, record it, wait; until told to stop.
+async fn user(
+    id: u32,
+    plan: Arc<RunPlan>,
+    samples: mpsc::Sender<Sample>,
+    mut stop: watch::Receiver<bool>,
+    running: Arc<AtomicU32>,
+) {
+    let mut rng = Rng::new(plan.seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut conn = Connection::new(
+        plan.target.addr,
+        plan.target.host_header.clone(),
+        plan.request_timeout,
+    );
+    while !*stop.borrow() {
+        let request = plan.scenario.next(&mut rng);
+        let sent = Instant::now();
+        let outcome = conn.send(request.method, &request.path, request.body).await;
+        let latency = sent.elapsed();
+        if samples
+            .send(Sample {
+                task: request.task,
+                latency,
+                outcome,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let wait = match plan.wait {
+            WaitTime::Constant { wait } => wait.get(),
+            WaitTime::Between { min, max } => {
+                let (lo, hi) = (min.get(), max.get().max(min.get()));
+                lo + (hi - lo).mul_f64(rng.unit())
+            }
+            WaitTime::ConstantPacing { interval } => interval.get().saturating_sub(sent.elapsed()),
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => break,
+            }
+        }
+    }
+    running.fetch_sub(1, Ordering::Relaxed);
+}

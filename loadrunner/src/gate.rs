@@ -1,0 +1,228 @@
+//! The pass/fail gate: thresholds checked against measured stats, each violation naming the
+//! measured value and the budget; also over a Locust-format `_stats.csv` (ours or Locust's).
+
+use loadgate_api::load::{RequestStats, Thresholds, Violation};
+use std::path::Path;
+
+/// Checks `stats` against `thresholds`; `scope` names the profile in messages.
+pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut over = |metric: &str,
+                    label: &str,
+                    unit: &str,
+                    measured: f64,
+                    budget: Option<f64>,
+                    higher_is_bad: bool| {
+        let Some(budget) = budget else { return };
+        let broken = if higher_is_bad {
+            measured > budget
+        } else {
+            measured < budget
+        };
+        if broken {
+            let cmp = if higher_is_bad { ">" } else { "<" };
+            violations.push(Violation {
+                metric: metric.to_owned(),
+                measured,
+                budget,
+                message: format!(
+                    "{label} {} {cmp} budget {} in {scope}",
+                    fmt_value(measured, unit),
+                    fmt_value(budget, unit)
+                ),
+            });
+        }
+    };
+    over("p95Ms", "p95", " ms", stats.p95_ms, thresholds.p95_ms, true);
+    over("p99Ms", "p99", " ms", stats.p99_ms, thresholds.p99_ms, true);
+    over(
+        "maxErrorRate",
+        "error rate",
+        "",
+        stats.error_rate,
+        thresholds.max_error_rate,
+        true,
+    );
+    over(
+        "minRps",
+        "throughput",
+        " req/s",
+        stats.rps,
+        thresholds.min_rps,
+        false,
+    );
+    violations
+}
+
+fn fmt_value(v: f64, unit: &str) -> String {
+    match unit {
+        "" => format!("{:.2}%", v * 100.0),
+        " ms" => format!("{v:.0}{unit}"),
+        _ => format!("{v:.1}{unit}"),
+    }
+}
+
+/// Reading a stats CSV failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvGateError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a Locust stats CSV.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The `Aggregated` row of a Locust-format `_stats.csv` as [`RequestStats`].
+///
+/// # Errors
+/// [`CsvGateError`] when the file is unreadable or lacks the columns or the row.
+pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CsvGateError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let bad = |reason: String| CsvGateError::Format {
+        path: shown.clone(),
+        reason,
+    };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| bad("empty file".into()))?
+        .split(',')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| bad(format!("no {name:?} column: not a Locust _stats.csv")))
+    };
+    let (name_col, req_col, fail_col, rps_col) = (
+        column("Name")?,
+        column("Request Count")?,
+        column("Failure Count")?,
+        column("Requests/s")?,
+    );
+    let (avg_col, p50_col, p90_col, p95_col, p99_col, max_col) = (
+        column("Average Response Time")?,
+        column("50%")?,
+        column("90%")?,
+        column("95%")?,
+        column("99%")?,
+        column("100%")?,
+    );
+    let row: Vec<&str> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|cells| cells.get(name_col) == Some(&"Aggregated"))
+        .ok_or_else(|| bad("no Aggregated row".into()))?;
+    let num = |col: usize| -> Result<f64, CsvGateError> {
+        let cell = row.get(col).copied().unwrap_or("");
+        if cell == "N/A" {
+            return Ok(0.0);
+        }
+        cell.parse().map_err(|_| {
+            bad(format!(
+                "Aggregated row: {:?} is not a number in column {:?}",
+                cell, header[col]
+            ))
+        })
+    };
+    let (requests, failures) = (num(req_col)? as u64, num(fail_col)? as u64);
+    Ok(RequestStats {
+        name: "Aggregated".into(),
+        method: String::new(),
+        requests,
+        failures,
+        error_rate: if requests == 0 {
+            0.0
+        } else {
+            failures as f64 / requests as f64
+        },
+        rps: num(rps_col)?,
+        mean_ms: num(avg_col)?,
+        p50_ms: num(p50_col)?,
+        p90_ms: num(p90_col)?,
+        p95_ms: num(p95_col)?,
+        p99_ms: num(p99_col)?,
+        max_ms: num(max_col)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(p95: f64, errors: u64, rps: f64) -> RequestStats {
+        RequestStats {
+            name: "Aggregated".into(),
+            method: String::new(),
+            requests: 100,
+            failures: errors,
+            error_rate: errors as f64 / 100.0,
+            rps,
+            mean_ms: 1.0,
+            p50_ms: 1.0,
+            p90_ms: 1.0,
+            p95_ms: p95,
+            p99_ms: p95,
+            max_ms: p95,
+        }
+    }
+
+    #[test]
+    fn each_broken_budget_is_named_with_value_and_budget() {
+        let thresholds = Thresholds {
+            p95_ms: Some(500.0),
+            p99_ms: None,
+            max_error_rate: Some(0.01),
+            min_rps: Some(50.0),
+        };
+        assert!(evaluate(&stats(400.0, 1, 60.0), &thresholds, "profile ramp").is_empty());
+        let v = evaluate(&stats(612.0, 5, 20.0), &thresholds, "profile spike");
+        let messages: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "p95 612 ms > budget 500 ms in profile spike",
+                "error rate 5.00% > budget 1.00% in profile spike",
+                "throughput 20.0 req/s < budget 50.0 req/s in profile spike",
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_a_locust_stats_csv() {
+        let dir = std::env::temp_dir().join(format!("lr-gate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run_stats.csv");
+        std::fs::write(&path, "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\n\
+POST,/embed,10,1,120,130.5,80,400,1000,5.2,0.5,120,130,140,150,200,300,350,390,400,400,400\n\
+,Aggregated,20,2,100,110.0,10,400,600,10.4,1.0,100,110,120,130,180,290,340,380,400,400,400\n").unwrap();
+        let s = read_stats_csv(&path).unwrap();
+        assert_eq!(
+            (s.requests, s.failures, s.p95_ms, s.rps),
+            (20, 2, 290.0, 10.4)
+        );
+        std::fs::write(&path, "a,b\n1,2\n").unwrap();
+        assert!(
+            read_stats_csv(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a Locust _stats.csv")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

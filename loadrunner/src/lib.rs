@@ -1,0 +1,385 @@
+//! loadrunner: the load engine loadgate measures with, as a library (for local mode and the
+//! operator's runner Jobs) and a Locust-like CLI.
+//!
+//! Module map: [`config`] (CLI) → [`scenario`] (weighted tasks and payloads from [`corpus`],
+//! seeded by [`rng`]) → [`engine`] (users, spawn rate, deadline, drain) over [`client`]
+//! (keep-alive HTTP/1.1) → [`stats`] (HDR histograms, history) → [`report`] (Locust CSVs, JSON)
+//! and [`gate`] (thresholds → violations → exit code).
+
+pub mod client;
+pub mod config;
+pub mod corpus;
+pub mod engine;
+pub mod gate;
+pub mod report;
+pub mod rng;
+pub mod scenario;
+pub mod stats;
+
+use anyhow::Context;
+use config::{GateArgs, RunArgs};
+use engine::{RunPlan, Target};
+use loadgate_api::load::{LoadProfile, RunSummary, Task, Thresholds, default_tasks};
+use scenario::Scenario;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a command ended, as a process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every budget held (exit 0).
+    Pass,
+    /// A budget broke, or the target never became ready (exit 1).
+    Fail,
+    /// A usage or spec error (exit 2).
+    Usage,
+}
+
+impl Verdict {
+    /// The exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail => 1,
+            Verdict::Usage => 2,
+        }
+    }
+}
+
+/// A spec or flag the runner cannot use; reported with exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Parses `http://host[:port]` into (host, port).
+///
+/// # Errors
+/// [`UsageError`] naming `--host` when the URL is not plain http.
+pub fn parse_host(url: &str) -> Result<(String, u16), UsageError> {
+    let bad = |why: &str| {
+        UsageError(format!(
+            "--host {url:?}: {why} (write e.g. http://127.0.0.1:8080)"
+        ))
+    };
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        if url.starts_with("https://") {
+            bad("https is not supported yet")
+        } else {
+            bad("must start with http://")
+        }
+    })?;
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(bad("must not have a path; task paths are absolute"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h, p.parse().map_err(|_| bad("bad port"))?)
+        }
+        _ => (authority, 80),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+    ))
+}
+
+/// Resolves the target: a matching `--resolve HOST:PORT:ADDR` entry, else DNS.
+async fn resolve_target(host: &str, port: u16, overrides: &[String]) -> anyhow::Result<SocketAddr> {
+    for entry in overrides {
+        let mut parts = entry.splitn(3, ':');
+        let (Some(h), Some(p), Some(addr)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(UsageError(format!("--resolve {entry:?}: write HOST:PORT:ADDR")).into());
+        };
+        if h == host && p.parse::<u16>().ok() == Some(port) {
+            let ip = addr
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| {
+                    UsageError(format!(
+                        "--resolve {entry:?}: {addr:?} is not an IP address"
+                    ))
+                })?;
+            return Ok(SocketAddr::new(ip, port));
+        }
+    }
+    tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {host}:{port}"))?
+        .next()
+        .with_context(|| format!("{host}:{port} resolves to no address"))
+}
+
+/// Polls `path` until it answers 2xx, or fails after `timeout` with the last reason.
+pub async fn wait_ready(
+    target: &Target,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut conn = client::Connection::new(
+        target.addr,
+        target.host_header.clone(),
+        Duration::from_secs(5),
+    );
+    let mut last = String::from("no answer yet");
+    while started.elapsed() < timeout {
+        match conn.send("GET", path, None).await {
+            client::Outcome::Ok { .. } => return Ok(started.elapsed()),
+            client::Outcome::Failed { reason, .. } => last = reason,
+        }
+        tokio::time::sleep(
+            Duration::from_millis(200).min(timeout.saturating_sub(started.elapsed())),
+        )
+        .await;
+    }
+    anyhow::bail!(
+        "target http://{}{path} not ready after {:.0}s: {last}",
+        target.host_header,
+        timeout.as_secs_f64()
+    )
+}
+
+/// Builds the summary and verdict of a finished run.
+pub fn summarize(
+    profile: &LoadProfile,
+    outcome: &engine::RunOutcome,
+    thresholds: &Thresholds,
+) -> RunSummary {
+    let elapsed = outcome.elapsed.as_secs_f64();
+    let total = outcome.stats.total.summary(elapsed);
+    let violations = gate::evaluate(&total, thresholds, &format!("profile {}", profile.name));
+    RunSummary {
+        profile: profile.name.clone(),
+        duration_seconds: elapsed,
+        users: profile.users,
+        tasks: outcome
+            .stats
+            .tasks
+            .iter()
+            .map(|t| t.summary(elapsed))
+            .collect(),
+        passed: violations.is_empty() && !outcome.interrupted,
+        violations,
+        total,
+        interrupted: outcome.interrupted,
+    }
+}
+
+fn load_tasks(path: Option<&std::path::Path>) -> Result<Vec<Task>, UsageError> {
+    let Some(path) = path else {
+        return Ok(default_tasks());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("--tasks {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| UsageError(format!("--tasks {}: {e}", path.display())))
+}
+
+/// `loadrunner run`: readiness, load, reports, verdict. `shutdown` stops the load early (reports
+/// are still written, and the run does not pass).
+///
+/// # Errors
+/// [`UsageError`] (exit 2) for bad flags or specs; other errors (exit 1) for an unreachable
+/// target or unwritable reports.
+pub async fn run_command(
+    args: RunArgs,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Verdict> {
+    let RunArgs {
+        host,
+        users,
+        spawn_rate,
+        run_time,
+        profile_name,
+        tasks,
+        wait_time,
+        seed,
+        request_timeout,
+        ready_timeout,
+        ready_path,
+        no_wait_ready,
+        resolve,
+        csv,
+        json,
+        thresholds,
+    } = args;
+    let (host_name, port) = parse_host(&host)?;
+    let scenario = Scenario::new(load_tasks(tasks.as_deref())?, seed)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let addr = resolve_target(&host_name, port, &resolve).await?;
+    let target = Target {
+        addr,
+        host_header: format!("{host_name}:{port}"),
+    };
+    if !no_wait_ready {
+        let waited = wait_ready(&target, &ready_path, ready_timeout.get()).await?;
+        tracing::info!(target = %host, waited_ms = waited.as_millis() as u64, "target ready");
+    }
+    let profile = LoadProfile {
+        name: profile_name,
+        users,
+        spawn_rate,
+        duration: run_time,
+    };
+    let plan = RunPlan {
+        profile: profile.clone(),
+        scenario: Arc::new(scenario),
+        wait: wait_time,
+        target,
+        request_timeout: request_timeout.get(),
+        seed,
+    };
+    tracing::info!(profile = %profile.name, users, spawn_rate, run_time = %run_time, "starting load");
+    let outcome = engine::run(plan, shutdown, progress_printer(users)).await;
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    let thresholds = Thresholds::from(thresholds);
+    let summary = summarize(&profile, &outcome, &thresholds);
+    if let Some(prefix) = &csv {
+        report::write_csvs(prefix, &outcome.stats, summary.duration_seconds)
+            .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;
+    }
+    if let Some(path) = &json {
+        report::write_json(path, &summary)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    print_summary(&summary);
+    Ok(if summary.passed {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    })
+}
+
+/// `loadrunner gate`: thresholds over a Locust-format stats CSV.
+///
+/// # Errors
+/// When the file is unreadable or not a Locust stats CSV.
+pub fn gate_command(args: &GateArgs) -> anyhow::Result<Verdict> {
+    let stats = gate::read_stats_csv(&args.file).map_err(|e| UsageError(e.to_string()))?;
+    let violations = gate::evaluate(
+        &stats,
+        &Thresholds::from(args.thresholds),
+        &args.file.display().to_string(),
+    );
+    println!(
+        "{}: {} requests, {} failures ({:.2}%), {:.1} req/s, p95 {:.0} ms, p99 {:.0} ms",
+        args.file.display(),
+        stats.requests,
+        stats.failures,
+        stats.error_rate * 100.0,
+        stats.rps,
+        stats.p95_ms,
+        stats.p99_ms
+    );
+    for v in &violations {
+        println!("FAIL {}", v.message);
+    }
+    println!(
+        "{}",
+        if violations.is_empty() {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    );
+    Ok(if violations.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    })
+}
+
+fn print_summary(summary: &RunSummary) {
+    let t = &summary.total;
+    println!(
+        "{}: {} requests, {} failures ({:.2}%), {:.1} req/s over {:.1}s; p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        summary.profile,
+        t.requests,
+        t.failures,
+        t.error_rate * 100.0,
+        t.rps,
+        summary.duration_seconds,
+        t.p50_ms,
+        t.p95_ms,
+        t.p99_ms,
+        t.max_ms
+    );
+    for v in &summary.violations {
+        println!("FAIL {}", v.message);
+    }
+    if summary.interrupted {
+        println!("INTERRUPTED: the run was stopped early; reports hold what was measured");
+    }
+    println!("{}", if summary.passed { "PASS" } else { "FAIL" });
+}
+
+/// A live line on a terminal (users, RPS, p95, failures), a log line every 10 s otherwise.
+fn progress_printer(peak_users: u32) -> impl FnMut(&stats::HistoryRow, Instant) + Send + 'static {
+    let tty = std::io::stderr().is_terminal();
+    move |row, started| {
+        let secs = started.elapsed().as_secs();
+        let (w, t) = (&row.window, &row.total);
+        if tty {
+            eprint!(
+                "\r[{secs:>4}s] users {}/{peak_users}  rps {:>7.1}  p95 {:>7.1} ms  failures {} ({:.2}%)   ",
+                row.users,
+                w.requests as f64,
+                w.percentile_ms(0.95),
+                t.failures,
+                t.error_rate() * 100.0
+            );
+        } else if secs % 10 == 0 {
+            tracing::info!(
+                elapsed_s = secs,
+                users = row.users,
+                rps = w.requests,
+                p95_ms = w.percentile_ms(0.95),
+                failures = t.failures,
+                "progress"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_host;
+
+    #[test]
+    fn hosts_parse_and_bad_ones_say_why() {
+        assert_eq!(
+            parse_host("http://127.0.0.1:8080").unwrap(),
+            ("127.0.0.1".into(), 8080)
+        );
+        assert_eq!(parse_host("http://svc.ns/").unwrap(), ("svc.ns".into(), 80));
+        assert!(
+            parse_host("https://x")
+                .unwrap_err()
+                .to_string()
+                .contains("https is not supported")
+        );
+        assert!(
+            parse_host("127.0.0.1:80")
+                .unwrap_err()
+                .to_string()
+                .contains("http://")
+        );
+        assert!(
+            parse_host("http://x/embed")
+                .unwrap_err()
+                .to_string()
+                .contains("path")
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! `loadrunner` binary: parse flags, run or gate, exit 0 (pass), 1 (fail) or 2 (usage).
+
+use clap::Parser;
+use loadrunner::config::{Cli, Command};
+use loadrunner::{UsageError, Verdict};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Gate(args) => loadrunner::gate_command(&args),
+        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(loadrunner::run_command(*args, shutdown_signal())),
+            Err(error) => Err(error.into()),
+        },
+    };
+    match result {
+        Ok(verdict) => ExitCode::from(verdict.code()),
+        Err(error) => {
+            eprintln!("loadrunner: {error:#}");
+            let usage = error.downcast_ref::<UsageError>().is_some();
+            ExitCode::from(if usage { Verdict::Usage } else { Verdict::Fail }.code())
+        }
+    }
+}
+
+/// SIGINT or SIGTERM: stop users, drain, still write the reports.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::warn!("signal received: stopping users, draining in-flight requests, writing reports");
+}

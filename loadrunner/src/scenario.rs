@@ -1,0 +1,195 @@
+//! The task mix a user runs: weighted picks of [`Task`]s and their request payloads.
+
+use crate::corpus::Corpus;
+use crate::rng::Rng;
+use bytes::Bytes;
+use loadgate_api::load::{Task, TaskRequest};
+
+/// A spec the runner cannot run, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScenarioError {
+    /// No tasks, or every weight zero.
+    #[error("tasks: at least one task needs a weight above 0")]
+    NoWeight,
+    /// An embed task whose text counts are impossible.
+    #[error("tasks[{index}].request.embed: minTexts must be ≥ 1 and ≤ maxTexts (got {min}..{max})")]
+    TextCounts {
+        /// Task position.
+        index: usize,
+        /// `minTexts`.
+        min: u32,
+        /// `maxTexts`.
+        max: u32,
+    },
+    /// A path that does not start with `/`.
+    #[error("tasks[{index}].request: path {path:?} must start with '/'")]
+    Path {
+        /// Task position.
+        index: usize,
+        /// The path.
+        path: String,
+    },
+}
+
+/// One request ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Index of its task.
+    pub task: usize,
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// Path and query.
+    pub path: String,
+    /// JSON body for POST.
+    pub body: Option<Bytes>,
+}
+
+/// The validated task mix.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    tasks: Vec<Task>,
+    cumulative: Vec<u64>,
+    corpus: Corpus,
+}
+
+impl Scenario {
+    /// Validates `tasks` and builds the corpus from `seed`.
+    ///
+    /// # Errors
+    /// [`ScenarioError`] naming the offending field.
+    pub fn new(tasks: Vec<Task>, seed: u64) -> Result<Self, ScenarioError> {
+        for (index, task) in tasks.iter().enumerate() {
+            if !task.request.path().starts_with('/') {
+                return Err(ScenarioError::Path {
+                    index,
+                    path: task.request.path().to_owned(),
+                });
+            }
+            if let TaskRequest::Embed {
+                min_texts,
+                max_texts,
+                ..
+            } = task.request
+                && (min_texts == 0 || min_texts > max_texts)
+            {
+                return Err(ScenarioError::TextCounts {
+                    index,
+                    min: min_texts,
+                    max: max_texts,
+                });
+            }
+        }
+        let cumulative: Vec<u64> = tasks
+            .iter()
+            .scan(0u64, |sum, t| {
+                *sum += u64::from(t.weight);
+                Some(*sum)
+            })
+            .collect();
+        if cumulative.last().copied().unwrap_or(0) == 0 {
+            return Err(ScenarioError::NoWeight);
+        }
+        Ok(Self {
+            tasks,
+            cumulative,
+            corpus: Corpus::new(seed, 1024),
+        })
+    }
+
+    /// The tasks, in spec order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Picks a task by weight and builds its request.
+    pub fn next(&self, rng: &mut Rng) -> Prepared {
+        let total = *self
+            .cumulative
+            .last()
+            .expect("validated non-empty; this is a bug");
+        let ticket = rng.below(total);
+        let task = self.cumulative.partition_point(|&c| c <= ticket);
+        let request = &self.tasks[task].request;
+        let body = match request {
+            TaskRequest::Get { .. } => None,
+            TaskRequest::Post { body, .. } => Some(Bytes::from(body.clone())),
+            TaskRequest::Embed {
+                min_texts,
+                max_texts,
+                ..
+            } => {
+                let n = rng.range_inclusive(u64::from(*min_texts), u64::from(*max_texts));
+                let texts: Vec<&str> = (0..n).map(|_| self.corpus.pick(rng)).collect();
+                let body = serde_json::to_vec(&serde_json::json!({ "texts": texts }))
+                    .expect("serialising strings cannot fail; this is a bug");
+                Some(Bytes::from(body))
+            }
+        };
+        Prepared {
+            task,
+            method: request.method(),
+            path: request.path().to_owned(),
+            body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loadgate_api::load::default_tasks;
+
+    #[test]
+    fn picks_follow_the_weights() {
+        let scenario = Scenario::new(default_tasks(), 1).unwrap();
+        let mut rng = Rng::new(3);
+        let mut counts = [0u32; 3];
+        for _ in 0..11_000 {
+            counts[scenario.next(&mut rng).task] += 1;
+        }
+        // Expected 8000 / 2000 / 1000; 5 sigma is ~±200 / ±190 / ±150.
+        assert!((7_800..8_200).contains(&counts[0]), "{counts:?}");
+        assert!((1_810..2_190).contains(&counts[1]), "{counts:?}");
+        assert!((850..1_150).contains(&counts[2]), "{counts:?}");
+    }
+
+    #[test]
+    fn embed_bodies_hold_the_asked_number_of_texts() {
+        let scenario = Scenario::new(default_tasks(), 1).unwrap();
+        let mut rng = Rng::new(5);
+        for _ in 0..200 {
+            let p = scenario.next(&mut rng);
+            if let Some(body) = p.body {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let n = v["texts"].as_array().unwrap().len();
+                assert!(if p.task == 0 {
+                    (1..=2).contains(&n)
+                } else {
+                    (8..=32).contains(&n)
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let mut tasks = default_tasks();
+        tasks.iter_mut().for_each(|t| t.weight = 0);
+        assert_eq!(
+            Scenario::new(tasks, 1).unwrap_err(),
+            ScenarioError::NoWeight
+        );
+        let mut tasks = default_tasks();
+        tasks[1].request = TaskRequest::Embed {
+            path: "/embed".into(),
+            min_texts: 9,
+            max_texts: 3,
+        };
+        assert!(
+            Scenario::new(tasks, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("tasks[1]")
+        );
+    }
+}

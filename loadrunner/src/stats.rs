@@ -1,0 +1,300 @@
+//! Measurement: HDR histograms (microsecond resolution, 3 significant digits, so every reported
+//! percentile is within 0.1% of the exact value) per task and in total, failure counts by reason,
+//! and a once-a-second history, all owned by one aggregator task fed through a bounded channel.
+
+use crate::client::Outcome;
+use hdrhistogram::Histogram;
+use loadgate_api::load::RequestStats;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Percentiles Locust reports, in its column order.
+pub const PERCENTILES: [f64; 11] = [
+    0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
+];
+
+/// Longest latency a histogram holds (1 hour); longer ones are clamped.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// One finished request.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Index of its task.
+    pub task: usize,
+    /// Time from the intended send to the last response byte.
+    pub latency: Duration,
+    /// Success or failure reason.
+    pub outcome: Outcome,
+}
+
+/// Counts and latencies of one task (or of all).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Task name (`Aggregated` for the total).
+    pub name: String,
+    /// HTTP method (empty for the total).
+    pub method: String,
+    /// Latency histogram in microseconds.
+    pub histogram: Histogram<u64>,
+    /// Requests recorded.
+    pub requests: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// Sum of response body sizes.
+    pub bytes: u64,
+    /// Exact sum of latencies, µs (for the mean).
+    pub sum_micros: u128,
+}
+
+impl Entry {
+    /// An empty entry.
+    pub fn new(name: &str, method: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            method: method.to_owned(),
+            histogram: Histogram::new_with_bounds(1, MAX_MICROS, 3)
+                .expect("static histogram bounds are valid; this is a bug"),
+            requests: 0,
+            failures: 0,
+            bytes: 0,
+            sum_micros: 0,
+        }
+    }
+
+    fn record(&mut self, micros: u64, failed: bool, bytes: usize) {
+        self.histogram
+            .saturating_record(micros.clamp(1, MAX_MICROS));
+        self.requests += 1;
+        self.failures += u64::from(failed);
+        self.bytes += bytes as u64;
+        self.sum_micros += u128::from(micros);
+    }
+
+    /// Latency at quantile `q` (0–1) in milliseconds; 0 with no requests.
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        self.histogram.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// Mean latency in ms.
+    pub fn mean_ms(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.sum_micros as f64 / self.requests as f64 / 1000.0
+        }
+    }
+
+    /// Fastest request in ms.
+    pub fn min_ms(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.histogram.min() as f64 / 1000.0
+        }
+    }
+
+    /// failures / requests.
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.requests as f64
+        }
+    }
+
+    /// The contract form, over `elapsed` seconds.
+    pub fn summary(&self, elapsed: f64) -> RequestStats {
+        RequestStats {
+            name: self.name.clone(),
+            method: self.method.clone(),
+            requests: self.requests,
+            failures: self.failures,
+            error_rate: self.error_rate(),
+            rps: if elapsed > 0.0 {
+                self.requests as f64 / elapsed
+            } else {
+                0.0
+            },
+            mean_ms: self.mean_ms(),
+            p50_ms: self.percentile_ms(0.50),
+            p90_ms: self.percentile_ms(0.90),
+            p95_ms: self.percentile_ms(0.95),
+            p99_ms: self.percentile_ms(0.99),
+            max_ms: self.percentile_ms(1.0),
+        }
+    }
+}
+
+/// One row of the once-a-second history (Locust's `_stats_history.csv`).
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    /// Unix seconds.
+    pub timestamp: u64,
+    /// Users running.
+    pub users: u32,
+    /// Requests in the last second.
+    pub window: Entry,
+    /// Everything so far.
+    pub total: Entry,
+}
+
+/// Everything measured in one run.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Per task, in spec order.
+    pub tasks: Vec<Entry>,
+    /// All requests.
+    pub total: Entry,
+    /// Failures by (method, name, reason).
+    pub failures: BTreeMap<(String, String, String), u64>,
+    /// Once a second.
+    pub history: Vec<HistoryRow>,
+    window: Entry,
+}
+
+impl Stats {
+    /// Empty stats for tasks given as (name, method).
+    pub fn new(tasks: &[(String, String)]) -> Self {
+        Self {
+            tasks: tasks
+                .iter()
+                .map(|(name, method)| Entry::new(name, method))
+                .collect(),
+            total: Entry::new("Aggregated", ""),
+            failures: BTreeMap::new(),
+            history: Vec::new(),
+            window: Entry::new("Aggregated", ""),
+        }
+    }
+
+    /// Records one sample.
+    pub fn record(&mut self, sample: &Sample) {
+        let micros = u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX);
+        let (failed, bytes) = match &sample.outcome {
+            Outcome::Ok { bytes } => (false, *bytes),
+            Outcome::Failed { reason, bytes } => {
+                let task = &self.tasks[sample.task];
+                *self
+                    .failures
+                    .entry((task.method.clone(), task.name.clone(), reason.clone()))
+                    .or_default() += 1;
+                (true, *bytes)
+            }
+        };
+        self.tasks[sample.task].record(micros, failed, bytes);
+        self.total.record(micros, failed, bytes);
+        self.window.record(micros, failed, bytes);
+    }
+
+    /// Closes the current one-second window into a history row.
+    pub fn snapshot(&mut self, users: u32) {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let window = std::mem::replace(&mut self.window, Entry::new("Aggregated", ""));
+        self.history.push(HistoryRow {
+            timestamp,
+            users,
+            window,
+            total: self.total.clone(),
+        });
+    }
+}
+
+/// Owns the [`Stats`] while a run lasts: drains samples, snapshots every second, and hands the
+/// stats back when every sender is gone. `progress` is called with each history row.
+pub async fn aggregate(
+    mut samples: mpsc::Receiver<Sample>,
+    mut stats: Stats,
+    users: Arc<AtomicU32>,
+    mut progress: impl FnMut(&HistoryRow, Instant),
+) -> Stats {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            sample = samples.recv() => match sample {
+                Some(sample) => stats.record(&sample),
+                None => break,
+            },
+            _ = tick.tick() => {
+                stats.snapshot(users.load(Ordering::Relaxed));
+                if let Some(row) = stats.history.last() {
+                    progress(row, started);
+                }
+            }
+        }
+    }
+    stats.snapshot(users.load(Ordering::Relaxed));
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(task: usize, ms: u64, ok: bool) -> Sample {
+        let outcome = if ok {
+            Outcome::Ok { bytes: 10 }
+        } else {
+            Outcome::Failed {
+                reason: "HTTPError 500".into(),
+                bytes: 0,
+            }
+        };
+        Sample {
+            task,
+            latency: Duration::from_millis(ms),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn percentiles_are_within_the_stated_precision() {
+        let mut stats = Stats::new(&[("a".into(), "GET".into())]);
+        for ms in 1..=1000 {
+            stats.record(&sample(0, ms, true));
+        }
+        for (q, exact) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0), (1.0, 1000.0)] {
+            let got = stats.total.percentile_ms(q);
+            assert!(
+                (got - exact).abs() <= exact * 0.001 + 0.001,
+                "p{q}: {got} vs {exact}"
+            );
+        }
+        assert!(
+            (stats.total.mean_ms() - 500.5).abs() < 1e-9,
+            "the mean is exact"
+        );
+        assert_eq!(stats.total.min_ms(), 1.0);
+    }
+
+    #[test]
+    fn failures_are_counted_by_reason_and_task() {
+        let mut stats = Stats::new(&[("a".into(), "GET".into()), ("b".into(), "POST".into())]);
+        stats.record(&sample(0, 5, true));
+        stats.record(&sample(1, 5, false));
+        stats.record(&sample(1, 5, false));
+        assert_eq!((stats.total.requests, stats.total.failures), (3, 2));
+        assert_eq!(stats.tasks[1].error_rate(), 1.0);
+        assert_eq!(
+            stats.failures[&("POST".into(), "b".into(), "HTTPError 500".into())],
+            2
+        );
+        stats.snapshot(4);
+        assert_eq!(
+            (stats.history[0].users, stats.history[0].window.requests),
+            (4, 3)
+        );
+    }
+}

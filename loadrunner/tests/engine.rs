@@ -1,0 +1,360 @@
+//! The engine against an in-test HTTP server with controlled latency and error injection:
+//! exact counts and error rates, percentiles within the histogram's precision, weights, spawn
+//! rate and run time, Locust CSV headers, the CLI's exit codes, and reports after SIGTERM.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use loadgate_api::duration::Duration as SpecDuration;
+use loadgate_api::load::{LoadProfile, Task, TaskRequest, WaitTime};
+use loadrunner::engine::{self, RunPlan, Target};
+use loadrunner::scenario::Scenario;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Hits(AtomicU64);
+
+async fn start_server() -> (SocketAddr, Arc<Hits>) {
+    let hits = Arc::new(Hits::default());
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/ok",
+            get(|State(h): State<Arc<Hits>>| async move {
+                h.0.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }),
+        )
+        .route(
+            "/fail",
+            get(|State(h): State<Arc<Hits>>| async move {
+                h.0.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::INTERNAL_SERVER_ERROR, "boom")
+            }),
+        )
+        .route(
+            "/sleep/{ms}",
+            get(
+                |State(h): State<Arc<Hits>>, Path(ms): Path<u64>| async move {
+                    h.0.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    "slept"
+                },
+            ),
+        )
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hits)
+}
+
+fn get_task(name: &str, weight: u32, path: &str) -> Task {
+    Task {
+        name: name.into(),
+        weight,
+        request: TaskRequest::Get { path: path.into() },
+    }
+}
+
+fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u64) -> RunPlan {
+    RunPlan {
+        profile: LoadProfile {
+            name: "test".into(),
+            users,
+            spawn_rate,
+            duration: SpecDuration::from_secs(secs),
+        },
+        scenario: Arc::new(Scenario::new(tasks, 1).unwrap()),
+        wait: WaitTime::default(),
+        target: Target {
+            addr,
+            host_header: addr.to_string(),
+        },
+        request_timeout: Duration::from_secs(5),
+        seed: 42,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_and_error_rate_are_exact_and_weights_hold() {
+    let (addr, hits) = start_server().await;
+    let tasks = vec![get_task("ok", 3, "/ok"), get_task("fail", 1, "/fail")];
+    let outcome = engine::run(
+        plan(addr, tasks, 4, 100.0, 2),
+        std::future::pending(),
+        |_, _| {},
+    )
+    .await;
+    let stats = &outcome.stats;
+    assert_eq!(
+        stats.total.requests,
+        hits.0.load(Ordering::SeqCst),
+        "every request the server saw is counted once"
+    );
+    assert_eq!(
+        stats.total.failures, stats.tasks[1].requests,
+        "exactly the /fail requests failed"
+    );
+    assert_eq!(stats.tasks[0].failures, 0);
+    let rate = stats.total.error_rate();
+    assert_eq!(
+        rate,
+        stats.tasks[1].requests as f64 / stats.total.requests as f64
+    );
+    // Weight 1 of 4: expected share 0.25; with thousands of requests 5 sigma is well under 0.05.
+    assert!(
+        stats.total.requests > 400,
+        "too few requests to judge: {}",
+        stats.total.requests
+    );
+    assert!((rate - 0.25).abs() < 0.05, "fail share {rate}");
+    assert_eq!(stats.failures.values().sum::<u64>(), stats.total.failures);
+    assert!(
+        stats
+            .failures
+            .keys()
+            .all(|(m, n, e)| m == "GET" && n == "fail" && e == "HTTPError 500")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentiles_match_the_injected_latency() {
+    let (addr, _) = start_server().await;
+    let tasks = vec![get_task("sleep", 1, "/sleep/20")];
+    let outcome = engine::run(
+        plan(addr, tasks, 2, 100.0, 2),
+        std::future::pending(),
+        |_, _| {},
+    )
+    .await;
+    let total = &outcome.stats.total;
+    assert!(total.requests >= 50, "{}", total.requests);
+    for q in [0.5, 0.95, 0.99] {
+        let p = total.percentile_ms(q);
+        // The server sleeps 20 ms; the histogram is precise to 0.1%; loopback adds < 8 ms.
+        assert!((20.0..28.0).contains(&p), "p{q} = {p} ms");
+    }
+    assert!(total.min_ms() >= 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_rate_and_run_time_are_respected() {
+    let (addr, _) = start_server().await;
+    let mut plan = plan(addr, vec![get_task("sleep", 1, "/sleep/10")], 6, 2.0, 4);
+    plan.wait = WaitTime::Constant {
+        wait: SpecDuration::from_millis(50),
+    };
+    let started = Instant::now();
+    let outcome = engine::run(plan, std::future::pending(), |_, _| {}).await;
+    let took = started.elapsed().as_secs_f64();
+    assert!((3.9..4.8).contains(&took), "ran {took} s for a 4 s profile");
+    let users: Vec<u32> = outcome.stats.history.iter().map(|r| r.users).collect();
+    // 2 users/s: 2 running after 1 s, 4 after 2 s, 6 (all) from 3 s on.
+    assert!(users.len() >= 4, "{users:?}");
+    assert!(
+        (1..=3).contains(&users[0]) && (3..=5).contains(&users[1]) && users[3] == 6,
+        "{users:?}"
+    );
+}
+
+fn loadrunner() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loadrunner"))
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lr-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
+    let (addr, _) = start_server().await;
+    let dir = temp_dir("csv");
+    let tasks = dir.join("tasks.json");
+    std::fs::write(
+        &tasks,
+        r#"[{"name":"ok","weight":1,"request":{"get":{"path":"/ok"}}},
+                               {"name":"fail","weight":1,"request":{"get":{"path":"/fail"}}}]"#,
+    )
+    .unwrap();
+    let prefix = dir.join("run");
+    let host = format!("http://{addr}");
+    let out = tokio::task::spawn_blocking({
+        let (tasks, prefix, json) = (tasks.clone(), prefix.clone(), dir.join("summary.json"));
+        move || {
+            loadrunner()
+                .args([
+                    "run",
+                    "-H",
+                    &host,
+                    "-u",
+                    "2",
+                    "-r",
+                    "10",
+                    "-t",
+                    "2s",
+                    "--max-error-rate",
+                    "0.01",
+                ])
+                .arg("--tasks")
+                .arg(&tasks)
+                .arg("--csv")
+                .arg(&prefix)
+                .arg("--json")
+                .arg(&json)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a broken budget exits 1: {stdout}"
+    );
+    assert!(
+        stdout.contains("error rate") && stdout.contains("> budget 1.00% in profile run"),
+        "{stdout}"
+    );
+
+    let stats = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
+    assert_eq!(
+        stats.lines().next().unwrap(),
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
+    );
+    assert!(
+        stats.lines().last().unwrap().starts_with(",Aggregated,"),
+        "{stats}"
+    );
+    let history = std::fs::read_to_string(dir.join("run_stats_history.csv")).unwrap();
+    assert_eq!(
+        history.lines().next().unwrap(),
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,Total Min Response Time,Total Max Response Time,Total Average Content Size"
+    );
+    let failures = std::fs::read_to_string(dir.join("run_failures.csv")).unwrap();
+    assert_eq!(
+        failures.lines().next().unwrap(),
+        "Method,Name,Error,Occurrences"
+    );
+    assert!(failures.contains("GET,fail,HTTPError 500,"), "{failures}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run_exceptions.csv")).unwrap(),
+        "Count,Message,Traceback,Nodes\n"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["passed"], false);
+    assert_eq!(summary["violations"][0]["metric"], "maxErrorRate");
+
+    // The gate subcommand reads the CSV back: same verdict; a loose budget passes.
+    let gate = |budget: &str| {
+        loadrunner()
+            .args(["gate"])
+            .arg(dir.join("run_stats.csv"))
+            .args(["--max-error-rate", budget])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(gate("0.01").status.code(), Some(1));
+    assert_eq!(gate("0.9").status.code(), Some(0));
+    assert_eq!(
+        loadrunner()
+            .args(["gate"])
+            .arg(&tasks)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2),
+        "not a stats CSV: usage error"
+    );
+    assert_eq!(
+        loadrunner()
+            .args(["run", "-H", "ftp://x"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_still_writes_complete_reports() {
+    let (addr, _) = start_server().await;
+    let dir = temp_dir("term");
+    let prefix = dir.join("run");
+    let mut child = loadrunner()
+        .args([
+            "run",
+            "-H",
+            &format!("http://{addr}"),
+            "-u",
+            "3",
+            "-r",
+            "10",
+            "-t",
+            "60s",
+            "--wait-time",
+            "constant:10ms",
+        ])
+        .arg("--csv")
+        .arg(&prefix)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "SIGTERM must stop the run promptly"
+    );
+    assert_eq!(status.code(), Some(1), "an interrupted run does not pass");
+    let stats = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
+    let aggregated = stats.lines().last().unwrap();
+    let requests: u64 = aggregated.split(',').nth(2).unwrap().parse().unwrap();
+    assert!(
+        aggregated.starts_with(",Aggregated,") && requests > 10,
+        "{stats}"
+    );
+}
+
+#[test]
+fn an_unreachable_target_fails_fast_with_the_reason() {
+    let started = Instant::now();
+    let out = loadrunner()
+        .args(["run", "-H", "http://127.0.0.1:1", "--ready-timeout", "1s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("not ready after 1s") && stderr.contains("ConnectionError"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

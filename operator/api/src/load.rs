@@ -1,0 +1,278 @@
+//! The load spec shared by the runner CLI, local mode and the operator: what each virtual user
+//! does (weighted [`Task`]s, [`WaitTime`]), how many users arrive how fast ([`LoadProfile`]),
+//! the budgets a run must stay inside ([`Thresholds`]), and what a run reports
+//! ([`RunSummary`]).
+//!
+//! Enums are externally tagged with struct variants only, the one enum shape a Kubernetes
+//! structural schema can express (../shared/notes/rust-stack.md, pitfall table).
+
+use crate::duration::Duration;
+use serde::{Deserialize, Serialize};
+
+/// One closed-model load shape: `users` users arrive at `spawn_rate` per second and each loops
+/// over the task mix until `duration` has passed (counted from the first user's start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadProfile {
+    /// Name of the profile (ramp-up, sustained, spike, ...); names rows in reports.
+    pub name: String,
+    /// Peak number of concurrent users (≥ 1).
+    pub users: u32,
+    /// Users started per second until `users` run (> 0); `users` starts them all at once.
+    pub spawn_rate: f64,
+    /// How long the profile runs, ramp included.
+    pub duration: Duration,
+}
+
+/// A weighted kind of request a user makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Task {
+    /// Name in reports (Locust's "Name" column).
+    pub name: String,
+    /// Relative frequency (≥ 0); a user picks the next task with probability weight / total.
+    pub weight: u32,
+    /// The request.
+    pub request: TaskRequest,
+}
+
+/// What a task sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum TaskRequest {
+    /// `GET path` (e.g. a health check).
+    Get {
+        /// Path and query.
+        path: String,
+    },
+    /// `POST path` with `{"texts": [...]}`: between `min_texts` and `max_texts` texts drawn from
+    /// the built-in corpus.
+    Embed {
+        /// Path (e.g. `/embed`).
+        path: String,
+        /// Fewest texts per request (≥ 1).
+        min_texts: u32,
+        /// Most texts per request (≥ `min_texts`).
+        max_texts: u32,
+    },
+    /// `POST path` with a fixed JSON body.
+    Post {
+        /// Path and query.
+        path: String,
+        /// The JSON body, sent as is.
+        body: String,
+    },
+}
+
+impl TaskRequest {
+    /// The HTTP method (Locust's "Type" column).
+    pub fn method(&self) -> &'static str {
+        match self {
+            TaskRequest::Get { .. } => "GET",
+            TaskRequest::Embed { .. } | TaskRequest::Post { .. } => "POST",
+        }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &str {
+        match self {
+            TaskRequest::Get { path }
+            | TaskRequest::Embed { path, .. }
+            | TaskRequest::Post { path, .. } => path,
+        }
+    }
+}
+
+/// The classic embedding mix: single embed (1–2 texts) weight 8, batch embed (8–32 texts)
+/// weight 2, health check weight 1.
+pub fn default_tasks() -> Vec<Task> {
+    vec![
+        Task {
+            name: "embed single".to_owned(),
+            weight: 8,
+            request: TaskRequest::Embed {
+                path: "/embed".to_owned(),
+                min_texts: 1,
+                max_texts: 2,
+            },
+        },
+        Task {
+            name: "embed batch".to_owned(),
+            weight: 2,
+            request: TaskRequest::Embed {
+                path: "/embed".to_owned(),
+                min_texts: 8,
+                max_texts: 32,
+            },
+        },
+        Task {
+            name: "health".to_owned(),
+            weight: 1,
+            request: TaskRequest::Get {
+                path: "/health".to_owned(),
+            },
+        },
+    ]
+}
+
+/// Pause a user takes after each task (Locust's `wait_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum WaitTime {
+    /// Uniformly random between `min` and `max`.
+    Between {
+        /// Shortest wait.
+        min: Duration,
+        /// Longest wait.
+        max: Duration,
+    },
+    /// Always `wait`.
+    Constant {
+        /// The wait.
+        wait: Duration,
+    },
+    /// Start a task every `interval` (waiting out what the task did not use).
+    ConstantPacing {
+        /// Time from one task's start to the next's.
+        interval: Duration,
+    },
+}
+
+impl Default for WaitTime {
+    fn default() -> Self {
+        WaitTime::Constant {
+            wait: Duration::default(),
+        }
+    }
+}
+
+/// Budgets a run must stay inside; each unset one is not checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Thresholds {
+    /// Most p95 latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    /// Most p99 latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Most failures / requests, 0–1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    /// Fewest requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_rps: Option<f64>,
+}
+
+/// Latency and count figures of one task, or of all together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestStats {
+    /// Task name, or `Aggregated`.
+    pub name: String,
+    /// HTTP method (empty for the aggregate).
+    pub method: String,
+    /// Requests completed (successes and failures).
+    pub requests: u64,
+    /// Failed requests (connection errors, timeouts, 4xx, 5xx).
+    pub failures: u64,
+    /// failures / requests (0 when no requests).
+    pub error_rate: f64,
+    /// Requests per second over the run.
+    pub rps: f64,
+    /// Mean latency, ms.
+    pub mean_ms: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest request, ms.
+    pub max_ms: f64,
+}
+
+/// A budget a run broke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Violation {
+    /// `p95Ms`, `p99Ms`, `maxErrorRate` or `minRps`.
+    pub metric: String,
+    /// What was measured.
+    pub measured: f64,
+    /// The budget.
+    pub budget: f64,
+    /// For a person: "p95 612 ms > budget 500 ms in profile spike".
+    pub message: String,
+}
+
+/// What one run of one profile measured, and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Profile name.
+    pub profile: String,
+    /// Seconds the run measured for (ramp included).
+    pub duration_seconds: f64,
+    /// Peak users.
+    pub users: u32,
+    /// All requests together.
+    pub total: RequestStats,
+    /// Per task.
+    pub tasks: Vec<RequestStats>,
+    /// Budgets broken (empty when passed).
+    pub violations: Vec<Violation>,
+    /// True when no budget was broken.
+    pub passed: bool,
+    /// True when the run was cut short (SIGTERM/SIGINT).
+    pub interrupted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_reads_the_way_yaml_and_json_write_it() {
+        let task: Task = serde_json::from_str(
+            r#"{"name":"b","weight":2,"request":{"embed":{"path":"/embed","minTexts":8,"maxTexts":32}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            task.request,
+            TaskRequest::Embed {
+                path: "/embed".into(),
+                min_texts: 8,
+                max_texts: 32
+            }
+        );
+        let wait: WaitTime =
+            serde_json::from_str(r#"{"between":{"min":"1s","max":"2s"}}"#).unwrap();
+        assert_eq!(
+            wait,
+            WaitTime::Between {
+                min: Duration::from_secs(1),
+                max: Duration::from_secs(2)
+            }
+        );
+        let profile: LoadProfile =
+            serde_json::from_str(r#"{"name":"spike","users":200,"spawnRate":200,"duration":"1m"}"#)
+                .unwrap();
+        assert_eq!(profile.duration, Duration::from_secs(60));
+        let err = serde_json::from_str::<LoadProfile>(
+            r#"{"name":"x","users":1,"spawnRate":1,"duration":"1m","extra":1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    }
+}
