@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# From a fresh clone to embeddings in one command: fetch all-MiniLM-L6-v2, build the release
+# From a fresh clone to a verdict in one command: fetch all-MiniLM-L6-v2, build the release
 # binaries, start model-server on 127.0.0.1, watch /health go from not_ready to ready, embed
-# through each API shape, show a few metrics, and stop the server with SIGTERM.
+# through each API shape, show a few metrics, run a short load test with loadrunner and print its
+# verdict, and stop the server with SIGTERM.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -48,6 +49,13 @@ curl -s "$base/embed" -H 'Content-Type: application/json' -d '{"texts": []}'; ec
 
 step "GET /metrics (excerpt)"
 curl -s "$base/metrics" | grep -E '^model_server_(requests_total|embeddings_total|model_load_seconds)' | sed 's/^/  /'
+
+step "load test: 5 users for 20 s with the classic mix, budget p95 < 500 ms and errors < 1%"
+# The verdict is shown, not enforced: a FAIL here says where this machine's endpoint falls over.
+mkdir -p results
+target/release/loadrunner run -H "$base" -u 5 -r 5 -t 20s --p95-ms 500 --max-error-rate 0.01 \
+  --csv results/quickstart --json results/quickstart.json || true
+echo "  reports: results/quickstart_stats.csv (Locust format), results/quickstart.json"
 
 step "SIGTERM: drain and exit"
 kill -TERM "$server"

@@ -43,6 +43,11 @@ pub struct RunArgs {
     #[arg(short = 't', long, default_value = "30s")]
     pub run_time: Duration,
 
+    /// Open model: start this many requests per second whatever the answers do, at most
+    /// `--users` in flight; latency counts from each scheduled start (no coordinated omission).
+    #[arg(long, value_parser = positive_f64)]
+    pub arrival_rate: Option<f64>,
+
     /// Profile name used in reports and messages.
     #[arg(long, default_value = "run")]
     pub profile_name: String,

@@ -54,7 +54,12 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// True when a shutdown signal cut the run short.
     pub interrupted: bool,
+    /// Open model: requests not sent because too many already waited for a free user.
+    pub dropped: u64,
 }
+
+/// Open model: most requests waiting for a free user before new ones are dropped (per user).
+const WAITING_PER_USER: usize = 10;
 
 /// Runs one profile until its duration has passed or `shutdown` resolves.
 pub async fn run(
@@ -80,6 +85,22 @@ pub async fn run(
 
     let started = tokio::time::Instant::now();
     let deadline = started + plan.profile.duration.get();
+    if let Some(rate) = plan.profile.arrival_rate {
+        let plan = Arc::new(plan);
+        let (interrupted, dropped) =
+            run_open(plan, rate, samples_tx, running, deadline, shutdown).await;
+        let _ = stop_tx.send(true);
+        let elapsed = started.elapsed();
+        let stats = aggregator
+            .await
+            .expect("the aggregator does not panic; this is a bug");
+        return RunOutcome {
+            stats,
+            elapsed,
+            interrupted,
+            dropped,
+        };
+    }
     let spawn_every = Duration::from_secs_f64(1.0 / plan.profile.spawn_rate.max(1e-3));
     let plan = Arc::new(plan);
     let mut users = JoinSet::new();
@@ -113,7 +134,98 @@ pub async fn run(
         stats,
         elapsed,
         interrupted,
+        dropped: 0,
     }
+}
+
+/// Open model: starts one request every `1/rate` s on the first free of `users` connections;
+/// latency counts from the scheduled start. Returns (interrupted, dropped).
+async fn run_open(
+    plan: Arc<RunPlan>,
+    rate: f64,
+    samples: mpsc::Sender<Sample>,
+    running: Arc<AtomicU32>,
+    deadline: tokio::time::Instant,
+    shutdown: impl Future<Output = ()>,
+) -> (bool, u64) {
+    let users = plan.profile.users.max(1) as usize;
+    let free = Arc::new(tokio::sync::Semaphore::new(users));
+    let connections = (0..users)
+        .map(|_| {
+            Connection::new(
+                plan.target.addr,
+                plan.target.host_header.clone(),
+                plan.request_timeout,
+            )
+        })
+        .collect();
+    let pool: Arc<std::sync::Mutex<Vec<Connection>>> = Arc::new(std::sync::Mutex::new(connections));
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let every = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+    let start = tokio::time::Instant::now();
+    let mut rng = Rng::new(plan.seed);
+    let mut requests = JoinSet::new();
+    let (mut interrupted, mut dropped) = (false, 0u64);
+    tokio::pin!(shutdown);
+    for i in 0u32.. {
+        let scheduled = start + every.mul_f64(f64::from(i));
+        if scheduled >= deadline {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(scheduled) => {}
+            () = &mut shutdown => {
+                interrupted = true;
+                break;
+            }
+        }
+        while requests.try_join_next().is_some() {}
+        if waiting.load(Ordering::Relaxed) >= users * WAITING_PER_USER {
+            dropped += 1;
+            continue;
+        }
+        let request = plan.scenario.next(&mut rng);
+        let (free, pool, waiting, samples, running) = (
+            free.clone(),
+            pool.clone(),
+            waiting.clone(),
+            samples.clone(),
+            running.clone(),
+        );
+        waiting.fetch_add(1, Ordering::Relaxed);
+        requests.spawn(async move {
+            let permit = free.acquire_owned().await;
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            // After the deadline or a signal the semaphore is closed: requests still waiting for
+            // a user are not sent.
+            let Ok(permit) = permit else { return };
+            // Plain pushes and pops cannot leave the pool inconsistent, so poisoning is ignored.
+            let mut conn = {
+                let mut idle = pool.lock().unwrap_or_else(|p| p.into_inner());
+                idle.pop()
+                    .expect("a permit guarantees a free connection; this is a bug")
+            };
+            running.fetch_add(1, Ordering::Relaxed);
+            let start_delay = scheduled.elapsed();
+            let outcome = conn.send(request.method, &request.path, request.body).await;
+            let latency = scheduled.elapsed();
+            running.fetch_sub(1, Ordering::Relaxed);
+            pool.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            drop(permit);
+            let sample = Sample {
+                task: request.task,
+                latency,
+                outcome,
+                start_delay: Some(start_delay),
+            };
+            let _ = samples.send(sample).await;
+        });
+    }
+    // Requests still waiting for a user are not sent; in-flight ones finish and are counted.
+    free.close();
+    drop(samples);
+    while requests.join_next().await.is_some() {}
+    (interrupted, dropped)
 }
 
 /// One virtual user: pick a task, send it, record it, wait; until told to stop.
@@ -140,6 +252,7 @@ async fn user(
                 task: request.task,
                 latency,
                 outcome,
+                start_delay: None,
             })
             .await
             .is_err()

@@ -19,7 +19,7 @@ pub mod stats;
 use anyhow::Context;
 use config::{GateArgs, RunArgs};
 use engine::{RunPlan, Target};
-use loadgate_api::load::{LoadProfile, RunSummary, Task, Thresholds, default_tasks};
+use loadgate_api::load::{LoadProfile, RunSummary, StartDelay, Task, Thresholds, default_tasks};
 use scenario::Scenario;
 use std::future::Future;
 use std::io::IsTerminal;
@@ -158,6 +158,11 @@ pub fn summarize(
     let elapsed = outcome.elapsed.as_secs_f64();
     let total = outcome.stats.total.summary(elapsed);
     let violations = gate::evaluate(&total, thresholds, &format!("profile {}", profile.name));
+    let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
+        p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
+        max_ms: h.max() as f64 / 1000.0,
+        dropped: outcome.dropped,
+    });
     RunSummary {
         profile: profile.name.clone(),
         duration_seconds: elapsed,
@@ -172,6 +177,7 @@ pub fn summarize(
         violations,
         total,
         interrupted: outcome.interrupted,
+        start_delay,
     }
 }
 
@@ -199,6 +205,7 @@ pub async fn run_command(
         users,
         spawn_rate,
         run_time,
+        arrival_rate,
         profile_name,
         tasks,
         wait_time,
@@ -229,6 +236,7 @@ pub async fn run_command(
         users,
         spawn_rate,
         duration: run_time,
+        arrival_rate,
     };
     let plan = RunPlan {
         profile: profile.clone(),
@@ -317,6 +325,12 @@ fn print_summary(summary: &RunSummary) {
     );
     for v in &summary.violations {
         println!("FAIL {}", v.message);
+    }
+    if let Some(delay) = &summary.start_delay {
+        println!(
+            "open model: requests started up to {:.1} ms late (p95 {:.1} ms), {} dropped for want of a free user",
+            delay.max_ms, delay.p95_ms, delay.dropped
+        );
     }
     if summary.interrupted {
         println!("INTERRUPTED: the run was stopped early; reports hold what was measured");

@@ -28,6 +28,8 @@ pub struct Sample {
     pub latency: Duration,
     /// Success or failure reason.
     pub outcome: Outcome,
+    /// Open model: how late the request started against its schedule.
+    pub start_delay: Option<Duration>,
 }
 
 /// Counts and latencies of one task (or of all).
@@ -155,6 +157,8 @@ pub struct Stats {
     pub failures: BTreeMap<(String, String, String), u64>,
     /// Once a second.
     pub history: Vec<HistoryRow>,
+    /// Open model: start delays against the schedule, µs.
+    pub start_delay: Option<Histogram<u64>>,
     window: Entry,
 }
 
@@ -169,6 +173,7 @@ impl Stats {
             total: Entry::new("Aggregated", ""),
             failures: BTreeMap::new(),
             history: Vec::new(),
+            start_delay: None,
             window: Entry::new("Aggregated", ""),
         }
     }
@@ -187,6 +192,17 @@ impl Stats {
                 (true, *bytes)
             }
         };
+        if let Some(delay) = sample.start_delay {
+            let delay = u64::try_from(delay.as_micros())
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_MICROS);
+            self.start_delay
+                .get_or_insert_with(|| {
+                    Histogram::new_with_bounds(1, MAX_MICROS, 3)
+                        .expect("static histogram bounds are valid; this is a bug")
+                })
+                .saturating_record(delay);
+        }
         self.tasks[sample.task].record(micros, failed, bytes);
         self.total.record(micros, failed, bytes);
         self.window.record(micros, failed, bytes);
@@ -256,6 +272,7 @@ mod tests {
             task,
             latency: Duration::from_millis(ms),
             outcome,
+            start_delay: None,
         }
     }
 

@@ -9,8 +9,11 @@
 use crate::duration::Duration;
 use serde::{Deserialize, Serialize};
 
-/// One closed-model load shape: `users` users arrive at `spawn_rate` per second and each loops
-/// over the task mix until `duration` has passed (counted from the first user's start).
+/// One load shape. Closed model (default): `users` users arrive at `spawn_rate` per second and
+/// each loops over the task mix until `duration` has passed. Open model (`arrival_rate` set):
+/// requests start at that rate whatever the answers do, at most `users` in flight, and latency
+/// counts from each request's scheduled start, so queueing is measured, not hidden (no
+/// coordinated omission).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadProfile {
@@ -22,6 +25,9 @@ pub struct LoadProfile {
     pub spawn_rate: f64,
     /// How long the profile runs, ramp included.
     pub duration: Duration,
+    /// Open model: requests started per second (> 0); `users` caps how many are in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<f64>,
 }
 
 /// A weighted kind of request a user makes.
@@ -236,6 +242,22 @@ pub struct RunSummary {
     pub passed: bool,
     /// True when the run was cut short (SIGTERM/SIGINT).
     pub interrupted: bool,
+    /// Open model only: how late requests started against their schedule (waiting for a free
+    /// user), p95 and max in ms. Large values mean the target could not keep up with the rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_delay: Option<StartDelay>,
+}
+
+/// How late open-model requests started against their schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartDelay {
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+    /// Requests dropped because too many were already waiting for a free user.
+    pub dropped: u64,
 }
 
 #[cfg(test)]
