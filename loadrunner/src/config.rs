@@ -90,6 +90,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "PREFIX")]
     pub csv: Option<PathBuf>,
 
+    /// Write a self-contained HTML report (charts and tables, nothing fetched at view time).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
     /// Write the JSON run summary here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod corpus;
 pub mod engine;
 pub mod gate;
+pub mod html;
 pub mod report;
 pub mod rng;
 pub mod scenario;
@@ -216,6 +217,7 @@ pub async fn run_command(
         no_wait_ready,
         resolve,
         csv,
+        html,
         json,
         thresholds,
     } = args;
@@ -256,6 +258,14 @@ pub async fn run_command(
     if let Some(prefix) = &csv {
         report::write_csvs(prefix, &outcome.stats, summary.duration_seconds)
             .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;
+    }
+    if let Some(path) = &html {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, html::render(&summary, &outcome.stats))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &json {
         report::write_json(path, &summary)

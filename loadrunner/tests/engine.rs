@@ -234,7 +234,12 @@ async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
     let prefix = dir.join("run");
     let host = format!("http://{addr}");
     let out = tokio::task::spawn_blocking({
-        let (tasks, prefix, json) = (tasks.clone(), prefix.clone(), dir.join("summary.json"));
+        let (tasks, prefix, json, html) = (
+            tasks.clone(),
+            prefix.clone(),
+            dir.join("summary.json"),
+            dir.join("report.html"),
+        );
         move || {
             loadrunner()
                 .args([
@@ -256,6 +261,8 @@ async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
                 .arg(&prefix)
                 .arg("--json")
                 .arg(&json)
+                .arg("--html")
+                .arg(&html)
                 .output()
                 .unwrap()
         }
@@ -301,6 +308,15 @@ async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["passed"], false);
     assert_eq!(summary["violations"][0]["metric"], "maxErrorRate");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("FAIL") && html.contains("<svg") && html.contains("error rate"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("src=") && !html.contains("<script") && !html.contains("href="),
+        "self-contained"
+    );
 
     // The gate subcommand reads the CSV back: same verdict; a loose budget passes.
     let gate = |budget: &str| {

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Benchmark: loadrunner against Locust (HttpUser, FastHttpUser) and wrk, side by side.
+
+1. Efficiency: each tool drives a trivial endpoint (`GET /health` on the trivial_server example,
+   one server thread) with 32 connections/users for --seconds; we count the requests each
+   completed and the CPU time the load generator used (user + system, children rusage), and print
+   requests per CPU-second and the ratios loadrunner / Locust and loadrunner / wrk.
+2. Accuracy: each tool drives `GET /sleep/20` (server-side truth: 20 ms) with 8 connections; we
+   print p50 / p99 (and p95 where the tool reports it) and loadrunner's difference to wrk's and to
+   the truth.
+
+Usage: bench/loadrunner.py [--seconds 10]
+Installs what it needs: wrk (Debian) and locust (into bench/.venv).
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENV = BENCH / ".venv"
+PORT = 8400
+HOST = f"http://127.0.0.1:{PORT}"
+
+LOCUSTFILE = """
+from locust import HttpUser, task, constant
+from locust.contrib.fasthttp import FastHttpUser
+import os
+PATH = os.environ.get("BENCH_PATH", "/health")
+class Slow(HttpUser):
+    wait_time = constant(0)
+    @task
+    def hit(self):
+        self.client.get(PATH)
+class Fast(FastHttpUser):
+    wait_time = constant(0)
+    @task
+    def hit(self):
+        self.client.get(PATH)
+"""
+
+
+def ensure_tools() -> None:
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    if not (VENV / "bin" / "locust").exists():
+        if not (VENV / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "locust"], check=True)
+
+
+def child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[str, float, float]:
+    """Runs cmd; returns (stdout+stderr, wall seconds, CPU seconds of the process)."""
+    cpu0, t0 = child_cpu(), time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return out.stdout + out.stderr, time.perf_counter() - t0, child_cpu() - cpu0
+
+
+def run_loadrunner(path: str, conns: int, seconds: float, tmp: Path) -> dict:
+    tasks = tmp / "tasks.json"
+    tasks.write_text(json.dumps([{"name": path, "weight": 1, "request": {"get": {"path": path}}}]))
+    summary = tmp / "lr.json"
+    _, wall, cpu = timed([str(ROOT / "target/release/loadrunner"), "run", "-H", HOST, "-u", str(conns), "-r", "10000",
+                          "-t", f"{int(seconds)}s", "--tasks", str(tasks), "--json", str(summary), "--no-wait-ready"],
+                         {"RUST_LOG": "warn"})
+    s = json.loads(summary.read_text())["total"]
+    return {"requests": s["requests"], "failures": s["failures"], "cpu_s": cpu, "wall_s": wall,
+            "p50": s["p50Ms"], "p95": s["p95Ms"], "p99": s["p99Ms"]}
+
+
+def run_locust(user_class: str, path: str, conns: int, seconds: float, tmp: Path) -> dict:
+    locustfile = tmp / "locustfile.py"
+    locustfile.write_text(LOCUSTFILE)
+    prefix = tmp / f"locust_{user_class}"
+    _, wall, cpu = timed([str(VENV / "bin/locust"), "-f", str(locustfile), user_class, "--headless", "-u", str(conns),
+                          "-r", str(conns), "-t", f"{int(seconds)}s", "--host", HOST, "--csv", str(prefix),
+                          "--only-summary", "--loglevel", "WARNING"], {"BENCH_PATH": path})
+    rows = (Path(str(prefix) + "_stats.csv")).read_text().splitlines()
+    header = rows[0].split(",")
+    agg = next(r.split(",") for r in rows[1:] if r.split(",")[1] == "Aggregated")
+    col = lambda name: float(agg[header.index(name)])
+    return {"requests": int(col("Request Count")), "failures": int(col("Failure Count")), "cpu_s": cpu, "wall_s": wall,
+            "p50": col("50%"), "p95": col("95%"), "p99": col("99%")}
+
+
+def run_wrk(path: str, conns: int, seconds: float) -> dict:
+    out, wall, cpu = timed(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--latency", HOST + path])
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {"requests": requests, "failures": 0, "cpu_s": cpu, "wall_s": wall, "p50": pct("50"), "p95": None, "p99": pct("99")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    ensure_tools()
+    subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins", "--examples"], cwd=ROOT, check=True)
+    server = subprocess.Popen([str(ROOT / "target/release/examples/trivial_server"), str(PORT)])
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(HOST + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            eff = {
+                "loadrunner": run_loadrunner("/health", 32, args.seconds, tmp),
+                "locust HttpUser": run_locust("Slow", "/health", 32, args.seconds, tmp),
+                "locust FastHttpUser": run_locust("Fast", "/health", 32, args.seconds, tmp),
+                "wrk": run_wrk("/health", 32, args.seconds),
+            }
+            acc = {
+                "loadrunner": run_loadrunner("/sleep/20", 8, args.seconds, tmp),
+                "locust FastHttpUser": run_locust("Fast", "/sleep/20", 8, args.seconds, tmp),
+                "wrk": run_wrk("/sleep/20", 8, args.seconds),
+            }
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+
+    print("\nEfficiency: GET /health, 32 connections, requests per CPU-second of the load generator")
+    print(f"{'tool':<22} {'requests':>9} {'req/s':>9} {'gen CPU s':>10} {'req/CPU-s':>10} {'loadrunner ratio':>17}")
+    lr_eff = eff["loadrunner"]["requests"] / max(eff["loadrunner"]["cpu_s"], 1e-9)
+    for name, r in eff.items():
+        per_cpu = r["requests"] / max(r["cpu_s"], 1e-9)
+        print(f"{name:<22} {r['requests']:>9} {r['requests'] / r['wall_s']:>9.0f} {r['cpu_s']:>10.2f} {per_cpu:>10.0f} {lr_eff / per_cpu:>16.2f}x")
+    print("\nAccuracy: GET /sleep/20 (server truth 20 ms), 8 connections, latency in ms")
+    print(f"{'tool':<22} {'p50':>8} {'p95':>8} {'p99':>8}")
+    for name, r in acc.items():
+        p95 = f"{r['p95']:.2f}" if r["p95"] is not None else "n/a"
+        print(f"{name:<22} {r['p50']:>8.2f} {p95:>8} {r['p99']:>8.2f}")
+    lr, wrk = acc["loadrunner"], acc["wrk"]
+    for p in ("p50", "p99"):
+        print(f"loadrunner {p} vs wrk: {100 * (lr[p] - wrk[p]) / wrk[p]:+.1f}%  ({lr[p] - wrk[p]:+.2f} ms); vs truth 20 ms: {lr[p] - 20:+.2f} ms")
+    (BENCH / "out").mkdir(exist_ok=True)
+    (BENCH / "out" / "loadrunner.json").write_text(json.dumps({"efficiency": eff, "accuracy": acc}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
