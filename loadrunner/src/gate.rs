@@ -158,6 +158,7 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         p95_ms: num(p95_col)?,
         p99_ms: num(p99_col)?,
         max_ms: num(max_col)?,
+        histogram: None,
     })
 }
 
@@ -179,6 +180,7 @@ mod tests {
             p95_ms: p95,
             p99_ms: p95,
             max_ms: p95,
+            histogram: None,
         }
     }
 

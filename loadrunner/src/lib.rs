@@ -12,6 +12,7 @@ pub mod corpus;
 pub mod engine;
 pub mod gate;
 pub mod html;
+pub mod merge;
 pub mod report;
 pub mod rng;
 pub mod scenario;

@@ -129,6 +129,7 @@ impl Entry {
             p95_ms: self.percentile_ms(0.95),
             p99_ms: self.percentile_ms(0.99),
             max_ms: self.percentile_ms(1.0),
+            histogram: Some(crate::merge::encode(&self.histogram)),
         }
     }
 }

@@ -206,6 +206,11 @@ pub struct RequestStats {
     pub p99_ms: f64,
     /// Slowest request, ms.
     pub max_ms: f64,
+    /// The latency histogram (HdrHistogram V2 + DEFLATE, base64, microseconds, 3 significant
+    /// digits), so summaries from parallel runners merge into exact percentiles; averaging their
+    /// p95s would be wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 /// A budget a run broke.

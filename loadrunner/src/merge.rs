@@ -1,0 +1,246 @@
+//! Merging run summaries from parallel runners (the operator's `parallelism` pods) into one:
+//! counts add up, and latency histograms, carried in each summary, are added so the merged
+//! percentiles are exact. Averaging per-runner p95s would be wrong.
+
+use crate::gate;
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
+use std::collections::BTreeMap;
+
+/// Summaries that cannot be merged.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// Nothing to merge.
+    #[error("no summaries to merge")]
+    Empty,
+    /// A summary carries no histogram (e.g. it came from a Locust CSV).
+    #[error("summary of {0:?} carries no histogram; percentiles cannot be merged exactly")]
+    NoHistogram(String),
+    /// A histogram does not decode.
+    #[error("histogram of {name:?} does not decode: {reason}")]
+    BadHistogram {
+        /// Stats name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A histogram as base64 of its V2 + DEFLATE encoding.
+pub fn encode(histogram: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(histogram, &mut bytes)
+        .expect("serialising into memory cannot fail; this is a bug");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The histogram of encoded stats.
+///
+/// # Errors
+/// [`MergeError`] when missing or malformed.
+pub fn decode(stats: &RequestStats) -> Result<Histogram<u64>, MergeError> {
+    let encoded = stats
+        .histogram
+        .as_deref()
+        .ok_or_else(|| MergeError::NoHistogram(stats.name.clone()))?;
+    let bad = |reason: String| MergeError::BadHistogram {
+        name: stats.name.clone(),
+        reason,
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| bad(e.to_string()))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| bad(format!("{e:?}")))
+}
+
+/// Adds `stats` together; rates are over `seconds` (the runners ran side by side).
+fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
+    let first = parts.first().ok_or(MergeError::Empty)?;
+    let mut histogram = decode(first)?;
+    for part in &parts[1..] {
+        histogram
+            .add(decode(part)?)
+            .map_err(|e| MergeError::BadHistogram {
+                name: part.name.clone(),
+                reason: format!("{e:?}"),
+            })?;
+    }
+    let requests: u64 = parts.iter().map(|p| p.requests).sum();
+    let failures: u64 = parts.iter().map(|p| p.failures).sum();
+    let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * p.requests as f64).sum();
+    let at = |q: f64| {
+        if requests == 0 {
+            0.0
+        } else {
+            histogram.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    Ok(RequestStats {
+        name: first.name.clone(),
+        method: first.method.clone(),
+        requests,
+        failures,
+        error_rate: if requests == 0 {
+            0.0
+        } else {
+            failures as f64 / requests as f64
+        },
+        rps: if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            0.0
+        },
+        mean_ms: if requests == 0 {
+            0.0
+        } else {
+            latency_sum / requests as f64
+        },
+        p50_ms: at(0.50),
+        p90_ms: at(0.90),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+        histogram: Some(encode(&histogram)),
+    })
+}
+
+/// One summary of runners that ran the same profile side by side, with the verdict re-evaluated
+/// against `thresholds` on the merged numbers.
+///
+/// # Errors
+/// [`MergeError`] when there is nothing to merge or a histogram is missing or malformed.
+pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSummary, MergeError> {
+    let first = summaries.first().ok_or(MergeError::Empty)?;
+    let seconds = summaries
+        .iter()
+        .map(|s| s.duration_seconds)
+        .fold(0.0, f64::max);
+    let totals: Vec<&RequestStats> = summaries.iter().map(|s| &s.total).collect();
+    let total = merge_stats(&totals, seconds)?;
+    let mut by_task: BTreeMap<(String, String), Vec<&RequestStats>> = BTreeMap::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    for task in summaries.iter().flat_map(|s| &s.tasks) {
+        let key = (task.method.clone(), task.name.clone());
+        if !by_task.contains_key(&key) {
+            order.push(key.clone());
+        }
+        by_task.entry(key).or_default().push(task);
+    }
+    let tasks = order
+        .iter()
+        .map(|key| merge_stats(&by_task[key], seconds))
+        .collect::<Result<Vec<_>, _>>()?;
+    let violations = gate::evaluate(&total, thresholds, &format!("profile {}", first.profile));
+    let interrupted = summaries.iter().any(|s| s.interrupted);
+    Ok(RunSummary {
+        profile: first.profile.clone(),
+        duration_seconds: seconds,
+        users: summaries.iter().map(|s| s.users).sum(),
+        total,
+        tasks,
+        passed: violations.is_empty() && !interrupted,
+        violations,
+        interrupted,
+        start_delay: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Outcome;
+    use crate::stats::{Sample, Stats};
+    use std::time::Duration;
+
+    fn summary(stats: &Stats, seconds: f64) -> RunSummary {
+        RunSummary {
+            profile: "p".into(),
+            duration_seconds: seconds,
+            users: 2,
+            total: stats.total.summary(seconds),
+            tasks: stats.tasks.iter().map(|t| t.summary(seconds)).collect(),
+            violations: vec![],
+            passed: true,
+            interrupted: false,
+            start_delay: None,
+        }
+    }
+
+    #[test]
+    fn merged_percentiles_equal_those_of_one_runner_seeing_everything() {
+        let tasks = [("a".to_owned(), "GET".to_owned())];
+        let (mut one, mut two, mut all) =
+            (Stats::new(&tasks), Stats::new(&tasks), Stats::new(&tasks));
+        for i in 0..5_000u64 {
+            // Two runners with very different latency profiles.
+            let ms = if i % 2 == 0 {
+                5 + i % 50
+            } else {
+                200 + i % 700
+            };
+            let sample = Sample {
+                task: 0,
+                latency: Duration::from_millis(ms),
+                outcome: Outcome::Ok { bytes: 1 },
+                start_delay: None,
+            };
+            if i % 2 == 0 {
+                one.record(&sample)
+            } else {
+                two.record(&sample)
+            }
+            all.record(&sample);
+        }
+        let merged = merge(
+            &[summary(&one, 10.0), summary(&two, 10.0)],
+            &Thresholds {
+                p95_ms: Some(100.0),
+                ..Thresholds::default()
+            },
+        )
+        .unwrap();
+        let truth = all.total.summary(10.0);
+        assert_eq!(
+            (
+                merged.total.requests,
+                merged.total.p50_ms,
+                merged.total.p95_ms,
+                merged.total.p99_ms,
+                merged.total.max_ms
+            ),
+            (
+                truth.requests,
+                truth.p50_ms,
+                truth.p95_ms,
+                truth.p99_ms,
+                truth.max_ms
+            )
+        );
+        assert!((merged.total.mean_ms - truth.mean_ms).abs() < 1e-9);
+        assert_eq!(merged.total.rps, 500.0);
+        assert!(!merged.passed && merged.violations[0].message.starts_with("p95"));
+        // Averaging the runners' p95s would have said something else entirely.
+        let averaged = (one.total.percentile_ms(0.95) + two.total.percentile_ms(0.95)) / 2.0;
+        assert!((averaged - truth.p95_ms).abs() > 100.0);
+        // Small enough for a 4 KiB termination message (with the summary around it).
+        let encoded = merged.total.histogram.as_ref().unwrap().len();
+        println!("merged histogram: {encoded} bytes of base64");
+        assert!(encoded < 2_048, "histogram is {encoded} bytes of base64");
+    }
+
+    #[test]
+    fn a_summary_without_histogram_is_refused() {
+        let stats = Stats::new(&[("a".to_owned(), "GET".to_owned())]);
+        let mut s = summary(&stats, 1.0);
+        s.total.histogram = None;
+        assert!(matches!(
+            merge(&[s], &Thresholds::default()),
+            Err(MergeError::NoHistogram(_))
+        ));
+    }
+}
