@@ -415,7 +415,7 @@ async fn slow_requests_time_out_with_408_and_leave_the_queue() {
     let router = app(state);
     let (first, second) =
         tokio::join!(send(&router, post("/embed", r#"{"texts":["a"]}"#)), async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             send(&router, post("/embed", r#"{"texts":["the"]}"#)).await
         });
     assert_error(
