@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use loadgate_api::duration::Duration;
-use loadgate_api::load::{Thresholds, WaitTime};
+use loadgate_api::load::{Stage, Thresholds, WaitTime};
 use std::path::PathBuf;
 
 /// loadrunner: a Locust-like HTTP load generator with exact percentiles and a pass/fail gate.
@@ -47,6 +47,11 @@ pub struct RunArgs {
     /// `--users` in flight; latency counts from each scheduled start (no coordinated omission).
     #[arg(long, value_parser = positive_f64)]
     pub arrival_rate: Option<f64>,
+
+    /// Explicit shape, repeatable: DURATION:USERS ramps linearly to USERS over DURATION (k6
+    /// stages), e.g. --stage 30s:50 --stage 1m:50 --stage 10s:0. Replaces -u/-r/-t.
+    #[arg(long = "stage", value_name = "DURATION:USERS", value_parser = parse_stage)]
+    pub stages: Vec<Stage>,
 
     /// Profile name used in reports and messages.
     #[arg(long, default_value = "run")]
@@ -164,6 +169,21 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a stage "DURATION:USERS", e.g. "30s:50".
+pub fn parse_stage(s: &str) -> Result<Stage, String> {
+    let (duration, users) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: write DURATION:USERS, e.g. 30s:50"))?;
+    let duration = duration.parse::<Duration>().map_err(|e| e.to_string())?;
+    if duration.get().is_zero() {
+        return Err(format!("{s:?}: a stage needs a duration above 0"));
+    }
+    let users = users
+        .parse::<u32>()
+        .map_err(|_| format!("{s:?}: {users:?} is not a user count"))?;
+    Ok(Stage { duration, users })
+}
+
 /// Parses "constant:1s", "between:1s..3s", "pacing:2s".
 pub fn parse_wait_time(s: &str) -> Result<WaitTime, String> {
     let (kind, value) = s
@@ -243,6 +263,18 @@ mod tests {
                 min: Duration::from_secs(1),
                 max: Duration::from_secs(2)
             }
+        );
+        assert_eq!(
+            parse_stage("30s:50").unwrap(),
+            Stage {
+                duration: Duration::from_secs(30),
+                users: 50
+            }
+        );
+        assert!(
+            parse_stage("0s:5").is_err()
+                && parse_stage("30s").is_err()
+                && parse_stage("30s:x").is_err()
         );
     }
 }

@@ -58,6 +58,9 @@ pub struct RunOutcome {
     pub dropped: u64,
 }
 
+/// How often a staged profile adjusts its user count.
+const STAGE_TICK: Duration = Duration::from_millis(100);
+
 /// Open model: most requests waiting for a free user before new ones are dropped (per user).
 const WAITING_PER_USER: usize = 10;
 
@@ -84,7 +87,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let started = tokio::time::Instant::now();
-    let deadline = started + plan.profile.duration.get();
+    let deadline = started + plan.profile.run_time();
     if let Some(rate) = plan.profile.arrival_rate {
         let plan = Arc::new(plan);
         let (interrupted, dropped) =
@@ -102,19 +105,34 @@ pub async fn run(
         };
     }
     let spawn_every = Duration::from_secs_f64(1.0 / plan.profile.spawn_rate.max(1e-3));
+    let staged = !plan.profile.stages.is_empty();
+    // Users whose id is at or above `limit` stop after their current task (stages ramping down).
+    let limit = Arc::new(AtomicU32::new(if staged { 0 } else { plan.profile.users }));
     let plan = Arc::new(plan);
     let mut users = JoinSet::new();
-    let mut spawned = 0u32;
+    let mut next_id = 0u32;
     let mut interrupted = false;
+    let mut tick = tokio::time::interval(STAGE_TICK);
     tokio::pin!(shutdown);
     loop {
-        let next_spawn = (spawned < plan.profile.users)
-            .then(|| started + spawn_every.mul_f64(f64::from(spawned)));
+        let next_spawn = (!staged && next_id < plan.profile.users)
+            .then(|| started + spawn_every.mul_f64(f64::from(next_id)));
         tokio::select! {
             () = tokio::time::sleep_until(next_spawn.unwrap_or(deadline)), if next_spawn.is_some_and(|t| t < deadline) => {
                 running.fetch_add(1, Ordering::Relaxed);
-                users.spawn(user(spawned, plan.clone(), samples_tx.clone(), stop_rx.clone(), running.clone()));
-                spawned += 1;
+                users.spawn(user(next_id, plan.clone(), samples_tx.clone(), stop_rx.clone(), running.clone(), limit.clone()));
+                next_id += 1;
+            }
+            _ = tick.tick(), if staged => {
+                let target = plan.profile.staged_users(started.elapsed());
+                limit.store(target, Ordering::Relaxed);
+                while next_id < target {
+                    running.fetch_add(1, Ordering::Relaxed);
+                    users.spawn(user(next_id, plan.clone(), samples_tx.clone(), stop_rx.clone(), running.clone(), limit.clone()));
+                    next_id += 1;
+                }
+                next_id = next_id.min(target);
+                while users.try_join_next().is_some() {}
             }
             () = tokio::time::sleep_until(deadline) => break,
             () = &mut shutdown => {
@@ -235,6 +253,7 @@ async fn user(
     samples: mpsc::Sender<Sample>,
     mut stop: watch::Receiver<bool>,
     running: Arc<AtomicU32>,
+    limit: Arc<AtomicU32>,
 ) {
     let mut rng = Rng::new(plan.seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut conn = Connection::new(
@@ -242,7 +261,7 @@ async fn user(
         plan.target.host_header.clone(),
         plan.request_timeout,
     );
-    while !*stop.borrow() {
+    while !*stop.borrow() && id < limit.load(Ordering::Relaxed) {
         let request = plan.scenario.next(&mut rng);
         let sent = Instant::now();
         let outcome = conn.send(request.method, &request.path, request.body).await;

@@ -208,6 +208,7 @@ pub async fn run_command(
         spawn_rate,
         run_time,
         arrival_rate,
+        stages,
         profile_name,
         tasks,
         wait_time,
@@ -240,6 +241,7 @@ pub async fn run_command(
         spawn_rate,
         duration: run_time,
         arrival_rate,
+        stages,
     };
     let plan = RunPlan {
         profile: profile.clone(),

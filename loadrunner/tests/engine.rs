@@ -74,6 +74,7 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
             spawn_rate,
             duration: SpecDuration::from_secs(secs),
             arrival_rate: None,
+            stages: Vec::new(),
         },
         scenario: Arc::new(Scenario::new(tasks, 1).unwrap()),
         wait: WaitTime::default(),
@@ -174,6 +175,34 @@ async fn spawn_rate_and_run_time_are_respected() {
         Some(&6),
         "never more than the peak: {users:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_ramp_users_up_and_down() {
+    let (addr, _) = start_server().await;
+    let mut plan = plan(addr, vec![get_task("sleep", 1, "/sleep/10")], 1, 1.0, 1);
+    plan.wait = WaitTime::Constant {
+        wait: SpecDuration::from_millis(20),
+    };
+    let stage = |secs, users| loadgate_api::load::Stage {
+        duration: SpecDuration::from_secs(secs),
+        users,
+    };
+    plan.profile.stages = vec![stage(2, 8), stage(1, 8), stage(2, 0)];
+    let started = Instant::now();
+    let outcome = engine::run(plan, std::future::pending(), |_, _| {}).await;
+    assert!(
+        (4.9..5.8).contains(&started.elapsed().as_secs_f64()),
+        "stages total 5 s"
+    );
+    let users: Vec<u32> = outcome.stats.history.iter().map(|r| r.users).collect();
+    // Targets at 1 s .. 4 s: 4, 8, 8, 4 (snapshots race with the 100 ms control tick).
+    assert!(
+        (3..=5).contains(&users[0]) && (7..=8).contains(&users[1]),
+        "{users:?}"
+    );
+    assert!((3..=5).contains(&users[3]), "ramping down: {users:?}");
+    assert!(users.iter().all(|&u| u <= 8), "{users:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,49 @@ pub struct LoadProfile {
     /// Open model: requests started per second (> 0); `users` caps how many are in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrival_rate: Option<f64>,
+    /// Explicit shape (k6 `stages`): the user count moves linearly from the previous stage's
+    /// target (0 at the start) to each stage's `users` over its `duration`. When set, the
+    /// profile runs for the stages' total time and `users`/`spawnRate` are not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+}
+
+/// One stage of an explicit load shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Stage {
+    /// How long the stage lasts.
+    pub duration: Duration,
+    /// Users running at the end of the stage.
+    pub users: u32,
+}
+
+impl LoadProfile {
+    /// How long the profile runs: the stages' total when stages are set, else `duration`.
+    pub fn run_time(&self) -> std::time::Duration {
+        if self.stages.is_empty() {
+            self.duration.get()
+        } else {
+            self.stages.iter().map(|s| s.duration.get()).sum()
+        }
+    }
+
+    /// Users that should be running `elapsed` into the profile, following the stages.
+    pub fn staged_users(&self, elapsed: std::time::Duration) -> u32 {
+        let mut from = 0u32;
+        let mut start = std::time::Duration::ZERO;
+        for stage in &self.stages {
+            let end = start + stage.duration.get();
+            if elapsed < end {
+                let progress = (elapsed - start).as_secs_f64() / stage.duration.get().as_secs_f64();
+                let users = f64::from(from) + (f64::from(stage.users) - f64::from(from)) * progress;
+                return users.round() as u32;
+            }
+            from = stage.users;
+            start = end;
+        }
+        from
+    }
 }
 
 /// A weighted kind of request a user makes.
@@ -301,5 +344,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+        let open: LoadProfile = serde_json::from_str(
+            r#"{"name":"open","users":50,"spawnRate":50,"duration":"30s","arrivalRate":120}"#,
+        )
+        .unwrap();
+        assert_eq!((open.arrival_rate, open.stages.len()), (Some(120.0), 0));
+    }
+
+    #[test]
+    fn stages_ramp_linearly_and_set_the_run_time() {
+        let profile: LoadProfile = serde_json::from_str(
+            r#"{"name":"s","users":1,"spawnRate":1,"duration":"1s",
+                "stages":[{"duration":"10s","users":100},{"duration":"20s","users":100},{"duration":"10s","users":0}]}"#,
+        )
+        .unwrap();
+        let at = |s: u64| profile.staged_users(std::time::Duration::from_secs(s));
+        assert_eq!(
+            (at(0), at(5), at(10), at(25), at(35), at(40), at(99)),
+            (0, 50, 100, 100, 50, 0, 0)
+        );
+        assert_eq!(profile.run_time(), std::time::Duration::from_secs(40));
     }
 }
