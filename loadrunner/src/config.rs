@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use loadgate_api::duration::Duration;
-use loadgate_api::load::{Stage, Thresholds, WaitTime};
+use loadgate_api::load::{Stage, TaskThresholds, Thresholds, WaitTime};
 use std::path::PathBuf;
 
 /// loadrunner: a Locust-like HTTP load generator with exact percentiles and a pass/fail gate.
@@ -106,6 +106,37 @@ pub struct RunArgs {
     /// Budgets.
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
+
+    /// A budget on one task, repeatable: "TASK:METRIC=VALUE" with METRIC p95Ms, p99Ms,
+    /// maxErrorRate or minRps, e.g. --task-budget "embed batch:p95Ms=800".
+    #[arg(long = "task-budget", value_name = "TASK:METRIC=VALUE", value_parser = parse_task_budget)]
+    pub task_budgets: Vec<TaskThresholds>,
+}
+
+/// Parses "TASK:METRIC=VALUE" into a one-budget [`TaskThresholds`].
+pub fn parse_task_budget(s: &str) -> Result<TaskThresholds, String> {
+    let usage = || format!("{s:?}: write TASK:METRIC=VALUE, e.g. \"embed batch:p95Ms=800\"");
+    let (task, budget) = s.rsplit_once(':').ok_or_else(usage)?;
+    let (metric, value) = budget.split_once('=').ok_or_else(usage)?;
+    let mut thresholds = Thresholds::default();
+    match metric {
+        "p95Ms" => thresholds.p95_ms = Some(non_negative_f64(value)?),
+        "p99Ms" => thresholds.p99_ms = Some(non_negative_f64(value)?),
+        "maxErrorRate" => thresholds.max_error_rate = Some(fraction(value)?),
+        "minRps" => thresholds.min_rps = Some(non_negative_f64(value)?),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown metric {metric:?}; use p95Ms, p99Ms, maxErrorRate or minRps"
+            ));
+        }
+    }
+    if task.is_empty() {
+        return Err(usage());
+    }
+    Ok(TaskThresholds {
+        task: task.to_owned(),
+        thresholds,
+    })
 }
 
 /// Budgets; each unset one is not checked.
@@ -275,6 +306,16 @@ mod tests {
             parse_stage("0s:5").is_err()
                 && parse_stage("30s").is_err()
                 && parse_stage("30s:x").is_err()
+        );
+        let budget = parse_task_budget("embed batch:p95Ms=800").unwrap();
+        assert_eq!(
+            (budget.task.as_str(), budget.thresholds.p95_ms),
+            ("embed batch", Some(800.0))
+        );
+        assert!(
+            parse_task_budget("x:p42=1")
+                .unwrap_err()
+                .contains("unknown metric")
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The pass/fail gate: thresholds checked against measured stats, each violation naming the
 //! measured value and the budget; also over a Locust-format `_stats.csv` (ours or Locust's).
 
-use loadgate_api::load::{RequestStats, Thresholds, Violation};
+use loadgate_api::load::{RequestStats, TaskThresholds, Thresholds, Violation};
 use std::path::Path;
 
 /// Checks `stats` against `thresholds`; `scope` names the profile in messages.
@@ -52,6 +52,38 @@ pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> V
         false,
     );
     violations
+}
+
+/// Checks each task's own stats against its budgets. Budgets naming no task of the run are an
+/// error, so a typo cannot silently pass.
+///
+/// # Errors
+/// The unknown task name.
+pub fn evaluate_tasks(
+    tasks: &[RequestStats],
+    budgets: &[TaskThresholds],
+    profile: &str,
+) -> Result<Vec<Violation>, String> {
+    let mut violations = Vec::new();
+    for budget in budgets {
+        let stats = tasks
+            .iter()
+            .find(|t| t.name == budget.task)
+            .ok_or_else(|| {
+                let known: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+                format!(
+                    "budget for task {:?}: no such task (tasks: {})",
+                    budget.task,
+                    known.join(", ")
+                )
+            })?;
+        violations.extend(evaluate(
+            stats,
+            &budget.thresholds,
+            &format!("task {} of profile {profile}", budget.task),
+        ));
+    }
+    Ok(violations)
 }
 
 fn fmt_value(v: f64, unit: &str) -> String {

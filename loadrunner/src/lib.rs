@@ -21,7 +21,10 @@ pub mod stats;
 use anyhow::Context;
 use config::{GateArgs, RunArgs};
 use engine::{RunPlan, Target};
-use loadgate_api::load::{LoadProfile, RunSummary, StartDelay, Task, Thresholds, default_tasks};
+use loadgate_api::load::{
+    LoadProfile, RequestStats, RunSummary, StartDelay, Task, TaskThresholds, Thresholds,
+    default_tasks,
+};
 use scenario::Scenario;
 use std::future::Future;
 use std::io::IsTerminal;
@@ -156,10 +159,20 @@ pub fn summarize(
     profile: &LoadProfile,
     outcome: &engine::RunOutcome,
     thresholds: &Thresholds,
+    task_budgets: &[TaskThresholds],
 ) -> RunSummary {
     let elapsed = outcome.elapsed.as_secs_f64();
     let total = outcome.stats.total.summary(elapsed);
-    let violations = gate::evaluate(&total, thresholds, &format!("profile {}", profile.name));
+    let tasks: Vec<RequestStats> = outcome
+        .stats
+        .tasks
+        .iter()
+        .map(|t| t.summary(elapsed))
+        .collect();
+    let mut violations = gate::evaluate(&total, thresholds, &format!("profile {}", profile.name));
+    // Task names were checked before the run; an unknown one here cannot happen.
+    violations
+        .extend(gate::evaluate_tasks(&tasks, task_budgets, &profile.name).unwrap_or_default());
     let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
         p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
         max_ms: h.max() as f64 / 1000.0,
@@ -169,12 +182,7 @@ pub fn summarize(
         profile: profile.name.clone(),
         duration_seconds: elapsed,
         users: profile.users,
-        tasks: outcome
-            .stats
-            .tasks
-            .iter()
-            .map(|t| t.summary(elapsed))
-            .collect(),
+        tasks,
         passed: violations.is_empty() && !outcome.interrupted,
         violations,
         total,
@@ -222,10 +230,19 @@ pub async fn run_command(
         html,
         json,
         thresholds,
+        task_budgets,
     } = args;
     let (host_name, port) = parse_host(&host)?;
     let scenario = Scenario::new(load_tasks(tasks.as_deref())?, seed)
         .map_err(|e| UsageError(e.to_string()))?;
+    // Check budget task names now, not after minutes of load.
+    let names: Vec<RequestStats> = scenario
+        .tasks()
+        .iter()
+        .map(|t| stats::Entry::new(&t.name, t.request.method()).summary(0.0))
+        .collect();
+    gate::evaluate_tasks(&names, &task_budgets, "")
+        .map_err(|e| UsageError(format!("--task-budget: {e}")))?;
     let addr = resolve_target(&host_name, port, &resolve).await?;
     let target = Target {
         addr,
@@ -257,7 +274,7 @@ pub async fn run_command(
         eprintln!();
     }
     let thresholds = Thresholds::from(thresholds);
-    let summary = summarize(&profile, &outcome, &thresholds);
+    let summary = summarize(&profile, &outcome, &thresholds, &task_budgets);
     if let Some(prefix) = &csv {
         report::write_csvs(prefix, &outcome.stats, summary.duration_seconds)
             .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;

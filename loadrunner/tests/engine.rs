@@ -291,6 +291,8 @@ async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
                     "2s",
                     "--max-error-rate",
                     "0.01",
+                    "--task-budget",
+                    "fail:maxErrorRate=0.5",
                 ])
                 .arg("--tasks")
                 .arg(&tasks)
@@ -316,6 +318,26 @@ async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
         stdout.contains("error rate") && stdout.contains("> budget 1.00% in profile run"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("error rate 100.00% > budget 50.00% in task fail of profile run"),
+        "{stdout}"
+    );
+    let unknown = loadrunner()
+        .args([
+            "run",
+            "-H",
+            "http://127.0.0.1:1",
+            "--task-budget",
+            "nope:p95Ms=1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        unknown.status.code(),
+        Some(2),
+        "a budget for an unknown task is a usage error"
+    );
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such task"));
 
     let stats = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
     assert_eq!(

@@ -221,6 +221,17 @@ pub struct Thresholds {
     pub min_rps: Option<f64>,
 }
 
+/// Budgets for one task of the mix (by its name), checked on that task's own numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskThresholds {
+    /// The task's `name`.
+    pub task: String,
+    /// Its budgets.
+    #[serde(flatten)]
+    pub thresholds: Thresholds,
+}
+
 /// Latency and count figures of one task, or of all together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
