@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: loadrunner against Locust (HttpUser, FastHttpUser) and wrk, side by side.
 
-1. Efficiency: each tool drives a trivial endpoint (`GET /health` on the trivial_server example,
+1. Efficiency: each tool, on one thread (`wrk -t1`, `loadrunner --threads 1`, Locust is single-
+   threaded), drives a trivial endpoint (`GET /health` on the trivial_server example,
    one server thread) with 32 connections/users for --seconds; we count the requests each
    completed and the CPU time the load generator used (user + system, children rusage), and print
    requests per CPU-second and the ratios loadrunner / Locust and loadrunner / wrk.
@@ -76,7 +77,8 @@ def run_loadrunner(path: str, conns: int, seconds: float, tmp: Path) -> dict:
     tasks.write_text(json.dumps([{"name": path, "weight": 1, "request": {"get": {"path": path}}}]))
     summary = tmp / "lr.json"
     _, wall, cpu = timed([str(ROOT / "target/release/loadrunner"), "run", "-H", HOST, "-u", str(conns), "-r", "10000",
-                          "-t", f"{int(seconds)}s", "--tasks", str(tasks), "--json", str(summary), "--no-wait-ready"],
+                          "-t", f"{int(seconds)}s", "--tasks", str(tasks), "--json", str(summary), "--no-wait-ready",
+                          "--threads", "1"],
                          {"RUST_LOG": "warn"})
     s = json.loads(summary.read_text())["total"]
     return {"requests": s["requests"], "failures": s["failures"], "cpu_s": cpu, "wall_s": wall,

@@ -220,6 +220,7 @@ pub async fn run_command(
         profile_name,
         tasks,
         wait_time,
+        threads: _,
         seed,
         request_timeout,
         ready_timeout,

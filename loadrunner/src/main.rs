@@ -17,10 +17,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Gate(args) => loadrunner::gate_command(&args),
-        Command::Run(args) => match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        Command::Run(args) => match runtime(args.threads) {
             Ok(runtime) => runtime.block_on(loadrunner::run_command(*args, shutdown_signal())),
             Err(error) => Err(error.into()),
         },
@@ -33,6 +30,15 @@ fn main() -> ExitCode {
             ExitCode::from(if usage { Verdict::Usage } else { Verdict::Fail }.code())
         }
     }
+}
+
+/// The async runtime, with `threads` workers (default: one per core).
+fn runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(usize::from(threads));
+    }
+    builder.enable_all().build()
 }
 
 /// SIGINT or SIGTERM: stop users, drain, still write the reports.
