@@ -178,11 +178,7 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         method: String::new(),
         requests,
         failures,
-        error_rate: if requests == 0 {
-            0.0
-        } else {
-            failures as f64 / requests as f64
-        },
+        error_rate: loadgate_api::load::error_rate(failures, requests),
         rps: num(rps_col)?,
         mean_ms: num(avg_col)?,
         p50_ms: num(p50_col)?,

@@ -85,11 +85,7 @@ fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, Me
         method: first.method.clone(),
         requests,
         failures,
-        error_rate: if requests == 0 {
-            0.0
-        } else {
-            failures as f64 / requests as f64
-        },
+        error_rate: loadgate_api::load::error_rate(failures, requests),
         rps: if seconds > 0.0 {
             requests as f64 / seconds
         } else {

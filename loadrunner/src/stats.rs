@@ -103,11 +103,7 @@ impl Entry {
 
     /// failures / requests.
     pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.failures as f64 / self.requests as f64
-        }
+        loadgate_api::load::error_rate(self.failures, self.requests)
     }
 
     /// The contract form, over `elapsed` seconds.

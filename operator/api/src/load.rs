@@ -232,6 +232,15 @@ pub struct TaskThresholds {
     pub thresholds: Thresholds,
 }
 
+/// failures / requests, and 0 (not NaN) when there were no requests.
+pub fn error_rate(failures: u64, requests: u64) -> f64 {
+    if requests == 0 {
+        0.0
+    } else {
+        failures as f64 / requests as f64
+    }
+}
+
 /// Latency and count figures of one task, or of all together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
