@@ -5,11 +5,12 @@
 //! f32 on purpose: candle-transformers 0.11.1's BERT turns its mask into NaN in f16/bf16, and both
 //! measured slower than f32 on these CPUs (../shared/notes/rust-stack.md §3).
 
+use super::bert::Bert;
 use super::{BackendError, EmbeddingBackend};
 use crate::model::{ModelFiles, Pooling, read_json};
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 
 /// Loading the model failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,7 @@ pub enum LoadError {
 
 /// A sentence-transformers BERT model on the CPU.
 pub struct CandleBert {
-    model: BertModel,
+    model: Bert,
     max_position_embeddings: usize,
     pooling: Pooling,
     dimensions: usize,
@@ -65,7 +66,7 @@ impl CandleBert {
         };
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(model_err)?;
-        let model = BertModel::load(vb, &config).map_err(model_err)?;
+        let model = Bert::load(vb, &config).map_err(model_err)?;
         Ok(Self {
             model,
             max_position_embeddings: config.max_position_embeddings,
@@ -93,21 +94,41 @@ impl CandleBert {
             mask.resize(mask.len() + cols - seq.len(), 0u32);
         }
         let ids = Tensor::from_vec(ids, (rows, cols), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, cols), &self.device)?;
-        let type_ids = ids.zeros_like()?;
         // Always pass the mask: without it padding is attended to, and a padded batch drops to
         // cosine 0.42 against the reference (measured, ../shared/notes/rust-stack.md §5).
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        let pooled = match self.pooling {
-            Pooling::Cls => hidden.i((.., 0))?,
-            Pooling::Mean => {
-                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-                let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                summed.broadcast_div(&counts)?
+        let hidden = self
+            .model
+            .forward(&ids, &mask)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(hidden
+            .chunks_exact(cols * self.dimensions)
+            .zip(mask.chunks_exact(cols))
+            .map(|(tokens, mask)| pool(self.pooling, tokens, mask, self.dimensions))
+            .collect())
+    }
+}
+
+/// One sequence's vector from its last hidden states: the CLS token's, or the mean over the
+/// tokens the mask keeps (padding excluded), as sentence-transformers' `Pooling` does.
+/// `tokens` is the sequence's `(seq, dimensions)` block, row-major.
+fn pool(pooling: Pooling, tokens: &[f32], mask: &[u32], dimensions: usize) -> Vec<f32> {
+    let tokens = tokens.chunks_exact(dimensions);
+    match pooling {
+        Pooling::Cls => tokens.take(1).flatten().copied().collect(),
+        Pooling::Mean => {
+            let mut sum = vec![0f32; dimensions];
+            let mut count = 0f32;
+            for (token, _) in tokens.zip(mask).filter(|(_, m)| **m != 0) {
+                for (s, v) in sum.iter_mut().zip(token) {
+                    *s += v;
+                }
+                count += 1.0;
             }
-        };
-        pooled.to_vec2::<f32>()
+            let count = count.max(1e-9);
+            sum.iter_mut().for_each(|s| *s /= count);
+            sum
+        }
     }
 }
 
