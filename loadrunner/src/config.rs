@@ -57,10 +57,17 @@ pub struct RunArgs {
     #[arg(long, default_value = "run")]
     pub profile_name: String,
 
-    /// JSON file with the task mix (a list of {name, weight, request}); default: the classic
-    /// embedding mix (single embed weight 8, batch embed weight 2, health weight 1).
-    #[arg(long)]
-    pub tasks: Option<PathBuf>,
+    /// The task mix: a JSON file, or the JSON itself (starting with `[`), holding a list of
+    /// {name, weight, request}; default: the classic embedding mix (single embed weight 8, batch
+    /// embed weight 2, health weight 1).
+    #[arg(long, env = "LOADRUNNER_TASKS")]
+    pub tasks: Option<String>,
+
+    /// Run share INDEX of COUNT runners side by side ("0/4"): this runner makes 1/COUNT of the
+    /// profile's users, spawn rate and arrival rate, and offsets its seed by INDEX. The operator
+    /// sets it from the Job's completion index.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
 
     /// Wait after each task: "constant:1s", "between:1s..3s" or "pacing:2s".
     #[arg(long, default_value = "constant:0s", value_parser = parse_wait_time)]
@@ -108,6 +115,11 @@ pub struct RunArgs {
     /// Write the JSON run summary here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+
+    /// Write the summary as compact JSON of at most 4096 bytes here, for a Kubernetes
+    /// termination message (`/dev/termination-log`): the operator merges these across runner pods.
+    #[arg(long, value_name = "FILE", env = "LOADRUNNER_TERMINATION_SUMMARY")]
+    pub termination_summary: Option<PathBuf>,
 
     /// Budgets.
     #[command(flatten)]
@@ -204,6 +216,20 @@ fn fraction(s: &str) -> Result<f64, String> {
             "{s:?} is not a fraction between 0 and 1 (1% is 0.01)"
         )),
     }
+}
+
+/// Parses "INDEX/COUNT" with INDEX < COUNT.
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: write INDEX/COUNT with INDEX < COUNT, e.g. 0/4");
+    let (index, count) = s.split_once('/').ok_or_else(bad)?;
+    let (index, count): (u32, u32) = (
+        index.trim().parse().map_err(|_| bad())?,
+        count.trim().parse().map_err(|_| bad())?,
+    );
+    if index >= count {
+        return Err(bad());
+    }
+    Ok((index, count))
 }
 
 /// Parses a stage "DURATION:USERS", e.g. "30s:50".

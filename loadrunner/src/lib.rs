@@ -191,13 +191,18 @@ pub fn summarize(
     }
 }
 
-fn load_tasks(path: Option<&std::path::Path>) -> Result<Vec<Task>, UsageError> {
-    let Some(path) = path else {
+/// The task mix of `--tasks`: inline JSON when it starts with `[`, else a file of JSON.
+fn load_tasks(arg: Option<&str>) -> Result<Vec<Task>, UsageError> {
+    let Some(arg) = arg else {
         return Ok(default_tasks());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("--tasks {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| UsageError(format!("--tasks {}: {e}", path.display())))
+    if arg.trim_start().starts_with('[') {
+        return serde_json::from_str(arg)
+            .map_err(|e| UsageError(format!("--tasks (inline JSON): {e}")));
+    }
+    let text =
+        std::fs::read_to_string(arg).map_err(|e| UsageError(format!("--tasks {arg}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| UsageError(format!("--tasks {arg}: {e}")))
 }
 
 /// `loadrunner run`: readiness, load, reports, verdict. `shutdown` stops the load early (reports
@@ -219,6 +224,7 @@ pub async fn run_command(
         stages,
         profile_name,
         tasks,
+        shard,
         wait_time,
         threads: _,
         seed,
@@ -230,10 +236,13 @@ pub async fn run_command(
         csv,
         html,
         json,
+        termination_summary,
         thresholds,
         task_budgets,
     } = args;
     let (host_name, port) = parse_host(&host)?;
+    let (shard_index, shard_count) = shard.unwrap_or((0, 1));
+    let seed = seed.wrapping_add(u64::from(shard_index));
     let scenario = Scenario::new(load_tasks(tasks.as_deref())?, seed)
         .map_err(|e| UsageError(e.to_string()))?;
     // Check budget task names now, not after minutes of load.
@@ -260,7 +269,9 @@ pub async fn run_command(
         duration: run_time,
         arrival_rate,
         stages,
-    };
+    }
+    .shard(shard_index, shard_count);
+    let users = profile.users;
     let plan = RunPlan {
         profile: profile.clone(),
         scenario: Arc::new(scenario),
@@ -269,7 +280,7 @@ pub async fn run_command(
         request_timeout: request_timeout.get(),
         seed,
     };
-    tracing::info!(profile = %profile.name, users, spawn_rate, run_time = %run_time, "starting load");
+    tracing::info!(profile = %profile.name, users, spawn_rate = profile.spawn_rate, run_time = %run_time, "starting load");
     let outcome = engine::run(plan, shutdown, progress_printer(users)).await;
     if std::io::stderr().is_terminal() {
         eprintln!();
@@ -290,6 +301,12 @@ pub async fn run_command(
     }
     if let Some(path) = &json {
         report::write_json(path, &summary)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &termination_summary {
+        let compact = merge::compact_summary(&summary, merge::TERMINATION_MESSAGE_LIMIT)
+            .map_err(|e| anyhow::anyhow!("--termination-summary: {e}"))?;
+        std::fs::write(path, compact)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print_summary(&summary);

@@ -58,6 +58,57 @@ pub fn decode(stats: &RequestStats) -> Result<Histogram<u64>, MergeError> {
         .map_err(|e| bad(format!("{e:?}")))
 }
 
+/// Kubernetes keeps at most this many bytes of a container's termination message.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// The summary as compact JSON that fits `limit` bytes, for a pod's termination message (the
+/// channel from runner pods to the operator, which needs no API access or RBAC for runners).
+/// The total's histogram is always kept at full precision, since the profile's verdict rests on
+/// it; when the whole does not fit, the per-task histograms are re-recorded at 2 significant
+/// digits (1% resolution), and if that is still too big they are dropped (per-task latency
+/// budgets then cannot be merged, and the operator says so).
+///
+/// # Errors
+/// When even the summary without per-task histograms is larger than `limit`.
+pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, String> {
+    let to_json =
+        |s: &RunSummary| serde_json::to_string(s).expect("a summary serialises; this is a bug");
+    let full = to_json(summary);
+    if full.len() <= limit {
+        return Ok(full);
+    }
+    let mut coarse = summary.clone();
+    for task in &mut coarse.tasks {
+        task.histogram = decode(task).ok().map(|h| encode(&coarsen(&h)));
+    }
+    let coarse_json = to_json(&coarse);
+    if coarse_json.len() <= limit {
+        return Ok(coarse_json);
+    }
+    for task in &mut coarse.tasks {
+        task.histogram = None;
+    }
+    let bare = to_json(&coarse);
+    if bare.len() <= limit {
+        Ok(bare)
+    } else {
+        Err(format!(
+            "the run summary is {} bytes even without per-task histograms (limit {limit})",
+            bare.len()
+        ))
+    }
+}
+
+/// The same values at 2 significant digits.
+fn coarsen(histogram: &Histogram<u64>) -> Histogram<u64> {
+    let mut coarse = Histogram::new_with_bounds(1, histogram.high().max(2), 2)
+        .expect("bounds from a valid histogram are valid; this is a bug");
+    for value in histogram.iter_recorded() {
+        coarse.saturating_record_n(value.value_iterated_to(), value.count_at_value());
+    }
+    coarse
+}
+
 /// Adds `stats` together; rates are over `seconds` (the runners ran side by side).
 fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
     let first = parts.first().ok_or(MergeError::Empty)?;
@@ -105,6 +156,40 @@ fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, Me
     })
 }
 
+/// Adds `stats` of which some carry no histogram (a termination message had to drop it): counts
+/// add up exactly, and each percentile is the largest of the parts' — an upper bound, since a
+/// quantile of a union never exceeds the largest quantile of its parts — so a latency budget
+/// judged on it can fail too eagerly but never pass wrongly.
+fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> RequestStats {
+    let requests: u64 = parts.iter().map(|p| p.requests).sum();
+    let failures: u64 = parts.iter().map(|p| p.failures).sum();
+    let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * p.requests as f64).sum();
+    let worst = |f: fn(&RequestStats) -> f64| parts.iter().map(|p| f(p)).fold(0.0, f64::max);
+    RequestStats {
+        name: parts[0].name.clone(),
+        method: parts[0].method.clone(),
+        requests,
+        failures,
+        error_rate: loadgate_api::load::error_rate(failures, requests),
+        rps: if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            0.0
+        },
+        mean_ms: if requests == 0 {
+            0.0
+        } else {
+            latency_sum / requests as f64
+        },
+        p50_ms: worst(|p| p.p50_ms),
+        p90_ms: worst(|p| p.p90_ms),
+        p95_ms: worst(|p| p.p95_ms),
+        p99_ms: worst(|p| p.p99_ms),
+        max_ms: worst(|p| p.max_ms),
+        histogram: None,
+    }
+}
+
 /// One summary of runners that ran the same profile side by side, with the verdict re-evaluated
 /// against `thresholds` on the merged numbers.
 ///
@@ -129,7 +214,14 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
     }
     let tasks = order
         .iter()
-        .map(|key| merge_stats(&by_task[key], seconds))
+        .map(|key| {
+            let parts = &by_task[key];
+            if parts.iter().all(|p| p.histogram.is_some()) {
+                merge_stats(parts, seconds)
+            } else {
+                Ok(merge_stats_bounded(parts, seconds))
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let violations = gate::evaluate(&total, thresholds, &format!("profile {}", first.profile));
     let interrupted = summaries.iter().any(|s| s.interrupted);
@@ -227,6 +319,37 @@ mod tests {
         let encoded = merged.total.histogram.as_ref().unwrap().len();
         println!("merged histogram: {encoded} bytes of base64");
         assert!(encoded < 2_048, "histogram is {encoded} bytes of base64");
+    }
+
+    #[test]
+    fn compact_summary_fits_a_termination_message() {
+        let names: Vec<(String, String)> = (0..3)
+            .map(|i| (format!("task {i}"), "POST".to_owned()))
+            .collect();
+        let mut stats = Stats::new(&names);
+        // A wide spread (1 ms .. 4 s) in every task: many distinct buckets per histogram.
+        for i in 0..60_000u64 {
+            stats.record(&Sample {
+                task: (i % 3) as usize,
+                latency: Duration::from_micros(1_000 + (i * 7_919) % 4_000_000),
+                outcome: Outcome::Ok { bytes: 1 },
+                start_delay: None,
+            });
+        }
+        let full = serde_json::to_string(&summary(&stats, 60.0)).unwrap();
+        let compact = compact_summary(&summary(&stats, 60.0), TERMINATION_MESSAGE_LIMIT).unwrap();
+        println!(
+            "summary: {} bytes full, {} compact",
+            full.len(),
+            compact.len()
+        );
+        assert!(compact.len() <= TERMINATION_MESSAGE_LIMIT);
+        let back: RunSummary = serde_json::from_str(&compact).unwrap();
+        // The total keeps its full-precision histogram, so merged profile percentiles stay exact.
+        assert_eq!(back.total.histogram, summary(&stats, 60.0).total.histogram);
+        let merged = merge(&[back.clone(), back], &Thresholds::default()).unwrap();
+        assert_eq!(merged.total.requests, 120_000);
+        assert_eq!(merged.tasks.len(), 3);
     }
 
     #[test]

@@ -117,6 +117,27 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// The same grammar as [`FromStr`], for the apiserver: `<digits><ms|s|m|h>` parts, no spaces.
+pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
+
+#[cfg(feature = "crd")]
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Duration;

@@ -3,12 +3,27 @@
 //!
 //! - [`embed`]: HTTP bodies of the embedding API (model-server ↔ loadrunner);
 //! - [`load`]: the load spec (profiles, tasks, wait time, thresholds) and the run summary;
-//! - [`duration`]: Kubernetes-style duration strings.
+//! - [`duration`]: Kubernetes-style duration strings;
+//! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
+//!   the [`conditions`] vocabulary, and [`crd`] (the generated CustomResourceDefinitions).
 //!
-//! The CRD types (`ModelEndpoint`, `LoadTest`) and conditions join behind a default `crd`
-//! feature, so the model server keeps depending on serde alone.
+//! The model server and the runner turn `crd` off and depend on serde alone.
 #![deny(missing_docs)]
 
 pub mod duration;
 pub mod embed;
 pub mod load;
+
+#[cfg(feature = "crd")]
+pub mod conditions;
+#[cfg(feature = "crd")]
+pub mod crd;
+#[cfg(feature = "crd")]
+pub mod load_test;
+#[cfg(feature = "crd")]
+pub mod model_endpoint;
+
+/// API group of the custom resources.
+pub const GROUP: &str = "loadgate.dev";
+/// API version of the custom resources.
+pub const VERSION: &str = "v1alpha1";

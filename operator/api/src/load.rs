@@ -15,11 +15,13 @@ use serde::{Deserialize, Serialize};
 /// counts from each request's scheduled start, so queueing is measured, not hidden (no
 /// coordinated omission).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadProfile {
     /// Name of the profile (ramp-up, sustained, spike, ...); names rows in reports.
     pub name: String,
     /// Peak number of concurrent users (≥ 1).
+    #[cfg_attr(feature = "crd", schemars(range(min = 1)))]
     pub users: u32,
     /// Users started per second until `users` run (> 0); `users` starts them all at once.
     pub spawn_rate: f64,
@@ -37,6 +39,7 @@ pub struct LoadProfile {
 
 /// One stage of an explicit load shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Stage {
     /// How long the stage lasts.
@@ -52,6 +55,31 @@ impl LoadProfile {
             self.duration.get()
         } else {
             self.stages.iter().map(|s| s.duration.get()).sum()
+        }
+    }
+
+    /// Runner `index` of `count` side by side (the operator's `parallelism`): this runner's share
+    /// of the users, spawn rate, arrival rate and stage targets, so the runners together make
+    /// the profile's load. Users split as evenly as integers allow (the first runners take one
+    /// more); each runner keeps at least one user.
+    pub fn shard(&self, index: u32, count: u32) -> LoadProfile {
+        let count = count.max(1);
+        let share = |users: u32| (users / count + u32::from(index < users % count)).max(1);
+        let part = f64::from(count);
+        LoadProfile {
+            name: self.name.clone(),
+            users: share(self.users),
+            spawn_rate: self.spawn_rate / part,
+            duration: self.duration,
+            arrival_rate: self.arrival_rate.map(|r| r / part),
+            stages: self
+                .stages
+                .iter()
+                .map(|s| Stage {
+                    duration: s.duration,
+                    users: if s.users == 0 { 0 } else { share(s.users) },
+                })
+                .collect(),
         }
     }
 
@@ -75,11 +103,13 @@ impl LoadProfile {
 
 /// A weighted kind of request a user makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Task {
     /// Name in reports (Locust's "Name" column).
     pub name: String,
     /// Relative frequency (≥ 0); a user picks the next task with probability weight / total.
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
     pub weight: u32,
     /// The request.
     pub request: TaskRequest,
@@ -87,6 +117,7 @@ pub struct Task {
 
 /// What a task sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(
     rename_all = "camelCase",
     rename_all_fields = "camelCase",
@@ -170,6 +201,7 @@ pub fn default_tasks() -> Vec<Task> {
 
 /// Pause a user takes after each task (Locust's `wait_time`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(
     rename_all = "camelCase",
     rename_all_fields = "camelCase",
@@ -195,6 +227,17 @@ pub enum WaitTime {
     },
 }
 
+/// The runner's flag syntax: `constant:1s`, `between:1s..3s`, `pacing:2s`.
+impl std::fmt::Display for WaitTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitTime::Between { min, max } => write!(f, "between:{min}..{max}"),
+            WaitTime::Constant { wait } => write!(f, "constant:{wait}"),
+            WaitTime::ConstantPacing { interval } => write!(f, "pacing:{interval}"),
+        }
+    }
+}
+
 impl Default for WaitTime {
     fn default() -> Self {
         WaitTime::Constant {
@@ -205,24 +248,30 @@ impl Default for WaitTime {
 
 /// Budgets a run must stay inside; each unset one is not checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Thresholds {
     /// Most p95 latency in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
     pub p95_ms: Option<f64>,
     /// Most p99 latency in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
     pub p99_ms: Option<f64>,
-    /// Most failures / requests, 0–1.
+    /// Most failures / requests, 0–1 (1% is 0.01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0, max = 1)))]
     pub max_error_rate: Option<f64>,
     /// Fewest requests per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
     pub min_rps: Option<f64>,
 }
 
 /// Budgets for one task of the mix (by its name), checked on that task's own numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskThresholds {
     /// The task's `name`.
@@ -278,6 +327,7 @@ pub struct RequestStats {
 
 /// A budget a run broke.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
     /// `p95Ms`, `p99Ms`, `maxErrorRate` or `minRps`.
@@ -384,5 +434,39 @@ mod tests {
             (0, 50, 100, 100, 50, 0, 0)
         );
         assert_eq!(profile.run_time(), std::time::Duration::from_secs(40));
+    }
+
+    #[test]
+    fn shards_add_up_to_the_profile() {
+        let profile = LoadProfile {
+            name: "p".into(),
+            users: 10,
+            spawn_rate: 4.0,
+            duration: Duration::from_secs(30),
+            arrival_rate: Some(9.0),
+            stages: vec![Stage {
+                duration: Duration::from_secs(5),
+                users: 7,
+            }],
+        };
+        let shards: Vec<LoadProfile> = (0..3).map(|i| profile.shard(i, 3)).collect();
+        assert_eq!(
+            shards.iter().map(|s| s.users).collect::<Vec<_>>(),
+            [4, 3, 3]
+        );
+        assert_eq!(shards.iter().map(|s| s.stages[0].users).sum::<u32>(), 7);
+        assert!((shards.iter().map(|s| s.spawn_rate).sum::<f64>() - 4.0).abs() < 1e-12);
+        assert!((shards.iter().map(|s| s.arrival_rate.unwrap()).sum::<f64>() - 9.0).abs() < 1e-12);
+        assert_eq!(profile.shard(0, 1), profile);
+    }
+
+    #[test]
+    fn wait_time_prints_the_runner_flag_syntax() {
+        let between = WaitTime::Between {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(3),
+        };
+        assert_eq!(between.to_string(), "between:1s..3s");
+        assert_eq!(WaitTime::default().to_string(), "constant:0s");
     }
 }

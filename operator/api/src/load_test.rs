@@ -1,0 +1,371 @@
+//! `LoadTest` (short name `lt`): load profiles run against an endpoint, with budgets; the
+//! operator (or `loadgate local`) runs each profile and writes the numbers, the verdict and the
+//! conditions into the status.
+
+use crate::conditions::{Condition, Time};
+use crate::duration::Duration;
+use crate::load::{
+    LoadProfile, Task, TaskThresholds, Thresholds, Violation, WaitTime, default_tasks,
+};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Annotation that names a run: set it to a new value (a commit SHA, a timestamp) to run the
+/// test again without deleting it. The previous run's results move to `status.previous`.
+pub const RUN_ANNOTATION: &str = "loadgate.dev/run";
+
+/// The desired load test.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "loadgate.dev",
+    version = "v1alpha1",
+    kind = "LoadTest",
+    namespaced,
+    status = "LoadTestStatus",
+    shortname = "lt",
+    category = "loadgate",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "P95 ms", type_ = "number", json_path = ".status.summary.p95Ms"),
+    printcolumn(
+        name = "Error rate",
+        type_ = "number",
+        json_path = ".status.summary.errorRate"
+    ),
+    printcolumn(name = "Verdict", type_ = "string", json_path = ".status.verdict"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    doc = "Load profiles run against a model endpoint, with budgets and a verdict"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.profiles.all(p, self.profiles.exists_one(q, q.name == p.name))", "message": "profile names must be unique"},
+    {"rule": "self.tasks.size() == 0 || self.tasks.exists(t, t.weight > 0)", "message": "at least one task needs a weight > 0"},
+    {"rule": "self.profiles.all(p, p.users >= self.parallelism)", "message": "every profile needs at least `parallelism` users (one per runner pod)"},
+]))]
+pub struct LoadTestSpec {
+    /// What to load: a ModelEndpoint of this namespace, or any URL.
+    pub target: Target,
+    /// The weighted task mix each user draws from. Default: the classic embedding mix (single
+    /// embed of 1–2 texts weight 8, batch embed of 8–32 texts weight 2, health check weight 1).
+    #[serde(default = "default_tasks")]
+    #[schemars(length(max = 32))]
+    pub tasks: Vec<Task>,
+    /// Pause each user takes after a task. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_time: Option<WaitTime>,
+    /// Load shapes, run one after the other (e.g. ramp-up, sustained, spike).
+    #[schemars(length(min = 1, max = 16))]
+    pub profiles: Vec<ProfileSpec>,
+    /// Budgets every profile must stay inside (a profile's own `thresholds` override these
+    /// field by field).
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Budgets on single tasks of the mix, checked in every profile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_thresholds: Vec<TaskThresholds>,
+    /// Runner pods per profile; each runs the whole profile, and their histograms are merged
+    /// into exact percentiles.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 100))]
+    pub parallelism: i32,
+    /// The whole test (waiting for the endpoint included) ends with an error after this long.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// How long to wait for the target ModelEndpoint to become Ready.
+    #[serde(default = "default_endpoint_timeout")]
+    pub endpoint_timeout: Duration,
+    /// Delete finished runner Jobs (and their pods) this many seconds after the test ends. The
+    /// results stay in the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i32>,
+    /// The runner pods.
+    #[serde(default)]
+    pub runner: RunnerSettings,
+}
+
+/// A ModelEndpoint of this namespace, or any URL: exactly one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.endpointRef) != has(self.url)", "message": "set exactly one of target.endpointRef and target.url"},
+]))]
+pub struct Target {
+    /// A ModelEndpoint in the LoadTest's namespace; the test waits until it is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_ref: Option<EndpointRef>,
+    /// Base URL of any HTTP endpoint (`http://host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^http://[^/\s]+(/.*)?$"))]
+    pub url: Option<String>,
+}
+
+/// A reference to a ModelEndpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointRef {
+    /// Its name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// One load shape, with optional budgets of its own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.spawnRate > 0.0", "message": "spawnRate must be > 0"},
+    {"rule": "!has(self.arrivalRate) || self.arrivalRate > 0.0", "message": "arrivalRate must be > 0"},
+]))]
+pub struct ProfileSpec {
+    /// Name (ramp-up, sustained, spike, ...): names the Job, the report and the status row.
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Peak number of concurrent users.
+    #[schemars(range(min = 1, max = 100000))]
+    pub users: u32,
+    /// Users started per second until `users` run.
+    pub spawn_rate: f64,
+    /// How long the profile runs, ramp included (ignored when `stages` is set).
+    pub duration: Duration,
+    /// Open model: requests started per second whatever the answers do; `users` caps how many
+    /// are in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<f64>,
+    /// Explicit shape: the user count moves linearly to each stage's `users` over its
+    /// `duration`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::load::Stage>,
+    /// Budgets for this profile; each set field overrides the spec-level one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Thresholds>,
+}
+
+impl ProfileSpec {
+    /// The load shape, as the runner takes it.
+    pub fn load_profile(&self) -> LoadProfile {
+        LoadProfile {
+            name: self.name.clone(),
+            users: self.users,
+            spawn_rate: self.spawn_rate,
+            duration: self.duration,
+            arrival_rate: self.arrival_rate,
+            stages: self.stages.clone(),
+        }
+    }
+
+    /// The budgets of this profile: its own fields over the spec-level ones.
+    pub fn effective_thresholds(&self, global: &Thresholds) -> Thresholds {
+        let own = self.thresholds.unwrap_or_default();
+        Thresholds {
+            p95_ms: own.p95_ms.or(global.p95_ms),
+            p99_ms: own.p99_ms.or(global.p99_ms),
+            max_error_rate: own.max_error_rate.or(global.max_error_rate),
+            min_rps: own.min_rps.or(global.min_rps),
+        }
+    }
+}
+
+/// The runner pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunnerSettings {
+    /// loadrunner image; default: the operator's `--loadrunner-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU and memory of each runner pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// A request slower than this fails as a timeout (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+    /// Seed of payloads and task picks (runner pod i uses seed + i).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub seed: Option<i64>,
+}
+
+fn default_parallelism() -> i32 {
+    1
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+fn default_endpoint_timeout() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+/// Where a LoadTest is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum LoadPhase {
+    /// Accepted, nothing started.
+    Pending,
+    /// Waiting for the target ModelEndpoint to become Ready.
+    WaitingForEndpoint,
+    /// Runner Jobs are running.
+    Running,
+    /// Finished inside every budget.
+    Passed,
+    /// Finished, and a budget was broken.
+    Failed,
+    /// No verdict could be reached (timeout, runner failure, endpoint never ready).
+    Error,
+}
+
+impl LoadPhase {
+    /// Passed, Failed or Error.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            LoadPhase::Passed | LoadPhase::Failed | LoadPhase::Error
+        )
+    }
+}
+
+/// Where one profile is.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ProfilePhase {
+    /// Not started.
+    Pending,
+    /// Its Job is running.
+    Running,
+    /// Finished inside its budgets.
+    Passed,
+    /// Finished, and a budget was broken.
+    Failed,
+    /// No numbers (runner failed, timeout).
+    Error,
+}
+
+/// The verdict.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Verdict {
+    /// Every profile stayed inside its budgets.
+    Pass,
+    /// A budget was broken, or no verdict could be reached.
+    Fail,
+}
+
+/// Request counts and latency of a profile (or of the whole test).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultFigures {
+    /// Requests completed.
+    pub requests: i64,
+    /// Requests failed (connection errors, timeouts, 4xx, 5xx).
+    pub failures: i64,
+    /// failures / requests.
+    pub error_rate: f64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 95th percentile latency, ms.
+    pub p95_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Slowest request, ms.
+    pub max_ms: f64,
+}
+
+/// What one profile measured.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    /// Profile name.
+    pub name: String,
+    /// Where it is.
+    pub phase: ProfilePhase,
+    /// Its runner Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Figures merged over all runner pods (exact percentiles from merged histograms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<ResultFigures>,
+    /// Peak users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<i64>,
+    /// Budgets it broke.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// Why it has no numbers, when it errored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When its Job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When its results were collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+/// A finished run, kept when the test is run again.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// The run's name (the `loadgate.dev/run` annotation, or `initial`).
+    pub run: String,
+    /// Its phase at the end.
+    pub phase: LoadPhase,
+    /// Its verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Its overall figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ResultFigures>,
+    /// Its profiles.
+    #[serde(default)]
+    pub profiles: Vec<ProfileStatus>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+/// What the operator observed and measured.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTestStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The run this status reports (the `loadgate.dev/run` annotation, or `initial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Pending, WaitingForEndpoint, Running, Passed, Failed or Error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<LoadPhase>,
+    /// Pass or Fail, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// URL the runners load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Totals over all profiles; latency figures are the worst profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ResultFigures>,
+    /// One row per profile, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<ProfileStatus>,
+    /// The previous run's results, kept when the test is run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<RunRecord>,
+    /// `Complete`, `Passed`, `Ready`, `Reconciling`, `Stalled`.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,175 @@
+//! `ModelEndpoint` (short name `mep`): an embedding model served by model-server pods behind a
+//! Service. The operator turns it into a Deployment + Service and reports readiness here.
+
+use crate::conditions::Condition;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The desired model endpoint.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "loadgate.dev",
+    version = "v1alpha1",
+    kind = "ModelEndpoint",
+    namespaced,
+    status = "ModelEndpointStatus",
+    shortname = "mep",
+    category = "loadgate",
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "URL",
+        type_ = "string",
+        json_path = ".status.url",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    doc = "An embedding model served by model-server pods behind a Service"
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelEndpointSpec {
+    /// The model: a directory inside the image or on the mounted `modelVolumeClaim` (e.g.
+    /// `/models/all-MiniLM-L6-v2`), or a Hugging Face hub id
+    /// (`sentence-transformers/all-MiniLM-L6-v2`) where the cluster can reach the hub.
+    #[schemars(length(min = 1))]
+    pub model: String,
+    /// model-server image; default: the operator's `--model-server-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Pods serving the model.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Port model-server listens on, and the Service's port.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// CPU and memory of each pod. Inference workers default to the CPU limit (or request),
+    /// rounded down, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// A PersistentVolumeClaim holding model directories, mounted read-only at `/models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_volume_claim: Option<String>,
+    /// Batching and admission limits of model-server (its flags of the same names).
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// How the readiness probe on `/health` runs.
+    #[serde(default)]
+    pub readiness: ReadinessSettings,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_port() -> i32 {
+    8080
+}
+
+/// model-server tuning; each unset field keeps model-server's own default.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Most texts in one forward pass (`--max-batch-size`, default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_batch_size: Option<i32>,
+    /// Most tokens in one forward pass (`--max-batch-tokens`, default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_batch_tokens: Option<i32>,
+    /// Requests admitted at once; the next gets 429 (`--max-concurrent-requests`, default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent_requests: Option<i32>,
+    /// Most texts in one request; more gets 413 (`--max-client-batch-size`, default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_client_batch_size: Option<i32>,
+    /// Inference threads (`--inference-workers`); default from the pod's CPU resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub inference_workers: Option<i32>,
+    /// A request waiting longer than this is answered 408 (`--request-timeout-secs`, default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub request_timeout_secs: Option<i32>,
+}
+
+/// The readiness probe on `/health` (503 while the model loads, 200 when ready).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadinessSettings {
+    /// Seconds between probes.
+    #[serde(default = "default_period")]
+    #[schemars(range(min = 1))]
+    pub period_seconds: i32,
+    /// Seconds before one probe times out.
+    #[serde(default = "default_probe_timeout")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: i32,
+    /// Failed probes in a row before the pod is taken out of the Service.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1))]
+    pub failure_threshold: i32,
+}
+
+impl Default for ReadinessSettings {
+    fn default() -> Self {
+        Self {
+            period_seconds: default_period(),
+            timeout_seconds: default_probe_timeout(),
+            failure_threshold: default_failure_threshold(),
+        }
+    }
+}
+
+fn default_period() -> i32 {
+    2
+}
+
+fn default_probe_timeout() -> i32 {
+    1
+}
+
+fn default_failure_threshold() -> i32 {
+    3
+}
+
+/// What the operator observed of the endpoint.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelEndpointStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pods of the current Deployment.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods passing the readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// In-cluster URL of the Service, e.g. `http://NAME.NAMESPACE.svc:8080`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `Ready`, `Progressing`, `Degraded`.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,80 @@
+//! The `loadgate` command line: `crds` (print or write the CRDs) and `operator` (run the
+//! controllers). Every operator flag has an environment fallback of the same name, which is how
+//! the Helm chart sets them.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// loadgate: where does this model endpoint fall over, and may this rollout go ahead?
+#[derive(Debug, Parser)]
+#[command(name = "loadgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions (or write them into a directory).
+    Crds(CrdsArgs),
+    /// Run the ModelEndpoint and LoadTest controllers against the cluster of the current
+    /// kubeconfig (or in-cluster config).
+    Operator(OperatorArgs),
+}
+
+/// `loadgate crds`.
+#[derive(Debug, Args)]
+pub struct CrdsArgs {
+    /// Write `modelendpoints.yaml` and `loadtests.yaml` into this directory instead of printing
+    /// both to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `loadgate operator`.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// model-server image for ModelEndpoints that name none.
+    #[arg(
+        long,
+        env = "MODEL_SERVER_IMAGE",
+        default_value = "ghcr.io/loadgate/model-server:0.1.0"
+    )]
+    pub model_server_image: String,
+
+    /// loadrunner image for LoadTests that name none.
+    #[arg(
+        long,
+        env = "LOADRUNNER_IMAGE",
+        default_value = "ghcr.io/loadgate/loadrunner:0.1.0"
+    )]
+    pub loadrunner_image: String,
+
+    /// Address of /health and /metrics.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Objects of each kind reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// Only watch this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}

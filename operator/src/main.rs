@@ -1,0 +1,33 @@
+//! `loadgate`: parse the command line, start logging, run the subcommand, exit with its code.
+
+use clap::Parser;
+use loadgate::config::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds(args) => match loadgate::crdgen::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgate crds: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Operator(args) => {
+            loadgate::telemetry::init(args.log_format);
+            tracing::info!(config = ?args, "starting the operator");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts; this is a bug");
+            match runtime.block_on(loadgate::run_operator(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

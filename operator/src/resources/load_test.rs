@@ -1,0 +1,258 @@
+//! A LoadTest's children: one runner Job per profile and run. The Job is Indexed with
+//! `parallelism` pods; pod i runs share i of the profile (`loadrunner run --shard i/N`) and leaves
+//! its summary, histograms included, in its termination message for the operator to merge.
+
+use super::{bounded_name, hardened, labels};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use loadgate_api::load_test::{LoadTest, ProfileSpec, RUN_ANNOTATION};
+use std::collections::BTreeMap;
+
+/// Container and label name of the runner.
+pub const APP: &str = "loadrunner";
+/// Label: the LoadTest a Job belongs to.
+pub const LOADTEST_LABEL: &str = "loadgate.dev/loadtest";
+/// Label: the profile a Job runs.
+pub const PROFILE_LABEL: &str = "loadgate.dev/profile";
+/// Label: a short hash of the run name (annotation values are not valid label values).
+pub const RUN_LABEL: &str = "loadgate.dev/run-hash";
+/// Label the Job controller puts on its pods.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+/// The run name when the `loadgate.dev/run` annotation is absent.
+pub const INITIAL_RUN: &str = "initial";
+/// Seconds a runner waits for the target to answer its readiness path before giving up.
+const RUNNER_READY_TIMEOUT_SECS: u64 = 60;
+
+/// The run the LoadTest asks for: its `loadgate.dev/run` annotation, or `initial`.
+pub fn requested_run(test: &LoadTest) -> String {
+    test.annotations()
+        .get(RUN_ANNOTATION)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| INITIAL_RUN.to_owned())
+}
+
+/// 8 hex digits of FNV-1a over the run name: stable across processes and releases.
+pub fn run_hash(run: &str) -> String {
+    let hash = run.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:08x}", hash as u32)
+}
+
+/// The Job name of one profile in one run: `<test>-<profile>-<runhash>`, at most 63 characters.
+pub fn job_name(test: &LoadTest, profile: &str, run: &str) -> String {
+    bounded_name(&format!("{}-{profile}", test.name_any()), &run_hash(run))
+}
+
+/// What the runner Job needs besides the spec.
+pub struct RunnerJob<'a> {
+    /// The profile to run.
+    pub profile: &'a ProfileSpec,
+    /// The run name.
+    pub run: &'a str,
+    /// Base URL the runners load.
+    pub target_url: &'a str,
+    /// Image when the spec names none.
+    pub default_image: &'a str,
+}
+
+/// Runner arguments for one profile (without `--shard`, which comes from the pod's index).
+pub fn runner_args(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> Vec<String> {
+    let spec = &test.spec;
+    let mut args = vec![
+        "run".to_owned(),
+        "--host".to_owned(),
+        target_url.to_owned(),
+        "--profile-name".to_owned(),
+        profile.name.clone(),
+        "--users".to_owned(),
+        profile.users.to_string(),
+        "--spawn-rate".to_owned(),
+        profile.spawn_rate.to_string(),
+        "--run-time".to_owned(),
+        profile.duration.to_string(),
+    ];
+    if let Some(rate) = profile.arrival_rate {
+        args.extend(["--arrival-rate".to_owned(), rate.to_string()]);
+    }
+    for stage in &profile.stages {
+        args.extend([
+            "--stage".to_owned(),
+            format!("{}:{}", stage.duration, stage.users),
+        ]);
+    }
+    if let Some(wait) = &spec.wait_time {
+        args.extend(["--wait-time".to_owned(), wait.to_string()]);
+    }
+    args.extend([
+        "--tasks".to_owned(),
+        serde_json::to_string(&spec.tasks).expect("tasks serialise; this is a bug"),
+    ]);
+    if let Some(timeout) = spec.runner.request_timeout {
+        args.extend(["--request-timeout".to_owned(), timeout.to_string()]);
+    }
+    if let Some(seed) = spec.runner.seed {
+        args.extend(["--seed".to_owned(), seed.to_string()]);
+    }
+    args.extend([
+        "--ready-timeout".to_owned(),
+        format!("{RUNNER_READY_TIMEOUT_SECS}s"),
+        "--termination-summary".to_owned(),
+        "/dev/termination-log".to_owned(),
+    ]);
+    args
+}
+
+/// The runner Job of one profile.
+pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
+    let spec = &test.spec;
+    let parallelism = spec.parallelism.max(1);
+    let mut job_labels = labels(APP, &test.name_any());
+    job_labels.extend(BTreeMap::from([
+        (LOADTEST_LABEL.to_owned(), test.name_any()),
+        (PROFILE_LABEL.to_owned(), runner.profile.name.clone()),
+        (RUN_LABEL.to_owned(), run_hash(runner.run)),
+    ]));
+    let mut args = runner_args(test, runner.profile, runner.target_url);
+    // $(SHARD_INDEX) is expanded by the kubelet from the env below.
+    args.extend([
+        "--shard".to_owned(),
+        format!("$(SHARD_INDEX)/{parallelism}"),
+    ]);
+    let container = Container {
+        name: APP.to_owned(),
+        image: Some(
+            spec.runner
+                .image
+                .clone()
+                .unwrap_or_else(|| runner.default_image.to_owned()),
+        ),
+        args: Some(args),
+        env: Some(vec![EnvVar {
+            name: "SHARD_INDEX".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                        .to_owned(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        resources: spec.runner.resources.clone(),
+        security_context: Some(hardened()),
+        termination_message_path: Some("/dev/termination-log".to_owned()),
+        // On an error exit the last log lines become the message: the operator shows them.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    };
+    // The Job may run its profile, the runner's readiness wait and a margin, then it is stopped.
+    let deadline =
+        runner.profile.load_profile().run_time().as_secs() + RUNNER_READY_TIMEOUT_SECS + 120;
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(test, &runner.profile.name, runner.run)),
+            namespace: test.namespace(),
+            labels: Some(job_labels.clone()),
+            owner_references: test.controller_owner_ref(&()).map(|r| vec![r]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            completions: Some(parallelism),
+            parallelism: Some(parallelism),
+            completion_mode: Some("Indexed".to_owned()),
+            // A retried runner would measure a different load than asked: fail the profile.
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(i64::try_from(deadline).unwrap_or(i64::MAX)),
+            ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(job_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    restart_policy: Some("Never".to_owned()),
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::load_test;
+    use clap::Parser;
+
+    #[test]
+    fn job_runs_each_shard_with_its_termination_summary() {
+        let mut lt = load_test("gate");
+        lt.spec.parallelism = 3;
+        let profile = lt.spec.profiles[0].clone();
+        let job = job(
+            &lt,
+            &RunnerJob {
+                profile: &profile,
+                run: "initial",
+                target_url: "http://mini.ml.svc:8080",
+                default_image: "lr:1",
+            },
+        );
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(
+            (spec.completions, spec.parallelism, spec.backoff_limit),
+            (Some(3), Some(3), Some(0))
+        );
+        assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
+        let c = &spec.template.spec.as_ref().unwrap().containers[0];
+        let args = c.args.as_ref().unwrap();
+        assert_eq!(args.last().unwrap(), "$(SHARD_INDEX)/3");
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--termination-summary", "/dev/termination-log"])
+        );
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some(job_name(&lt, &profile.name, "initial").as_str())
+        );
+        assert_eq!(job.metadata.owner_references.unwrap()[0].kind, "LoadTest");
+    }
+
+    /// The arguments the operator writes are ones the real runner CLI accepts, and mean the spec.
+    #[test]
+    fn runner_accepts_the_arguments() {
+        let lt = load_test("gate");
+        let profile = &lt.spec.profiles[0];
+        let mut args = vec!["loadrunner".to_owned()];
+        args.extend(runner_args(&lt, profile, "http://mini.ml.svc:8080"));
+        args.extend(["--shard".to_owned(), "1/2".to_owned()]);
+        let cli = loadrunner::config::Cli::try_parse_from(&args).unwrap();
+        let loadrunner::config::Command::Run(run) = cli.command else {
+            panic!("not a run command")
+        };
+        assert_eq!(run.users, profile.users);
+        assert_eq!(run.run_time, profile.duration);
+        assert_eq!(run.shard, Some((1, 2)));
+        let tasks: Vec<loadgate_api::load::Task> =
+            serde_json::from_str(run.tasks.as_deref().unwrap()).unwrap();
+        assert_eq!(tasks, lt.spec.tasks);
+    }
+
+    #[test]
+    fn run_hash_is_stable_and_short() {
+        assert_eq!(run_hash("initial"), run_hash("initial"));
+        assert_ne!(run_hash("initial"), run_hash("abc123"));
+        assert_eq!(run_hash("x").len(), 8);
+    }
+}

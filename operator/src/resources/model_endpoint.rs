@@ -1,0 +1,246 @@
+//! A ModelEndpoint's children: a Deployment of model-server pods (readiness on `/health`, which
+//! answers 503 while the model loads) and a ClusterIP Service in front of them.
+
+use super::{hardened, labels};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use loadgate_api::model_endpoint::ModelEndpoint;
+
+/// Container and label name of the server.
+pub const APP: &str = "model-server";
+
+/// The Deployment (and Service) name: the ModelEndpoint's own.
+pub fn child_name(endpoint: &ModelEndpoint) -> String {
+    endpoint.name_any()
+}
+
+/// In-cluster URL of the endpoint's Service.
+pub fn service_url(endpoint: &ModelEndpoint) -> String {
+    format!(
+        "http://{}.{}.svc:{}",
+        child_name(endpoint),
+        endpoint.namespace().unwrap_or_else(|| "default".to_owned()),
+        endpoint.spec.port
+    )
+}
+
+fn meta(endpoint: &ModelEndpoint) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(child_name(endpoint)),
+        namespace: endpoint.namespace(),
+        labels: Some(labels(APP, &endpoint.name_any())),
+        owner_references: endpoint.controller_owner_ref(&()).map(|r| vec![r]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn env(name: &str, value: impl ToString) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_string()),
+        ..EnvVar::default()
+    }
+}
+
+/// The Deployment running `default_image` unless the spec names an image.
+pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
+    let spec = &endpoint.spec;
+    let server = &spec.server;
+    let mut env_vars = vec![
+        env("MODEL", &spec.model),
+        env("PORT", spec.port),
+        env("HOST", "0.0.0.0"),
+        env("LOG_FORMAT", "json"),
+        // The root filesystem is read-only: hub downloads go to the writable cache volume.
+        env("MODEL_CACHE_DIR", "/cache"),
+    ];
+    let optional = [
+        ("MAX_BATCH_SIZE", server.max_batch_size),
+        ("MAX_BATCH_TOKENS", server.max_batch_tokens),
+        ("MAX_CONCURRENT_REQUESTS", server.max_concurrent_requests),
+        ("MAX_CLIENT_BATCH_SIZE", server.max_client_batch_size),
+        ("INFERENCE_WORKERS", server.inference_workers),
+        ("REQUEST_TIMEOUT_SECS", server.request_timeout_secs),
+    ];
+    env_vars.extend(
+        optional
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| env(name, v))),
+    );
+    let mut volumes = vec![Volume {
+        name: "cache".to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "cache".to_owned(),
+        mount_path: "/cache".to_owned(),
+        ..VolumeMount::default()
+    }];
+    if let Some(claim) = &spec.model_volume_claim {
+        volumes.push(Volume {
+            name: "models".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "models".to_owned(),
+            mount_path: "/models".to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let probe = |period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/health".to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(spec.readiness.timeout_seconds),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: APP.to_owned(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| default_image.to_owned()),
+        ),
+        env: Some(env_vars),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: spec.port,
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe(
+            spec.readiness.period_seconds,
+            spec.readiness.failure_threshold,
+        )),
+        // /health never waits behind inference, so a loaded server stays live; the liveness
+        // probe is slower and more patient than readiness, and waits for the model to load.
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(30),
+            ..probe(10, 6)
+        }),
+        resources: spec.resources.clone(),
+        security_context: Some(hardened()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: meta(endpoint),
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector(endpoint)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(APP, &endpoint.name_any())),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+fn selector(endpoint: &ModelEndpoint) -> std::collections::BTreeMap<String, String> {
+    let mut all = labels(APP, &endpoint.name_any());
+    all.remove(super::MANAGED_BY_LABEL);
+    all
+}
+
+/// The ClusterIP Service on the endpoint's port.
+pub fn service(endpoint: &ModelEndpoint) -> Service {
+    Service {
+        metadata: meta(endpoint),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(endpoint)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: endpoint.spec.port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::endpoint;
+
+    #[test]
+    fn deployment_runs_model_server_hardened_with_a_health_probe() {
+        let mut ep = endpoint("mini");
+        ep.spec.server.max_batch_size = Some(32);
+        let d = deployment(&ep, "example/model-server:1");
+        let pod = d.spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("example/model-server:1"));
+        let env: Vec<(String, String)> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap()))
+            .collect();
+        assert!(env.contains(&("MODEL".into(), "/models/all-MiniLM-L6-v2".into())));
+        assert!(env.contains(&("MAX_BATCH_SIZE".into(), "32".into())));
+        assert!(
+            !env.iter().any(|(n, _)| n == "MAX_BATCH_TOKENS"),
+            "unset tuning keeps the server default"
+        );
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(ready.path.as_deref(), Some("/health"));
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("ModelEndpoint", Some(true))
+        );
+    }
+
+    #[test]
+    fn service_selects_the_deployment_pods() {
+        let ep = endpoint("mini");
+        let svc = service(&ep);
+        let d = deployment(&ep, "img");
+        let pod_labels = d.spec.template.metadata.unwrap().labels.unwrap();
+        for (k, v) in svc.spec.unwrap().selector.unwrap() {
+            assert_eq!(pod_labels.get(&k), Some(&v));
+        }
+        assert_eq!(service_url(&ep), "http://mini.ml.svc:8080");
+    }
+}

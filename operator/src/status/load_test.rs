@@ -1,0 +1,572 @@
+//! The LoadTest state machine, pure: given the test, its status and what the operator observed
+//! (the endpoint, the current profile's Job and its pods' summaries, the clock), the next status
+//! and the one action to take. The controller does the I/O; `loadgate local` shares the result
+//! code ([`profile_result`], [`finish`]).
+//!
+//! A run goes Pending → WaitingForEndpoint → Running (one profile after another) → Passed,
+//! Failed or Error. Everything needed to resume lives in the status and the Jobs, so an operator
+//! restarted mid-test picks up where it was, and nothing measured is lost.
+
+use crate::resources::load_test::job_name;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use loadgate_api::conditions::{ConditionUpdate, Time, reasons, set_condition, types};
+use loadgate_api::load::{RunSummary, Violation};
+use loadgate_api::load_test::{
+    LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus, ResultFigures, RunRecord,
+    Verdict,
+};
+use std::time::Duration;
+
+/// What the operator saw of the target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndpointState {
+    /// Serving at this URL (a Ready ModelEndpoint, or a plain `target.url`).
+    Ready {
+        /// Base URL.
+        url: String,
+    },
+    /// Not (yet) Ready; the message says why.
+    NotReady {
+        /// Its Ready condition's message, or why it cannot be found.
+        message: String,
+    },
+}
+
+/// What the operator saw of the current profile's Job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    /// No such Job.
+    Missing,
+    /// Pods still running.
+    Running,
+    /// Complete: the summary each pod left, or why a pod left none.
+    Succeeded(Vec<Result<RunSummary, String>>),
+    /// Failed (a pod failed or was evicted, or the deadline passed).
+    Failed(String),
+}
+
+/// What to do besides writing the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing: wait for a change (or the requeue).
+    Wait,
+    /// Create the runner Job of profile `index` against `target_url`.
+    CreateJob {
+        /// Index into `spec.profiles`.
+        index: usize,
+        /// Base URL the runners load.
+        target_url: String,
+    },
+    /// Delete a Job whose load must stop (timeout, endpoint lost).
+    DeleteJob(String),
+}
+
+/// A transition worth an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// For a person.
+    pub note: String,
+}
+
+/// The outcome of one step of the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The status to write (the controller skips the write when nothing changed).
+    pub status: LoadTestStatus,
+    /// The action.
+    pub step: Step,
+    /// Check again after this long even without a change.
+    pub requeue: Option<Duration>,
+    /// Events to publish.
+    pub events: Vec<Transition>,
+}
+
+/// How often to look while waiting for the endpoint.
+const ENDPOINT_POLL: Duration = Duration::from_secs(5);
+/// Safety-net requeue while Jobs run (their changes wake the controller anyway).
+const RUNNING_POLL: Duration = Duration::from_secs(30);
+
+/// True when `status` describes the run `test` asks for now: same run name, same generation.
+pub fn is_current_run(test: &LoadTest, status: &LoadTestStatus, run: &str) -> bool {
+    status.run.as_deref() == Some(run) && status.observed_generation == test.metadata.generation
+}
+
+/// A fresh status for run `run`, keeping the last finished run in `previous`.
+pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, now: &Time) -> Plan {
+    let previous = status.and_then(|s| {
+        let phase = s.phase?;
+        if phase.is_finished() {
+            Some(RunRecord {
+                run: s.run.clone().unwrap_or_default(),
+                phase,
+                verdict: s.verdict,
+                summary: s.summary.clone(),
+                profiles: s.profiles.clone(),
+                completion_time: s.completion_time.clone(),
+            })
+        } else {
+            s.previous.clone()
+        }
+    });
+    let mut status = LoadTestStatus {
+        observed_generation: test.metadata.generation,
+        run: Some(run.to_owned()),
+        phase: Some(LoadPhase::Pending),
+        start_time: Some(now.clone()),
+        profiles: test
+            .spec
+            .profiles
+            .iter()
+            .map(|p| ProfileStatus {
+                name: p.name.clone(),
+                phase: ProfilePhase::Pending,
+                job: None,
+                results: None,
+                users: Some(i64::from(p.users)),
+                violations: Vec::new(),
+                message: None,
+                start_time: None,
+                completion_time: None,
+            })
+            .collect(),
+        previous,
+        conditions: status.map(|s| s.conditions.clone()).unwrap_or_default(),
+        ..LoadTestStatus::default()
+    };
+    set_in_progress(
+        &mut status,
+        test,
+        reasons::IN_PROGRESS,
+        format!("run {run} accepted"),
+        now,
+    );
+    Plan {
+        status,
+        step: Step::Wait,
+        requeue: Some(Duration::ZERO),
+        events: vec![Transition {
+            warning: false,
+            reason: "RunStarted",
+            note: format!("run {run} of {} profiles started", test.spec.profiles.len()),
+        }],
+    }
+}
+
+fn elapsed_since(start: Option<&Time>, now: &Time) -> Duration {
+    start
+        .map(|s| now.0.duration_since(s.0))
+        .filter(|d| *d > SignedDuration::ZERO)
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or_default()
+}
+
+/// One step of a run in progress.
+pub fn advance(
+    test: &LoadTest,
+    status: &LoadTestStatus,
+    endpoint: &EndpointState,
+    job: &JobState,
+    now: &Time,
+) -> Plan {
+    let mut st = status.clone();
+    let spec = &test.spec;
+    let run = st.run.clone().unwrap_or_default();
+    let elapsed = elapsed_since(st.start_time.as_ref(), now);
+    let current = st.profiles.iter().position(|p| !profile_finished(p.phase));
+    let current_job = current.and_then(|i| st.profiles[i].job.clone());
+    let plan = |st: LoadTestStatus, step, requeue, events| Plan {
+        status: st,
+        step,
+        requeue,
+        events,
+    };
+
+    if elapsed > spec.timeout.get() {
+        let message = format!("the test ran past its timeout of {}", spec.timeout);
+        if let Some(i) = current {
+            mark_error(&mut st.profiles[i], &message, now);
+        }
+        let events = finish(&mut st, test, Some((reasons::TIMEOUT, message)), now);
+        return plan(
+            st,
+            current_job.map_or(Step::Wait, Step::DeleteJob),
+            None,
+            events,
+        );
+    }
+
+    let phase = st.phase.unwrap_or(LoadPhase::Pending);
+    if matches!(phase, LoadPhase::Pending | LoadPhase::WaitingForEndpoint) {
+        match endpoint {
+            EndpointState::Ready { url } => {
+                st.target_url = Some(url.clone());
+                st.phase = Some(LoadPhase::Running);
+            }
+            EndpointState::NotReady { message } => {
+                let name = spec
+                    .target
+                    .endpoint_ref
+                    .as_ref()
+                    .map(|r| r.name.as_str())
+                    .unwrap_or("target");
+                if elapsed > spec.endpoint_timeout.get() {
+                    let message = format!(
+                        "ModelEndpoint {name} was not Ready after {}: {message}",
+                        spec.endpoint_timeout
+                    );
+                    let events = finish(
+                        &mut st,
+                        test,
+                        Some((reasons::ENDPOINT_TIMEOUT, message)),
+                        now,
+                    );
+                    return plan(st, Step::Wait, None, events);
+                }
+                st.phase = Some(LoadPhase::WaitingForEndpoint);
+                let waiting = format!("waiting for ModelEndpoint {name} to be Ready: {message}");
+                set_in_progress(&mut st, test, reasons::WAITING_FOR_ENDPOINT, waiting, now);
+                return plan(st, Step::Wait, Some(ENDPOINT_POLL), Vec::new());
+            }
+        }
+    } else if let EndpointState::NotReady { message } = endpoint {
+        // The endpoint went away mid-test: what the runners measure now is not the endpoint.
+        let message = format!("the target stopped serving mid-test: {message}");
+        if let Some(i) = current {
+            mark_error(&mut st.profiles[i], &message, now);
+        }
+        let events = finish(&mut st, test, Some((reasons::ENDPOINT_LOST, message)), now);
+        return plan(
+            st,
+            current_job.map_or(Step::Wait, Step::DeleteJob),
+            None,
+            events,
+        );
+    }
+
+    let Some(i) = current else {
+        let events = finish(&mut st, test, None, now);
+        return plan(st, Step::Wait, None, events);
+    };
+    let total = st.profiles.len();
+    let name = st.profiles[i].name.clone();
+    let mut events = Vec::new();
+    let step = match job {
+        JobState::Missing if st.profiles[i].phase == ProfilePhase::Pending => {
+            let profile = &mut st.profiles[i];
+            profile.phase = ProfilePhase::Running;
+            profile.job = Some(job_name(test, &name, &run));
+            profile.start_time = Some(now.clone());
+            events.push(Transition {
+                warning: false,
+                reason: "ProfileStarted",
+                note: format!("profile {name} ({} of {total}) started", i + 1),
+            });
+            Step::CreateJob {
+                index: i,
+                target_url: st.target_url.clone().unwrap_or_default(),
+            }
+        }
+        JobState::Missing => {
+            mark_error(
+                &mut st.profiles[i],
+                "its runner Job was deleted before it finished",
+                now,
+            );
+            Step::Wait
+        }
+        JobState::Running => Step::Wait,
+        JobState::Failed(message) => {
+            mark_error(
+                &mut st.profiles[i],
+                &format!("runner failed: {message}"),
+                now,
+            );
+            Step::Wait
+        }
+        JobState::Succeeded(summaries) => {
+            let profile_spec = &spec.profiles[i];
+            let thresholds = profile_spec.effective_thresholds(&spec.thresholds);
+            let expected = usize::try_from(spec.parallelism.max(1)).unwrap_or(1);
+            let outcome = profile_result(summaries, expected, &thresholds, &spec.task_thresholds);
+            let profile = &mut st.profiles[i];
+            profile.completion_time = Some(now.clone());
+            match outcome {
+                Ok((figures, violations)) => {
+                    profile.phase = if violations.is_empty() {
+                        ProfilePhase::Passed
+                    } else {
+                        ProfilePhase::Failed
+                    };
+                    events.push(Transition {
+                        warning: !violations.is_empty(),
+                        reason: if violations.is_empty() {
+                            "ProfilePassed"
+                        } else {
+                            "ProfileFailed"
+                        },
+                        note: profile_note(&name, &figures, &violations),
+                    });
+                    profile.results = Some(figures);
+                    profile.violations = violations;
+                }
+                Err(message) => mark_error(profile, &message, now),
+            }
+            Step::Wait
+        }
+    };
+
+    if st.profiles[i].phase == ProfilePhase::Error {
+        let message = format!(
+            "profile {name}: {}",
+            st.profiles[i].message.clone().unwrap_or_default()
+        );
+        events.extend(finish(
+            &mut st,
+            test,
+            Some((reasons::RUNNER_FAILED, message)),
+            now,
+        ));
+        return plan(st, Step::Wait, None, events);
+    }
+    if st.profiles.iter().all(|p| profile_finished(p.phase)) {
+        events.extend(finish(&mut st, test, None, now));
+        return plan(st, Step::Wait, None, events);
+    }
+    let running = st
+        .profiles
+        .iter()
+        .position(|p| !profile_finished(p.phase))
+        .unwrap_or(i);
+    let message = format!(
+        "running profile {} ({} of {total})",
+        st.profiles[running].name,
+        running + 1
+    );
+    set_in_progress(&mut st, test, reasons::RUNNING, message, now);
+    // A profile just finished: come straight back to start the next one.
+    let requeue = if profile_finished(st.profiles[i].phase) {
+        Duration::ZERO
+    } else {
+        RUNNING_POLL
+    };
+    plan(st, step, Some(requeue), events)
+}
+
+fn profile_finished(phase: ProfilePhase) -> bool {
+    matches!(
+        phase,
+        ProfilePhase::Passed | ProfilePhase::Failed | ProfilePhase::Error
+    )
+}
+
+fn mark_error(profile: &mut ProfileStatus, message: &str, now: &Time) {
+    profile.phase = ProfilePhase::Error;
+    profile.message = Some(message.to_owned());
+    profile.completion_time = Some(now.clone());
+}
+
+fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> String {
+    let mut note = format!(
+        "profile {name}: {} requests, {:.2}% errors, {:.1} rps, p95 {:.0} ms",
+        f.requests,
+        f.error_rate * 100.0,
+        f.rps,
+        f.p95_ms
+    );
+    for v in violations {
+        note.push_str("; ");
+        note.push_str(&v.message);
+    }
+    note
+}
+
+/// One profile's figures and broken budgets from its runners' summaries: histograms merged into
+/// exact percentiles, then the profile's budgets and the per-task budgets checked.
+///
+/// # Errors
+/// A message when a runner left no summary, fewer than `expected` did, or they do not merge.
+pub fn profile_result(
+    summaries: &[Result<RunSummary, String>],
+    expected: usize,
+    thresholds: &loadgate_api::load::Thresholds,
+    task_thresholds: &[loadgate_api::load::TaskThresholds],
+) -> Result<(ResultFigures, Vec<Violation>), String> {
+    let mut good = Vec::with_capacity(summaries.len());
+    for summary in summaries {
+        match summary {
+            Ok(s) => good.push(s.clone()),
+            Err(e) => return Err(format!("a runner left no usable summary: {e}")),
+        }
+    }
+    if good.len() < expected {
+        return Err(format!(
+            "{} of {expected} runner pods left a summary",
+            good.len()
+        ));
+    }
+    let merged = loadrunner::merge::merge(&good, thresholds).map_err(|e| e.to_string())?;
+    let mut violations = merged.violations.clone();
+    violations.extend(loadrunner::gate::evaluate_tasks(
+        &merged.tasks,
+        task_thresholds,
+        &merged.profile,
+    )?);
+    let t = &merged.total;
+    let figures = ResultFigures {
+        requests: i64::try_from(t.requests).unwrap_or(i64::MAX),
+        failures: i64::try_from(t.failures).unwrap_or(i64::MAX),
+        error_rate: t.error_rate,
+        rps: t.rps,
+        p50_ms: t.p50_ms,
+        p95_ms: t.p95_ms,
+        p99_ms: t.p99_ms,
+        max_ms: t.max_ms,
+    };
+    if merged.interrupted {
+        return Err("a runner was interrupted before the profile ended".to_owned());
+    }
+    Ok((figures, violations))
+}
+
+/// Totals over the profiles that have results; latency figures are the worst profile's.
+pub fn overall_figures(profiles: &[ProfileStatus]) -> Option<ResultFigures> {
+    let with: Vec<&ResultFigures> = profiles.iter().filter_map(|p| p.results.as_ref()).collect();
+    if with.is_empty() {
+        return None;
+    }
+    let requests: i64 = with.iter().map(|f| f.requests).sum();
+    let failures: i64 = with.iter().map(|f| f.failures).sum();
+    let worst = |f: fn(&ResultFigures) -> f64| with.iter().map(|x| f(x)).fold(0.0, f64::max);
+    Some(ResultFigures {
+        requests,
+        failures,
+        error_rate: if requests == 0 {
+            0.0
+        } else {
+            failures as f64 / requests as f64
+        },
+        rps: worst(|f| f.rps),
+        p50_ms: worst(|f| f.p50_ms),
+        p95_ms: worst(|f| f.p95_ms),
+        p99_ms: worst(|f| f.p99_ms),
+        max_ms: worst(|f| f.max_ms),
+    })
+}
+
+/// Ends the run: phase, verdict, summary, completion time and the final conditions. `error`
+/// (reason, message) ends it in Error; otherwise the profiles' verdicts decide.
+pub fn finish(
+    st: &mut LoadTestStatus,
+    test: &LoadTest,
+    error: Option<(&'static str, String)>,
+    now: &Time,
+) -> Vec<Transition> {
+    let generation = test.metadata.generation;
+    st.summary = overall_figures(&st.profiles);
+    st.completion_time = Some(now.clone());
+    st.verdict = Some(Verdict::Fail);
+    let (phase, reason, message) = match error {
+        Some((reason, message)) => (LoadPhase::Error, reason, message),
+        None => {
+            let broken: Vec<&str> = st
+                .profiles
+                .iter()
+                .flat_map(|p| p.violations.iter().map(|v| v.message.as_str()))
+                .collect();
+            if broken.is_empty() {
+                st.verdict = Some(Verdict::Pass);
+                let p95 = st.summary.as_ref().map_or(0.0, |s| s.p95_ms);
+                let message = format!(
+                    "all {} profiles stayed inside their budgets (worst p95 {p95:.0} ms)",
+                    st.profiles.len()
+                );
+                (LoadPhase::Passed, reasons::THRESHOLDS_MET, message)
+            } else {
+                (
+                    LoadPhase::Failed,
+                    reasons::THRESHOLDS_EXCEEDED,
+                    broken.join("; "),
+                )
+            }
+        }
+    };
+    st.phase = Some(phase);
+    let passed = phase == LoadPhase::Passed;
+    let done_reason = if passed { reasons::FINISHED } else { reason };
+    for update in [
+        ConditionUpdate::new(
+            types::COMPLETE,
+            Some(true),
+            done_reason,
+            format!(
+                "run {} finished: {message}",
+                st.run.as_deref().unwrap_or("")
+            ),
+        ),
+        ConditionUpdate::new(types::PASSED, Some(passed), reason, message.clone()),
+        ConditionUpdate::new(types::READY, Some(passed), reason, message.clone()),
+        ConditionUpdate::new(types::RECONCILING, Some(false), reasons::FINISHED, ""),
+        ConditionUpdate::new(
+            types::STALLED,
+            Some(!passed),
+            reason,
+            if passed {
+                String::new()
+            } else {
+                message.clone()
+            },
+        ),
+    ] {
+        set_condition(&mut st.conditions, update, generation, now);
+    }
+    let name = test.name_any();
+    vec![Transition {
+        warning: !passed,
+        reason: match phase {
+            LoadPhase::Passed => "TestPassed",
+            LoadPhase::Failed => "TestFailed",
+            _ => "TestError",
+        },
+        note: format!("{name}: {message}"),
+    }]
+}
+
+fn set_in_progress(
+    st: &mut LoadTestStatus,
+    test: &LoadTest,
+    reason: &'static str,
+    message: String,
+    now: &Time,
+) {
+    let generation = test.metadata.generation;
+    for update in [
+        ConditionUpdate::new(
+            types::COMPLETE,
+            Some(false),
+            reasons::IN_PROGRESS,
+            message.clone(),
+        ),
+        ConditionUpdate::new(types::PASSED, None, reasons::IN_PROGRESS, "no verdict yet"),
+        ConditionUpdate::new(
+            types::READY,
+            Some(false),
+            reasons::IN_PROGRESS,
+            message.clone(),
+        ),
+        ConditionUpdate::new(types::RECONCILING, Some(true), reason, message),
+        ConditionUpdate::new(types::STALLED, Some(false), reasons::IN_PROGRESS, ""),
+    ] {
+        set_condition(&mut st.conditions, update, generation, now);
+    }
+}
+
+/// `now` as a Kubernetes time (second precision, as the apiserver stores it).
+pub fn now() -> Time {
+    let now = Timestamp::now();
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}

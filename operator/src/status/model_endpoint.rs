@@ -1,0 +1,173 @@
+//! ModelEndpoint status from its Deployment: replica counts, the Service URL, and `Ready` /
+//! `Progressing` / `Degraded` from the Deployment's real rollout state.
+
+use crate::resources::model_endpoint::service_url;
+use k8s_openapi::api::apps::v1::Deployment;
+use loadgate_api::conditions::{ConditionUpdate, Time, is_true, reasons, set_condition, types};
+use loadgate_api::model_endpoint::{ModelEndpoint, ModelEndpointStatus};
+
+/// The status `endpoint` should have, given its Deployment as the apiserver returned it.
+pub fn endpoint_status(
+    endpoint: &ModelEndpoint,
+    deployment: Option<&Deployment>,
+    now: &Time,
+) -> ModelEndpointStatus {
+    let wanted = endpoint.spec.replicas;
+    let dep_status = deployment
+        .and_then(|d| d.status.clone())
+        .unwrap_or_default();
+    let observed = deployment.is_some_and(|d| {
+        dep_status.observed_generation.is_some()
+            && dep_status.observed_generation >= d.metadata.generation
+    });
+    let ready = dep_status.ready_replicas.unwrap_or(0);
+    let updated = dep_status.updated_replicas.unwrap_or(0);
+    let total = dep_status.replicas.unwrap_or(0);
+    let deadline_exceeded = dep_status.conditions.iter().flatten().any(|c| {
+        c.type_.as_deref() == Some("Progressing")
+            && c.status.as_deref() == Some("False")
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    let previous = endpoint
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    // Every pod runs the current template (what `kubectl rollout status` waits for, with readiness).
+    let updated_all = observed && updated >= wanted && total <= wanted;
+    let available = updated_all && ready >= wanted && wanted > 0;
+    // Pods lost after the endpoint was serving: Degraded, not a fresh rollout.
+    let lost = updated_all
+        && ready < wanted
+        && (is_true(previous, types::READY) || is_true(previous, types::DEGRADED));
+
+    let mut status = endpoint.status.clone().unwrap_or_default();
+    let generation = endpoint.metadata.generation;
+    status.observed_generation = generation;
+    status.replicas = total;
+    status.ready_replicas = ready;
+    status.url = Some(service_url(endpoint));
+    let counts = format!("{ready}/{wanted} replicas ready");
+    let ready_condition = if available {
+        ConditionUpdate::new(types::READY, Some(true), reasons::AVAILABLE, counts.clone())
+    } else if wanted == 0 {
+        ConditionUpdate::new(
+            types::READY,
+            Some(false),
+            reasons::REPLICAS_UNAVAILABLE,
+            "scaled to 0 replicas",
+        )
+    } else if lost {
+        ConditionUpdate::new(
+            types::READY,
+            Some(false),
+            reasons::REPLICAS_UNAVAILABLE,
+            counts.clone(),
+        )
+    } else {
+        ConditionUpdate::new(
+            types::READY,
+            Some(false),
+            reasons::ROLLING_OUT,
+            format!("rolling out: {counts}"),
+        )
+    };
+    let progressing = if available || lost || deadline_exceeded || wanted == 0 {
+        ConditionUpdate::new(
+            types::PROGRESSING,
+            Some(false),
+            reasons::AVAILABLE,
+            "no rollout in progress",
+        )
+    } else {
+        ConditionUpdate::new(
+            types::PROGRESSING,
+            Some(true),
+            reasons::ROLLING_OUT,
+            format!("{updated}/{wanted} replicas updated, {ready} ready"),
+        )
+    };
+    let degraded = if deadline_exceeded {
+        ConditionUpdate::new(
+            types::DEGRADED,
+            Some(true),
+            reasons::PROGRESS_DEADLINE_EXCEEDED,
+            "the Deployment exceeded its progress deadline; see its pods' events",
+        )
+    } else if lost {
+        ConditionUpdate::new(
+            types::DEGRADED,
+            Some(true),
+            reasons::REPLICAS_UNAVAILABLE,
+            counts,
+        )
+    } else {
+        ConditionUpdate::new(types::DEGRADED, Some(false), reasons::AVAILABLE, "")
+    };
+    for update in [ready_condition, progressing, degraded] {
+        set_condition(&mut status.conditions, update, generation, now);
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{at, deployment_with, endpoint};
+    use loadgate_api::conditions::find;
+
+    #[test]
+    fn ready_only_when_the_rollout_is_done_and_pods_are_ready() {
+        let ep = endpoint("mini");
+        let starting = endpoint_status(&ep, Some(&deployment_with(1, 1, 1, 0)), &at(10));
+        assert!(!is_true(&starting.conditions, types::READY));
+        assert!(is_true(&starting.conditions, types::PROGRESSING));
+        assert_eq!(
+            find(&starting.conditions, types::READY).unwrap().reason,
+            reasons::ROLLING_OUT
+        );
+
+        let ready = endpoint_status(&ep, Some(&deployment_with(1, 1, 1, 1)), &at(20));
+        assert!(is_true(&ready.conditions, types::READY));
+        assert!(!is_true(&ready.conditions, types::PROGRESSING));
+        assert_eq!((ready.replicas, ready.ready_replicas), (1, 1));
+        assert_eq!(ready.url.as_deref(), Some("http://mini.ml.svc:8080"));
+        assert_eq!(ready.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn stale_deployment_status_is_not_ready() {
+        let ep = endpoint("mini");
+        let mut dep = deployment_with(1, 1, 1, 1);
+        dep.metadata.generation = Some(2); // the controller has not seen the new spec yet
+        let status = endpoint_status(&ep, Some(&dep), &at(10));
+        assert!(!is_true(&status.conditions, types::READY));
+    }
+
+    #[test]
+    fn pods_lost_after_serving_are_degraded_not_rolling_out() {
+        let mut ep = endpoint("mini");
+        ep.status = Some(endpoint_status(
+            &ep,
+            Some(&deployment_with(1, 1, 1, 1)),
+            &at(10),
+        ));
+        for t in [20, 30] {
+            ep.status = Some(endpoint_status(
+                &ep,
+                Some(&deployment_with(1, 1, 1, 0)),
+                &at(t),
+            ));
+            let conditions = &ep.status.as_ref().unwrap().conditions;
+            assert!(is_true(conditions, types::DEGRADED), "at {t}");
+            assert!(!is_true(conditions, types::READY));
+            assert!(!is_true(conditions, types::PROGRESSING));
+            assert_eq!(
+                find(conditions, types::DEGRADED)
+                    .unwrap()
+                    .last_transition_time,
+                at(20)
+            );
+        }
+    }
+}
