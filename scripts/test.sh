@@ -17,3 +17,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "Helm chart, CRD copies, Argo CD health checks"
+scripts/lint-chart.sh

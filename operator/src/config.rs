@@ -23,6 +23,10 @@ pub enum Command {
     /// Run the ModelEndpoint and LoadTest controllers against the cluster of the current
     /// kubeconfig (or in-cluster config).
     Operator(OperatorArgs),
+    /// Run a LoadTest (and the ModelEndpoint it targets) on this machine, no cluster: the
+    /// status the operator would write is printed, reports go to results/. Exit 0 pass, 1 fail,
+    /// 2 bad manifest.
+    Local(crate::local::LocalArgs),
 }
 
 /// `loadgate crds`.

@@ -106,3 +106,101 @@ pub fn deployment_with(wanted: i32, updated: i32, total: i32, ready: i32) -> Dep
         }),
     }
 }
+
+/// A scripted apiserver for controller tests (kube-rs/controller-rs' `ApiServerVerifier`): each
+/// expected request is checked (method and path) and answered; the bodies the controller sent
+/// are returned for assertions. Too many calls show as a closed service, missing ones as a
+/// timeout.
+pub mod apiserver {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// One expected call and its answer.
+    pub struct Expect {
+        /// HTTP method.
+        pub method: http::Method,
+        /// Path (without query) the request must have.
+        pub path: String,
+        /// Status code of the answer.
+        pub code: u16,
+        /// JSON body of the answer.
+        pub answer: serde_json::Value,
+    }
+
+    /// Expects `method path`, answers 200 with `answer`.
+    pub fn expect(
+        method: http::Method,
+        path: impl Into<String>,
+        answer: serde_json::Value,
+    ) -> Expect {
+        Expect {
+            method,
+            path: path.into(),
+            code: 200,
+            answer,
+        }
+    }
+
+    /// A client wired to a verifier that walks `script`; await the handle for the request
+    /// bodies (JSON, `Null` when empty).
+    pub fn client(
+        script: Vec<Expect>,
+    ) -> (
+        kube::Client,
+        tokio::task::JoinHandle<Vec<serde_json::Value>>,
+    ) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let verifier = tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for step in script {
+                let (request, send) = handle
+                    .next_request()
+                    .await
+                    .expect("the controller stopped calling the apiserver");
+                assert_eq!(
+                    (request.method(), request.uri().path()),
+                    (&step.method, step.path.as_str()),
+                    "unexpected call (query: {:?})",
+                    request.uri().query()
+                );
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                bodies.push(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null));
+                let response = Response::builder()
+                    .status(step.code)
+                    .body(Body::from(serde_json::to_vec(&step.answer).unwrap()))
+                    .unwrap();
+                send.send_response(response);
+            }
+            bodies
+        });
+        (client, verifier)
+    }
+
+    /// An Event as the apiserver echoes it back.
+    pub fn event_answer() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "e", "namespace": "ml"}, "eventTime": "2026-01-01T00:00:00.000000Z"
+        })
+    }
+}
+
+/// A context around `client` with fixed images and fresh metrics.
+pub fn context(client: kube::Client) -> std::sync::Arc<crate::context::Context> {
+    std::sync::Arc::new(crate::context::Context::with_settings(
+        client,
+        crate::context::Settings {
+            model_server_image: "example/model-server:test".into(),
+            loadrunner_image: "example/loadrunner:test".into(),
+        },
+        std::sync::Arc::new(crate::metrics::Metrics::default()),
+    ))
+}
+
+/// Runs `f` but fails the test after 1 s.
+pub async fn timeout_after_1s<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(1), f)
+        .await
+        .expect("timed out: the controller made fewer calls than expected")
+}

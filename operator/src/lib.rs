@@ -12,6 +12,7 @@ pub mod context;
 pub mod controllers;
 pub mod crdgen;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod resources;
 pub mod status;

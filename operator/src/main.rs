@@ -14,6 +14,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Local(args) => {
+            loadgate::telemetry::init(loadgate::config::LogFormat::Plain);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts; this is a bug");
+            runtime.block_on(loadgate::local::run(args))
+        }
         Command::Operator(args) => {
             loadgate::telemetry::init(args.log_format);
             tracing::info!(config = ?args, "starting the operator");

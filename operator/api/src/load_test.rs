@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const RUN_ANNOTATION: &str = "loadgate.dev/run";
 
 /// The desired load test.
+// Each printcolumn repeats `type_`/`name` keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "loadgate.dev",

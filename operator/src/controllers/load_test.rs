@@ -322,3 +322,168 @@ pub fn error_policy(test: Arc<LoadTest>, error: &Error, ctx: Arc<Context>) -> Ac
     ctx.metrics.failure(CONTROLLER, error);
     super::backoff(error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::apiserver::{client, event_answer, expect};
+    use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
+    use crate::status::model_endpoint::endpoint_status;
+    use http::Method;
+
+    const BASE: &str = "/apis/loadgate.dev/v1alpha1/namespaces/ml/loadtests/gate";
+
+    fn echo(test: &LoadTest) -> serde_json::Value {
+        serde_json::to_value(test).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_test_starts_its_run() {
+        let test = load_test("gate");
+        let (client, verifier) = client(vec![
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        assert_eq!(bodies[0]["status"]["phase"], "Pending");
+        assert_eq!(bodies[0]["status"]["run"], "initial");
+        assert_eq!(bodies[0]["kind"], "LoadTest");
+        assert_eq!(bodies[1]["reason"], "RunStarted");
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_makes_no_calls() {
+        let mut test = load_test("gate");
+        let mut status = start_run(&test, None, "initial", &at(0)).status;
+        status.phase = Some(LoadPhase::Passed);
+        test.status = Some(status);
+        let (client, verifier) = client(vec![]);
+        let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        assert_eq!(action, Action::await_change());
+        assert!(verifier.await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_ready_endpoint_gets_the_first_runner_job() {
+        let mut test = load_test("gate");
+        test.status = Some(start_run(&test, None, "initial", &now()).status);
+        let mut ep = endpoint("mini");
+        ep.status = Some(endpoint_status(
+            &ep,
+            Some(&deployment_with(1, 1, 1, 1)),
+            &at(5),
+        ));
+        let job_name = job_name(&test, "ramp-up", "initial");
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+                serde_json::to_value(&ep).unwrap(),
+            ),
+            // The Job does not exist yet.
+            crate::fixtures::apiserver::Expect {
+                method: Method::GET,
+                path: format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}"),
+                code: 404,
+                answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+            },
+            expect(
+                Method::PATCH,
+                format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}"),
+                serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job_name}}),
+            ),
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let args = bodies[2]["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap();
+        assert!(args.iter().any(|a| a == "http://mini.ml.svc:8080"));
+        assert_eq!(bodies[3]["status"]["phase"], "Running");
+        assert_eq!(bodies[3]["status"]["profiles"][0]["job"], job_name.as_str());
+        assert_eq!(bodies[4]["reason"], "ProfileStarted");
+    }
+
+    #[tokio::test]
+    async fn a_complete_job_has_its_pods_summaries_collected() {
+        let mut test = load_test("gate");
+        test.spec.target = loadgate_api::load_test::Target {
+            endpoint_ref: None,
+            url: Some("http://10.0.0.1:8080".into()),
+        };
+        let mut status = start_run(&test, None, "initial", &now()).status;
+        status.phase = Some(LoadPhase::Running);
+        let job_name = job_name(&test, "ramp-up", "initial");
+        status.profiles[0].phase = ProfilePhase::Running;
+        status.profiles[0].job = Some(job_name.clone());
+        test.status = Some(status);
+        let summary = serde_json::json!({
+            "profile": "ramp-up", "durationSeconds": 20.0, "users": 10,
+            "total": {"name": "Aggregated", "method": "", "requests": 100, "failures": 0, "errorRate": 0.0, "rps": 5.0,
+                      "meanMs": 10.0, "p50Ms": 10.0, "p90Ms": 10.0, "p95Ms": 10.0, "p99Ms": 10.0, "maxMs": 10.0,
+                      "histogram": one_value_histogram(10_000, 100)},
+            "tasks": [], "violations": [], "passed": true, "interrupted": false
+        });
+        let pods = serde_json::json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {},
+            "items": [{
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-0", "namespace": "ml"},
+                "status": {"phase": "Succeeded", "containerStatuses": [{
+                    "name": "loadrunner", "image": "lr", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "message": summary.to_string()}}
+                }]}
+            }]
+        });
+        let complete_job = serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job_name, "namespace": "ml"},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]}
+        });
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}"),
+                complete_job,
+            ),
+            expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let profile = &bodies[2]["status"]["profiles"][0];
+        assert_eq!(profile["phase"], "Passed");
+        assert_eq!(profile["results"]["requests"], 100);
+        assert!((profile["results"]["p95Ms"].as_f64().unwrap() - 10.0).abs() < 0.1);
+        assert_eq!(bodies[2]["status"]["profiles"][1]["phase"], "Pending");
+        assert_eq!(bodies[3]["reason"], "ProfilePassed");
+    }
+
+    fn one_value_histogram(micros: u64, count: u64) -> String {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        h.record_n(micros, count).unwrap();
+        loadrunner::merge::encode(&h)
+    }
+}

@@ -94,3 +94,91 @@ pub fn error_policy(endpoint: Arc<ModelEndpoint>, error: &Error, ctx: Arc<Contex
     ctx.metrics.failure(CONTROLLER, error);
     super::backoff(error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::apiserver::{client, event_answer, expect};
+    use crate::fixtures::{at, context, deployment_with, endpoint, timeout_after_1s};
+    use http::Method;
+
+    const BASE: &str = "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini";
+
+    #[tokio::test]
+    async fn applies_children_then_writes_ready_status_and_an_event() {
+        let ep = endpoint("mini");
+        let mut with_status = ep.clone();
+        with_status.status = Some(endpoint_status(
+            &ep,
+            Some(&deployment_with(1, 1, 1, 1)),
+            &at(5),
+        ));
+        let (client, verifier) = client(vec![
+            expect(
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/ml/deployments/mini",
+                serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap(),
+            ),
+            expect(
+                Method::PATCH,
+                "/api/v1/namespaces/ml/services/mini",
+                serde_json::to_value(service(&ep)).unwrap(),
+            ),
+            expect(
+                Method::PATCH,
+                format!("{BASE}/status"),
+                serde_json::to_value(&with_status).unwrap(),
+            ),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        let action = timeout_after_1s(reconcile(Arc::new(ep), context(client)))
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+        let bodies = verifier.await.unwrap();
+        assert_eq!(
+            bodies[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+            "example/model-server:test"
+        );
+        let conditions = bodies[2]["status"]["conditions"].as_array().unwrap();
+        let ready = conditions.iter().find(|c| c["type"] == "Ready").unwrap();
+        assert_eq!(ready["status"], "True");
+        assert_eq!(bodies[2]["status"]["url"], "http://mini.ml.svc:8080");
+        assert_eq!(bodies[3]["reason"], "EndpointReady");
+    }
+
+    #[tokio::test]
+    async fn unchanged_status_is_not_written() {
+        let mut ep = endpoint("mini");
+        // The status the previous reconcile wrote (same conditions, same transition times).
+        ep.status = Some(endpoint_status(
+            &ep,
+            Some(&deployment_with(1, 1, 1, 1)),
+            &at(5),
+        ));
+        let (client, verifier) = client(vec![
+            expect(
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/ml/deployments/mini",
+                serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap(),
+            ),
+            expect(
+                Method::PATCH,
+                "/api/v1/namespaces/ml/services/mini",
+                serde_json::to_value(service(&ep)).unwrap(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(ep), context(client)))
+            .await
+            .unwrap();
+        assert_eq!(
+            verifier.await.unwrap().len(),
+            2,
+            "no status write, no event"
+        );
+    }
+}

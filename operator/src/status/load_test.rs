@@ -255,6 +255,13 @@ pub fn advance(
     let total = st.profiles.len();
     let name = st.profiles[i].name.clone();
     let mut events = Vec::new();
+    if *job != JobState::Missing && st.profiles[i].phase == ProfilePhase::Pending {
+        // The Job exists but the status never said so (the operator stopped in between): adopt it.
+        let profile = &mut st.profiles[i];
+        profile.phase = ProfilePhase::Running;
+        profile.job = Some(job_name(test, &name, &run));
+        profile.start_time = Some(now.clone());
+    }
     let step = match job {
         JobState::Missing if st.profiles[i].phase == ProfilePhase::Pending => {
             let profile = &mut st.profiles[i];
@@ -569,4 +576,329 @@ fn set_in_progress(
 pub fn now() -> Time {
     let now = Timestamp::now();
     Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{at, load_test};
+    use loadgate_api::conditions::{find, is_true};
+    use loadgate_api::load::RequestStats;
+
+    fn ready() -> EndpointState {
+        EndpointState::Ready {
+            url: "http://mini.ml.svc:8080".into(),
+        }
+    }
+
+    fn stats(requests: u64, failures: u64, latency_ms: u64) -> RequestStats {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        h.record_n(latency_ms * 1000, requests).unwrap();
+        RequestStats {
+            name: "Aggregated".into(),
+            method: String::new(),
+            requests,
+            failures,
+            error_rate: loadgate_api::load::error_rate(failures, requests),
+            rps: requests as f64 / 20.0,
+            mean_ms: latency_ms as f64,
+            p50_ms: latency_ms as f64,
+            p90_ms: latency_ms as f64,
+            p95_ms: latency_ms as f64,
+            p99_ms: latency_ms as f64,
+            max_ms: latency_ms as f64,
+            histogram: Some(loadrunner::merge::encode(&h)),
+        }
+    }
+
+    fn summary(profile: &str, latency_ms: u64, failures: u64) -> RunSummary {
+        RunSummary {
+            profile: profile.into(),
+            duration_seconds: 20.0,
+            users: 10,
+            total: stats(1000, failures, latency_ms),
+            tasks: Vec::new(),
+            violations: Vec::new(),
+            passed: true,
+            interrupted: false,
+            start_delay: None,
+        }
+    }
+
+    /// Runs a whole test: start, endpoint ready, each profile's Job created then complete.
+    fn run_through(test: &LoadTest, latencies: &[u64]) -> Plan {
+        let mut plan = start_run(test, None, "initial", &at(0));
+        assert_eq!(plan.status.phase, Some(LoadPhase::Pending));
+        for (i, latency) in latencies.iter().enumerate() {
+            let t = 10 + 100 * i as i64;
+            plan = advance(test, &plan.status, &ready(), &JobState::Missing, &at(t));
+            assert!(
+                matches!(plan.step, Step::CreateJob { index, .. } if index == i),
+                "{:?}",
+                plan.step
+            );
+            assert_eq!(plan.status.phase, Some(LoadPhase::Running));
+            let running = advance(test, &plan.status, &ready(), &JobState::Running, &at(t + 5));
+            assert_eq!(running.step, Step::Wait);
+            assert_eq!(
+                running.status, plan.status,
+                "nothing changed, nothing to write"
+            );
+            let name = &test.spec.profiles[i].name;
+            plan = advance(
+                test,
+                &plan.status,
+                &ready(),
+                &JobState::Succeeded(vec![Ok(summary(name, *latency, 0))]),
+                &at(t + 30),
+            );
+        }
+        plan
+    }
+
+    #[test]
+    fn a_run_inside_its_budgets_passes_with_every_gate_condition() {
+        let test = load_test("gate");
+        let plan = run_through(&test, &[120, 180]);
+        let st = &plan.status;
+        assert_eq!(
+            (st.phase, st.verdict),
+            (Some(LoadPhase::Passed), Some(Verdict::Pass))
+        );
+        for t in [types::COMPLETE, types::PASSED, types::READY] {
+            assert!(is_true(&st.conditions, t), "{t}");
+        }
+        for t in [types::RECONCILING, types::STALLED] {
+            assert!(!is_true(&st.conditions, t), "{t}");
+        }
+        let summary = st.summary.as_ref().unwrap();
+        assert_eq!(summary.requests, 2000);
+        assert!(
+            (summary.p95_ms - 180.0).abs() < 1.0,
+            "worst profile's p95: {}",
+            summary.p95_ms
+        );
+        assert!(
+            st.profiles
+                .iter()
+                .all(|p| p.phase == ProfilePhase::Passed && p.results.is_some())
+        );
+        assert!(
+            st.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(1))
+        );
+        assert_eq!(plan.events.last().unwrap().reason, "TestPassed");
+    }
+
+    #[test]
+    fn a_broken_budget_completes_failed_and_stalled_naming_value_and_budget() {
+        let test = load_test("gate");
+        let plan = run_through(&test, &[120, 612]);
+        let st = &plan.status;
+        assert_eq!(
+            (st.phase, st.verdict),
+            (Some(LoadPhase::Failed), Some(Verdict::Fail))
+        );
+        assert!(is_true(&st.conditions, types::COMPLETE));
+        assert!(is_true(&st.conditions, types::STALLED));
+        let passed = find(&st.conditions, types::PASSED).unwrap();
+        assert_eq!(
+            (passed.status.as_str(), passed.reason.as_str()),
+            ("False", reasons::THRESHOLDS_EXCEEDED)
+        );
+        assert!(
+            passed.message.contains("612")
+                && passed.message.contains("500")
+                && passed.message.contains("spike"),
+            "{}",
+            passed.message
+        );
+        assert_eq!(st.profiles[1].phase, ProfilePhase::Failed);
+        assert!(plan.events.last().unwrap().warning);
+    }
+
+    #[test]
+    fn an_endpoint_that_never_becomes_ready_times_out_clearly() {
+        let test = load_test("gate");
+        let start = start_run(&test, None, "initial", &at(0));
+        let not_ready = EndpointState::NotReady {
+            message: "rolling out: 0/1 replicas ready".into(),
+        };
+        let waiting = advance(
+            &test,
+            &start.status,
+            &not_ready,
+            &JobState::Missing,
+            &at(30),
+        );
+        assert_eq!(waiting.status.phase, Some(LoadPhase::WaitingForEndpoint));
+        assert_eq!(waiting.requeue, Some(ENDPOINT_POLL));
+        assert_eq!(
+            find(&waiting.status.conditions, types::RECONCILING)
+                .unwrap()
+                .reason,
+            reasons::WAITING_FOR_ENDPOINT
+        );
+        let timed_out = advance(
+            &test,
+            &waiting.status,
+            &not_ready,
+            &JobState::Missing,
+            &at(61),
+        );
+        let st = &timed_out.status;
+        assert_eq!(st.phase, Some(LoadPhase::Error));
+        assert!(
+            is_true(&st.conditions, types::COMPLETE) && is_true(&st.conditions, types::STALLED)
+        );
+        let complete = find(&st.conditions, types::COMPLETE).unwrap();
+        assert_eq!(complete.reason, reasons::ENDPOINT_TIMEOUT);
+        assert!(
+            complete.message.contains("mini")
+                && complete.message.contains("1m")
+                && complete.message.contains("0/1"),
+            "{}",
+            complete.message
+        );
+    }
+
+    #[test]
+    fn a_failed_runner_ends_the_test_in_error_with_its_reason() {
+        let test = load_test("gate");
+        let mut plan = start_run(&test, None, "initial", &at(0));
+        plan = advance(&test, &plan.status, &ready(), &JobState::Missing, &at(1));
+        plan = advance(
+            &test,
+            &plan.status,
+            &ready(),
+            &JobState::Failed("BackoffLimitExceeded: pod evicted".into()),
+            &at(9),
+        );
+        assert_eq!(plan.status.phase, Some(LoadPhase::Error));
+        assert_eq!(plan.status.profiles[0].phase, ProfilePhase::Error);
+        assert_eq!(
+            plan.status.profiles[1].phase,
+            ProfilePhase::Pending,
+            "later profiles never start"
+        );
+        let stalled = find(&plan.status.conditions, types::STALLED).unwrap();
+        assert!(stalled.message.contains("evicted"), "{}", stalled.message);
+    }
+
+    #[test]
+    fn missing_runner_summaries_are_an_error_not_a_pass() {
+        let mut test = load_test("gate");
+        test.spec.parallelism = 2;
+        let mut plan = start_run(&test, None, "initial", &at(0));
+        plan = advance(&test, &plan.status, &ready(), &JobState::Missing, &at(1));
+        plan = advance(
+            &test,
+            &plan.status,
+            &ready(),
+            &JobState::Succeeded(vec![Ok(summary("ramp-up", 100, 0))]),
+            &at(9),
+        );
+        assert_eq!(plan.status.phase, Some(LoadPhase::Error));
+        assert!(
+            plan.status.profiles[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("1 of 2")
+        );
+    }
+
+    #[test]
+    fn a_timeout_stops_the_running_job() {
+        let test = load_test("gate");
+        let mut plan = start_run(&test, None, "initial", &at(0));
+        plan = advance(&test, &plan.status, &ready(), &JobState::Missing, &at(1));
+        let job = plan.status.profiles[0].job.clone().unwrap();
+        let late = advance(&test, &plan.status, &ready(), &JobState::Running, &at(601));
+        assert_eq!(late.step, Step::DeleteJob(job));
+        assert_eq!(
+            find(&late.status.conditions, types::COMPLETE)
+                .unwrap()
+                .reason,
+            reasons::TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_restarted_operator_adopts_a_job_it_created_but_did_not_record() {
+        let test = load_test("gate");
+        let start = start_run(&test, None, "initial", &at(0));
+        // Endpoint ready, Job exists (created just before a crash), status still says Pending.
+        let mut st = start.status.clone();
+        st.phase = Some(LoadPhase::Running);
+        st.target_url = Some("http://mini.ml.svc:8080".into());
+        let plan = advance(
+            &test,
+            &st,
+            &ready(),
+            &JobState::Succeeded(vec![Ok(summary("ramp-up", 100, 0))]),
+            &at(40),
+        );
+        assert_eq!(plan.status.profiles[0].phase, ProfilePhase::Passed);
+        assert_eq!(
+            plan.requeue,
+            Some(Duration::ZERO),
+            "straight on to the next profile"
+        );
+    }
+
+    #[test]
+    fn a_rerun_keeps_the_previous_results_readable() {
+        let test = load_test("gate");
+        let first = run_through(&test, &[120, 180]).status;
+        assert!(!is_current_run(&test, &first, "abc123"));
+        let second = start_run(&test, Some(&first), "abc123", &at(1000));
+        let previous = second.status.previous.as_ref().unwrap();
+        assert_eq!(
+            (previous.run.as_str(), previous.verdict),
+            ("initial", Some(Verdict::Pass))
+        );
+        assert_eq!(previous.summary, first.summary);
+        assert_eq!(second.status.phase, Some(LoadPhase::Pending));
+        assert!(second.status.verdict.is_none() && second.status.summary.is_none());
+        let complete = find(&second.status.conditions, types::COMPLETE).unwrap();
+        assert_eq!(
+            (
+                complete.status.as_str(),
+                complete.last_transition_time.clone()
+            ),
+            ("False", at(1000))
+        );
+        assert_eq!(
+            find(&second.status.conditions, types::PASSED)
+                .unwrap()
+                .status,
+            "Unknown"
+        );
+    }
+
+    #[test]
+    fn a_spec_change_is_a_new_run() {
+        let mut test = load_test("gate");
+        let done = run_through(&test, &[120, 180]).status;
+        assert!(is_current_run(&test, &done, "initial"));
+        test.metadata.generation = Some(2);
+        assert!(!is_current_run(&test, &done, "initial"));
+    }
+
+    #[test]
+    fn url_targets_need_no_endpoint_and_per_profile_budgets_override() {
+        let mut test = load_test("gate");
+        test.spec.profiles[1].thresholds = Some(loadgate_api::load::Thresholds {
+            p95_ms: Some(1000.0),
+            ..Default::default()
+        });
+        let plan = run_through(&test, &[120, 612]);
+        assert_eq!(
+            plan.status.verdict,
+            Some(Verdict::Pass),
+            "spike's own 1000 ms budget applies"
+        );
+    }
 }

@@ -1,0 +1,233 @@
+//! `loadgate local -f FILE`: the operator's LoadTest on one machine, no cluster. It starts
+//! model-server as a child process as a pod would run it, waits on its readiness as the probe
+//! does, runs each profile with the loadrunner engine using the very arguments the runner Job
+//! would get, and drives the same state machine ([`crate::status::load_test`]) the operator
+//! drives, so the status it prints is the one the operator would write. Reports (CSV, HTML,
+//! JSON) land in `results/<test>/`.
+//!
+//! Exit codes: 0 passed, 1 failed (or no verdict), 2 the manifest is wrong.
+
+pub mod manifest;
+pub mod server;
+
+use crate::resources::load_test::{requested_run, runner_args};
+use crate::status::load_test::{EndpointState, JobState, Step, advance, now, start_run};
+use clap::Args;
+use kube::ResourceExt;
+use loadgate_api::load::RunSummary;
+use loadgate_api::load_test::{LoadPhase, LoadTest};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// `loadgate local`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// YAML file with a LoadTest and, for an `endpointRef` target, its ModelEndpoint (the same
+    /// manifests the operator takes).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Reports go to DIR/<test name>/: per profile Locust CSVs, an HTML report and a JSON
+    /// summary, and the final status.yaml.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub results: PathBuf,
+
+    /// The model-server binary; default: the one next to this `loadgate`, else `model-server`
+    /// on PATH.
+    #[arg(long, env = "MODEL_SERVER_BIN", value_name = "PATH")]
+    pub model_server_bin: Option<PathBuf>,
+
+    /// Where image paths like `/models/all-MiniLM-L6-v2` are found on this machine.
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+}
+
+fn say(line: impl AsRef<str>) {
+    eprintln!("==> {}", line.as_ref());
+}
+
+fn model_server_binary(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_owned();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("model-server")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("model-server"))
+}
+
+/// Runs the manifest and returns the exit code.
+pub async fn run(args: LocalArgs) -> ExitCode {
+    let manifest = match manifest::read(&args.file) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("loadgate local: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run_manifest(&args, manifest).await {
+        Ok(test) => {
+            let phase = test.status.as_ref().and_then(|s| s.phase);
+            if phase == Some(LoadPhase::Passed) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgate local: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_manifest(args: &LocalArgs, manifest: manifest::Manifest) -> anyhow::Result<LoadTest> {
+    let manifest::Manifest { mut test, endpoint } = manifest;
+    let name = test.name_any();
+    let out = args.results.join(&name);
+    std::fs::create_dir_all(&out)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    if test.spec.parallelism > 1 {
+        say(format!(
+            "parallelism {} runs as one runner here (it splits the same load across pods on a cluster)",
+            test.spec.parallelism
+        ));
+        test.spec.parallelism = 1;
+    }
+    let mut server = None;
+    let url = match &endpoint {
+        Some(endpoint) => {
+            let binary = model_server_binary(args.model_server_bin.as_deref());
+            say(format!(
+                "ModelEndpoint {}: starting {} (model {})",
+                endpoint.name_any(),
+                binary.display(),
+                endpoint.spec.model
+            ));
+            let mut child = server::LocalServer::start(
+                endpoint,
+                &binary,
+                &args.models_dir,
+                &out.join("model-server.log"),
+            )?;
+            let period = Duration::from_secs(
+                u64::try_from(endpoint.spec.readiness.period_seconds).unwrap_or(2),
+            )
+            .min(Duration::from_millis(250));
+            let (waited, seen) = child.wait_ready(period, test.spec.endpoint_timeout.get())?;
+            say(format!(
+                "readiness probe GET /health: {} ({:.2}s)",
+                seen.join(" → "),
+                waited.as_secs_f64()
+            ));
+            let url = format!("http://{}", child.addr);
+            server = Some(child);
+            url
+        }
+        None => test
+            .spec
+            .target
+            .url
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned(),
+    };
+
+    let run = requested_run(&test);
+    let mut plan = start_run(&test, None, &run, &now());
+    let mut job = JobState::Missing;
+    let ready = EndpointState::Ready { url: url.clone() };
+    let total = test.spec.profiles.len();
+    loop {
+        plan = advance(&test, &plan.status, &ready, &job, &now());
+        for event in &plan.events {
+            if event.reason != "ProfileStarted" {
+                say(&event.note);
+            }
+        }
+        if plan.status.phase.is_some_and(LoadPhase::is_finished) {
+            break;
+        }
+        match &plan.step {
+            Step::CreateJob { index, target_url } => {
+                let profile = &test.spec.profiles[*index];
+                say(format!(
+                    "profile {} ({} of {total}): {} users at +{}/s for {}",
+                    profile.name,
+                    index + 1,
+                    profile.users,
+                    profile.spawn_rate,
+                    profile.duration
+                ));
+                job = run_profile(&test, *index, target_url, &out, server.is_some()).await;
+            }
+            Step::Wait | Step::DeleteJob(_) => {}
+        }
+    }
+    if let Some(server) = server.take() {
+        server.stop(Duration::from_secs(10));
+    }
+    test.status = Some(plan.status);
+    let yaml = serde_saphyr::to_string(&test)
+        .map_err(|e| anyhow::anyhow!("cannot print the status: {e}"))?;
+    std::fs::write(out.join("status.yaml"), &yaml)?;
+    println!("{yaml}");
+    say(format!("reports in {}/", out.display()));
+    Ok(test)
+}
+
+/// One profile through the real runner CLI, with the Job's arguments plus report paths.
+async fn run_profile(
+    test: &LoadTest,
+    index: usize,
+    url: &str,
+    out: &Path,
+    started_here: bool,
+) -> JobState {
+    let profile = &test.spec.profiles[index];
+    let prefix = out.join(&profile.name);
+    let json = out.join(format!("{}.json", profile.name));
+    let mut argv = vec!["loadrunner".to_owned()];
+    argv.extend(
+        runner_args(test, profile, url)
+            .into_iter()
+            .filter(|a| a != "--termination-summary" && a != "/dev/termination-log"),
+    );
+    argv.extend([
+        "--csv".to_owned(),
+        prefix.display().to_string(),
+        "--html".to_owned(),
+        format!("{}.html", prefix.display()),
+        "--json".to_owned(),
+        json.display().to_string(),
+    ]);
+    if started_here {
+        // Its readiness has just been waited on, as the probe does.
+        argv.push("--no-wait-ready".to_owned());
+    }
+    let cli = match <loadrunner::config::Cli as clap::Parser>::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => return JobState::Failed(format!("runner arguments: {e}")),
+    };
+    let loadrunner::config::Command::Run(run_args) = cli.command else {
+        return JobState::Failed("runner arguments are not a run".into());
+    };
+    match loadrunner::run_command(*run_args, shutdown_signal()).await {
+        Ok(_) => match std::fs::read_to_string(&json)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<RunSummary>(&t).map_err(|e| e.to_string()))
+        {
+            Ok(summary) => JobState::Succeeded(vec![Ok(summary)]),
+            Err(e) => JobState::Failed(format!("no summary at {}: {e}", json.display())),
+        },
+        Err(e) => JobState::Failed(format!("{e:#}")),
+    }
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+    say("Ctrl-C: stopping users, draining, writing reports");
+}
