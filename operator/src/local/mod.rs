@@ -143,6 +143,8 @@ async fn run_manifest(args: &LocalArgs, manifest: manifest::Manifest) -> anyhow:
     let total = test.spec.profiles.len();
     loop {
         plan = advance(&test, &plan.status, &ready, &job, &now());
+        // The runner ran to completion inside `run_profile`, so its outcome is consumed here.
+        job = JobState::Missing;
         for event in &plan.events {
             if event.reason != "ProfileStarted" {
                 say(&event.note);
@@ -204,6 +206,34 @@ async fn run_profile(
         "--json".to_owned(),
         json.display().to_string(),
     ]);
+    // The runner prints the verdict too: give it the same budgets the status is judged on.
+    let budgets = profile.effective_thresholds(&test.spec.thresholds);
+    for (flag, value) in [
+        ("--p95-ms", budgets.p95_ms),
+        ("--p99-ms", budgets.p99_ms),
+        ("--max-error-rate", budgets.max_error_rate),
+        ("--min-rps", budgets.min_rps),
+    ] {
+        if let Some(value) = value {
+            argv.extend([flag.to_owned(), value.to_string()]);
+        }
+    }
+    for task in &test.spec.task_thresholds {
+        let t = task.thresholds;
+        for (metric, value) in [
+            ("p95Ms", t.p95_ms),
+            ("p99Ms", t.p99_ms),
+            ("maxErrorRate", t.max_error_rate),
+            ("minRps", t.min_rps),
+        ] {
+            if let Some(value) = value {
+                argv.extend([
+                    "--task-budget".to_owned(),
+                    format!("{}:{metric}={value}", task.task),
+                ]);
+            }
+        }
+    }
     if started_here {
         // Its readiness has just been waited on, as the probe does.
         argv.push("--no-wait-ready".to_owned());

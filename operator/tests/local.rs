@@ -1,0 +1,141 @@
+//! `loadgate local` end to end: the real model-server (started as a child process, waited on as
+//! the readiness probe waits), the real runner, a short two-profile LoadTest, a verdict, reports.
+//! Needs the model from scripts/fetch-model.sh, as the golden tests do; fails loudly without it.
+
+use loadgate_api::load_test::{LoadPhase, LoadTest, ProfilePhase, Verdict};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MANIFEST: &str = r#"
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: minilm}
+spec:
+  model: /models/all-MiniLM-L6-v2
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: NAME}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles:
+    - {name: warm, users: 2, spawnRate: 2, duration: 3s}
+    - {name: spike, users: 4, spawnRate: 4, duration: 3s}
+  thresholds: {p95Ms: P95, maxErrorRate: 0.01}
+"#;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(name: &str, p95: &str) -> (i32, LoadTest, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("loadgate-local-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("test.yaml");
+    std::fs::write(&file, MANIFEST.replace("NAME", name).replace("P95", p95)).unwrap();
+    let loadgate = PathBuf::from(env!("CARGO_BIN_EXE_loadgate"));
+    let server = loadgate.with_file_name("model-server");
+    assert!(
+        server.is_file(),
+        "{} is not built (cargo test --workspace builds it)",
+        server.display()
+    );
+    let models = root().join("models");
+    assert!(
+        models.join("all-MiniLM-L6-v2").is_dir(),
+        "run scripts/fetch-model.sh first"
+    );
+    let output = Command::new(&loadgate)
+        .args(["local", "-f"])
+        .arg(&file)
+        .arg("--results")
+        .arg(dir.join("results"))
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--model-server-bin")
+        .arg(&server)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let out = dir.join("results").join(name);
+    let status = std::fs::read_to_string(out.join("status.yaml"))
+        .unwrap_or_else(|e| panic!("no status.yaml ({e}); stderr:\n{stderr}"));
+    let test: LoadTest = serde_saphyr::from_str(&status).unwrap();
+    assert!(stderr.contains("200"), "readiness went to 200:\n{stderr}");
+    (output.status.code().unwrap_or(-1), test, out)
+}
+
+#[test]
+fn a_short_test_passes_end_to_end_with_reports() {
+    let (code, test, out) = run("smoke", "60000");
+    let status = test.status.unwrap();
+    assert_eq!(
+        (code, status.phase, status.verdict),
+        (0, Some(LoadPhase::Passed), Some(Verdict::Pass))
+    );
+    assert_eq!(status.profiles.len(), 2);
+    for profile in &status.profiles {
+        assert_eq!(profile.phase, ProfilePhase::Passed, "{}", profile.name);
+        let results = profile.results.as_ref().unwrap();
+        assert!(
+            results.requests > 0 && results.failures == 0,
+            "{}: {results:?}",
+            profile.name
+        );
+        for file in ["_stats.csv", "_stats_history.csv", ".html", ".json"] {
+            assert!(
+                out.join(format!("{}{file}", profile.name)).is_file(),
+                "{}{file}",
+                profile.name
+            );
+        }
+    }
+    // Each profile has its own numbers (a runner's outcome is never reused for the next one).
+    assert_ne!(status.profiles[0].results, status.profiles[1].results);
+    let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
+}
+
+#[test]
+fn an_impossible_budget_fails_naming_value_and_budget() {
+    let (code, test, out) = run("strict", "0.001");
+    let status = test.status.unwrap();
+    assert_eq!((code, status.phase), (1, Some(LoadPhase::Failed)));
+    let passed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Passed")
+        .unwrap();
+    assert_eq!(passed.status, "False");
+    assert!(
+        passed.message.contains("budget 0.001") || passed.message.contains("budget 0"),
+        "{}",
+        passed.message
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+    let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
+}
+
+#[test]
+fn a_bad_manifest_exits_2_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("loadgate-local-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, "apiVersion: loadgate.dev/v1alpha1\nkind: LoadTest\nmetadata: {name: t}\nspec:\n  target: {url: 'http://127.0.0.1:9'}\n  profiles: [{name: p, users: 0, spawnRate: 1, duration: 1s}]\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgate"))
+        .args(["local", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml") && stderr.contains("spec.profiles[0] (p).users"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
