@@ -9,6 +9,10 @@ step() { printf '\n==> %s\n' "$*"; }
 step "model weights"
 scripts/fetch-model.sh
 
+step "shell scripts: bash -n, shellcheck"
+for script in scripts/*.sh .ci/run; do bash -n "$script"; done
+shellcheck scripts/*.sh .ci/run
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -154,6 +154,22 @@ pub async fn wait_ready(
     )
 }
 
+/// Resolves on SIGINT or SIGTERM (the signals a terminal and Kubernetes send to stop a run).
+pub async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 /// Builds the summary and verdict of a finished run.
 pub fn summarize(
     profile: &LoadProfile,

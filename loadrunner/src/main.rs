@@ -43,17 +43,6 @@ fn runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// SIGINT or SIGTERM: stop users, drain, still write the reports.
 async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    loadrunner::interrupted().await;
     tracing::warn!("signal received: stopping users, draining in-flight requests, writing reports");
 }

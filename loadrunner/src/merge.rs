@@ -109,62 +109,12 @@ fn coarsen(histogram: &Histogram<u64>) -> Histogram<u64> {
     coarse
 }
 
-/// Adds `stats` together; rates are over `seconds` (the runners ran side by side).
-fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
-    let first = parts.first().ok_or(MergeError::Empty)?;
-    let mut histogram = decode(first)?;
-    for part in &parts[1..] {
-        histogram
-            .add(decode(part)?)
-            .map_err(|e| MergeError::BadHistogram {
-                name: part.name.clone(),
-                reason: format!("{e:?}"),
-            })?;
-    }
+/// The parts' counts added up and their rates over `seconds` (the runners ran side by side);
+/// percentiles are left at 0 for the caller to fill.
+fn summed_counts(parts: &[&RequestStats], seconds: f64) -> RequestStats {
     let requests: u64 = parts.iter().map(|p| p.requests).sum();
     let failures: u64 = parts.iter().map(|p| p.failures).sum();
     let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * p.requests as f64).sum();
-    let at = |q: f64| {
-        if requests == 0 {
-            0.0
-        } else {
-            histogram.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
-    Ok(RequestStats {
-        name: first.name.clone(),
-        method: first.method.clone(),
-        requests,
-        failures,
-        error_rate: loadgate_api::load::error_rate(failures, requests),
-        rps: if seconds > 0.0 {
-            requests as f64 / seconds
-        } else {
-            0.0
-        },
-        mean_ms: if requests == 0 {
-            0.0
-        } else {
-            latency_sum / requests as f64
-        },
-        p50_ms: at(0.50),
-        p90_ms: at(0.90),
-        p95_ms: at(0.95),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
-        histogram: Some(encode(&histogram)),
-    })
-}
-
-/// Adds `stats` of which some carry no histogram (a termination message had to drop it): counts
-/// add up exactly, and each percentile is the largest of the parts' — an upper bound, since a
-/// quantile of a union never exceeds the largest quantile of its parts — so a latency budget
-/// judged on it can fail too eagerly but never pass wrongly.
-fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> RequestStats {
-    let requests: u64 = parts.iter().map(|p| p.requests).sum();
-    let failures: u64 = parts.iter().map(|p| p.failures).sum();
-    let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * p.requests as f64).sum();
-    let worst = |f: fn(&RequestStats) -> f64| parts.iter().map(|p| f(p)).fold(0.0, f64::max);
     RequestStats {
         name: parts[0].name.clone(),
         method: parts[0].method.clone(),
@@ -181,12 +131,59 @@ fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> RequestStats {
         } else {
             latency_sum / requests as f64
         },
+        p50_ms: 0.0,
+        p90_ms: 0.0,
+        p95_ms: 0.0,
+        p99_ms: 0.0,
+        max_ms: 0.0,
+        histogram: None,
+    }
+}
+
+/// Adds `stats` together: counts add up, histograms are added, so percentiles are exact.
+fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
+    let first = parts.first().ok_or(MergeError::Empty)?;
+    let mut histogram = decode(first)?;
+    for part in &parts[1..] {
+        histogram
+            .add(decode(part)?)
+            .map_err(|e| MergeError::BadHistogram {
+                name: part.name.clone(),
+                reason: format!("{e:?}"),
+            })?;
+    }
+    let merged = summed_counts(parts, seconds);
+    let at = |q: f64| {
+        if merged.requests == 0 {
+            0.0
+        } else {
+            histogram.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    Ok(RequestStats {
+        p50_ms: at(0.50),
+        p90_ms: at(0.90),
+        p95_ms: at(0.95),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+        histogram: Some(encode(&histogram)),
+        ..merged
+    })
+}
+
+/// Adds `stats` of which some carry no histogram (a termination message had to drop it): counts
+/// add up exactly, and each percentile is the largest of the parts' — an upper bound, since a
+/// quantile of a union never exceeds the largest quantile of its parts — so a latency budget
+/// judged on it can fail too eagerly but never pass wrongly.
+fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> RequestStats {
+    let worst = |f: fn(&RequestStats) -> f64| parts.iter().map(|p| f(p)).fold(0.0, f64::max);
+    RequestStats {
         p50_ms: worst(|p| p.p50_ms),
         p90_ms: worst(|p| p.p90_ms),
         p95_ms: worst(|p| p.p95_ms),
         p99_ms: worst(|p| p.p99_ms),
         max_ms: worst(|p| p.max_ms),
-        histogram: None,
+        ..summed_counts(parts, seconds)
     }
 }
 

@@ -79,26 +79,10 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(http::serve(listener, registry, shutdown()));
     let controllers = tokio::spawn(controllers::run(ctx, args.concurrency, shutdown()));
-    shutdown_signal().await;
+    loadrunner::interrupted().await;
     tracing::info!("shutting down: finishing reconciles in flight");
     let _ = stop_tx.send(true);
     let _ = controllers.await;
     let _ = server.await;
     Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler installs; this is a bug");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -328,6 +328,7 @@ mod tests {
     use super::*;
     use crate::fixtures::apiserver::{client, event_answer, expect};
     use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
+    use crate::status::load_test::{EndpointState, JobState};
     use crate::status::model_endpoint::endpoint_status;
     use http::Method;
 
@@ -479,6 +480,293 @@ mod tests {
         assert!((profile["results"]["p95Ms"].as_f64().unwrap() - 10.0).abs() < 0.1);
         assert_eq!(bodies[2]["status"]["profiles"][1]["phase"], "Pending");
         assert_eq!(bodies[3]["reason"], "ProfilePassed");
+    }
+
+    fn ready_endpoint() -> serde_json::Value {
+        let mut ep = endpoint("mini");
+        ep.status = Some(endpoint_status(
+            &ep,
+            Some(&deployment_with(1, 1, 1, 1)),
+            &at(5),
+        ));
+        serde_json::to_value(&ep).unwrap()
+    }
+
+    fn job_path(test: &LoadTest, profile: &str) -> String {
+        format!(
+            "/apis/batch/v1/namespaces/ml/jobs/{}",
+            job_name(test, profile, "initial")
+        )
+    }
+
+    fn job_answer(
+        test: &LoadTest,
+        profile: &str,
+        conditions: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": job_name(test, profile, "initial"), "namespace": "ml"},
+            "status": {"conditions": conditions}
+        })
+    }
+
+    fn not_found() -> crate::fixtures::apiserver::Expect {
+        crate::fixtures::apiserver::Expect {
+            method: Method::GET,
+            path: String::new(),
+            code: 404,
+            answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        }
+    }
+
+    /// The test as the previous reconcile left it: run started, first Job created.
+    fn running(test: &LoadTest) -> LoadTest {
+        let mut test = test.clone();
+        let start = start_run(&test, None, "initial", &now()).status;
+        let ready = EndpointState::Ready {
+            url: "http://mini.ml.svc:8080".into(),
+        };
+        test.status = Some(advance(&test, &start, &ready, &JobState::Missing, &now()).status);
+        test
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_not_ready_is_waited_for() {
+        let mut test = load_test("gate");
+        test.status = Some(start_run(&test, None, "initial", &now()).status);
+        let not_ready = serde_json::to_value(endpoint("mini")).unwrap();
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+                not_ready,
+            ),
+            crate::fixtures::apiserver::Expect {
+                path: job_path(&test, "ramp-up"),
+                ..not_found()
+            },
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+        ]);
+        let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+        let bodies = verifier.await.unwrap();
+        assert_eq!(bodies[2]["status"]["phase"], "WaitingForEndpoint");
+        let reconciling = bodies[2]["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Reconciling")
+            .unwrap()
+            .clone();
+        assert_eq!(reconciling["reason"], "WaitingForEndpoint");
+        assert!(
+            reconciling["message"]
+                .as_str()
+                .unwrap()
+                .contains("no status yet")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_job_writes_nothing() {
+        let test = running(&load_test("gate"));
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+                ready_endpoint(),
+            ),
+            expect(
+                Method::GET,
+                job_path(&test, "ramp-up"),
+                job_answer(&test, "ramp-up", serde_json::json!([])),
+            ),
+        ]);
+        let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(30)));
+        assert_eq!(
+            verifier.await.unwrap().len(),
+            2,
+            "no status write, no event"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_budget_ends_the_test_failed() {
+        let mut test = load_test("gate");
+        test.spec.profiles.truncate(1);
+        let test = running(&test);
+        let slow = serde_json::json!({
+            "profile": "ramp-up", "durationSeconds": 20.0, "users": 10,
+            "total": {"name": "Aggregated", "method": "", "requests": 100, "failures": 0, "errorRate": 0.0, "rps": 5.0,
+                      "meanMs": 900.0, "p50Ms": 900.0, "p90Ms": 900.0, "p95Ms": 900.0, "p99Ms": 900.0, "maxMs": 900.0,
+                      "histogram": one_value_histogram(900_000, 100)},
+            "tasks": [], "violations": [], "passed": true, "interrupted": false
+        });
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+                ready_endpoint(),
+            ),
+            expect(
+                Method::GET,
+                job_path(&test, "ramp-up"),
+                job_answer(
+                    &test,
+                    "ramp-up",
+                    serde_json::json!([{"type": "Complete", "status": "True"}]),
+                ),
+            ),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/ml/pods",
+                pod_list("Succeeded", None, &slow.to_string()),
+            ),
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        assert_eq!(action, Action::await_change());
+        let bodies = verifier.await.unwrap();
+        let status = &bodies[3]["status"];
+        assert_eq!(
+            (status["phase"].as_str(), status["verdict"].as_str()),
+            (Some("Failed"), Some("Fail"))
+        );
+        let passed = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Passed")
+            .unwrap()
+            .clone();
+        assert_eq!(passed["status"], "False");
+        assert!(
+            passed["message"].as_str().unwrap().contains("budget 500"),
+            "{passed}"
+        );
+        assert_eq!(
+            (bodies[4]["reason"].as_str(), bodies[5]["reason"].as_str()),
+            (Some("ProfileFailed"), Some("TestFailed"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_evicted_runner_ends_the_test_in_error() {
+        let test = running(&load_test("gate"));
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+                ready_endpoint(),
+            ),
+            expect(
+                Method::GET,
+                job_path(&test, "ramp-up"),
+                job_answer(
+                    &test,
+                    "ramp-up",
+                    serde_json::json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
+                ),
+            ),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/ml/pods",
+                pod_list("Failed", Some("Evicted"), ""),
+            ),
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let status = &bodies[3]["status"];
+        assert_eq!(status["phase"], "Error");
+        let stalled = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Stalled")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (stalled["status"].as_str(), stalled["reason"].as_str()),
+            (Some("True"), Some("RunnerFailed"))
+        );
+        assert!(
+            stalled["message"].as_str().unwrap().contains("Evicted"),
+            "{stalled}"
+        );
+        assert_eq!(bodies[4]["type"], "Warning");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_operator_adopts_the_job_it_had_created() {
+        // The last reconcile created the Job but stopped before writing the status.
+        let mut test = load_test("gate");
+        let mut status = start_run(&test, None, "initial", &now()).status;
+        status.phase = Some(LoadPhase::Running);
+        status.target_url = Some("http://mini.ml.svc:8080".into());
+        test.status = Some(status);
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+                ready_endpoint(),
+            ),
+            expect(
+                Method::GET,
+                job_path(&test, "ramp-up"),
+                job_answer(&test, "ramp-up", serde_json::json!([])),
+            ),
+            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test.clone()), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let profile = &bodies[2]["status"]["profiles"][0];
+        assert_eq!(profile["phase"], "Running");
+        assert_eq!(
+            profile["job"],
+            job_name(&test, "ramp-up", "initial").as_str()
+        );
+    }
+
+    fn pod_list(phase: &str, reason: Option<&str>, message: &str) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {},
+            "items": [{
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-0", "namespace": "ml"},
+                "status": {"phase": phase, "reason": reason, "message": reason.map(|_| "The node was low on resource: memory."),
+                    "containerStatuses": [{
+                    "name": "loadrunner", "image": "lr", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "message": message}}
+                }]}
+            }]
+        })
     }
 
     fn one_value_histogram(micros: u64, count: u64) -> String {

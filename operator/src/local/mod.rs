@@ -58,6 +58,31 @@ fn model_server_binary(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("model-server"))
 }
 
+/// SIGINT/SIGTERM, seen by every phase: the readiness wait gives up, the runner stops its users
+/// and still writes its reports, no further profile starts, and the child server is stopped.
+#[derive(Clone)]
+struct Interrupt(tokio::sync::watch::Receiver<bool>);
+
+impl Interrupt {
+    fn install() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loadrunner::interrupted().await;
+            say("interrupted: stopping users, draining, writing reports, stopping model-server");
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    async fn wait(mut self) {
+        let _ = self.0.wait_for(|set| *set).await;
+    }
+}
+
 /// Runs the manifest and returns the exit code.
 pub async fn run(args: LocalArgs) -> ExitCode {
     let manifest = match manifest::read(&args.file) {
@@ -67,7 +92,8 @@ pub async fn run(args: LocalArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run_manifest(&args, manifest).await {
+    let interrupt = Interrupt::install();
+    match run_manifest(&args, manifest, interrupt).await {
         Ok(test) => {
             let phase = test.status.as_ref().and_then(|s| s.phase);
             if phase == Some(LoadPhase::Passed) {
@@ -83,7 +109,11 @@ pub async fn run(args: LocalArgs) -> ExitCode {
     }
 }
 
-async fn run_manifest(args: &LocalArgs, manifest: manifest::Manifest) -> anyhow::Result<LoadTest> {
+async fn run_manifest(
+    args: &LocalArgs,
+    manifest: manifest::Manifest,
+    interrupt: Interrupt,
+) -> anyhow::Result<LoadTest> {
     let manifest::Manifest { mut test, endpoint } = manifest;
     let name = test.name_any();
     let out = args.results.join(&name);
@@ -116,7 +146,9 @@ async fn run_manifest(args: &LocalArgs, manifest: manifest::Manifest) -> anyhow:
                 u64::try_from(endpoint.spec.readiness.period_seconds).unwrap_or(2),
             )
             .min(Duration::from_millis(250));
-            let (waited, seen) = child.wait_ready(period, test.spec.endpoint_timeout.get())?;
+            let stop = interrupt.clone();
+            let (waited, seen) =
+                child.wait_ready(period, test.spec.endpoint_timeout.get(), &|| stop.is_set())?;
             say(format!(
                 "readiness probe GET /health: {} ({:.2}s)",
                 seen.join(" → "),
@@ -164,7 +196,19 @@ async fn run_manifest(args: &LocalArgs, manifest: manifest::Manifest) -> anyhow:
                     profile.spawn_rate,
                     profile.duration
                 ));
-                job = run_profile(&test, *index, target_url, &out, server.is_some()).await;
+                job = if interrupt.is_set() {
+                    JobState::Failed("interrupted before it started".into())
+                } else {
+                    run_profile(
+                        &test,
+                        *index,
+                        target_url,
+                        &out,
+                        server.is_some(),
+                        interrupt.clone(),
+                    )
+                    .await
+                };
             }
             Step::Wait | Step::DeleteJob(_) => {}
         }
@@ -188,6 +232,7 @@ async fn run_profile(
     url: &str,
     out: &Path,
     started_here: bool,
+    interrupt: Interrupt,
 ) -> JobState {
     let profile = &test.spec.profiles[index];
     let prefix = out.join(&profile.name);
@@ -245,7 +290,7 @@ async fn run_profile(
     let loadrunner::config::Command::Run(run_args) = cli.command else {
         return JobState::Failed("runner arguments are not a run".into());
     };
-    match loadrunner::run_command(*run_args, shutdown_signal()).await {
+    match loadrunner::run_command(*run_args, interrupt.wait()).await {
         Ok(_) => match std::fs::read_to_string(&json)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<RunSummary>(&t).map_err(|e| e.to_string()))
@@ -255,9 +300,4 @@ async fn run_profile(
         },
         Err(e) => JobState::Failed(format!("{e:#}")),
     }
-}
-
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
-    say("Ctrl-C: stopping users, draining, writing reports");
 }

@@ -57,6 +57,9 @@ pub enum ServerError {
         /// The last probe's outcome.
         last: String,
     },
+    /// SIGINT/SIGTERM arrived while waiting.
+    #[error("interrupted while waiting for model-server to be ready")]
+    Interrupted,
     /// Local I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -152,11 +155,13 @@ impl LocalServer {
     /// Returns how long it took and the answers seen along the way (e.g. 503 then 200).
     ///
     /// # Errors
-    /// [`ServerError::Exited`] when the child dies, [`ServerError::NotReady`] after `timeout`.
+    /// [`ServerError::Exited`] when the child dies, [`ServerError::NotReady`] after `timeout`,
+    /// [`ServerError::Interrupted`] when `interrupted()` turns true.
     pub fn wait_ready(
         &mut self,
         period: Duration,
         timeout: Duration,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<(Duration, Vec<String>), ServerError> {
         let start = Instant::now();
         let mut seen: Vec<String> = Vec::new();
@@ -174,6 +179,9 @@ impl LocalServer {
             }
             if answer.starts_with("200") {
                 return Ok((start.elapsed(), seen));
+            }
+            if interrupted() {
+                return Err(ServerError::Interrupted);
             }
             if start.elapsed() > timeout {
                 return Err(ServerError::NotReady {

@@ -188,15 +188,13 @@ pub fn advance(
 
     if elapsed > spec.timeout.get() {
         let message = format!("the test ran past its timeout of {}", spec.timeout);
-        if let Some(i) = current {
-            mark_error(&mut st.profiles[i], &message, now);
-        }
-        let events = finish(&mut st, test, Some((reasons::TIMEOUT, message)), now);
-        return plan(
+        return abort_run(
             st,
-            current_job.map_or(Step::Wait, Step::DeleteJob),
-            None,
-            events,
+            test,
+            current,
+            current_job,
+            (reasons::TIMEOUT, message),
+            now,
         );
     }
 
@@ -236,15 +234,13 @@ pub fn advance(
     } else if let EndpointState::NotReady { message } = endpoint {
         // The endpoint went away mid-test: what the runners measure now is not the endpoint.
         let message = format!("the target stopped serving mid-test: {message}");
-        if let Some(i) = current {
-            mark_error(&mut st.profiles[i], &message, now);
-        }
-        let events = finish(&mut st, test, Some((reasons::ENDPOINT_LOST, message)), now);
-        return plan(
+        return abort_run(
             st,
-            current_job.map_or(Step::Wait, Step::DeleteJob),
-            None,
-            events,
+            test,
+            current,
+            current_job,
+            (reasons::ENDPOINT_LOST, message),
+            now,
         );
     }
 
@@ -362,6 +358,28 @@ pub fn advance(
         RUNNING_POLL
     };
     plan(st, step, Some(requeue), events)
+}
+
+/// Ends the run in Error while a profile may be running: that profile errors too, and its Job
+/// is deleted so the load stops.
+fn abort_run(
+    mut st: LoadTestStatus,
+    test: &LoadTest,
+    current: Option<usize>,
+    current_job: Option<String>,
+    (reason, message): (&'static str, String),
+    now: &Time,
+) -> Plan {
+    if let Some(i) = current {
+        mark_error(&mut st.profiles[i], &message, now);
+    }
+    let events = finish(&mut st, test, Some((reason, message)), now);
+    Plan {
+        status: st,
+        step: current_job.map_or(Step::Wait, Step::DeleteJob),
+        requeue: None,
+        events,
+    }
 }
 
 fn profile_finished(phase: ProfilePhase) -> bool {

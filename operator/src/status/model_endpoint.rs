@@ -1,5 +1,6 @@
 //! ModelEndpoint status from its Deployment: replica counts, the Service URL, and `Ready` /
-//! `Progressing` / `Degraded` from the Deployment's real rollout state.
+//! `Progressing` / `Degraded` (plus kstatus' `Reconciling` / `Stalled`) from the Deployment's
+//! real rollout state.
 
 use crate::resources::model_endpoint::service_url;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -104,7 +105,21 @@ pub fn endpoint_status(
     } else {
         ConditionUpdate::new(types::DEGRADED, Some(false), reasons::AVAILABLE, "")
     };
-    for update in [ready_condition, progressing, degraded] {
+    // kstatus (Flux, Argo CD's generic check): Reconciling while rolling out, Stalled when the
+    // rollout will not finish without a change.
+    let reconciling = ConditionUpdate {
+        type_: types::RECONCILING,
+        ..progressing.clone()
+    };
+    let stalled = if deadline_exceeded {
+        ConditionUpdate {
+            type_: types::STALLED,
+            ..degraded.clone()
+        }
+    } else {
+        ConditionUpdate::new(types::STALLED, Some(false), reasons::AVAILABLE, "")
+    };
+    for update in [ready_condition, progressing, degraded, reconciling, stalled] {
         set_condition(&mut status.conditions, update, generation, now);
     }
     status
@@ -122,6 +137,7 @@ mod tests {
         let starting = endpoint_status(&ep, Some(&deployment_with(1, 1, 1, 0)), &at(10));
         assert!(!is_true(&starting.conditions, types::READY));
         assert!(is_true(&starting.conditions, types::PROGRESSING));
+        assert!(is_true(&starting.conditions, types::RECONCILING));
         assert_eq!(
             find(&starting.conditions, types::READY).unwrap().reason,
             reasons::ROLLING_OUT
@@ -130,6 +146,10 @@ mod tests {
         let ready = endpoint_status(&ep, Some(&deployment_with(1, 1, 1, 1)), &at(20));
         assert!(is_true(&ready.conditions, types::READY));
         assert!(!is_true(&ready.conditions, types::PROGRESSING));
+        assert!(
+            !is_true(&ready.conditions, types::RECONCILING)
+                && !is_true(&ready.conditions, types::STALLED)
+        );
         assert_eq!((ready.replicas, ready.ready_replicas), (1, 1));
         assert_eq!(ready.url.as_deref(), Some("http://mini.ml.svc:8080"));
         assert_eq!(ready.observed_generation, Some(1));
@@ -169,5 +189,24 @@ mod tests {
                 at(20)
             );
         }
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_stalled() {
+        let ep = endpoint("mini");
+        let mut dep = deployment_with(1, 1, 1, 0);
+        dep.status.as_mut().unwrap().conditions =
+            Some(vec![k8s_openapi::api::apps::v1::DeploymentCondition {
+                type_: Some("Progressing".into()),
+                status: Some("False".into()),
+                reason: Some("ProgressDeadlineExceeded".into()),
+                ..Default::default()
+            }]);
+        let status = endpoint_status(&ep, Some(&dep), &at(10));
+        assert!(
+            is_true(&status.conditions, types::STALLED)
+                && is_true(&status.conditions, types::DEGRADED)
+        );
+        assert!(!is_true(&status.conditions, types::RECONCILING));
     }
 }

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# loadrunner: the load generator the operator's runner Jobs run (`loadrunner run ...`, one Job
+# per profile, `parallelism` pods each).
+#
+#   docker build -f docker/loadrunner.Dockerfile -t ghcr.io/loadgate/loadrunner:0.1.0 .
+#   docker run --rm ghcr.io/loadgate/loadrunner:0.1.0 run -H http://host:8080 -u 10 -r 5 -t 30s
+#
+# The entrypoint is the binary and there is no default command: the Job gives the arguments
+# (`run --host ... --termination-summary /dev/termination-log --shard i/n`). The runner writes
+# its summary, HDR histograms included, to the termination message; it needs no writable
+# filesystem, no API access and no privileges.
+#
+# Runtime: distroless cc-debian12 (glibc, libgcc, CA certificates; no shell, no package
+# manager), uid/gid 65532.
+
+# Keep RUST_VERSION equal to the channel in rust-toolchain.toml (the build checks it).
+ARG RUST_VERSION=1.95.0
+
+# --- build ----------------------------------------------------------------------------------
+# The slim Rust image carries gcc and libc6-dev, all that ring's C and assembly need (no OpenSSL).
+FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+ARG RUST_VERSION
+WORKDIR /src
+# rust-toolchain.toml is only compared, not used: it lists rustfmt and clippy, which rustup
+# would download into this image, and a build needs neither.
+COPY rust-toolchain.toml /tmp/rust-toolchain.toml
+RUN grep -Fqx "channel = \"${RUST_VERSION}\"" /tmp/rust-toolchain.toml \
+ || { echo "RUST_VERSION=${RUST_VERSION} differs from rust-toolchain.toml:" >&2; \
+      cat /tmp/rust-toolchain.toml >&2; exit 1; }
+# The whole workspace: cargo resolves every member even to build one package.
+COPY Cargo.toml Cargo.lock ./
+COPY operator operator
+COPY loadrunner loadrunner
+COPY model-server model-server
+# Cache mounts keep downloaded crates and compiled dependencies between builds (all three
+# Dockerfiles share them), so a source change recompiles only the workspace crates.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,target=/src/target,id=loadgate-target,sharing=locked \
+    cargo build --release --locked -p loadrunner --bin loadrunner \
+ && install -D -m 0755 target/release/loadrunner /out/loadrunner
+
+# --- runtime --------------------------------------------------------------------------------
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="loadrunner" \
+      org.opencontainers.image.description="loadgate's load generator: Locust-like profiles, exact HDR percentiles, a pass/fail gate" \
+      org.opencontainers.image.source="https://github.com/loadgate/loadgate" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/loadrunner /usr/local/bin/loadrunner
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/loadrunner"]
