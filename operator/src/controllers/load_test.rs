@@ -53,7 +53,7 @@ pub async fn reconcile(test: Arc<LoadTest>, ctx: Arc<Context>) -> Result<Action>
     };
     act(&ctx, &test, &namespace, &run, &plan).await?;
     if test.status.as_ref() != Some(&plan.status) {
-        write_status(&ctx, &test, &namespace, &plan.status).await?;
+        super::apply_status(&ctx, test.as_ref(), &plan.status).await?;
     }
     for event in &plan.events {
         super::publish(
@@ -274,27 +274,6 @@ async fn act(
     Ok(())
 }
 
-async fn write_status(
-    ctx: &Context,
-    test: &LoadTest,
-    namespace: &str,
-    status: &LoadTestStatus,
-) -> Result<()> {
-    let body = serde_json::json!({
-        "apiVersion": "loadgate.dev/v1alpha1",
-        "kind": "LoadTest",
-        "status": status,
-    });
-    Api::<LoadTest>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(
-            &test.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await?;
-    Ok(())
-}
-
 fn record_result(ctx: &Context, test: &LoadTest, status: &LoadTestStatus) {
     let labels = TestLabels {
         namespace: test.namespace().unwrap_or_default(),
@@ -341,14 +320,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_test_starts_its_run() {
         let test = load_test("gate");
-        let (client, verifier) = client(vec![
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
-        ]);
+        let (client, verifier) = client(vec![status_patch(&test), event()]);
         timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
             .unwrap();
@@ -402,12 +374,8 @@ mod tests {
                 format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}"),
                 serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job_name}}),
             ),
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            status_patch(&test),
+            event(),
         ]);
         timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
@@ -435,13 +403,7 @@ mod tests {
         status.profiles[0].phase = ProfilePhase::Running;
         status.profiles[0].job = Some(job_name.clone());
         test.status = Some(status);
-        let summary = serde_json::json!({
-            "profile": "ramp-up", "durationSeconds": 20.0, "users": 10,
-            "total": {"name": "Aggregated", "method": "", "requests": 100, "failures": 0, "errorRate": 0.0, "rps": 5.0,
-                      "meanMs": 10.0, "p50Ms": 10.0, "p90Ms": 10.0, "p95Ms": 10.0, "p99Ms": 10.0, "maxMs": 10.0,
-                      "histogram": one_value_histogram(10_000, 100)},
-            "tasks": [], "violations": [], "passed": true, "interrupted": false
-        });
+        let summary = runner_summary(10);
         let pods = serde_json::json!({
             "apiVersion": "v1", "kind": "PodList", "metadata": {},
             "items": [{
@@ -463,12 +425,8 @@ mod tests {
                 complete_job,
             ),
             expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            status_patch(&test),
+            event(),
         ]);
         timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
@@ -480,6 +438,26 @@ mod tests {
         assert!((profile["results"]["p95Ms"].as_f64().unwrap() - 10.0).abs() < 0.1);
         assert_eq!(bodies[2]["status"]["profiles"][1]["phase"], "Pending");
         assert_eq!(bodies[3]["reason"], "ProfilePassed");
+    }
+
+    fn get_ready_endpoint() -> crate::fixtures::apiserver::Expect {
+        expect(
+            Method::GET,
+            "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
+            ready_endpoint(),
+        )
+    }
+
+    fn event() -> crate::fixtures::apiserver::Expect {
+        expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/ml/events",
+            event_answer(),
+        )
+    }
+
+    fn status_patch(test: &LoadTest) -> crate::fixtures::apiserver::Expect {
+        expect(Method::PATCH, format!("{BASE}/status"), echo(test))
     }
 
     fn ready_endpoint() -> serde_json::Value {
@@ -546,7 +524,7 @@ mod tests {
                 path: job_path(&test, "ramp-up"),
                 ..not_found()
             },
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            status_patch(&test),
         ]);
         let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
@@ -574,11 +552,7 @@ mod tests {
     async fn a_running_job_writes_nothing() {
         let test = running(&load_test("gate"));
         let (client, verifier) = client(vec![
-            expect(
-                Method::GET,
-                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
-                ready_endpoint(),
-            ),
+            get_ready_endpoint(),
             expect(
                 Method::GET,
                 job_path(&test, "ramp-up"),
@@ -601,19 +575,9 @@ mod tests {
         let mut test = load_test("gate");
         test.spec.profiles.truncate(1);
         let test = running(&test);
-        let slow = serde_json::json!({
-            "profile": "ramp-up", "durationSeconds": 20.0, "users": 10,
-            "total": {"name": "Aggregated", "method": "", "requests": 100, "failures": 0, "errorRate": 0.0, "rps": 5.0,
-                      "meanMs": 900.0, "p50Ms": 900.0, "p90Ms": 900.0, "p95Ms": 900.0, "p99Ms": 900.0, "maxMs": 900.0,
-                      "histogram": one_value_histogram(900_000, 100)},
-            "tasks": [], "violations": [], "passed": true, "interrupted": false
-        });
+        let slow = runner_summary(900);
         let (client, verifier) = client(vec![
-            expect(
-                Method::GET,
-                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
-                ready_endpoint(),
-            ),
+            get_ready_endpoint(),
             expect(
                 Method::GET,
                 job_path(&test, "ramp-up"),
@@ -628,17 +592,9 @@ mod tests {
                 "/api/v1/namespaces/ml/pods",
                 pod_list("Succeeded", None, &slow.to_string()),
             ),
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            status_patch(&test),
+            event(),
+            event(),
         ]);
         let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
@@ -672,11 +628,7 @@ mod tests {
     async fn an_evicted_runner_ends_the_test_in_error() {
         let test = running(&load_test("gate"));
         let (client, verifier) = client(vec![
-            expect(
-                Method::GET,
-                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
-                ready_endpoint(),
-            ),
+            get_ready_endpoint(),
             expect(
                 Method::GET,
                 job_path(&test, "ramp-up"),
@@ -691,12 +643,8 @@ mod tests {
                 "/api/v1/namespaces/ml/pods",
                 pod_list("Failed", Some("Evicted"), ""),
             ),
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            status_patch(&test),
+            event(),
         ]);
         timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
@@ -731,17 +679,13 @@ mod tests {
         status.target_url = Some("http://mini.ml.svc:8080".into());
         test.status = Some(status);
         let (client, verifier) = client(vec![
-            expect(
-                Method::GET,
-                "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
-                ready_endpoint(),
-            ),
+            get_ready_endpoint(),
             expect(
                 Method::GET,
                 job_path(&test, "ramp-up"),
                 job_answer(&test, "ramp-up", serde_json::json!([])),
             ),
-            expect(Method::PATCH, format!("{BASE}/status"), echo(&test)),
+            status_patch(&test),
         ]);
         timeout_after_1s(reconcile(Arc::new(test.clone()), context(client)))
             .await
@@ -766,6 +710,18 @@ mod tests {
                     "state": {"terminated": {"exitCode": 0, "message": message}}
                 }]}
             }]
+        })
+    }
+
+    /// A runner's summary of 100 requests of `ms` each, as its termination message carries it.
+    fn runner_summary(ms: u64) -> serde_json::Value {
+        let ms_f = ms as f64;
+        serde_json::json!({
+            "profile": "ramp-up", "durationSeconds": 20.0, "users": 10,
+            "total": {"name": "Aggregated", "method": "", "requests": 100, "failures": 0, "errorRate": 0.0, "rps": 5.0,
+                      "meanMs": ms_f, "p50Ms": ms_f, "p90Ms": ms_f, "p95Ms": ms_f, "p99Ms": ms_f, "maxMs": ms_f,
+                      "histogram": one_value_histogram(ms * 1000, 100)},
+            "tasks": [], "violations": [], "passed": true, "interrupted": false
         })
     }
 

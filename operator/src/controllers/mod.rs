@@ -87,6 +87,36 @@ pub fn backoff(error: &crate::Error) -> Action {
     }
 }
 
+/// Writes `status` into `obj`'s status subresource by server-side apply: one field manager,
+/// forced, apiVersion and kind in the body, so fields the new status drops are removed.
+///
+/// # Errors
+/// API errors.
+pub async fn apply_status<K>(
+    ctx: &Context,
+    obj: &K,
+    status: &impl serde::Serialize,
+) -> crate::Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let namespace = obj.namespace().unwrap_or_default();
+    let params = kube::api::PatchParams::apply(crate::resources::FIELD_MANAGER).force();
+    Api::<K>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(body))
+        .await?;
+    Ok(())
+}
+
 /// Publishes an Event about `obj`; failures are logged, never fatal.
 pub async fn publish<K: kube::Resource<DynamicType = ()>>(
     ctx: &Context,

@@ -50,7 +50,7 @@ pub async fn reconcile(endpoint: Arc<ModelEndpoint>, ctx: Arc<Context>) -> Resul
             .as_ref()
             .is_some_and(|s| is_true(&s.conditions, types::READY));
         let ready = is_true(&status.conditions, types::READY);
-        write_status(&ctx, &endpoint, &namespace, &status).await?;
+        super::apply_status(&ctx, endpoint.as_ref(), &status).await?;
         if ready != was_ready {
             let note = format!(
                 "{}/{} replicas ready",
@@ -65,27 +65,6 @@ pub async fn reconcile(endpoint: Arc<ModelEndpoint>, ctx: Arc<Context>) -> Resul
         }
     }
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn write_status(
-    ctx: &Context,
-    endpoint: &ModelEndpoint,
-    namespace: &str,
-    status: &loadgate_api::model_endpoint::ModelEndpointStatus,
-) -> Result<()> {
-    let body = serde_json::json!({
-        "apiVersion": "loadgate.dev/v1alpha1",
-        "kind": "ModelEndpoint",
-        "status": status,
-    });
-    Api::<ModelEndpoint>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(
-            &endpoint.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Logs, counts and backs off.
@@ -104,6 +83,21 @@ mod tests {
 
     const BASE: &str = "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini";
 
+    /// The Deployment apply, answered with a Deployment whose one pod is ready.
+    fn apply_deployment() -> crate::fixtures::apiserver::Expect {
+        let ready = serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap();
+        expect(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/ml/deployments/mini",
+            ready,
+        )
+    }
+
+    fn apply_service(ep: &ModelEndpoint) -> crate::fixtures::apiserver::Expect {
+        let svc = serde_json::to_value(service(ep)).unwrap();
+        expect(Method::PATCH, "/api/v1/namespaces/ml/services/mini", svc)
+    }
+
     #[tokio::test]
     async fn applies_children_then_writes_ready_status_and_an_event() {
         let ep = endpoint("mini");
@@ -114,16 +108,8 @@ mod tests {
             &at(5),
         ));
         let (client, verifier) = client(vec![
-            expect(
-                Method::PATCH,
-                "/apis/apps/v1/namespaces/ml/deployments/mini",
-                serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap(),
-            ),
-            expect(
-                Method::PATCH,
-                "/api/v1/namespaces/ml/services/mini",
-                serde_json::to_value(service(&ep)).unwrap(),
-            ),
+            apply_deployment(),
+            apply_service(&ep),
             expect(
                 Method::PATCH,
                 format!("{BASE}/status"),
@@ -160,18 +146,7 @@ mod tests {
             Some(&deployment_with(1, 1, 1, 1)),
             &at(5),
         ));
-        let (client, verifier) = client(vec![
-            expect(
-                Method::PATCH,
-                "/apis/apps/v1/namespaces/ml/deployments/mini",
-                serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap(),
-            ),
-            expect(
-                Method::PATCH,
-                "/api/v1/namespaces/ml/services/mini",
-                serde_json::to_value(service(&ep)).unwrap(),
-            ),
-        ]);
+        let (client, verifier) = client(vec![apply_deployment(), apply_service(&ep)]);
         timeout_after_1s(reconcile(Arc::new(ep), context(client)))
             .await
             .unwrap();
