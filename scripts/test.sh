@@ -22,5 +22,23 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "examples/quickstart.yaml end to end in local mode (about two minutes)"
+# The README's main job on the test build: the real model-server as a child process, the three
+# tutorial profiles through the real runner, a verdict. On 2 cores the spike may break the
+# p95 budget (exit 1, a verdict); anything but a verdict (exit 2, or no status) fails CI.
+results="target/quickstart-results"
+rm -rf "$results"
+code=0
+target/debug/loadgate local -f examples/quickstart.yaml --results "$results" >/dev/null || code=$?
+status="$results/quickstart/status.yaml"
+if [[ $code -gt 1 || ! -f $status ]]; then
+  echo "loadgate local did not reach a verdict (exit $code)" >&2
+  exit 1
+fi
+grep -qE '^  phase: (Passed|Failed)$' "$status" || { echo "no verdict in $status" >&2; sed -n '/^status:/,$p' "$status" >&2; exit 1; }
+[[ $(grep -c '^    results:$' "$status") == 3 ]] || { echo "not every profile has results in $status" >&2; exit 1; }
+grep -E '^  (phase|verdict):' "$status"
+sed -n '/^  conditions:/,$p' "$status" | grep -B3 'type: Passed' | grep 'message:'
+
 step "Helm chart, CRD copies, Argo CD health checks"
 scripts/lint-chart.sh
