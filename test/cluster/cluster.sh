@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# A single-machine Kubernetes control plane for loadgate's integration tests, on loopback only:
+# embedded etcd, the real kube-apiserver (RBAC on) and kube-controller-manager, all from the one
+# `kcp` binary built from k8s.io/kubernetes (the release pinned in test/cluster/go.mod).
+#
+#   test/cluster/cluster.sh build   build kcp once per go.mod/go.sum/main.go and Go version
+#                                   (cached under $LOADGATE_CACHE, default ~/.cache/loadgate)
+#   test/cluster/cluster.sh start   build if needed, start etcd + apiserver + controller-manager,
+#                                   write $DIR/admin.kubeconfig and wait until /readyz answers
+#   test/cluster/cluster.sh stop    stop everything start started, and remove $DIR
+#
+# DIR is $LOADGATE_CLUSTER_DIR (default /tmp/loadgate-cluster). Ports are $ETCD_PORT (23790,
+# peer +10) and $APISERVER_PORT (26443), all on 127.0.0.1. There is no scheduler and no kubelet:
+# test/kubelet (process-kubelet) binds pods and runs them as local processes.
+# Needs: go (1.25+), openssl, kubectl, curl.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=${LOADGATE_CLUSTER_DIR:-/tmp/loadgate-cluster}
+cache=${LOADGATE_CACHE:-$HOME/.cache/loadgate}
+etcd_port=${ETCD_PORT:-23790}
+apiserver_port=${APISERVER_PORT:-26443}
+
+say() { printf 'cluster: %s\n' "$*" >&2; }
+die() {
+  say "$*"
+  exit 1
+}
+
+kcp_path() {
+  local key
+  key=$( (cat "$here/go.mod" "$here/go.sum" "$here/main.go"; go version) | sha256sum | cut -c1-16)
+  echo "$cache/kcp-$key/kcp"
+}
+
+build() {
+  command -v go >/dev/null || die "go is required (Go 1.25 or newer)"
+  local kcp
+  kcp=$(kcp_path)
+  if [[ -x $kcp ]]; then
+    say "kcp cached: $kcp"
+  else
+    say "building kcp (kube-apiserver + kube-controller-manager + etcd; ~10-15 min cold on 2 cores)"
+    local start=$SECONDS
+    mkdir -p "$(dirname "$kcp")"
+    (cd "$here" && go build -trimpath -ldflags='-s -w' -o "$kcp.part" .)
+    mv "$kcp.part" "$kcp"
+    say "built in $((SECONDS - start)) s: $kcp"
+  fi
+  echo "$kcp"
+}
+
+certs() {
+  local pki=$dir/pki
+  mkdir -p "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=loadgate-test-ca \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver \
+    -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
+  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 2 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  # token,user,uid,"groups": the harness' cluster-admin.
+  admin_token=$(openssl rand -hex 16)
+  printf '%s,loadgate-admin,loadgate-admin,"system:masters"\n' "$admin_token" >"$pki/tokens.csv"
+}
+
+kubeconfig() { # FILE TOKEN
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: loadgate-test
+    cluster:
+      server: https://127.0.0.1:$apiserver_port
+      certificate-authority: $dir/pki/ca.crt
+users:
+  - name: user
+    user:
+      token: $2
+contexts:
+  - name: loadgate-test
+    context: {cluster: loadgate-test, user: user, namespace: default}
+current-context: loadgate-test
+EOF
+}
+
+start_bg() { # NAME COMMAND...
+  local name=$1
+  shift
+  "$@" >"$dir/$name.log" 2>&1 &
+  echo $! >"$dir/$name.pid"
+}
+
+wait_for() { # WHAT SECONDS COMMAND...
+  local what=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      say "$what not ready after ${seconds}s; last log lines:"
+      tail -n 30 "$dir"/*.log >&2 || true
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+start() {
+  command -v openssl >/dev/null || die "openssl is required"
+  command -v kubectl >/dev/null || die "kubectl is required"
+  local kcp
+  kcp=$(build)
+  if [[ -e $dir/apiserver.pid ]] && kill -0 "$(cat "$dir/apiserver.pid")" 2>/dev/null; then
+    die "a cluster already runs from $dir (stop it first: $0 stop)"
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  local start=$SECONDS
+  certs
+  kubeconfig "$dir/admin.kubeconfig" "$admin_token"
+
+  start_bg etcd "$kcp" etcd --data-dir "$dir/etcd" \
+    --listen-client "127.0.0.1:$etcd_port" --listen-peer "127.0.0.1:$((etcd_port + 10))"
+  wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  start_bg apiserver "$kcp" kube-apiserver \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
+    --client-ca-file "$dir/pki/ca.crt" --token-auth-file "$dir/pki/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-key-file "$dir/pki/sa.pub" \
+    --service-account-signing-key-file "$dir/pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --kubelet-preferred-address-types InternalIP \
+    --enable-priority-and-fairness=false --profiling=false \
+    --endpoint-reconciler-type none \
+    --cert-dir "$dir/pki/generated"
+  wait_for kube-apiserver 120 kubectl --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz
+
+  # No node lifecycle (the process kubelet sends no leases) and no node IPAM.
+  start_bg controller-manager "$kcp" kube-controller-manager \
+    --kubeconfig "$dir/admin.kubeconfig" \
+    --authentication-kubeconfig "$dir/admin.kubeconfig" \
+    --authorization-kubeconfig "$dir/admin.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port 0 \
+    --leader-elect=false \
+    --controllers '*,-nodelifecycle,-nodeipam' \
+    --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
+    --concurrent-gc-syncs 5
+  # The controller-manager is up once the service-account controller made the default account.
+  wait_for kube-controller-manager 120 \
+    kubectl --kubeconfig "$dir/admin.kubeconfig" get serviceaccount default -n default
+  say "ready in $((SECONDS - start)) s: export KUBECONFIG=$dir/admin.kubeconfig"
+}
+
+stop() {
+  local name pid
+  for name in controller-manager apiserver etcd; do
+    [[ -e $dir/$name.pid ]] || continue
+    pid=$(cat "$dir/$name.pid")
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+
+case ${1:-} in
+build) build >/dev/null ;;
+start) start ;;
+stop) stop ;;
+*) die "usage: $0 build|start|stop" ;;
+esac

@@ -1,0 +1,97 @@
+//! `process-kubelet`: a kubelet for loadgate's test cluster. It registers a Node, binds the
+//! unscheduled pods to it and runs their containers as local processes of the workspace's own
+//! binaries, each pod on its own loopback address, with readiness probes, exit codes and
+//! termination messages reported as a kubelet would. See test/cluster/README.md.
+
+mod node;
+mod plan;
+mod probe;
+mod runtime;
+mod services;
+mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The Node this kubelet registers and serves.
+    #[arg(long, default_value = "process-kubelet")]
+    node_name: String,
+    /// Pod directories (logs, termination messages, emptyDir volumes) go under this.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// IMAGE=BINARY: the binary that plays an image, by repository basename
+    /// (`model-server=target/debug/model-server`).
+    #[arg(long = "image", value_name = "IMAGE=BINARY", value_parser = pair)]
+    images: Vec<(String, PathBuf)>,
+    /// PREFIX=DIR: where a container path lives here (`/models=./models`).
+    #[arg(long = "path", value_name = "PREFIX=DIR", value_parser = pair)]
+    paths: Vec<(String, PathBuf)>,
+    /// Pods get 127.0.0.N from this N upwards.
+    #[arg(long, default_value_t = 10)]
+    first_ip: u8,
+}
+
+fn pair(value: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?}: write NAME=PATH"))?;
+    let path = std::path::absolute(path).map_err(|e| format!("{path}: {e}"))?;
+    Ok((name.to_owned(), path))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("no kubeconfig (set KUBECONFIG)")?;
+    node::register(&client, &args.node_name).await?;
+    let settings = plan::Settings {
+        images: args.images.into_iter().collect(),
+        paths: args.paths,
+        env: Vec::new(),
+    };
+    let mut kubelet = runtime::Kubelet::new(
+        client.clone(),
+        args.node_name.clone(),
+        settings,
+        std::path::absolute(&args.state_dir)?,
+        args.first_ip,
+    );
+    tracing::info!(node = %args.node_name, "serving pods");
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(30));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = kubelet.tick().await {
+                    tracing::warn!(error = %e, "pass failed");
+                }
+            }
+            _ = heartbeat.tick() => {
+                if let Err(e) = node::heartbeat(&client, &args.node_name).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    kubelet.shutdown().await;
+    tracing::info!("stopped every pod process");
+    Ok(())
+}
