@@ -101,7 +101,12 @@ pub struct RunArgs {
 
     /// Connect HOST:PORT to ADDR instead of resolving it (curl's syntax: HOST:PORT:ADDR). The env
     /// form takes a comma-separated list (the test kubelet passes Service addresses this way).
-    #[arg(long, value_name = "HOST:PORT:ADDR", env = "LOADRUNNER_RESOLVE", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "HOST:PORT:ADDR",
+        env = "LOADRUNNER_RESOLVE",
+        value_delimiter = ','
+    )]
     pub resolve: Vec<String>,
 
     /// Write Locust-format CSVs: PREFIX_stats.csv, _stats_history.csv, _failures.csv,

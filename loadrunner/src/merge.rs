@@ -90,11 +90,20 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
     }
     let bare = to_json(&coarse);
     if bare.len() <= limit {
-        Ok(bare)
+        return Ok(bare);
+    }
+    // Last resort (a wide spread, e.g. fast 429s and 30 s successes): the total at 2 significant
+    // digits too. A lone runner's own percentiles stay exact (merge keeps them); merged
+    // percentiles of parallel runners are then within 1%.
+    coarse.total.histogram = decode(&coarse.total).ok().map(|h| encode(&coarsen(&h)));
+    let coarsest = to_json(&coarse);
+    if coarsest.len() <= limit {
+        Ok(coarsest)
     } else {
         Err(format!(
-            "the run summary is {} bytes even without per-task histograms (limit {limit})",
-            bare.len()
+            "the run summary is {} bytes even with a coarse total and no per-task histograms \
+             (limit {limit})",
+            coarsest.len()
         ))
     }
 }
@@ -140,9 +149,15 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> RequestStats {
     }
 }
 
-/// Adds `stats` together: counts add up, histograms are added, so percentiles are exact.
+/// Adds `stats` together: counts add up, histograms are added, so percentiles are exact. A lone
+/// part is kept as its runner measured it (its percentiles are exact even when its histogram
+/// was coarsened to fit a termination message).
 fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
     let first = parts.first().ok_or(MergeError::Empty)?;
+    if parts.len() == 1 {
+        decode(first)?;
+        return Ok((*first).clone());
+    }
     let mut histogram = decode(first)?;
     for part in &parts[1..] {
         histogram
@@ -316,6 +331,70 @@ mod tests {
         let encoded = merged.total.histogram.as_ref().unwrap().len();
         println!("merged histogram: {encoded} bytes of base64");
         assert!(encoded < 2_048, "histogram is {encoded} bytes of base64");
+    }
+
+    #[test]
+    fn a_wide_spread_still_fits_and_a_lone_runner_keeps_exact_percentiles() {
+        // The quickstart's spike on a slow machine: ~95k fast 429s, a few hundred 10-30 s answers.
+        let names = vec![("embed".to_owned(), "POST".to_owned())];
+        let mut stats = Stats::new(&names);
+        // Irregular latencies (xorshift), as a real run's are: regular ones deflate too well.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..95_000u64 {
+            let fast = 100 + next() % 60_000;
+            stats.record(&Sample {
+                task: 0,
+                latency: Duration::from_micros(fast),
+                outcome: Outcome::Ok { bytes: 1 },
+                start_delay: None,
+            });
+        }
+        for _ in 0..400u64 {
+            let slow = 10_000_000 + next() % 20_000_000;
+            stats.record(&Sample {
+                task: 0,
+                latency: Duration::from_micros(slow),
+                outcome: Outcome::Ok { bytes: 1 },
+                start_delay: None,
+            });
+        }
+        let exact = summary(&stats, 30.0);
+        let compact = compact_summary(&exact, TERMINATION_MESSAGE_LIMIT).unwrap();
+        assert!(
+            compact.len() <= TERMINATION_MESSAGE_LIMIT,
+            "{}",
+            compact.len()
+        );
+        let back: RunSummary = serde_json::from_str(&compact).unwrap();
+        assert_ne!(
+            back.total.histogram, exact.total.histogram,
+            "the total was coarsened"
+        );
+        let merged = merge(&[back.clone()], &Thresholds::default()).unwrap();
+        assert_eq!(
+            (
+                merged.total.p95_ms,
+                merged.total.p99_ms,
+                merged.total.max_ms
+            ),
+            (exact.total.p95_ms, exact.total.p99_ms, exact.total.max_ms)
+        );
+        // Two such runners merge within the coarse histogram's 1%.
+        let two = merge(&[back.clone(), back], &Thresholds::default()).unwrap();
+        assert_eq!(two.total.requests, 2 * exact.total.requests);
+        let error = (two.total.p99_ms - exact.total.p99_ms).abs() / exact.total.p99_ms;
+        assert!(
+            error <= 0.01,
+            "p99 {} vs {}",
+            two.total.p99_ms,
+            exact.total.p99_ms
+        );
     }
 
     #[test]

@@ -26,9 +26,16 @@ die() {
   exit 1
 }
 
+# The Kubernetes release pinned in go.mod, stamped into the binaries (kubectl version, /version).
+k8s_version=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$here/go.mod")
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version \
+-X k8s.io/component-base/version.gitMajor=$(cut -d. -f1 <<<"${k8s_version#v}") \
+-X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$k8s_version") \
+-X k8s.io/component-base/version.gitTreeState=clean"
+
 kcp_path() {
   local key
-  key=$( (cat "$here/go.mod" "$here/go.sum" "$here/main.go"; go version) | sha256sum | cut -c1-16)
+  key=$( (cat "$here/go.mod" "$here/go.sum" "$here/main.go"; go version; echo "$ldflags") | sha256sum | cut -c1-16)
   echo "$cache/kcp-$key/kcp"
 }
 
@@ -39,10 +46,10 @@ build() {
   if [[ -x $kcp ]]; then
     say "kcp cached: $kcp"
   else
-    say "building kcp (kube-apiserver + kube-controller-manager + etcd; ~10-15 min cold on 2 cores)"
+    say "building kcp $k8s_version (kube-apiserver + kube-controller-manager + etcd; ~10-15 min cold on 2 cores)"
     local start=$SECONDS
     mkdir -p "$(dirname "$kcp")"
-    (cd "$here" && go build -trimpath -ldflags='-s -w' -o "$kcp.part" .)
+    (cd "$here" && go build -trimpath -ldflags="$ldflags" -o "$kcp.part" .)
     mv "$kcp.part" "$kcp"
     say "built in $((SECONDS - start)) s: $kcp"
   fi
@@ -141,14 +148,16 @@ start() {
     --cert-dir "$dir/pki/generated"
   wait_for kube-apiserver 120 kubectl --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz
 
-  # No node lifecycle (the process kubelet sends no leases) and no node IPAM.
+  # No node lifecycle (the process kubelet sends no leases), no node IPAM, and no endpoint
+  # controllers: Endpoints and EndpointSlices may not hold the pods' loopback addresses, so the
+  # process kubelet resolves Services itself.
   start_bg controller-manager "$kcp" kube-controller-manager \
     --kubeconfig "$dir/admin.kubeconfig" \
     --authentication-kubeconfig "$dir/admin.kubeconfig" \
     --authorization-kubeconfig "$dir/admin.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 0 \
     --leader-elect=false \
-    --controllers '*,-nodelifecycle,-nodeipam' \
+    --controllers '*,-nodelifecycle,-nodeipam,-endpoint,-endpointslice,-endpointslicemirroring' \
     --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
     --concurrent-gc-syncs 5
   # The controller-manager is up once the service-account controller made the default account.

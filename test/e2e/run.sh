@@ -108,7 +108,7 @@ step "building the workspace binaries (debug)"
 cargo build --quiet --workspace --bins
 step "starting the control plane (test/cluster/cluster.sh)"
 test/cluster/cluster.sh start
-kubectl version 2>/dev/null | sed 's/^/  /'
+kubectl version | sed "s/^/  /" || true
 
 step "starting process-kubelet"
 "$bins/process-kubelet" --state-dir "$work/kubelet" \
@@ -200,11 +200,11 @@ kubectl wait --for=condition=Complete lt/quickstart --timeout=10m
 kubectl get lt/quickstart
 json_check lt/quickstart "len(o['status']['profiles']) == 3 and all(p['results']['requests'] > 0 and p['results']['p95Ms'] > 0 for p in o['status']['profiles'])" \
   "not every profile has measured results"
-json_check lt/quickstart "o['status']['verdict'] in ('Passed', 'Failed') and o['status']['summary']['requests'] > 0" \
+json_check lt/quickstart "o['status']['verdict'] in ('Pass', 'Fail') and o['status']['summary']['requests'] > 0" \
   "no verdict from real numbers"
 passed=$(condition lt/quickstart Passed status)
 verdict=$(kubectl get lt/quickstart -o 'jsonpath={.status.verdict}')
-[[ ($verdict == Passed && $passed == True) || ($verdict == Failed && $passed == False) ]] ||
+[[ ($verdict == Pass && $passed == True) || ($verdict == Fail && $passed == False) ]] ||
   fail "verdict $verdict but Passed=$passed"
 echo "quickstart: verdict $verdict; $(condition lt/quickstart Passed message)"
 runs=$(kubectl get jobs -l loadgate.dev/loadtest=quickstart -o name | wc -l)
@@ -227,7 +227,7 @@ metadata: {name: impossible}
 spec:
   target: {endpointRef: {name: minilm}}
   profiles: [{name: steady, users: 2, spawnRate: 2, duration: 5s}]
-  thresholds: {p95Ms: 0.001}
+  thresholds: {p95Ms: 1}
 EOF
 kubectl wait --for=condition=Complete lt/reachable lt/impossible --timeout=5m
 kubectl get lt/reachable lt/impossible
@@ -236,7 +236,7 @@ kubectl get lt/reachable lt/impossible
 [[ $(condition lt/impossible Passed status) == False ]] || fail "impossible budget passed"
 [[ $(condition lt/impossible Stalled status) == True ]] || fail "impossible budget: Stalled is not True"
 message=$(condition lt/impossible Passed message)
-if ! grep -q "p95" <<<"$message" || ! grep -q "0.001" <<<"$message"; then
+if ! grep -qE "p95 [0-9]+ ms > budget 1 ms" <<<"$message"; then
   fail "the verdict message does not name the measured p95 and the budget: $message"
 fi
 echo "impossible: $message"

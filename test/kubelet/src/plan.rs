@@ -65,7 +65,12 @@ pub fn launch(
             format!(
                 "image {image:?}: no local binary plays {:?} (known: {})",
                 image_name(image),
-                settings.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                settings
+                    .images
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
     if container.command.is_some() {
@@ -254,9 +259,15 @@ mod tests {
 
     #[test]
     fn image_names_drop_registry_tag_and_digest() {
-        assert_eq!(image_name("ghcr.io/loadgate/model-server:0.1.0"), "model-server");
+        assert_eq!(
+            image_name("ghcr.io/loadgate/model-server:0.1.0"),
+            "model-server"
+        );
         assert_eq!(image_name("loadrunner"), "loadrunner");
-        assert_eq!(image_name("localhost:5000/x/loadrunner@sha256:ab"), "loadrunner");
+        assert_eq!(
+            image_name("localhost:5000/x/loadrunner@sha256:ab"),
+            "loadrunner"
+        );
     }
 
     #[test]

@@ -118,13 +118,25 @@ mod tests {
 
     #[test]
     fn named_ports_resolve_to_the_container_port() {
-        let probe = readiness(&container(IntOrString::String("http".into())), Ipv4Addr::new(127, 0, 0, 5))
-            .unwrap()
-            .unwrap();
+        let probe = readiness(
+            &container(IntOrString::String("http".into())),
+            Ipv4Addr::new(127, 0, 0, 5),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(probe.addr, "127.0.0.5:8080".parse().unwrap());
         assert_eq!(probe.path, "/health");
-        assert!(readiness(&container(IntOrString::String("grpc".into())), Ipv4Addr::LOCALHOST).is_err());
-        assert_eq!(readiness(&Container::default(), Ipv4Addr::LOCALHOST), Ok(None));
+        assert!(
+            readiness(
+                &container(IntOrString::String("grpc".into())),
+                Ipv4Addr::LOCALHOST
+            )
+            .is_err()
+        );
+        assert_eq!(
+            readiness(&Container::default(), Ipv4Addr::LOCALHOST),
+            Ok(None)
+        );
     }
 
     async fn answer_once(status_line: &'static str) -> SocketAddr {
@@ -151,7 +163,11 @@ mod tests {
         let loading = answer_once("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
         assert!(!passes(&probe(loading)).await);
         // Nothing listens: the connection is refused.
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
         assert!(!passes(&probe(closed)).await);
     }
 }

@@ -4,7 +4,7 @@
 //! stops deleted pods (SIGTERM, then SIGKILL after the grace period) and writes each changed
 //! PodStatus.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -12,17 +12,16 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::plan::{self, Launch, Settings};
 use crate::probe::{self, HttpProbe};
-use crate::services::resolve_entries;
+use crate::services::{Backend, resolve_entries};
 use crate::status::{ContainerReport, ContainerState, PodReport, pod_status};
 
 /// The env variable carrying Service → address entries to the runner (`--resolve`).
@@ -47,6 +46,7 @@ pub struct Kubelet {
 struct LocalPod {
     namespace: String,
     name: String,
+    labels: BTreeMap<String, String>,
     dir: PathBuf,
     report: PodReport,
     containers: Vec<LocalContainer>,
@@ -154,10 +154,8 @@ impl Kubelet {
 
     async fn bind(&self, pod: &Pod) {
         let name = pod.name_any();
-        let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
-            &pod.namespace().unwrap_or_default(),
-        );
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         let binding = json!({
             "apiVersion": "v1",
             "kind": "Binding",
@@ -185,17 +183,15 @@ impl Kubelet {
             .find(|ip| !used.contains(ip))
     }
 
+    /// Service → ready pod entries for `LOADRUNNER_RESOLVE`.
     async fn resolve_env(&self) -> String {
         let services: Api<Service> = Api::all(self.client.clone());
-        let slices: Api<EndpointSlice> = Api::all(self.client.clone());
-        let (Ok(services), Ok(slices)) = (
-            services.list(&ListParams::default()).await,
-            slices.list(&ListParams::default()).await,
-        ) else {
-            tracing::warn!("could not list Services/EndpointSlices: no service addresses");
+        let Ok(services) = services.list(&ListParams::default()).await else {
+            tracing::warn!("could not list Services: no service addresses");
             return String::new();
         };
-        resolve_entries(&services.items, &slices.items).join(",")
+        let backends: Vec<Backend> = self.pods.values().map(LocalPod::backend).collect();
+        resolve_entries(&services.items, &backends).join(",")
     }
 
     async fn start(&mut self, pod: &Pod, uid: String) {
@@ -205,7 +201,10 @@ impl Kubelet {
         };
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
-        let dir = self.state_dir.join("pods").join(format!("{namespace}_{name}_{uid}"));
+        let dir = self
+            .state_dir
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"));
         let mut settings = self.settings.clone();
         let resolve = self.resolve_env().await;
         if !resolve.is_empty() {
@@ -215,7 +214,10 @@ impl Kubelet {
         let mut report = PodReport {
             ip,
             started: now(),
-            restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".into()),
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
             failed: None,
         };
         let mut containers = Vec::new();
@@ -228,7 +230,11 @@ impl Kubelet {
                 Ok((c.clone(), launch, probe))
             })
             .collect();
-        match planned.and_then(|p| fs::create_dir_all(dir.join("volumes")).map(|_| p).map_err(|e| e.to_string())) {
+        match planned.and_then(|p| {
+            fs::create_dir_all(dir.join("volumes"))
+                .map(|_| p)
+                .map_err(|e| e.to_string())
+        }) {
             Ok(planned) => {
                 for (spec, launch, probe) in planned {
                     if let Some(parent) = launch.termination_log.parent() {
@@ -265,6 +271,7 @@ impl Kubelet {
             LocalPod {
                 namespace,
                 name,
+                labels: pod.labels().clone(),
                 dir,
                 report,
                 containers,
@@ -309,7 +316,10 @@ impl Kubelet {
         self.pods.remove(uid);
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-        match api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await {
+        match api
+            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+            .await
+        {
             Ok(_) => tracing::info!(pod = %pod.name_any(), "stopped and deleted"),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => tracing::warn!(pod = %pod.name_any(), error = %e, "delete failed"),
@@ -345,6 +355,28 @@ impl Kubelet {
         {
             Ok(_) => pod.last_sent = Some(status),
             Err(e) => tracing::warn!(pod = %pod.name, error = %e, "status write failed"),
+        }
+    }
+}
+
+impl LocalPod {
+    fn backend(&self) -> Backend {
+        Backend {
+            namespace: self.namespace.clone(),
+            labels: self.labels.clone(),
+            ip: self.report.ip,
+            ready: self.stopping.is_none()
+                && !self.containers.is_empty()
+                && self
+                    .containers
+                    .iter()
+                    .all(|c| matches!(c.report.state, ContainerState::Running { ready: true, .. })),
+            ports: self
+                .containers
+                .iter()
+                .flat_map(|c| c.spec.ports.iter().flatten())
+                .filter_map(|p| Some((p.name.clone()?, p.container_port)))
+                .collect(),
         }
     }
 }
@@ -418,14 +450,16 @@ impl LocalContainer {
         };
         if restart {
             self.report.restarts += 1;
-            let backoff = Duration::from_secs(u64::from(self.report.restarts.unsigned_abs()).min(10));
+            let backoff =
+                Duration::from_secs(u64::from(self.report.restarts.unsigned_abs()).min(10));
             self.restart_at = Some(Instant::now() + backoff);
         }
     }
 
     fn termination_message(&self, exit_code: i32) -> Option<String> {
         let mut message = fs::read(&self.launch.termination_log).unwrap_or_default();
-        let fallback = self.spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        let fallback =
+            self.spec.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
         if message.is_empty() && fallback && exit_code != 0 {
             let log = fs::read(&self.log).unwrap_or_default();
             message = log[log.len().saturating_sub(LOG_TAIL_BYTES)..].to_vec();
@@ -435,7 +469,8 @@ impl LocalContainer {
     }
 
     async fn probe_if_due(&mut self) {
-        let (Some(probe), ContainerState::Running { ready, .. }) = (&self.probe, &mut self.report.state)
+        let (Some(probe), ContainerState::Running { ready, .. }) =
+            (&self.probe, &mut self.report.state)
         else {
             return;
         };

@@ -1,70 +1,71 @@
-//! Cluster DNS for processes: each Service name and port → the address of one ready endpoint,
-//! read from the EndpointSlices the real endpointslice controller writes, written as
-//! `HOST:PORT:ADDR` entries for the runner's `--resolve` (env `LOADRUNNER_RESOLVE`).
+//! Cluster DNS for processes: each Service name and port → the address of one ready pod it
+//! selects, written as `HOST:PORT:ADDR` entries for the runner's `--resolve` (env
+//! `LOADRUNNER_RESOLVE`).
 //!
+//! The pods are the ones this kubelet runs: it knows their labels, readiness and ports first
+//! hand. (EndpointSlices cannot carry them: the apiserver rejects loopback endpoint addresses.)
 //! A pod here has no network namespace, so the Service's port must equal its target port: the
 //! entry only swaps the address. Services whose ports differ are skipped with a log line.
 
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-/// The label naming an EndpointSlice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// What a Service needs to know of a pod.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Whether every container is ready.
+    pub ready: bool,
+    /// Named container ports.
+    pub ports: BTreeMap<String, i32>,
+}
 
-/// `HOST:PORT:ADDR` entries for every Service with a ready endpoint, under each name a pod may
+/// `HOST:PORT:ADDR` entries for every Service with a ready backend, under each name a pod may
 /// use: `svc.ns.svc.cluster.local`, `svc.ns.svc` and `svc.ns`.
-pub fn resolve_entries(services: &[Service], slices: &[EndpointSlice]) -> Vec<String> {
+pub fn resolve_entries(services: &[Service], backends: &[Backend]) -> Vec<String> {
     let mut entries = Vec::new();
-    for slice in slices {
-        let Some(service_name) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
+    for service in services {
+        let (Some(name), Some(spec)) = (service.metadata.name.as_deref(), &service.spec) else {
             continue;
         };
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
-        let Some(service) = services.iter().find(|s| {
-            s.metadata.name.as_deref() == Some(service_name.as_str())
-                && s.metadata.namespace.as_deref() == Some(namespace)
+        let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+        let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let Some(backend) = backends.iter().find(|b| {
+            b.ready
+                && b.namespace == namespace
+                && selector.iter().all(|(k, v)| b.labels.get(k) == Some(v))
         }) else {
             continue;
         };
-        let ready_address = slice
-            .endpoints
-            .iter()
-            .flatten()
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
-            .find_map(|e| e.addresses.first());
-        let Some(address) = ready_address else {
-            continue;
-        };
-        for slice_port in slice.ports.iter().flatten() {
-            let Some(target) = slice_port.port else {
-                continue;
+        for port in spec.ports.iter().flatten() {
+            let target = match &port.target_port {
+                None => Some(port.port),
+                Some(IntOrString::Int(n)) => Some(*n),
+                Some(IntOrString::String(named)) => backend.ports.get(named).copied(),
             };
-            let service_port = service
-                .spec
-                .iter()
-                .flat_map(|s| s.ports.iter().flatten())
-                .find(|p| p.name == slice_port.name);
-            let Some(service_port) = service_port else {
-                continue;
-            };
-            if service_port.port != target {
+            if target != Some(port.port) {
                 tracing::warn!(
-                    service = %service_name, port = service_port.port, target,
+                    service = %name, port = port.port, ?target,
                     "skipped: a process pod cannot remap ports"
                 );
                 continue;
             }
             for host in [
-                format!("{service_name}.{namespace}.svc.cluster.local"),
-                format!("{service_name}.{namespace}.svc"),
-                format!("{service_name}.{namespace}"),
+                format!("{name}.{namespace}.svc.cluster.local"),
+                format!("{name}.{namespace}.svc"),
+                format!("{name}.{namespace}"),
             ] {
-                entries.push(format!("{host}:{target}:{address}"));
+                entries.push(format!("{host}:{}:{}", port.port, backend.ip));
             }
         }
     }
@@ -77,9 +78,7 @@ pub fn resolve_entries(services: &[Service], slices: &[EndpointSlice]) -> Vec<St
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
-    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    use std::collections::BTreeMap;
 
     fn service(port: i32) -> Service {
         Service {
@@ -89,9 +88,11 @@ mod tests {
                 ..ObjectMeta::default()
             },
             spec: Some(ServiceSpec {
+                selector: Some(BTreeMap::from([("app".into(), "minilm".into())])),
                 ports: Some(vec![ServicePort {
                     name: Some("http".into()),
                     port,
+                    target_port: Some(IntOrString::String("http".into())),
                     ..ServicePort::default()
                 }]),
                 ..ServiceSpec::default()
@@ -100,44 +101,25 @@ mod tests {
         }
     }
 
-    fn slice(ready: &[(&str, bool)]) -> EndpointSlice {
-        EndpointSlice {
-            metadata: ObjectMeta {
-                name: Some("minilm-x1".into()),
-                namespace: Some("ml".into()),
-                labels: Some(BTreeMap::from([(
-                    SERVICE_NAME_LABEL.to_owned(),
-                    "minilm".to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            address_type: "IPv4".into(),
-            endpoints: Some(
-                ready
-                .iter()
-                .map(|(addr, ready)| Endpoint {
-                    addresses: vec![(*addr).into()],
-                    conditions: Some(EndpointConditions {
-                        ready: Some(*ready),
-                        ..EndpointConditions::default()
-                    }),
-                    ..Endpoint::default()
-                })
-                .collect(),
-            ),
-            ports: Some(vec![EndpointPort {
-                name: Some("http".into()),
-                port: Some(8080),
-                ..EndpointPort::default()
-            }]),
+    fn backend(ip: u8, ready: bool, app: &str) -> Backend {
+        Backend {
+            namespace: "ml".into(),
+            labels: BTreeMap::from([("app".into(), app.into())]),
+            ip: Ipv4Addr::new(127, 0, 0, ip),
+            ready,
+            ports: BTreeMap::from([("http".into(), 8080)]),
         }
     }
 
     #[test]
-    fn each_service_name_maps_to_a_ready_endpoint() {
+    fn each_service_name_maps_to_a_ready_selected_pod() {
         let entries = resolve_entries(
             &[service(8080)],
-            &[slice(&[("127.0.0.10", false), ("127.0.0.11", true)])],
+            &[
+                backend(9, true, "other"),
+                backend(10, false, "minilm"),
+                backend(11, true, "minilm"),
+            ],
         );
         assert_eq!(
             entries,
@@ -151,7 +133,7 @@ mod tests {
 
     #[test]
     fn unready_services_and_remapped_ports_give_nothing() {
-        assert!(resolve_entries(&[service(8080)], &[slice(&[("127.0.0.10", false)])]).is_empty());
-        assert!(resolve_entries(&[service(80)], &[slice(&[("127.0.0.10", true)])]).is_empty());
+        assert!(resolve_entries(&[service(8080)], &[backend(10, false, "minilm")]).is_empty());
+        assert!(resolve_entries(&[service(80)], &[backend(10, true, "minilm")]).is_empty());
     }
 }

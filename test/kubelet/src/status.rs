@@ -164,7 +164,14 @@ fn container_status(c: &ContainerReport) -> ContainerStatus {
             K8sState {
                 terminated: Some(ContainerStateTerminated {
                     exit_code: *exit_code,
-                    reason: Some(if *exit_code == 0 { "Completed" } else { "Error" }.to_owned()),
+                    reason: Some(
+                        if *exit_code == 0 {
+                            "Completed"
+                        } else {
+                            "Error"
+                        }
+                        .to_owned(),
+                    ),
                     message: message.clone(),
                     started_at: Some(started.clone()),
                     finished_at: Some(finished.clone()),
@@ -237,12 +244,25 @@ mod tests {
             name: "c".into(),
             image: "i".into(),
             restarts: 1,
-            state: ContainerState::Running { started: t(), ready },
+            state: ContainerState::Running {
+                started: t(),
+                ready,
+            },
         };
         let ready_of = |s: &PodStatus| {
-            s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status.clone()
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .status
+                .clone()
         };
-        assert_eq!(ready_of(&pod_status(&pod("Always"), &[running(false)])), "False");
+        assert_eq!(
+            ready_of(&pod_status(&pod("Always"), &[running(false)])),
+            "False"
+        );
         let status = pod_status(&pod("Always"), &[running(true)]);
         assert_eq!(ready_of(&status), "True");
         assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.10"));
