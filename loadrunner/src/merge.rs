@@ -376,7 +376,7 @@ mod tests {
             back.total.histogram, exact.total.histogram,
             "the total was coarsened"
         );
-        let merged = merge(&[back.clone()], &Thresholds::default()).unwrap();
+        let merged = merge(std::slice::from_ref(&back), &Thresholds::default()).unwrap();
         assert_eq!(
             (
                 merged.total.p95_ms,
