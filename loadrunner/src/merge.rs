@@ -346,23 +346,16 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for _ in 0..95_000u64 {
-            let fast = 100 + next() % 60_000;
-            stats.record(&Sample {
-                task: 0,
-                latency: Duration::from_micros(fast),
-                outcome: Outcome::Ok { bytes: 1 },
-                start_delay: None,
-            });
-        }
-        for _ in 0..400u64 {
-            let slow = 10_000_000 + next() % 20_000_000;
-            stats.record(&Sample {
-                task: 0,
-                latency: Duration::from_micros(slow),
-                outcome: Outcome::Ok { bytes: 1 },
-                start_delay: None,
-            });
+        // (count, lowest µs, spread µs): the 429s, then the slow successes.
+        for (count, low, spread) in [(95_000, 100, 60_000), (400, 10_000_000, 20_000_000)] {
+            for _ in 0..count {
+                stats.record(&Sample {
+                    task: 0,
+                    latency: Duration::from_micros(low + next() % spread),
+                    outcome: Outcome::Ok { bytes: 1 },
+                    start_delay: None,
+                });
+            }
         }
         let exact = summary(&stats, 30.0);
         let compact = compact_summary(&exact, TERMINATION_MESSAGE_LIMIT).unwrap();

