@@ -495,3 +495,117 @@ fn signal(pid: u32, name: &str) {
         .arg(pid.to_string())
         .status();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container running `sh -c SCRIPT` in a fresh directory named after the test;
+    /// `$TERMINATION` names its termination-message file.
+    fn shell(test: &str, script: &str, policy: Option<&str>) -> (LocalContainer, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("process-kubelet-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let termination_log = dir.join("c.termination-log");
+        let container = LocalContainer {
+            spec: Container {
+                name: "c".into(),
+                termination_message_policy: policy.map(str::to_owned),
+                ..Container::default()
+            },
+            launch: Launch {
+                program: PathBuf::from("/bin/sh"),
+                args: vec!["-c".into(), script.into()],
+                env: vec![("TERMINATION".into(), termination_log.display().to_string())],
+                termination_log,
+            },
+            log: dir.join("c.log"),
+            child: None,
+            probe: None,
+            next_probe: Instant::now(),
+            restart_at: Some(Instant::now()),
+            report: ContainerReport {
+                name: "c".into(),
+                image: "sh".into(),
+                restarts: 0,
+                state: ContainerState::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                },
+            },
+        };
+        (container, dir)
+    }
+
+    async fn run_to_exit(c: &mut LocalContainer, dir: &std::path::Path, policy: &str) {
+        c.spawn(dir);
+        assert!(matches!(
+            c.report.state,
+            ContainerState::Running { ready: true, .. }
+        ));
+        for _ in 0..100 {
+            c.check_exit(policy);
+            if c.child.is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the process did not exit within 5 s");
+    }
+
+    #[tokio::test]
+    async fn an_exit_reports_its_code_and_termination_message() {
+        let (mut c, dir) = shell("exit", r#"echo '{"summary":1}' > "$TERMINATION""#, None);
+        run_to_exit(&mut c, &dir, "Never").await;
+        let ContainerState::Terminated {
+            exit_code, message, ..
+        } = &c.report.state
+        else {
+            panic!("{:?}", c.report.state)
+        };
+        assert_eq!(
+            (*exit_code, message.as_deref()),
+            (0, Some("{\"summary\":1}\n"))
+        );
+        assert_eq!(c.restart_at, None, "restartPolicy Never does not restart");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failure_falls_back_to_its_log_and_restarts_when_always() {
+        let (mut c, dir) = shell(
+            "failure",
+            "echo 'cannot resolve minilm.default.svc' >&2; exit 3",
+            Some("FallbackToLogsOnError"),
+        );
+        run_to_exit(&mut c, &dir, "Always").await;
+        let ContainerState::Terminated {
+            exit_code, message, ..
+        } = &c.report.state
+        else {
+            panic!("{:?}", c.report.state)
+        };
+        assert_eq!(*exit_code, 3);
+        assert_eq!(
+            message.as_deref(),
+            Some("cannot resolve minilm.default.svc\n")
+        );
+        assert_eq!(c.report.restarts, 1);
+        assert!(c.restart_at.is_some(), "restartPolicy Always restarts");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missing_binary_waits_with_the_reason() {
+        let (mut c, dir) = shell("missing", "true", None);
+        c.launch.program = dir.join("no-such-binary");
+        c.spawn(&dir);
+        let ContainerState::Waiting { reason, message } = &c.report.state else {
+            panic!("{:?}", c.report.state)
+        };
+        assert_eq!(reason, "RunContainerError");
+        assert!(message.as_deref().unwrap().contains("no-such-binary"));
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
