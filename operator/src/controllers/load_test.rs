@@ -489,6 +489,19 @@ mod tests {
         })
     }
 
+    /// GET of the profile's Job, answered with these Job conditions.
+    fn get_job(
+        test: &LoadTest,
+        profile: &str,
+        conditions: serde_json::Value,
+    ) -> crate::fixtures::apiserver::Expect {
+        expect(
+            Method::GET,
+            job_path(test, profile),
+            job_answer(test, profile, conditions),
+        )
+    }
+
     fn not_found() -> crate::fixtures::apiserver::Expect {
         crate::fixtures::apiserver::Expect {
             method: Method::GET,
@@ -553,11 +566,7 @@ mod tests {
         let test = running(&load_test("gate"));
         let (client, verifier) = client(vec![
             get_ready_endpoint(),
-            expect(
-                Method::GET,
-                job_path(&test, "ramp-up"),
-                job_answer(&test, "ramp-up", serde_json::json!([])),
-            ),
+            get_job(&test, "ramp-up", serde_json::json!([])),
         ]);
         let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
@@ -578,14 +587,10 @@ mod tests {
         let slow = runner_summary(900);
         let (client, verifier) = client(vec![
             get_ready_endpoint(),
-            expect(
-                Method::GET,
-                job_path(&test, "ramp-up"),
-                job_answer(
-                    &test,
-                    "ramp-up",
-                    serde_json::json!([{"type": "Complete", "status": "True"}]),
-                ),
+            get_job(
+                &test,
+                "ramp-up",
+                serde_json::json!([{"type": "Complete", "status": "True"}]),
             ),
             expect(
                 Method::GET,
@@ -629,14 +634,10 @@ mod tests {
         let test = running(&load_test("gate"));
         let (client, verifier) = client(vec![
             get_ready_endpoint(),
-            expect(
-                Method::GET,
-                job_path(&test, "ramp-up"),
-                job_answer(
-                    &test,
-                    "ramp-up",
-                    serde_json::json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
-                ),
+            get_job(
+                &test,
+                "ramp-up",
+                serde_json::json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
             ),
             expect(
                 Method::GET,
@@ -680,11 +681,7 @@ mod tests {
         test.status = Some(status);
         let (client, verifier) = client(vec![
             get_ready_endpoint(),
-            expect(
-                Method::GET,
-                job_path(&test, "ramp-up"),
-                job_answer(&test, "ramp-up", serde_json::json!([])),
-            ),
+            get_job(&test, "ramp-up", serde_json::json!([])),
             status_patch(&test),
         ]);
         timeout_after_1s(reconcile(Arc::new(test.clone()), context(client)))

@@ -235,35 +235,12 @@ impl Kubelet {
                 Ok((c.clone(), launch, probe))
             })
             .collect();
-        match planned.and_then(|p| {
-            fs::create_dir_all(dir.join("volumes"))
-                .map(|_| p)
-                .map_err(|e| e.to_string())
-        }) {
+        match planned.and_then(|planned| create_pod_dirs(&dir, &spec).map(|()| planned)) {
             Ok(planned) => {
-                for (spec, launch, probe) in planned {
-                    if let Some(parent) = launch.termination_log.parent() {
-                        let _ = fs::create_dir_all(parent);
-                    }
-                    containers.push(LocalContainer {
-                        log: dir.join(format!("{}.log", spec.name)),
-                        report: ContainerReport {
-                            name: spec.name.clone(),
-                            image: spec.image.clone().unwrap_or_default(),
-                            restarts: 0,
-                            state: ContainerState::Waiting {
-                                reason: "ContainerCreating".into(),
-                                message: None,
-                            },
-                        },
-                        spec,
-                        launch,
-                        child: None,
-                        probe,
-                        next_probe: Instant::now(),
-                        restart_at: Some(Instant::now()),
-                    });
-                }
+                containers = planned
+                    .into_iter()
+                    .map(|(spec, launch, probe)| LocalContainer::new(spec, launch, probe, &dir))
+                    .collect();
             }
             Err(message) => {
                 tracing::warn!(pod = %name, %message, "cannot run pod");
@@ -386,7 +363,52 @@ impl LocalPod {
     }
 }
 
+/// The pod's directory and one directory per emptyDir volume, as a kubelet creates them before
+/// the containers start.
+fn create_pod_dirs(
+    dir: &std::path::Path,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+) -> Result<(), String> {
+    let empty_dirs = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+        .map(|v| dir.join("volumes").join(&v.name));
+    for path in std::iter::once(dir.to_path_buf()).chain(empty_dirs) {
+        fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 impl LocalContainer {
+    /// A container of a pod whose files live in `dir`, to be started on the next pass.
+    fn new(
+        spec: Container,
+        launch: Launch,
+        probe: Option<HttpProbe>,
+        dir: &std::path::Path,
+    ) -> Self {
+        Self {
+            log: dir.join(format!("{}.log", spec.name)),
+            report: ContainerReport {
+                name: spec.name.clone(),
+                image: spec.image.clone().unwrap_or_default(),
+                restarts: 0,
+                state: ContainerState::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                },
+            },
+            spec,
+            launch,
+            child: None,
+            probe,
+            next_probe: Instant::now(),
+            restart_at: Some(Instant::now()),
+        }
+    }
+
     fn spawn(&mut self, dir: &std::path::Path) {
         self.restart_at = None;
         let log = OpenOptions::new().create(true).append(true).open(&self.log);
@@ -508,33 +530,21 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let termination_log = dir.join("c.termination-log");
-        let container = LocalContainer {
-            spec: Container {
+        let container = LocalContainer::new(
+            Container {
                 name: "c".into(),
                 termination_message_policy: policy.map(str::to_owned),
                 ..Container::default()
             },
-            launch: Launch {
+            Launch {
                 program: PathBuf::from("/bin/sh"),
                 args: vec!["-c".into(), script.into()],
                 env: vec![("TERMINATION".into(), termination_log.display().to_string())],
                 termination_log,
             },
-            log: dir.join("c.log"),
-            child: None,
-            probe: None,
-            next_probe: Instant::now(),
-            restart_at: Some(Instant::now()),
-            report: ContainerReport {
-                name: "c".into(),
-                image: "sh".into(),
-                restarts: 0,
-                state: ContainerState::Waiting {
-                    reason: "ContainerCreating".into(),
-                    message: None,
-                },
-            },
-        };
+            None,
+            &dir,
+        );
         (container, dir)
     }
 
