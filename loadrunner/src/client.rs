@@ -23,6 +23,29 @@ pub enum Outcome {
         /// Response body size (0 when there was no response).
         bytes: usize,
     },
+    /// Open model: a scheduled request that was never sent. Counted as a failed request, so
+    /// load the runner shed shows in the error rate.
+    NotSent(NotSent),
+}
+
+/// Why an open-model request was never sent. [`NotSent::reason`] is its failure reason in
+/// reports (Locust's `_failures.csv` "Error" column); the strings are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSent {
+    /// Dropped at its start time: as many requests as allowed already waited for a free user.
+    QueueFull,
+    /// Still waiting for a free user when the run ended (deadline or stop signal).
+    RunEnded,
+}
+
+impl NotSent {
+    /// `NotSent: queue full` or `NotSent: run ended`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotSent::QueueFull => "NotSent: queue full",
+            NotSent::RunEnded => "NotSent: run ended",
+        }
+    }
 }
 
 /// A lazily (re)connected HTTP/1.1 connection to one address.

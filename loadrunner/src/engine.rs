@@ -1,8 +1,14 @@
 //! The load engine: starts users at the spawn rate, lets each loop over the task mix on its own
 //! keep-alive connection, stops them at the deadline or on a signal (in-flight requests finish
 //! and are counted), and returns what the aggregator measured.
+//!
+//! Open model: every scheduled request leaves a sample. One the runner sheds (the queue for a
+//! free user is full, or it still waits when the run ends) is a failed request with reason
+//! [`NotSent`], its latency the time from its scheduled start to when it was given up, and its
+//! task drawn as a sent one's would be, so shed load fails an error-rate budget and the per-task
+//! mix stays right.
 
-use crate::client::Connection;
+use crate::client::{Connection, NotSent, Outcome};
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::stats::{self, HistoryRow, Sample, Stats};
@@ -54,7 +60,8 @@ pub struct RunOutcome {
     pub elapsed: Duration,
     /// True when a shutdown signal cut the run short.
     pub interrupted: bool,
-    /// Open model: requests not sent because too many already waited for a free user.
+    /// Open model: requests not sent because too many already waited for a free user (they are
+    /// also in the stats, as [`NotSent::QueueFull`] failures).
     pub dropped: u64,
 }
 
@@ -157,7 +164,8 @@ pub async fn run(
 }
 
 /// Open model: starts one request every `1/rate` s on the first free of `users` connections;
-/// latency counts from the scheduled start. Returns (interrupted, dropped).
+/// latency counts from the scheduled start. Requests not sent are recorded as [`NotSent`]
+/// failures. Returns (interrupted, dropped).
 async fn run_open(
     plan: Arc<RunPlan>,
     rate: f64,
@@ -198,11 +206,30 @@ async fn run_open(
             }
         }
         while requests.try_join_next().is_some() {}
-        if waiting.load(Ordering::Relaxed) >= users * WAITING_PER_USER {
-            dropped += 1;
-            continue;
-        }
+        // Drawn before the queue check, so shed requests take the mix's tasks (and the draws
+        // after them stay those of a run that sheds nothing).
         let request = plan.scenario.next(&mut rng);
+        // A free user takes the request at once (so one scheduled just before the deadline is
+        // still sent); otherwise it waits for one, or is dropped when too many already wait.
+        let permit = match free.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) if waiting.load(Ordering::Relaxed) >= users * WAITING_PER_USER => {
+                dropped += 1;
+                let sample = Sample {
+                    task: request.task,
+                    latency: scheduled.elapsed(),
+                    outcome: Outcome::NotSent(NotSent::QueueFull),
+                    start_delay: None,
+                };
+                // Waits only while the aggregator is behind by a full channel.
+                let _ = samples.send(sample).await;
+                continue;
+            }
+            Err(_) => {
+                waiting.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
         let (free, pool, waiting, samples, running) = (
             free.clone(),
             pool.clone(),
@@ -210,13 +237,27 @@ async fn run_open(
             samples.clone(),
             running.clone(),
         );
-        waiting.fetch_add(1, Ordering::Relaxed);
         requests.spawn(async move {
-            let permit = free.acquire_owned().await;
-            waiting.fetch_sub(1, Ordering::Relaxed);
-            // After the deadline or a signal the semaphore is closed: requests still waiting for
-            // a user are not sent.
-            let Ok(permit) = permit else { return };
+            let permit = match permit {
+                Some(permit) => permit,
+                None => {
+                    let permit = free.acquire_owned().await;
+                    waiting.fetch_sub(1, Ordering::Relaxed);
+                    // After the deadline or a signal the semaphore is closed: requests still
+                    // waiting for a user are not sent, and count as failures.
+                    let Ok(permit) = permit else {
+                        let sample = Sample {
+                            task: request.task,
+                            latency: scheduled.elapsed(),
+                            outcome: Outcome::NotSent(NotSent::RunEnded),
+                            start_delay: None,
+                        };
+                        let _ = samples.send(sample).await;
+                        return;
+                    };
+                    permit
+                }
+            };
             // Plain pushes and pops cannot leave the pool inconsistent, so poisoning is ignored.
             let mut conn = {
                 let mut idle = pool.lock().unwrap_or_else(|p| p.into_inner());
@@ -239,7 +280,8 @@ async fn run_open(
             let _ = samples.send(sample).await;
         });
     }
-    // Requests still waiting for a user are not sent; in-flight ones finish and are counted.
+    // Requests still waiting for a user are not sent (each leaves a `NotSent` sample); in-flight
+    // ones finish and are counted.
     free.close();
     drop(samples);
     while requests.join_next().await.is_some() {}

@@ -178,6 +178,8 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         method: String::new(),
         requests,
         failures,
+        // A Locust CSV does not say which failures were never sent.
+        not_sent: 0,
         error_rate: loadgate_api::load::error_rate(failures, requests),
         rps: num(rps_col)?,
         mean_ms: num(avg_col)?,
@@ -200,6 +202,7 @@ mod tests {
             method: String::new(),
             requests: 100,
             failures: errors,
+            not_sent: 0,
             error_rate: errors as f64 / 100.0,
             rps,
             mean_ms: 1.0,

@@ -146,8 +146,8 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
         "Latency (each second's requests)",
         " ms",
         &[
-            ("p50", "#0969da", series(&|r| r.window.percentile_ms(0.5))),
-            ("p95", "#bf8700", series(&|r| r.window.percentile_ms(0.95))),
+            ("p50", "#0969da", series(&|r| r.window.p50_ms())),
+            ("p95", "#bf8700", series(&|r| r.window.p95_ms())),
         ],
     ));
     out.push_str("<h2>Requests</h2><table><tr><th>Method</th><th>Name</th><th>Requests</th><th>Failures</th><th>Error rate</th><th>req/s</th><th>Mean ms</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Max ms</th></tr>");

@@ -4,9 +4,11 @@
 //! Module map: [`config`] (CLI) → [`scenario`] (weighted tasks and payloads from [`corpus`],
 //! seeded by [`rng`]) → [`engine`] (users, spawn rate, deadline, drain) over [`client`]
 //! (keep-alive HTTP/1.1) → [`stats`] (HDR histograms, history) → [`report`] (Locust CSVs, JSON)
-//! and [`gate`] (thresholds → violations → exit code).
+//! and [`gate`] (thresholds → violations → exit code); [`merge`] adds parallel runners'
+//! summaries up, their histograms carried in the bounded wire form of [`codec`].
 
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod corpus;
 pub mod engine;
@@ -141,6 +143,7 @@ pub async fn wait_ready(
         match conn.send("GET", path, None).await {
             client::Outcome::Ok { .. } => return Ok(started.elapsed()),
             client::Outcome::Failed { reason, .. } => last = reason,
+            client::Outcome::NotSent(why) => last = why.reason().to_owned(),
         }
         tokio::time::sleep(
             Duration::from_millis(200).min(timeout.saturating_sub(started.elapsed())),
@@ -392,8 +395,12 @@ fn print_summary(summary: &RunSummary) {
     }
     if let Some(delay) = &summary.start_delay {
         println!(
-            "open model: requests started up to {:.1} ms late (p95 {:.1} ms), {} dropped for want of a free user",
-            delay.max_ms, delay.p95_ms, delay.dropped
+            "open model: requests started up to {:.1} ms late (p95 {:.1} ms); {} not sent, counted as failures ({} dropped for want of a free user, {} still waiting at the end)",
+            delay.max_ms,
+            delay.p95_ms,
+            t.not_sent,
+            delay.dropped,
+            t.not_sent.saturating_sub(delay.dropped)
         );
     }
     if summary.interrupted {
@@ -413,7 +420,7 @@ fn progress_printer(peak_users: u32) -> impl FnMut(&stats::HistoryRow, Instant) 
                 "\r[{secs:>4}s] users {}/{peak_users}  rps {:>7.1}  p95 {:>7.1} ms  failures {} ({:.2}%)   ",
                 row.users,
                 w.requests as f64,
-                w.percentile_ms(0.95),
+                w.p95_ms(),
                 t.failures,
                 t.error_rate() * 100.0
             );
@@ -422,7 +429,7 @@ fn progress_printer(peak_users: u32) -> impl FnMut(&stats::HistoryRow, Instant) 
                 elapsed_s = secs,
                 users = row.users,
                 rps = w.requests,
-                p95_ms = w.percentile_ms(0.95),
+                p95_ms = w.p95_ms(),
                 failures = t.failures,
                 "progress"
             );

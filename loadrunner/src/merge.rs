@@ -1,13 +1,19 @@
 //! Merging run summaries from parallel runners (the operator's `parallelism` pods) into one:
 //! counts add up, and latency histograms, carried in each summary, are added so the merged
 //! percentiles are exact. Averaging per-runner p95s would be wrong.
+//!
+//! Summaries may be forged (any user of the namespace can run a pod that looks like a runner),
+//! so nothing here panics or allocates without bound on hostile input: histograms decode through
+//! the bounded [`codec::decode`], each must hold as many latencies as its stats count requests,
+//! and counts add up with overflow checks.
 
+use crate::codec::{self, HistogramError};
 use crate::gate;
-use base64::Engine;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
 use std::collections::BTreeMap;
+
+pub use crate::codec::encode;
 
 /// Summaries that cannot be merged.
 #[derive(Debug, thiserror::Error)]
@@ -18,44 +24,83 @@ pub enum MergeError {
     /// A summary carries no histogram (e.g. it came from a Locust CSV).
     #[error("summary of {0:?} carries no histogram; percentiles cannot be merged exactly")]
     NoHistogram(String),
-    /// A histogram does not decode.
-    #[error("histogram of {name:?} does not decode: {reason}")]
+    /// A histogram does not decode, or is outside the bounds a runner writes.
+    #[error("histogram of {name:?} does not decode: {source}")]
     BadHistogram {
         /// Stats name.
         name: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: HistogramError,
+    },
+    /// A histogram holds a different number of latencies than its stats count requests.
+    #[error(
+        "histogram of {name:?} holds {histogram} latencies but the stats count {requests} requests"
+    )]
+    CountMismatch {
+        /// Stats name.
+        name: String,
+        /// Latencies in the histogram.
+        histogram: u64,
+        /// The stats' `requests`.
+        requests: u64,
+    },
+    /// Histograms of one name that cannot be added (one holds values beyond the other's range).
+    #[error("histogram of {name:?} cannot be added to the others: {source}")]
+    Incompatible {
+        /// Stats name.
+        name: String,
+        /// Why.
+        #[source]
+        source: hdrhistogram::AdditionError,
+    },
+    /// Counts that overflow when added up (requests: past [`codec::MAX_COUNT`], the most a
+    /// histogram encodes; no real run comes near).
+    #[error("{what} of {name:?} overflow when the summaries are added up")]
+    Overflow {
+        /// Stats name (or the profile, for users).
+        name: String,
+        /// Which count.
+        what: &'static str,
     },
 }
 
-/// A histogram as base64 of its V2 + DEFLATE encoding.
-pub fn encode(histogram: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(histogram, &mut bytes)
-        .expect("serialising into memory cannot fail; this is a bug");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+impl MergeError {
+    /// A static name of the failure, for metric labels and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            MergeError::Empty => "empty",
+            MergeError::NoHistogram(_) => "no_histogram",
+            MergeError::BadHistogram { .. } => "bad_histogram",
+            MergeError::CountMismatch { .. } => "count_mismatch",
+            MergeError::Incompatible { .. } => "incompatible_histograms",
+            MergeError::Overflow { .. } => "overflow",
+        }
+    }
 }
 
-/// The histogram of encoded stats.
+/// The histogram of encoded stats, decoded within [`codec`]'s bounds and checked to hold exactly
+/// `stats.requests` latencies.
 ///
 /// # Errors
-/// [`MergeError`] when missing or malformed.
+/// [`MergeError`] when missing, malformed, out of bounds or not matching the request count.
 pub fn decode(stats: &RequestStats) -> Result<Histogram<u64>, MergeError> {
     let encoded = stats
         .histogram
         .as_deref()
         .ok_or_else(|| MergeError::NoHistogram(stats.name.clone()))?;
-    let bad = |reason: String| MergeError::BadHistogram {
+    let histogram = codec::decode(encoded).map_err(|source| MergeError::BadHistogram {
         name: stats.name.clone(),
-        reason,
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| bad(e.to_string()))?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .map_err(|e| bad(format!("{e:?}")))
+        source,
+    })?;
+    if histogram.len() != stats.requests {
+        return Err(MergeError::CountMismatch {
+            name: stats.name.clone(),
+            histogram: histogram.len(),
+            requests: stats.requests,
+        });
+    }
+    Ok(histogram)
 }
 
 /// Kubernetes keeps at most this many bytes of a container's termination message.
@@ -120,15 +165,34 @@ fn coarsen(histogram: &Histogram<u64>) -> Histogram<u64> {
 
 /// The parts' counts added up and their rates over `seconds` (the runners ran side by side);
 /// percentiles are left at 0 for the caller to fill.
-fn summed_counts(parts: &[&RequestStats], seconds: f64) -> RequestStats {
-    let requests: u64 = parts.iter().map(|p| p.requests).sum();
-    let failures: u64 = parts.iter().map(|p| p.failures).sum();
+fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
+    let first = parts.first().ok_or(MergeError::Empty)?;
+    let sum = |what: &'static str, count: fn(&RequestStats) -> u64| {
+        parts
+            .iter()
+            .try_fold(0u64, |sum, p| sum.checked_add(count(p)))
+            .ok_or_else(|| MergeError::Overflow {
+                name: first.name.clone(),
+                what,
+            })
+    };
+    // At most MAX_COUNT, so the merged histogram (which holds as many) can be encoded.
+    let requests = sum("requests", |p| p.requests)?;
+    if requests > codec::MAX_COUNT {
+        return Err(MergeError::Overflow {
+            name: first.name.clone(),
+            what: "requests",
+        });
+    }
+    let failures = sum("failures", |p| p.failures)?;
+    let not_sent = sum("notSent", |p| p.not_sent)?;
     let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * p.requests as f64).sum();
-    RequestStats {
-        name: parts[0].name.clone(),
-        method: parts[0].method.clone(),
+    Ok(RequestStats {
+        name: first.name.clone(),
+        method: first.method.clone(),
         requests,
         failures,
+        not_sent,
         error_rate: loadgate_api::load::error_rate(failures, requests),
         rps: if seconds > 0.0 {
             requests as f64 / seconds
@@ -146,7 +210,7 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> RequestStats {
         p99_ms: 0.0,
         max_ms: 0.0,
         histogram: None,
-    }
+    })
 }
 
 /// Adds `stats` together: counts add up, histograms are added, so percentiles are exact. A lone
@@ -158,16 +222,17 @@ fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, Me
         decode(first)?;
         return Ok((*first).clone());
     }
+    // Summed first: with the totals known to fit, no bucket of the sum can overflow.
+    let merged = summed_counts(parts, seconds)?;
     let mut histogram = decode(first)?;
     for part in &parts[1..] {
         histogram
             .add(decode(part)?)
-            .map_err(|e| MergeError::BadHistogram {
+            .map_err(|source| MergeError::Incompatible {
                 name: part.name.clone(),
-                reason: format!("{e:?}"),
+                source,
             })?;
     }
-    let merged = summed_counts(parts, seconds);
     let at = |q: f64| {
         if merged.requests == 0 {
             0.0
@@ -190,16 +255,16 @@ fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, Me
 /// add up exactly, and each percentile is the largest of the parts' — an upper bound, since a
 /// quantile of a union never exceeds the largest quantile of its parts — so a latency budget
 /// judged on it can fail too eagerly but never pass wrongly.
-fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> RequestStats {
+fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, MergeError> {
     let worst = |f: fn(&RequestStats) -> f64| parts.iter().map(|p| f(p)).fold(0.0, f64::max);
-    RequestStats {
+    Ok(RequestStats {
         p50_ms: worst(|p| p.p50_ms),
         p90_ms: worst(|p| p.p90_ms),
         p95_ms: worst(|p| p.p95_ms),
         p99_ms: worst(|p| p.p99_ms),
         max_ms: worst(|p| p.max_ms),
-        ..summed_counts(parts, seconds)
-    }
+        ..summed_counts(parts, seconds)?
+    })
 }
 
 /// One summary of runners that ran the same profile side by side, with the verdict re-evaluated
@@ -231,7 +296,7 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
             if parts.iter().all(|p| p.histogram.is_some()) {
                 merge_stats(parts, seconds)
             } else {
-                Ok(merge_stats_bounded(parts, seconds))
+                merge_stats_bounded(parts, seconds)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -240,7 +305,13 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
     Ok(RunSummary {
         profile: first.profile.clone(),
         duration_seconds: seconds,
-        users: summaries.iter().map(|s| s.users).sum(),
+        users: summaries
+            .iter()
+            .try_fold(0u32, |sum, s| sum.checked_add(s.users))
+            .ok_or_else(|| MergeError::Overflow {
+                name: first.profile.clone(),
+                what: "users",
+            })?,
         total,
         tasks,
         passed: violations.is_empty() && !interrupted,
@@ -419,6 +490,119 @@ mod tests {
         let merged = merge(&[back.clone(), back], &Thresholds::default()).unwrap();
         assert_eq!(merged.total.requests, 120_000);
         assert_eq!(merged.tasks.len(), 3);
+    }
+
+    fn one_task_stats(requests: u64, not_sent: u64) -> Stats {
+        let mut stats = Stats::new(&[("a".to_owned(), "GET".to_owned())]);
+        for i in 0..requests {
+            let outcome = if i < not_sent {
+                Outcome::NotSent(crate::client::NotSent::QueueFull)
+            } else {
+                Outcome::Ok { bytes: 1 }
+            };
+            stats.record(&Sample {
+                task: 0,
+                latency: Duration::from_millis(1 + i % 20),
+                outcome,
+                start_delay: None,
+            });
+        }
+        stats
+    }
+
+    #[test]
+    fn not_sent_requests_add_up_and_fail_the_error_budget() {
+        let (one, two) = (one_task_stats(100, 30), one_task_stats(50, 0));
+        let (a, b) = (summary(&one, 10.0), summary(&two, 10.0));
+        assert_eq!((a.total.not_sent, a.tasks[0].not_sent), (30, 30));
+        assert_eq!((a.total.failures, a.total.requests), (30, 100));
+        let budget = Thresholds {
+            max_error_rate: Some(0.05),
+            ..Thresholds::default()
+        };
+        let merged = merge(&[a.clone(), b.clone()], &budget).unwrap();
+        assert_eq!(
+            (
+                merged.total.requests,
+                merged.total.failures,
+                merged.total.not_sent
+            ),
+            (150, 30, 30)
+        );
+        assert_eq!(merged.tasks[0].not_sent, 30);
+        assert!(!merged.passed && merged.violations[0].metric == "maxErrorRate");
+        // Without per-task histograms (a trimmed termination message) the counts still add up.
+        let (mut a, mut b) = (a, b);
+        a.tasks[0].histogram = None;
+        b.tasks[0].not_sent = 4;
+        let merged = merge(&[a, b], &budget).unwrap();
+        assert_eq!(merged.tasks[0].not_sent, 34);
+        // Omitted from JSON when 0, and old summaries without it read as 0.
+        let json = serde_json::to_value(summary(&two, 1.0)).unwrap();
+        assert!(json["total"].get("notSent").is_none(), "{json}");
+        let old: RequestStats = serde_json::from_value(json["total"].clone()).unwrap();
+        assert_eq!(old.not_sent, 0);
+        let json = serde_json::to_value(summary(&one, 1.0)).unwrap();
+        assert_eq!(json["total"]["notSent"], 30);
+    }
+
+    #[test]
+    fn forged_counts_are_errors_not_panics() {
+        let stats = one_task_stats(10, 0);
+        let mut forged = summary(&stats, 1.0);
+        forged.total.requests = 11;
+        let err = merge(&[forged], &Thresholds::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MergeError::CountMismatch {
+                    histogram: 10,
+                    requests: 11,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.category(), "count_mismatch");
+        assert!(
+            err.to_string()
+                .contains("holds 10 latencies but the stats count 11"),
+            "{err}"
+        );
+        // Counts past what a histogram encodes (with a histogram that agrees): an error.
+        let mut h = Histogram::<u64>::new_with_bounds(1, crate::stats::MAX_MICROS, 3).unwrap();
+        h.record_n(1_000, codec::MAX_COUNT).unwrap();
+        let mut huge = summary(&stats, 1.0);
+        huge.total.requests = codec::MAX_COUNT;
+        huge.total.histogram = Some(encode(&h));
+        huge.tasks.clear();
+        let err = merge(&[huge.clone(), huge.clone()], &Thresholds::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MergeError::Overflow {
+                    what: "requests",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut users = summary(&stats, 1.0);
+        users.users = u32::MAX;
+        let err = merge(&[users.clone(), users], &Thresholds::default()).unwrap_err();
+        assert!(
+            matches!(err, MergeError::Overflow { what: "users", .. }),
+            "{err}"
+        );
+        // A histogram that does not decode names the stats and the reason.
+        let mut garbage = summary(&stats, 1.0);
+        garbage.total.histogram = Some("HISTogramAAA".into());
+        let err = merge(&[garbage], &Thresholds::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("histogram of \"Aggregated\" does not decode: V2 + DEFLATE cookie"),
+            "{err}"
+        );
     }
 
     #[test]

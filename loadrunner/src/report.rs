@@ -2,7 +2,7 @@
 //! reads them unchanged) and the JSON run summary. Written in full when a run ends, also after
 //! SIGTERM.
 
-use crate::stats::{Entry, PERCENTILES, Stats};
+use crate::stats::{Figures, Stats};
 use loadgate_api::load::RunSummary;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,29 +26,22 @@ fn cell(s: &str) -> String {
 }
 
 /// Percentile columns: whole milliseconds as Locust writes them, `N/A` with no requests.
-fn percentile_cells(entry: &Entry) -> String {
-    PERCENTILES
+fn percentile_cells(figures: &Figures) -> String {
+    figures
+        .percentiles_ms
         .iter()
-        .map(|&q| {
-            if entry.requests == 0 {
+        .map(|ms| {
+            if figures.requests == 0 {
                 "N/A".to_owned()
             } else {
-                format!("{:.0}", entry.percentile_ms(q))
+                format!("{ms:.0}")
             }
         })
         .collect::<Vec<_>>()
         .join(",")
 }
 
-fn avg_size(entry: &Entry) -> f64 {
-    if entry.requests == 0 {
-        0.0
-    } else {
-        entry.bytes as f64 / entry.requests as f64
-    }
-}
-
-fn stats_row(out: &mut String, entry: &Entry, elapsed: f64) {
+fn stats_row(out: &mut String, name: (&str, &str), entry: &Figures, elapsed: f64) {
     let per_s = |n: u64| {
         if elapsed > 0.0 {
             n as f64 / elapsed
@@ -59,15 +52,15 @@ fn stats_row(out: &mut String, entry: &Entry, elapsed: f64) {
     let _ = writeln!(
         out,
         "{},{},{},{},{:.0},{:.2},{:.2},{:.2},{:.2},{:.4},{:.4},{}",
-        cell(&entry.method),
-        cell(&entry.name),
+        cell(name.0),
+        cell(name.1),
         entry.requests,
         entry.failures,
-        entry.percentile_ms(0.5),
-        entry.mean_ms(),
-        entry.min_ms(),
-        entry.percentile_ms(1.0),
-        avg_size(entry),
+        entry.p50_ms(),
+        entry.mean_ms,
+        entry.min_ms,
+        entry.max_ms(),
+        entry.avg_size(),
         per_s(entry.requests),
         per_s(entry.failures),
         percentile_cells(entry)
@@ -77,10 +70,10 @@ fn stats_row(out: &mut String, entry: &Entry, elapsed: f64) {
 /// `_stats.csv`: a row per task, then the `Aggregated` row.
 pub fn stats_csv(stats: &Stats, elapsed: f64) -> String {
     let mut out = format!("{STATS_HEADER}\n");
-    for entry in &stats.tasks {
-        stats_row(&mut out, entry, elapsed);
+    for entry in stats.tasks.iter().chain([&stats.total]) {
+        let name = (entry.method.as_str(), entry.name.as_str());
+        stats_row(&mut out, name, &Figures::of(entry), elapsed);
     }
-    stats_row(&mut out, &stats.total, elapsed);
     out
 }
 
@@ -99,11 +92,11 @@ pub fn history_csv(stats: &Stats) -> String {
             percentile_cells(w),
             t.requests,
             t.failures,
-            t.percentile_ms(0.5),
-            t.mean_ms(),
-            t.min_ms(),
-            t.percentile_ms(1.0),
-            avg_size(t)
+            t.p50_ms(),
+            t.mean_ms,
+            t.min_ms,
+            t.max_ms(),
+            t.avg_size()
         );
     }
     out
@@ -166,4 +159,143 @@ pub fn write_json(path: &Path, summary: &RunSummary) -> std::io::Result<()> {
     let json =
         serde_json::to_string_pretty(summary).expect("a summary always serialises; this is a bug");
     std::fs::write(path, json + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{NotSent, Outcome};
+    use crate::stats::{Entry, PERCENTILES, Sample};
+    use std::time::Duration;
+
+    // The CSV rows as written before history rows kept `Figures` instead of histogram copies,
+    // verbatim, so the test proves the format did not change by a byte.
+    fn old_percentile_cells(entry: &Entry) -> String {
+        PERCENTILES
+            .iter()
+            .map(|&q| {
+                if entry.requests == 0 {
+                    "N/A".to_owned()
+                } else {
+                    format!("{:.0}", entry.percentile_ms(q))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn old_avg_size(entry: &Entry) -> f64 {
+        if entry.requests == 0 {
+            0.0
+        } else {
+            entry.bytes as f64 / entry.requests as f64
+        }
+    }
+
+    fn old_stats_row(out: &mut String, entry: &Entry, elapsed: f64) {
+        let per_s = |n: u64| {
+            if elapsed > 0.0 {
+                n as f64 / elapsed
+            } else {
+                0.0
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{:.0},{:.2},{:.2},{:.2},{:.2},{:.4},{:.4},{}",
+            cell(&entry.method),
+            cell(&entry.name),
+            entry.requests,
+            entry.failures,
+            entry.percentile_ms(0.5),
+            entry.mean_ms(),
+            entry.min_ms(),
+            entry.percentile_ms(1.0),
+            old_avg_size(entry),
+            per_s(entry.requests),
+            per_s(entry.failures),
+            old_percentile_cells(entry)
+        );
+    }
+
+    fn old_history_row(out: &mut String, timestamp: u64, users: u32, w: &Entry, t: &Entry) {
+        let _ = writeln!(
+            out,
+            "{},{},,Aggregated,{:.2},{:.2},{},{},{},{:.0},{:.2},{:.2},{:.2},{:.2}",
+            timestamp,
+            users,
+            w.requests as f64,
+            w.failures as f64,
+            old_percentile_cells(w),
+            t.requests,
+            t.failures,
+            t.percentile_ms(0.5),
+            t.mean_ms(),
+            t.min_ms(),
+            t.percentile_ms(1.0),
+            old_avg_size(t)
+        );
+    }
+
+    #[test]
+    fn csvs_are_byte_for_byte_what_they_were() {
+        let tasks = [
+            ("a,b".to_owned(), "GET".to_owned()),
+            ("c".to_owned(), "POST".to_owned()),
+        ];
+        let mut stats = Stats::new(&tasks);
+        let mut expected = format!("{HISTORY_HEADER}\n");
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        // Five seconds of irregular samples, the third with none (N/A cells).
+        for (second, count) in [(0u32, 700u64), (1, 5), (2, 0), (3, 1_000), (4, 37)] {
+            // The window alone, as a separate Stats (its total is the window's entry).
+            let mut window = Stats::new(&tasks);
+            for i in 0..count {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let outcome = match i % 7 {
+                    0 => Outcome::Failed {
+                        reason: "HTTPError 500".into(),
+                        bytes: 3,
+                    },
+                    1 => Outcome::NotSent(NotSent::QueueFull),
+                    _ => Outcome::Ok {
+                        bytes: (x % 5_000) as usize,
+                    },
+                };
+                let sample = Sample {
+                    task: (x % 2) as usize,
+                    latency: Duration::from_micros(50 + x % 2_000_000),
+                    outcome,
+                    start_delay: None,
+                };
+                stats.record(&sample);
+                window.record(&sample);
+            }
+            stats.snapshot(second * 3);
+            let timestamp = 1_700_000_000 + u64::from(second);
+            stats.history.last_mut().unwrap().timestamp = timestamp;
+            old_history_row(
+                &mut expected,
+                timestamp,
+                second * 3,
+                &window.total,
+                &stats.total,
+            );
+        }
+        assert_eq!(history_csv(&stats), expected);
+        assert!(expected.contains(",N/A,N/A,"), "{expected}");
+        let mut old_stats = format!("{STATS_HEADER}\n");
+        for entry in stats.tasks.iter().chain([&stats.total]) {
+            old_stats_row(&mut old_stats, entry, 4.5);
+        }
+        assert_eq!(stats_csv(&stats, 4.5), old_stats);
+        assert!(old_stats.contains("GET,\"a,b\","), "{old_stats}");
+        let failures = failures_csv(&stats);
+        assert!(
+            failures.contains("GET,\"a,b\",NotSent: queue full,"),
+            "{failures}"
+        );
+    }
 }

@@ -1,6 +1,11 @@
 //! Measurement: HDR histograms (microsecond resolution, 3 significant digits, so every reported
 //! percentile is within 0.1% of the exact value) per task and in total, failure counts by reason,
 //! and a once-a-second history, all owned by one aggregator task fed through a bounded channel.
+//!
+//! Memory stays flat however long a run lasts: the live histograms are fixed in size (about
+//! 180 KiB each: one per task, the total, the current second), and each history row keeps only
+//! the figures the reports print ([`Figures`], 272 bytes a second), not histogram copies (which
+//! grew the runner by ~370 KiB a second).
 
 use crate::client::Outcome;
 use hdrhistogram::Histogram;
@@ -16,8 +21,8 @@ pub const PERCENTILES: [f64; 11] = [
     0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
 ];
 
-/// Longest latency a histogram holds (1 hour); longer ones are clamped.
-const MAX_MICROS: u64 = 3_600_000_000;
+/// Longest latency a histogram holds (1 hour, in µs); longer ones are clamped.
+pub const MAX_MICROS: u64 = 3_600_000_000;
 
 /// One finished request.
 #[derive(Debug, Clone)]
@@ -45,6 +50,8 @@ pub struct Entry {
     pub requests: u64,
     /// Failures among them.
     pub failures: u64,
+    /// Failures among them that were never sent (open model, [`Outcome::NotSent`]).
+    pub not_sent: u64,
     /// Sum of response body sizes.
     pub bytes: u64,
     /// Exact sum of latencies, µs (for the mean).
@@ -61,18 +68,30 @@ impl Entry {
                 .expect("static histogram bounds are valid; this is a bug"),
             requests: 0,
             failures: 0,
+            not_sent: 0,
             bytes: 0,
             sum_micros: 0,
         }
     }
 
-    fn record(&mut self, micros: u64, failed: bool, bytes: usize) {
+    fn record(&mut self, micros: u64, failed: bool, not_sent: bool, bytes: usize) {
         self.histogram
             .saturating_record(micros.clamp(1, MAX_MICROS));
         self.requests += 1;
         self.failures += u64::from(failed);
+        self.not_sent += u64::from(not_sent);
         self.bytes += bytes as u64;
         self.sum_micros += u128::from(micros);
+    }
+
+    /// Empties it in place (keeping the histogram's allocation).
+    fn reset(&mut self) {
+        self.histogram.reset();
+        self.requests = 0;
+        self.failures = 0;
+        self.not_sent = 0;
+        self.bytes = 0;
+        self.sum_micros = 0;
     }
 
     /// Latency at quantile `q` (0–1) in milliseconds; 0 with no requests.
@@ -113,6 +132,7 @@ impl Entry {
             method: self.method.clone(),
             requests: self.requests,
             failures: self.failures,
+            not_sent: self.not_sent,
             error_rate: self.error_rate(),
             rps: if elapsed > 0.0 {
                 self.requests as f64 / elapsed
@@ -130,17 +150,79 @@ impl Entry {
     }
 }
 
-/// One row of the once-a-second history (Locust's `_stats_history.csv`).
-#[derive(Debug, Clone)]
+/// The figures of an [`Entry`] the reports print, without its histogram: what a history row
+/// keeps (128 bytes instead of a 180 KiB histogram).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figures {
+    /// Requests recorded.
+    pub requests: u64,
+    /// Failures among them.
+    pub failures: u64,
+    /// Sum of response body sizes.
+    pub bytes: u64,
+    /// Mean latency, ms ([`Entry::mean_ms`]).
+    pub mean_ms: f64,
+    /// Fastest request, ms ([`Entry::min_ms`]).
+    pub min_ms: f64,
+    /// Latency at each of [`PERCENTILES`], ms ([`Entry::percentile_ms`]); the last is the max.
+    pub percentiles_ms: [f64; PERCENTILES.len()],
+}
+
+impl Figures {
+    /// The figures of `entry` now.
+    pub fn of(entry: &Entry) -> Self {
+        Self {
+            requests: entry.requests,
+            failures: entry.failures,
+            bytes: entry.bytes,
+            mean_ms: entry.mean_ms(),
+            min_ms: entry.min_ms(),
+            percentiles_ms: PERCENTILES.map(|q| entry.percentile_ms(q)),
+        }
+    }
+
+    /// Median latency, ms.
+    pub fn p50_ms(&self) -> f64 {
+        self.percentiles_ms[0]
+    }
+
+    /// 95th percentile, ms.
+    pub fn p95_ms(&self) -> f64 {
+        self.percentiles_ms[5]
+    }
+
+    /// Slowest request, ms.
+    pub fn max_ms(&self) -> f64 {
+        self.percentiles_ms[PERCENTILES.len() - 1]
+    }
+
+    /// failures / requests.
+    pub fn error_rate(&self) -> f64 {
+        loadgate_api::load::error_rate(self.failures, self.requests)
+    }
+
+    /// Mean response body size, bytes (0 with no requests).
+    pub fn avg_size(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.bytes as f64 / self.requests as f64
+        }
+    }
+}
+
+/// One row of the once-a-second history (Locust's `_stats_history.csv`): numbers only, so a
+/// long run's history stays small.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HistoryRow {
     /// Unix seconds.
     pub timestamp: u64,
     /// Users running.
     pub users: u32,
     /// Requests in the last second.
-    pub window: Entry,
+    pub window: Figures,
     /// Everything so far.
-    pub total: Entry,
+    pub total: Figures,
 }
 
 /// Everything measured in one run.
@@ -178,17 +260,19 @@ impl Stats {
     /// Records one sample.
     pub fn record(&mut self, sample: &Sample) {
         let micros = u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX);
-        let (failed, bytes) = match &sample.outcome {
-            Outcome::Ok { bytes } => (false, *bytes),
-            Outcome::Failed { reason, bytes } => {
-                let task = &self.tasks[sample.task];
-                *self
-                    .failures
-                    .entry((task.method.clone(), task.name.clone(), reason.clone()))
-                    .or_default() += 1;
-                (true, *bytes)
-            }
+        let (reason, not_sent, bytes) = match &sample.outcome {
+            Outcome::Ok { bytes } => (None, false, *bytes),
+            Outcome::Failed { reason, bytes } => (Some(reason.as_str()), false, *bytes),
+            Outcome::NotSent(why) => (Some(why.reason()), true, 0),
         };
+        let failed = reason.is_some();
+        if let Some(reason) = reason {
+            let task = &self.tasks[sample.task];
+            *self
+                .failures
+                .entry((task.method.clone(), task.name.clone(), reason.to_owned()))
+                .or_default() += 1;
+        }
         if let Some(delay) = sample.start_delay {
             let delay = u64::try_from(delay.as_micros())
                 .unwrap_or(u64::MAX)
@@ -200,9 +284,9 @@ impl Stats {
                 })
                 .saturating_record(delay);
         }
-        self.tasks[sample.task].record(micros, failed, bytes);
-        self.total.record(micros, failed, bytes);
-        self.window.record(micros, failed, bytes);
+        self.tasks[sample.task].record(micros, failed, not_sent, bytes);
+        self.total.record(micros, failed, not_sent, bytes);
+        self.window.record(micros, failed, not_sent, bytes);
     }
 
     /// Closes the current one-second window into a history row.
@@ -210,13 +294,13 @@ impl Stats {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let window = std::mem::replace(&mut self.window, Entry::new("Aggregated", ""));
         self.history.push(HistoryRow {
             timestamp,
             users,
-            window,
-            total: self.total.clone(),
+            window: Figures::of(&self.window),
+            total: Figures::of(&self.total),
         });
+        self.window.reset();
     }
 }
 
@@ -255,6 +339,7 @@ pub async fn aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::NotSent;
 
     fn sample(task: usize, ms: u64, ok: bool) -> Sample {
         let outcome = if ok {
@@ -310,5 +395,50 @@ mod tests {
             (stats.history[0].users, stats.history[0].window.requests),
             (4, 3)
         );
+        stats.record(&sample(0, 5, true));
+        stats.snapshot(5);
+        let row = stats.history[1];
+        assert_eq!((row.window.requests, row.total.requests), (1, 4));
+    }
+
+    #[test]
+    fn history_rows_hold_numbers_not_histograms() {
+        // A row is Copy (so it owns no heap memory) and small: 272 bytes, ~23 MB for a day of
+        // rows, where two histogram copies a second grew the runner by ~370 KiB a second.
+        let size = std::mem::size_of::<HistoryRow>();
+        assert!(size <= 320, "{size} bytes");
+        let mut stats = Stats::new(&[("a".into(), "GET".into())]);
+        for ms in 1..=100 {
+            stats.record(&sample(0, ms, ms % 10 != 0));
+        }
+        stats.snapshot(1);
+        let row = stats.history[0];
+        assert_eq!(row.window, Figures::of(&stats.total));
+        assert_eq!((row.total.requests, row.total.failures), (100, 10));
+        assert_eq!(row.total.p50_ms(), stats.total.percentile_ms(0.5));
+        assert_eq!(row.total.p95_ms(), stats.total.percentile_ms(0.95));
+        assert_eq!(row.total.max_ms(), stats.total.percentile_ms(1.0));
+        assert_eq!(row.total.error_rate(), 0.1);
+        assert_eq!(row.total.avg_size(), 9.0);
+    }
+
+    #[test]
+    fn not_sent_requests_are_failures_with_their_reason() {
+        let mut stats = Stats::new(&[("a".into(), "GET".into())]);
+        for why in [NotSent::QueueFull, NotSent::QueueFull, NotSent::RunEnded] {
+            stats.record(&Sample {
+                task: 0,
+                latency: Duration::from_millis(3),
+                outcome: Outcome::NotSent(why),
+                start_delay: None,
+            });
+        }
+        stats.record(&sample(0, 5, true));
+        let total = stats.total.summary(1.0);
+        assert_eq!((total.requests, total.failures, total.not_sent), (4, 3, 3));
+        assert_eq!(stats.tasks[0].summary(1.0).not_sent, 3);
+        let key = |r: &str| ("GET".to_owned(), "a".to_owned(), r.to_owned());
+        assert_eq!(stats.failures[&key("NotSent: queue full")], 2);
+        assert_eq!(stats.failures[&key("NotSent: run ended")], 1);
     }
 }

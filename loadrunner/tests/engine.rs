@@ -1,6 +1,7 @@
 //! The engine against an in-test HTTP server with controlled latency and error injection:
 //! exact counts and error rates, percentiles within the histogram's precision, weights, spawn
-//! rate and run time, Locust CSV headers, the CLI's exit codes, and reports after SIGTERM.
+//! rate and run time, open-model load not sent counted as failures, Locust CSV headers, the
+//! CLI's exit codes, and reports after SIGTERM.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -8,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use loadgate_api::duration::Duration as SpecDuration;
-use loadgate_api::load::{LoadProfile, Task, TaskRequest, WaitTime};
+use loadgate_api::load::{LoadProfile, Task, TaskRequest, Thresholds, WaitTime};
 use loadrunner::engine::{self, RunPlan, Target};
 use loadrunner::scenario::Scenario;
 use std::net::SocketAddr;
@@ -221,6 +222,10 @@ async fn arrival_rate_holds_its_rate_when_the_target_keeps_up() {
         delay.value_at_quantile(0.95)
     );
     assert_eq!(outcome.dropped, 0);
+    assert_eq!(
+        outcome.stats.total.not_sent, 0,
+        "a target that keeps up sheds nothing, not even at the deadline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,6 +249,80 @@ async fn arrival_rate_reports_queueing_when_the_target_falls_behind() {
         delay.value_at_quantile(0.95)
     );
     assert!(total.percentile_ms(0.95) >= delay.value_at_quantile(0.95) as f64 / 1000.0 + 45.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_not_sent_counts_as_failed_requests_and_fails_the_error_budget() {
+    let (addr, hits) = start_server().await;
+    // 1 user x 100 ms service = 10 req/s capacity against 100 req/s scheduled, and room for 10
+    // waiting requests (per user): most of the offered load is shed.
+    let tasks = vec![
+        get_task("a", 3, "/sleep/100"),
+        get_task("b", 1, "/sleep/100"),
+    ];
+    let mut plan = plan(addr, tasks, 1, 1.0, 2);
+    plan.profile.arrival_rate = Some(100.0);
+    let profile = plan.profile.clone();
+    let outcome = engine::run(plan, std::future::pending(), |_, _| {}).await;
+    let stats = &outcome.stats;
+    let total = &stats.total;
+    let sent = hits.0.load(Ordering::SeqCst);
+    // Every scheduled request left a sample: 100/s for 2 s.
+    assert!((195..=200).contains(&total.requests), "{}", total.requests);
+    assert_eq!(total.requests, sent + total.not_sent, "sent {sent}");
+    assert_eq!(
+        total.failures, total.not_sent,
+        "the sent ones all succeeded"
+    );
+    let reason = |r: &str| -> u64 {
+        stats
+            .failures
+            .iter()
+            .filter(|((_, _, e), _)| e == r)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let (queue_full, run_ended) = (reason("NotSent: queue full"), reason("NotSent: run ended"));
+    assert_eq!(queue_full, outcome.dropped);
+    assert!(queue_full > 100, "{queue_full} dropped");
+    assert!(
+        (1..=10).contains(&run_ended),
+        "{run_ended} waiting at the end"
+    );
+    assert_eq!(queue_full + run_ended, total.not_sent);
+    // Attributed to tasks as sent requests are: the 3:1 mix holds among the shed ones too.
+    assert_eq!(
+        stats.tasks.iter().map(|t| t.not_sent).sum::<u64>(),
+        total.not_sent
+    );
+    let share = stats.tasks[0].not_sent as f64 / total.not_sent as f64;
+    assert!(
+        (0.6..0.9).contains(&share),
+        "task a share of not sent {share}"
+    );
+
+    // The error-rate budget fails on them, in the summary, its JSON and merged across runners.
+    let budget = Thresholds {
+        max_error_rate: Some(0.1),
+        ..Thresholds::default()
+    };
+    let summary = loadrunner::summarize(&profile, &outcome, &budget, &[]);
+    assert!(!summary.passed);
+    assert_eq!(summary.violations[0].metric, "maxErrorRate");
+    assert_eq!(summary.total.not_sent, total.not_sent);
+    assert_eq!(summary.start_delay.unwrap().dropped, queue_full);
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["total"]["notSent"], total.not_sent);
+    assert_eq!(json["tasks"][1]["notSent"], stats.tasks[1].not_sent);
+    let merged = loadrunner::merge::merge(&[summary.clone(), summary], &budget).unwrap();
+    assert_eq!(
+        (merged.total.not_sent, merged.total.failures),
+        (2 * total.not_sent, 2 * total.failures)
+    );
+    assert!(!merged.passed && merged.violations[0].metric == "maxErrorRate");
+    // And in Locust's failures CSV.
+    let csv = loadrunner::report::failures_csv(stats);
+    assert!(csv.contains("GET,a,NotSent: queue full,"), "{csv}");
 }
 
 fn loadrunner() -> Command {

@@ -290,6 +290,11 @@ pub fn error_rate(failures: u64, requests: u64) -> f64 {
     }
 }
 
+/// Serde helper: leave zero counts out of summaries.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Latency and count figures of one task, or of all together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -298,10 +303,17 @@ pub struct RequestStats {
     pub name: String,
     /// HTTP method (empty for the aggregate).
     pub method: String,
-    /// Requests completed (successes and failures).
+    /// Requests completed (successes and failures), and in the open model also those scheduled
+    /// but not sent (`not_sent`).
     pub requests: u64,
-    /// Failed requests (connection errors, timeouts, 4xx, 5xx).
+    /// Failed requests (connection errors, timeouts, 4xx, 5xx, and requests not sent).
     pub failures: u64,
+    /// Open model only: requests the runner scheduled but never sent, counted in `requests` and
+    /// `failures` too (so an error-rate budget sees shed load): dropped because the queue for a
+    /// free user was full (failure reason `NotSent: queue full`) or still waiting for one when
+    /// the run ended (`NotSent: run ended`). Omitted when 0; summaries without it read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_sent: u64,
     /// failures / requests (0 when no requests).
     pub error_rate: f64,
     /// Requests per second over the run.
@@ -374,7 +386,8 @@ pub struct StartDelay {
     pub p95_ms: f64,
     /// Largest, ms.
     pub max_ms: f64,
-    /// Requests dropped because too many were already waiting for a free user.
+    /// Requests dropped because too many were already waiting for a free user (also counted in
+    /// the total's `not_sent`, with those still waiting when the run ended).
     pub dropped: u64,
 }
 

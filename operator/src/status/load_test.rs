@@ -626,6 +626,7 @@ mod tests {
             p99_ms: latency_ms as f64,
             max_ms: latency_ms as f64,
             histogram: Some(loadrunner::merge::encode(&h)),
+            not_sent: 0,
         }
     }
 
