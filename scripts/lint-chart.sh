@@ -214,10 +214,10 @@ run_check "helm lint --strict (default values)" helm_lint
 run_check "helm lint --strict (-f $ci_values)" helm_lint -f "$ci_values"
 run_check "helm template (default values)" render "$scratch/default.yaml"
 run_check "rendered objects (default values)" check_rendered "$scratch/default.yaml" \
-  ClusterRole,ClusterRoleBinding,Deployment,Service,ServiceAccount "$app_version"
+  ClusterRole,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount "$app_version"
 run_check "helm template (-f $ci_values)" render "$scratch/ci.yaml" -f "$ci_values"
 run_check "rendered objects (ci values)" check_rendered "$scratch/ci.yaml" \
-  ClusterRole,ClusterRoleBinding,Deployment,NetworkPolicy,Service,ServiceAccount,ServiceMonitor ""
+  Deployment,NetworkPolicy,Role,Role,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor ""
 run_check "kubernetes-validate --strict (rendered, default values)" validate "$scratch/default.yaml"
 run_check "kubernetes-validate --strict (rendered, ci values)" validate "$scratch/ci.yaml"
 if [[ -d crds ]]; then

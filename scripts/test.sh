@@ -35,7 +35,8 @@ cargo test --workspace --locked
 step "examples/quickstart.yaml end to end in local mode (about two minutes)"
 # The README's main job on the test build: the real model-server as a child process, the three
 # tutorial profiles through the real runner, a verdict. On 2 cores the spike may break the
-# p95 budget (exit 1, a verdict); anything but a verdict (exit 2, or no status) fails CI.
+# p95 budget (exit 1, a verdict); anything but a verdict (exit 2 bad manifest, 3 no verdict, or
+# no status) fails CI.
 results="target/quickstart-results"
 rm -rf "$results"
 code=0

@@ -24,8 +24,8 @@ pub enum Command {
     /// kubeconfig (or in-cluster config).
     Operator(OperatorArgs),
     /// Run a LoadTest (and the ModelEndpoint it targets) on this machine, no cluster: the
-    /// status the operator would write is printed, reports go to results/. Exit 0 pass, 1 fail,
-    /// 2 bad manifest.
+    /// status the operator would write is printed, reports go to results/. Exit 0 pass, 1 a
+    /// budget broke, 2 bad manifest, 3 no verdict (endpoint never ready, runner failed, timeout).
     Local(crate::local::LocalArgs),
 }
 
@@ -74,9 +74,24 @@ pub struct OperatorArgs {
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
 
-    /// Only watch this namespace (default: all namespaces).
+    /// Only watch this namespace (default: all namespaces). With a namespace, the operator
+    /// needs only a Role there (the chart's `watchNamespace`).
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+
+    /// Run the controllers only while holding the Lease (coordination.k8s.io), so several
+    /// replicas are safe: one leads, the others wait. Off only for a single replica you are sure
+    /// of (e.g. while debugging).
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Namespace of the Lease; default: the pod's own (POD_NAMESPACE), else the kubeconfig's.
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the Lease; replicas of one install share it.
+    #[arg(long, env = "LEASE_NAME", default_value = "loadgate-operator")]
+    pub lease_name: String,
 
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]

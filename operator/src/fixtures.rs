@@ -141,6 +141,17 @@ pub mod apiserver {
         }
     }
 
+    /// Expects `GET path`, answers 404 Not Found.
+    pub fn not_found(path: impl Into<String>) -> Expect {
+        Expect {
+            method: http::Method::GET,
+            path: path.into(),
+            code: 404,
+            answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                       "reason": "NotFound", "code": 404, "message": "not found"}),
+        }
+    }
+
     /// A client wired to a verifier that walks `script`; await the handle for the request
     /// bodies (JSON, `Null` when empty).
     pub fn client(

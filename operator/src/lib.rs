@@ -12,6 +12,7 @@ pub mod context;
 pub mod controllers;
 pub mod crdgen;
 pub mod http;
+pub mod leader;
 pub mod local;
 pub mod metrics;
 pub mod resources;
@@ -56,11 +57,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `loadgate operator`: both controllers and the HTTP server, until SIGTERM/SIGINT.
 ///
 /// # Errors
-/// When no cluster configuration is found or the HTTP address cannot be bound.
+/// When no cluster configuration is found, a CRD is missing or cannot be read with the
+/// operator's RBAC, the HTTP address cannot be bound, or a controller stops on its own (a panic
+/// in a reconcile, a stream that ended): then `/health` answers 503 first and the process exits
+/// non-zero, so the kubelet restarts it instead of leaving a live process that does nothing.
 pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes cluster to talk to (kubeconfig or in-cluster): {e}")
     })?;
+    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
+    check_crds(&client, namespace.as_deref()).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("loadgate");
     let metrics = std::sync::Arc::new(metrics::Metrics::default().register(&mut registry));
     let ctx = context::Context::new(client, &args, metrics);
@@ -77,12 +83,113 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let server = tokio::spawn(http::serve(listener, registry, shutdown()));
-    let controllers = tokio::spawn(controllers::run(ctx, args.concurrency, shutdown()));
-    loadrunner::interrupted().await;
-    tracing::info!("shutting down: finishing reconciles in flight");
-    let _ = stop_tx.send(true);
-    let _ = controllers.await;
+    let stop = std::sync::Arc::new(stop_tx);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            loadrunner::interrupted().await;
+            tracing::info!("shutting down: finishing reconciles in flight");
+            let _ = stop.send(true);
+        }
+    });
+    let health = http::Health::default();
+    // /health answers from the start: a standby replica waiting for the Lease is healthy.
+    let server = tokio::spawn(http::serve(listener, registry, health.clone(), shutdown()));
+    let elector = args.leader_election.then(|| {
+        let lease_namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| ctx.client.default_namespace().to_owned());
+        let me = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "loadgate".into()),
+                std::process::id()
+            )
+        });
+        leader::Elector::new(ctx.client.clone(), &lease_namespace, &args.lease_name, &me)
+    });
+    if let Some(elector) = &elector
+        && !elector.acquire(shutdown()).await
+    {
+        let _ = server.await;
+        return Ok(());
+    }
+    let mut controllers = tokio::spawn(controllers::run(
+        ctx,
+        args.concurrency,
+        namespace,
+        shutdown(),
+    ));
+    let leadership = async {
+        match &elector {
+            Some(elector) => elector.hold(shutdown()).await,
+            None => {
+                shutdown().await;
+                true
+            }
+        }
+    };
+    let mut controllers_ended = false;
+    let fatal = tokio::select! {
+        kept = leadership => (!kept).then(|| "lost the Lease: another replica may lead now".to_owned()),
+        ended = &mut controllers => {
+            controllers_ended = true;
+            match ended {
+                Err(e) if e.is_panic() => Some("a controller panicked".to_owned()),
+                Err(e) => Some(format!("the controllers' task failed: {e}")),
+                // Stopped because shutdown was asked for: not a failure.
+                Ok(()) if *stop_rx.borrow() => None,
+                Ok(()) => Some("the controllers stopped on their own".to_owned()),
+            }
+        }
+    };
+    if let Some(why) = fatal {
+        health.fail(&why);
+        tracing::error!(reason = why, "exiting non-zero");
+        // Let a probe see the 503 before the process goes.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let _ = stop.send(true);
+        let _ = server.await;
+        anyhow::bail!("{why}");
+    }
+    if !controllers_ended {
+        let _ = controllers.await;
+    }
     let _ = server.await;
     Ok(())
+}
+
+/// Both CRDs are installed and readable with this identity; otherwise a message saying which
+/// and what to do, instead of controllers that watch nothing and look healthy.
+async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    use kube::api::ListParams;
+    async fn probe<K>(client: &kube::Client, namespace: Option<&str>) -> anyhow::Result<()>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = controllers::scoped::<K>(client, namespace);
+        let crd = format!("{}.{}", K::plural(&()), K::group(&()));
+        let scope = namespace.map_or("all namespaces".to_owned(), |n| format!("namespace {n}"));
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => anyhow::bail!(
+                "the CRD {crd} is not installed: apply it first (`loadgate crds | kubectl apply \
+                 --server-side -f -`, or install the Helm chart, which ships it)"
+            ),
+            Err(kube::Error::Api(e)) if e.code == 403 => anyhow::bail!(
+                "the operator may not list {crd} in {scope}: its RBAC is missing or too narrow \
+                 ({}); install the chart's ClusterRole/Role for this ServiceAccount",
+                e.message
+            ),
+            Err(e) => anyhow::bail!("cannot read {crd}: {e}"),
+        }
+    }
+    probe::<loadgate_api::load_test::LoadTest>(client, namespace).await?;
+    probe::<loadgate_api::model_endpoint::ModelEndpoint>(client, namespace).await
 }

@@ -134,8 +134,40 @@ fn a_bad_manifest_exits_2_naming_the_field() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("bad.yaml") && stderr.contains("spec.profiles[0] (p).users"),
+        stderr.contains("bad.yaml") && stderr.contains("spec.profiles[0].users"),
         "{stderr}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run that reaches no verdict (here: the model directory is missing, so the endpoint never
+/// becomes ready) exits 3, not 1: a CI gate can tell a broken setup from a slow endpoint.
+#[test]
+fn a_run_without_a_verdict_exits_3() {
+    let dir = std::env::temp_dir().join(format!("loadgate-local-noverdict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("missing-model.yaml");
+    std::fs::write(
+        &file,
+        MANIFEST
+            .replace("NAME", "noverdict")
+            .replace("P95", "60000")
+            .replace("/models/all-MiniLM-L6-v2", "/models/no-such-model"),
+    )
+    .unwrap();
+    let loadgate = PathBuf::from(env!("CARGO_BIN_EXE_loadgate"));
+    let output = Command::new(&loadgate)
+        .args(["local", "-f"])
+        .arg(&file)
+        .arg("--results")
+        .arg(dir.join("results"))
+        .arg("--models-dir")
+        .arg(dir.join("models"))
+        .arg("--model-server-bin")
+        .arg(loadgate.with_file_name("model-server"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

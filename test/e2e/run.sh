@@ -14,6 +14,13 @@
 #      the measured value and the budget
 #   5. an endpoint that never becomes ready ends in EndpointTimeout
 #   6. deleting a LoadTest removes its Jobs and pods (the real garbage collector)
+#   7. trusted verdicts: a spec edit is a new run with its own Job; a forged pod with a runner
+#      Job's label does not count; an invalid spec the schema admits ends InvalidSpec; a
+#      Deployment the operator does not control is left alone and reported; Jobs go
+#      ttlSecondsAfterFinished after the test's end with the results kept; a ModelEndpoint
+#      becoming Ready wakes the LoadTest waiting on it
+#   8. a namespaced install (Role + RoleBinding, WATCH_NAMESPACE) reconciles its namespace only
+# and, before the CRDs exist, that the operator exits at once naming the missing CRD.
 # Exits non-zero on the first failed check, after printing the logs that explain it.
 #
 # Needs: cargo, go, openssl, kubectl, curl, python3, and the model in models/ (scripts/fetch-model.sh).
@@ -87,9 +94,9 @@ expect_rejected() {
 }
 
 start_operator() {
-  KUBECONFIG=$work/operator.kubeconfig HTTP_ADDR=$operator_http LOG_FORMAT=plain \
-    RUST_LOG=info,kube=warn MODEL_SERVER_IMAGE=ghcr.io/loadgate/model-server:e2e \
-    LOADRUNNER_IMAGE=ghcr.io/loadgate/loadrunner:e2e \
+  KUBECONFIG=${OPERATOR_KUBECONFIG:-$work/operator.kubeconfig} HTTP_ADDR=$operator_http \
+    LOG_FORMAT=plain RUST_LOG=info,kube=warn MODEL_SERVER_IMAGE=ghcr.io/loadgate/model-server:e2e \
+    LOADRUNNER_IMAGE=ghcr.io/loadgate/loadrunner:e2e LEASE_NAMESPACE=${LEASE_NAMESPACE:-$operator_ns} \
     "$bins/loadgate" operator >>"$work/operator.log" 2>&1 &
   operator_pid=$!
   for _ in $(seq 60); do
@@ -118,44 +125,24 @@ step "starting process-kubelet"
 kubelet_pid=$!
 kubectl wait --for=condition=Ready node/process-kubelet --timeout=60s
 
+# --- 0. no CRDs --------------------------------------------------------------------------------
+step "0. without the CRDs the operator exits at once, naming the missing one"
+if out=$(HTTP_ADDR=$operator_http LEADER_ELECTION=false timeout 60 "$bins/loadgate" operator 2>&1); then
+  fail "the operator started without its CRDs"
+fi
+grep -q "the CRD loadtests.loadgate.dev is not installed" <<<"$out" ||
+  fail "the operator's exit does not name the missing CRD: $out"
+echo "exited non-zero: the CRD loadtests.loadgate.dev is not installed"
+
 # --- 1. CRDs -----------------------------------------------------------------------------------
 step "1. the generated CRDs install and validate"
 kubectl apply --server-side -f crds/
 kubectl wait --for=condition=Established crd/loadtests.loadgate.dev crd/modelendpoints.loadgate.dev --timeout=60s
-lt_header='apiVersion: loadgate.dev/v1alpha1
-kind: LoadTest
-metadata: {name: invalid}'
-expect_rejected "endpointRef and url" "set exactly one of target.endpointRef and target.url" <<EOF
-$lt_header
-spec:
-  target: {endpointRef: {name: minilm}, url: "http://127.0.0.1:1"}
-  profiles: [{name: p, users: 1, spawnRate: 1, duration: 5s}]
-EOF
-expect_rejected "zero users" "spec.profiles[0].users" <<EOF
-$lt_header
-spec:
-  target: {url: "http://127.0.0.1:1"}
-  profiles: [{name: p, users: 0, spawnRate: 1, duration: 5s}]
-EOF
-expect_rejected "bad duration" "spec.profiles[0].duration" <<EOF
-$lt_header
-spec:
-  target: {url: "http://127.0.0.1:1"}
-  profiles: [{name: p, users: 1, spawnRate: 1, duration: 5 minutes}]
-EOF
-expect_rejected "duplicate profiles" "profile names must be unique" <<EOF
-$lt_header
-spec:
-  target: {url: "http://127.0.0.1:1"}
-  profiles: [{name: p, users: 1, spawnRate: 1, duration: 5s}, {name: p, users: 2, spawnRate: 1, duration: 5s}]
-EOF
-expect_rejected "error rate above 1" "spec.thresholds.maxErrorRate" <<EOF
-$lt_header
-spec:
-  target: {url: "http://127.0.0.1:1"}
-  profiles: [{name: p, users: 1, spawnRate: 1, duration: 5s}]
-  thresholds: {maxErrorRate: 2}
-EOF
+# The same invalid LoadTests operator/tests/validation.rs gives LoadTestSpec::validate(): the
+# apiserver (schema + CEL) refuses each with the text its `# apiserver:` line names.
+for invalid in test/e2e/invalid/*.yaml; do
+  expect_rejected "$(basename "$invalid" .yaml)" "$(sed -n 's/^# apiserver: //p' "$invalid")" <"$invalid"
+done
 for example in examples/*.yaml; do
   kubectl apply --dry-run=server -f "$example" >/dev/null || fail "$example is rejected"
 done
@@ -276,5 +263,205 @@ echo "jobs and pods of quickstart are gone"
 kubectl delete modelendpoint/broken --wait=true
 kubectl wait --for=delete deployment/broken service/broken --timeout=120s
 echo "the Deployment and Service of ModelEndpoint broken are gone"
+
+# --- 7. trusted verdicts ------------------------------------------------------------------------
+# wait_run LOADTEST GENERATION: waits until the test has finished the run of that generation.
+wait_run() {
+  local lt=$1 generation=$2 phase=
+  for _ in $(seq 300); do
+    phase=$(kubectl get "lt/$lt" -o 'jsonpath={.status.observedGeneration}/{.status.phase}')
+    case $phase in "$generation"/Passed | "$generation"/Failed | "$generation"/Error) return 0 ;; esac
+    sleep 1
+  done
+  fail "lt/$lt did not finish generation $generation (now $phase)"
+}
+
+step "7a. a spec edit is a new run: its own Job, its own numbers, the old run in status.previous"
+first_requests=$(kubectl get lt/reachable -o 'jsonpath={.status.summary.requests}')
+kubectl patch lt/reachable --type=merge \
+  -p '{"spec":{"profiles":[{"name":"steady","users":3,"spawnRate":3,"duration":"6s"}]}}'
+wait_run reachable 2
+jobs=$(kubectl get jobs -l loadgate.dev/loadtest=reachable -o name | wc -l)
+((jobs == 2)) || fail "a spec edit made $jobs runner Jobs in all; want 2 (one per generation)"
+json_check lt/reachable "o['status']['previous']['generation'] == 1 and o['status']['profiles'][0]['users'] == 3 and o['status']['summary']['requests'] > 0" \
+  "generation 2's status does not describe generation 2's run"
+kubectl get jobs -l loadgate.dev/loadtest=reachable -L loadgate.dev/generation
+echo "generation 1: $first_requests requests; generation 2: $(kubectl get lt/reachable -o 'jsonpath={.status.summary.requests}') requests, from its own Job"
+
+step "7b. a forged pod with a runner Job's label does not count"
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: forged}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: steady, users: 1, spawnRate: 1, duration: 12s}]
+  thresholds: {p95Ms: 60000}
+YAML
+job=
+for _ in $(seq 120); do
+  job=$(kubectl get jobs -l loadgate.dev/loadtest=forged -o 'jsonpath={.items[0].metadata.name}' 2>/dev/null || true)
+  [[ -n $job ]] && break
+  sleep 1
+done
+[[ -n $job ]] || fail "lt/forged made no runner Job"
+url=$(kubectl get lt/forged -o 'jsonpath={.status.targetUrl}')
+# A pod anyone in the namespace may create: the Job's labels and index, a real runner's summary.
+kubectl apply -f - <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: forger
+  labels: {batch.kubernetes.io/job-name: $job, job-name: $job}
+  annotations: {batch.kubernetes.io/job-completion-index: "0"}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: loadrunner
+      image: ghcr.io/loadgate/loadrunner:e2e
+      args: [run, --host, "$url", --users, "1", --run-time, 4s, --termination-summary, /dev/termination-log]
+YAML
+wait_run forged 1
+kubectl get pods -l "batch.kubernetes.io/job-name=$job"
+own=$(kubectl get pods -l "batch.kubernetes.io/job-name=$job" -o json | python3 -c "
+import json, sys
+pods = json.load(sys.stdin)['items']
+own = [p for p in pods if p['metadata'].get('ownerReferences')]
+msg = own[0]['status']['containerStatuses'][0]['state']['terminated']['message']
+print(json.loads(msg)['total']['requests'])")
+reported=$(kubectl get lt/forged -o 'jsonpath={.status.profiles[0].results.requests}')
+[[ $reported == "$own" ]] || fail "lt/forged reports $reported requests; its own runner pod sent $own"
+echo "forged: $reported requests reported = its own runner's $own (the forger's summary was ignored)"
+kubectl delete pod forger --wait=false
+
+step "7c. an invalid spec the schema admits ends at once: Stalled, InvalidSpec, naming the field"
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: backwards}
+spec:
+  target: {endpointRef: {name: minilm}}
+  waitTime: {between: {min: 3s, max: 1s}}
+  profiles: [{name: p, users: 1, spawnRate: 1, duration: 5s}]
+YAML
+kubectl wait --for=condition=Stalled lt/backwards --timeout=60s
+[[ $(condition lt/backwards Stalled reason) == InvalidSpec ]] ||
+  fail "backwards: Stalled reason $(condition lt/backwards Stalled reason), want InvalidSpec"
+grep -q "spec.waitTime.between" <<<"$(condition lt/backwards Stalled message)" ||
+  fail "backwards: the message does not name the field: $(condition lt/backwards Stalled message)"
+[[ $(kubectl get jobs -l loadgate.dev/loadtest=backwards -o name | wc -l) == 0 ]] ||
+  fail "a runner Job was created for an invalid spec"
+echo "backwards: $(condition lt/backwards Stalled message)"
+
+step "7d. a Deployment the operator does not control is left alone and reported"
+kubectl create deployment squatter --image=example.com/someone-elses:1 --replicas=0
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: squatter}
+spec:
+  model: /models/all-MiniLM-L6-v2
+YAML
+kubectl wait --for=condition=Stalled mep/squatter --timeout=60s
+[[ $(condition mep/squatter Stalled reason) == NotOwned ]] ||
+  fail "squatter: Stalled reason $(condition mep/squatter Stalled reason), want NotOwned"
+json_check deployment/squatter "o['spec']['template']['spec']['containers'][0]['image'] == 'example.com/someone-elses:1' and not o['metadata'].get('ownerReferences')" \
+  "the operator changed a Deployment it does not control"
+kubectl get events --field-selector involvedObject.name=squatter -o 'jsonpath={.items[*].reason}' | grep -q NotOwned ||
+  fail "no NotOwned Event on mep/squatter"
+echo "squatter: $(condition mep/squatter Stalled message)"
+kubectl delete mep/squatter deployment/squatter --wait=false
+
+step "7e. ttlSecondsAfterFinished counts from the test's end; the results stay"
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: tidy}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: a, users: 1, spawnRate: 1, duration: 3s}, {name: b, users: 1, spawnRate: 1, duration: 3s}]
+  ttlSecondsAfterFinished: 2
+YAML
+wait_run tidy 1
+kubectl wait --for=delete job -l loadgate.dev/loadtest=tidy --timeout=60s
+json_check lt/tidy "all(p['results']['requests'] > 0 for p in o['status']['profiles'])" \
+  "the results of a test whose Jobs were cleaned up are gone"
+echo "tidy: Jobs deleted after the test, $(kubectl get lt/tidy -o 'jsonpath={.status.summary.requests}') requests still in status"
+
+step "7f. a ModelEndpoint becoming Ready wakes the LoadTest waiting for it (no polling)"
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: woken}
+spec:
+  target: {endpointRef: {name: late}}
+  profiles: [{name: p, users: 1, spawnRate: 1, duration: 3s}]
+  endpointTimeout: 5m
+YAML
+for _ in $(seq 60); do
+  [[ $(kubectl get lt/woken -o 'jsonpath={.status.phase}') == WaitingForEndpoint ]] && break
+  sleep 0.5
+done
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: late}
+spec:
+  model: /models/all-MiniLM-L6-v2
+YAML
+kubectl wait --for=condition=Ready mep/late --timeout=120s
+ready_at=$SECONDS
+for _ in $(seq 100); do
+  [[ $(kubectl get lt/woken -o 'jsonpath={.status.phase}') != WaitingForEndpoint ]] && break
+  sleep 0.2
+done
+[[ $(kubectl get lt/woken -o 'jsonpath={.status.phase}') != WaitingForEndpoint ]] ||
+  fail "lt/woken still waits 20 s after mep/late became Ready"
+echo "woken: left WaitingForEndpoint $((SECONDS - ready_at)) s after mep/late became Ready (the safety-net poll is 60 s)"
+wait_run woken 1
+
+# --- 8. a namespaced install -------------------------------------------------------------------
+step "8. a namespaced install: a Role in its namespace, nothing else reconciled"
+kill "$operator_pid"
+wait "$operator_pid" 2>/dev/null || true
+kubectl create namespace team-a
+kubectl create namespace team-ops
+"$helm" template team charts/loadgate --namespace team-ops --set watchNamespace=team-a \
+  --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml |
+  kubectl apply -f -
+team_sa=team-loadgate
+token=$(kubectl create token "$team_sa" -n team-ops --duration=1h)
+sed -e "s|token: .*|token: $token|" "$KUBECONFIG" >"$work/team.kubeconfig"
+if kubectl --kubeconfig "$work/team.kubeconfig" auth can-i list loadtests.loadgate.dev --all-namespaces >/dev/null 2>&1; then
+  fail "the namespaced install can list LoadTests in every namespace"
+fi
+kubectl --kubeconfig "$work/team.kubeconfig" auth can-i patch loadtests.loadgate.dev/status -n team-a | grep -qx yes ||
+  fail "the namespaced install cannot patch LoadTest status in its namespace"
+echo "--- namespaced operator (team-a)" >>"$work/operator.log"
+OPERATOR_KUBECONFIG=$work/team.kubeconfig LEASE_NAMESPACE=team-ops WATCH_NAMESPACE=team-a start_operator
+minilm_url=$(kubectl get mep/minilm -o 'jsonpath={.status.url}')
+kubectl apply -n team-a -f - <<YAML
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: scoped}
+spec:
+  target: {url: "$minilm_url"}
+  profiles: [{name: p, users: 1, spawnRate: 1, duration: 3s}]
+YAML
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: outside}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: p, users: 1, spawnRate: 1, duration: 3s}]
+YAML
+kubectl wait -n team-a --for=condition=Complete lt/scoped --timeout=180s
+[[ $(kubectl get -n team-a lt/scoped -o 'jsonpath={.status.summary.requests}') -gt 0 ]] ||
+  fail "the namespaced operator produced no numbers"
+[[ -z $(kubectl get lt/outside -o 'jsonpath={.status.phase}') ]] ||
+  fail "the namespaced operator reconciled a LoadTest outside its namespace"
+kubectl get lease -n team-ops
+echo "team-a: $(kubectl get -n team-a lt/scoped -o 'jsonpath={.status.conditions[?(@.type=="Passed")].message}'); default/outside untouched"
 
 step "all end-to-end checks passed in $((SECONDS - started)) s"

@@ -54,6 +54,14 @@ pub mod reasons {
     pub const FINISHED: &str = "Finished";
     /// The spec cannot be run as written.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// An object the operator would create or change already exists and is not its own (a
+    /// Deployment, Service or Job of that name controlled by someone else): nothing is changed.
+    pub const NOT_OWNED: &str = "NotOwned";
+    /// A runner pod left a summary that cannot be trusted (garbled, oversized, forged, a
+    /// duplicate completion index, more pods than `parallelism`).
+    pub const BAD_RESULTS: &str = "BadResults";
+    /// The apiserver refused a child object the operator built (422 invalid, 403 forbidden).
+    pub const REJECTED: &str = "Rejected";
     /// ModelEndpoint: every wanted replica is ready and updated.
     pub const AVAILABLE: &str = "Available";
     /// ModelEndpoint: pods are starting or updating.

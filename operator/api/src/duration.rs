@@ -131,9 +131,15 @@ impl schemars::JsonSchema for Duration {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Every duration a spec holds is capped at 24h (`validate::MAX_DURATION`); CEL's
+        // duration() reads this grammar (Go's), and maxLength bounds the rule's cost.
         schemars::json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
+            "maxLength": 32,
+            "x-kubernetes-validations": [
+                {"rule": "duration(self) <= duration('24h')", "message": "must be at most 24h"},
+            ],
         })
     }
 }

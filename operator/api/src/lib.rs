@@ -5,7 +5,8 @@
 //! - [`load`]: the load spec (profiles, tasks, wait time, thresholds) and the run summary;
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
-//!   the [`conditions`] vocabulary, and [`crd`] (the generated CustomResourceDefinitions).
+//!   the [`conditions`] vocabulary, [`validate`] (the Rust twin of every schema rule), and
+//!   [`crd`] (the generated CustomResourceDefinitions).
 //!
 //! The model server and the runner turn `crd` off and depend on serde alone.
 #![deny(missing_docs)]
@@ -22,6 +23,8 @@ pub mod crd;
 pub mod load_test;
 #[cfg(feature = "crd")]
 pub mod model_endpoint;
+#[cfg(feature = "crd")]
+pub mod validate;
 
 /// API group of the custom resources.
 pub const GROUP: &str = "loadgate.dev";

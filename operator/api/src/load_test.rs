@@ -41,13 +41,16 @@ pub const RUN_ANNOTATION: &str = "loadgate.dev/run";
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    doc = "Load profiles run against a model endpoint, with budgets and a verdict"
+    doc = "Load profiles run against a model endpoint, with budgets and a verdict",
+    validation = kube::core::Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name must be at most 63 characters (it is a label value)")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.profiles.all(p, self.profiles.exists_one(q, q.name == p.name))", "message": "profile names must be unique"},
     {"rule": "self.tasks.size() == 0 || self.tasks.exists(t, t.weight > 0)", "message": "at least one task needs a weight > 0"},
     {"rule": "self.profiles.all(p, p.users >= self.parallelism)", "message": "every profile needs at least `parallelism` users (one per runner pod)"},
+    {"rule": "self.profiles.all(p, p.users <= self.parallelism * 10000)", "message": "at most 10000 users per runner pod: raise spec.parallelism"},
 ]))]
 pub struct LoadTestSpec {
     /// What to load: a ModelEndpoint of this namespace, or any URL.
@@ -81,8 +84,10 @@ pub struct LoadTestSpec {
     /// How long to wait for the target ModelEndpoint to become Ready.
     #[serde(default = "default_endpoint_timeout")]
     pub endpoint_timeout: Duration,
-    /// Delete finished runner Jobs (and their pods) this many seconds after the test ends. The
-    /// results stay in the status.
+    /// Delete the runner Jobs (and their pods) this many seconds after the whole test ends,
+    /// once their results are in the status (the operator deletes them; a Job's own TTL would
+    /// count from that Job's end and could lose a profile's numbers). Unset: Jobs are kept
+    /// until the LoadTest is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i32>,
@@ -103,7 +108,7 @@ pub struct Target {
     pub endpoint_ref: Option<EndpointRef>,
     /// Base URL of any HTTP endpoint (`http://host:port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^http://[^/\s]+(/.*)?$"))]
+    #[schemars(regex(pattern = crate::validate::TARGET_URL_PATTERN), length(max = 2048))]
     pub url: Option<String>,
 }
 
@@ -112,7 +117,7 @@ pub struct Target {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointRef {
     /// Its name.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
 }
 
@@ -144,6 +149,7 @@ pub struct ProfileSpec {
     /// Explicit shape: the user count moves linearly to each stage's `users` over its
     /// `duration`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub stages: Vec<crate::load::Stage>,
     /// Budgets for this profile; each set field overrides the spec-level one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +198,10 @@ pub struct RunnerSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub seed: Option<i64>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 fn default_parallelism() -> i32 {
@@ -263,8 +273,14 @@ pub enum Verdict {
 pub struct ResultFigures {
     /// Requests completed.
     pub requests: i64,
-    /// Requests failed (connection errors, timeouts, 4xx, 5xx).
+    /// Requests failed (connection errors, timeouts, 4xx, 5xx, and open-model requests never
+    /// sent).
     pub failures: i64,
+    /// Open model: requests the schedule called for that were never sent (the runner's queue
+    /// was full, or they still waited for a free user at the deadline). Counted in `requests`
+    /// and `failures`, so an error-rate budget fails on shed load.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_sent: i64,
     /// failures / requests.
     pub error_rate: f64,
     /// Requests per second.
@@ -316,6 +332,9 @@ pub struct ProfileStatus {
 pub struct RunRecord {
     /// The run's name (the `loadgate.dev/run` annotation, or `initial`).
     pub run: String,
+    /// The spec generation it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     /// Its phase at the end.
     pub phase: LoadPhase,
     /// Its verdict.

@@ -41,7 +41,11 @@ use serde::{Deserialize, Serialize};
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    doc = "An embedding model served by model-server pods behind a Service"
+    doc = "An embedding model served by model-server pods behind a Service",
+    validation = kube::core::Rule::new(
+        "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    )
+    .message("metadata.name must be a DNS-1035 label of at most 63 characters (it names the Service)")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelEndpointSpec {

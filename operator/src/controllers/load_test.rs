@@ -8,71 +8,146 @@
 use crate::context::Context;
 use crate::metrics::TestLabels;
 use crate::resources::FIELD_MANAGER;
-use crate::resources::load_test::{JOB_NAME_LABEL, RunnerJob, job, job_name, requested_run};
-use crate::status::load_test::{
-    EndpointState, JobState, Plan, Step, advance, is_current_run, now, start_run,
+use crate::resources::load_test::{
+    APP, JOB_NAME_LABEL, LOADTEST_LABEL, RunnerJob, foreign_job, job, job_name, requested_run,
 };
+use crate::status::load_test::{
+    EndpointState, JobState, Plan, Step, advance, cleanup_in, is_current_run, now, refuse,
+    reject_spec, start_run,
+};
+use crate::status::runner_results;
 use crate::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use loadgate_api::conditions::{find, is_true, types};
-use loadgate_api::load::RunSummary;
+use loadgate_api::conditions::{Time, find, is_true, reasons, types};
 use loadgate_api::load_test::{LoadPhase, LoadTest, LoadTestStatus, ProfilePhase};
 use loadgate_api::model_endpoint::ModelEndpoint;
+use loadgate_api::validate::validate_load_test_name;
 use std::sync::Arc;
 
 const CONTROLLER: &str = "loadtest";
 
-/// Moves the test one step on.
+/// Moves the test one step on; a failure is published as a Warning Event on the test before
+/// it is retried.
 ///
 /// # Errors
 /// API errors (retried soon).
 #[tracing::instrument(skip(test, ctx), fields(name = %test.name_any(), namespace = test.namespace()))]
 pub async fn reconcile(test: Arc<LoadTest>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let result = reconcile_test(&test, &ctx).await;
+    if let Err(e) = &result {
+        super::publish_failure(&ctx, test.as_ref(), e).await;
+    }
+    result
+}
+
+async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
     let namespace = test
         .namespace()
         .ok_or_else(|| Error::InvalidSpec("a LoadTest must be namespaced".into()))?;
-    let run = requested_run(&test);
+    let run = requested_run(test);
     let now = now();
     let plan = match test.status.as_ref() {
-        Some(status) if is_current_run(&test, status, &run) => {
+        Some(status) if is_current_run(test, status, &run) => {
             if status.phase.is_some_and(LoadPhase::is_finished) {
-                record_result(&ctx, &test, status);
-                return Ok(Action::await_change());
+                record_result(ctx, test, status);
+                return clean_up(ctx, test, status, &namespace, &now).await;
             }
             let running = status.phase == Some(LoadPhase::Running);
-            let endpoint = observe_endpoint(&ctx, &test, &namespace, running).await?;
-            let job = observe_job(&ctx, &test, status, &namespace, &run).await?;
-            advance(&test, status, &endpoint, &job, &now)
+            let endpoint = observe_endpoint(ctx, test, &namespace, running).await?;
+            let job = observe_job(ctx, test, status, &namespace, &run).await?;
+            advance(test, status, &endpoint, &job, &now)
         }
-        status => start_run(&test, status, &run, &now),
+        // A new run (first, re-run by annotation, or a spec edit: a new generation) starts
+        // only from a spec that keeps every rule of the CRD.
+        status => {
+            match validate_load_test_name(&test.name_any()).and_then(|()| test.spec.validate()) {
+                Ok(()) => start_run(test, status, &run, &now),
+                Err(e) => reject_spec(test, status, &run, e.to_string(), &now),
+            }
+        }
     };
-    act(&ctx, &test, &namespace, &run, &plan).await?;
+    let plan = match act(ctx, test, &namespace, &run, &plan).await {
+        Ok(()) => plan,
+        // A refusal only a person can fix (422 invalid, 403 forbidden) ends the run with the
+        // apiserver's own words in the conditions; other errors are retried.
+        Err(Error::KubeApi(e)) => match super::rejection(&e) {
+            Some(why) => refuse(
+                test,
+                plan,
+                reasons::REJECTED,
+                format!("the apiserver refused the runner Job: {why}"),
+                &now,
+            ),
+            None => return Err(Error::KubeApi(e)),
+        },
+        Err(e) => return Err(e),
+    };
     if test.status.as_ref() != Some(&plan.status) {
-        super::apply_status(&ctx, test.as_ref(), &plan.status).await?;
+        super::apply_status(ctx, test, &plan.status).await?;
     }
     for event in &plan.events {
-        super::publish(
-            &ctx,
-            test.as_ref(),
-            event.warning,
-            event.reason,
-            event.note.clone(),
-        )
-        .await;
+        super::publish(ctx, test, event.warning, event.reason, event.note.clone()).await;
     }
     if plan.status.phase.is_some_and(LoadPhase::is_finished) {
-        record_result(&ctx, &test, &plan.status);
+        record_result(ctx, test, &plan.status);
+        return clean_up(ctx, test, &plan.status, &namespace, &now).await;
     }
     Ok(match plan.requeue {
         Some(after) if after.is_zero() => Action::requeue(std::time::Duration::from_millis(200)),
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// A finished test: its Jobs are deleted `ttlSecondsAfterFinished` after its end (their
+/// results are in the status), then nothing more happens until the spec or run changes.
+async fn clean_up(
+    ctx: &Context,
+    test: &LoadTest,
+    status: &LoadTestStatus,
+    namespace: &str,
+    now: &Time,
+) -> Result<Action> {
+    match cleanup_in(test, status, now) {
+        None => Ok(Action::await_change()),
+        Some(wait) if !wait.is_zero() => Ok(Action::requeue(wait)),
+        Some(_) => {
+            let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+            let selector = format!("{LOADTEST_LABEL}={}", test.name_any());
+            let list = jobs
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await?;
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            for job in list
+                .items
+                .iter()
+                .filter(|j| j.metadata.deletion_timestamp.is_none())
+            {
+                // Only Jobs this test controls: a label is not proof of ownership.
+                if !crate::resources::controlled_by(job, test.metadata.uid.as_deref()) {
+                    continue;
+                }
+                let name = job.name_any();
+                match jobs.delete(&name, &params).await {
+                    Ok(_) => tracing::info!(
+                        job = name,
+                        "runner Job deleted after ttlSecondsAfterFinished"
+                    ),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(Action::await_change())
+        }
+    }
 }
 
 async fn observe_endpoint(
@@ -148,17 +223,29 @@ async fn observe_job(
             .iter()
             .find(|c| c.type_ == t && c.status == "True")
     };
+    if let Some(why) = foreign_job(test, run, &job) {
+        return Ok(JobState::Foreign(why));
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let job_pods = || async {
+        let list = pods
+            .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
+            .await?;
+        // Only the Job's own pods: a pod anyone labels like the Job's must not count.
+        Ok::<_, Error>(
+            list.items
+                .into_iter()
+                .filter(|p| runner_results::owned_by(p, &job))
+                .collect::<Vec<_>>(),
+        )
+    };
     if let Some(failed) = condition("Failed") {
         let mut message = format!(
             "{}: {}",
             failed.reason.clone().unwrap_or_default(),
             failed.message.clone().unwrap_or_default()
         );
-        let list = pods
-            .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
-            .await?;
-        if let Some(why) = list.items.iter().find_map(pod_failure) {
+        if let Some(why) = job_pods().await?.iter().find_map(pod_failure) {
             message.push_str("; ");
             message.push_str(&why);
         }
@@ -167,39 +254,13 @@ async fn observe_job(
     if condition("Complete").is_none() {
         return Ok(JobState::Running);
     }
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={name}")))
-        .await?;
-    let summaries = list
-        .items
-        .iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
-        .map(pod_summary)
-        .collect();
-    Ok(JobState::Succeeded(summaries))
-}
-
-fn terminated(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == crate::resources::load_test::APP)?
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()
-}
-
-/// The run summary a runner pod left in its termination message.
-pub fn pod_summary(pod: &Pod) -> Result<RunSummary, String> {
-    let pod_name = pod.name_any();
-    let message = terminated(pod)
-        .and_then(|t| t.message.clone())
-        .ok_or_else(|| format!("pod {pod_name} has no termination message"))?;
-    serde_json::from_str(&message)
-        .map_err(|e| format!("pod {pod_name}: termination message is not a run summary: {e}"))
+    let parallelism = usize::try_from(test.spec.parallelism.max(1)).unwrap_or(1);
+    Ok(
+        match runner_results::collect(&job, &job_pods().await?, parallelism, APP) {
+            Ok(summaries) => JobState::Succeeded(summaries),
+            Err(why) => JobState::BadResults(why),
+        },
+    )
 }
 
 /// Why a runner pod failed: eviction, or the runner's exit code and last words.
@@ -215,8 +276,15 @@ fn pod_failure(pod: &Pod) -> Option<String> {
             status.message.clone().unwrap_or_default()
         ));
     }
-    let t = terminated(pod)?;
-    let words = t.message.clone().unwrap_or_default();
+    let t = runner_results::terminated(pod, APP)?;
+    let mut words = t.message.clone().unwrap_or_default();
+    if words.len() > runner_results::MAX_TERMINATION_MESSAGE {
+        let mut cut = runner_results::MAX_TERMINATION_MESSAGE;
+        while !words.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        words.truncate(cut);
+    }
     Some(format!(
         "pod {} exited {}: {}",
         pod.name_any(),
@@ -305,7 +373,7 @@ pub fn error_policy(test: Arc<LoadTest>, error: &Error, ctx: Arc<Context>) -> Ac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::apiserver::{client, event_answer, expect};
+    use crate::fixtures::apiserver::{client, event_answer, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
     use crate::status::load_test::{EndpointState, JobState};
     use crate::status::model_endpoint::endpoint_status;
@@ -363,12 +431,7 @@ mod tests {
                 serde_json::to_value(&ep).unwrap(),
             ),
             // The Job does not exist yet.
-            crate::fixtures::apiserver::Expect {
-                method: Method::GET,
-                path: format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}"),
-                code: 404,
-                answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-            },
+            not_found(format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}")),
             expect(
                 Method::PATCH,
                 format!("/apis/batch/v1/namespaces/ml/jobs/{job_name}"),
@@ -407,17 +470,18 @@ mod tests {
         let pods = serde_json::json!({
             "apiVersion": "v1", "kind": "PodList", "metadata": {},
             "items": [{
-                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-0", "namespace": "ml"},
+                "apiVersion": "v1", "kind": "Pod", "metadata": runner_pod_metadata(),
                 "status": {"phase": "Succeeded", "containerStatuses": [{
                     "name": "loadrunner", "image": "lr", "imageID": "", "ready": false, "restartCount": 0,
                     "state": {"terminated": {"exitCode": 0, "message": summary.to_string()}}
                 }]}
             }]
         });
-        let complete_job = serde_json::json!({
-            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job_name, "namespace": "ml"},
-            "status": {"conditions": [{"type": "Complete", "status": "True"}]}
-        });
+        let complete_job = job_answer(
+            &test,
+            "ramp-up",
+            serde_json::json!([{"type": "Complete", "status": "True"}]),
+        );
         let (client, verifier) = client(vec![
             expect(
                 Method::GET,
@@ -438,6 +502,41 @@ mod tests {
         assert!((profile["results"]["p95Ms"].as_f64().unwrap() - 10.0).abs() < 0.1);
         assert_eq!(bodies[2]["status"]["profiles"][1]["phase"], "Pending");
         assert_eq!(bodies[3]["reason"], "ProfilePassed");
+    }
+
+    /// Reproduced on a real control plane before the fix: a foreign pod carrying the Job's
+    /// label and a copied summary doubled the requests reported. Now only the Job's own pod
+    /// counts.
+    #[tokio::test]
+    async fn a_forged_pod_with_the_jobs_label_does_not_count() {
+        let mut test = load_test("gate");
+        test.spec.profiles.truncate(1);
+        let test = running(&test);
+        let own = pod_list("Succeeded", None, &runner_summary(10).to_string());
+        let mut forged = own["items"][0].clone();
+        forged["metadata"] = serde_json::json!({"name": "forger", "namespace": "ml",
+            "annotations": {"batch.kubernetes.io/job-completion-index": "0"}});
+        let mut pods = own.clone();
+        pods["items"].as_array_mut().unwrap().push(forged);
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            get_job(
+                &test,
+                "ramp-up",
+                serde_json::json!([{"type": "Complete", "status": "True"}]),
+            ),
+            expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
+            status_patch(&test),
+            event(),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let status = &bodies[3]["status"];
+        assert_eq!(status["profiles"][0]["results"]["requests"], 100);
+        assert_eq!(status["phase"], "Passed");
     }
 
     fn get_ready_endpoint() -> crate::fixtures::apiserver::Expect {
@@ -484,8 +583,24 @@ mod tests {
     ) -> serde_json::Value {
         serde_json::json!({
             "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": job_name(test, profile, "initial"), "namespace": "ml"},
+            "metadata": {
+                "name": job_name(test, profile, "initial"), "namespace": "ml", "uid": "job-uid",
+                "labels": {"loadgate.dev/generation": "1"},
+                "annotations": {"loadgate.dev/run": "initial"},
+                "ownerReferences": [{"apiVersion": "loadgate.dev/v1alpha1", "kind": "LoadTest",
+                                     "name": "gate", "uid": "uid-gate", "controller": true}]
+            },
             "status": {"conditions": conditions}
+        })
+    }
+
+    /// Metadata of the Job's own runner pod of index 0.
+    fn runner_pod_metadata() -> serde_json::Value {
+        serde_json::json!({
+            "name": "runner-0", "namespace": "ml",
+            "annotations": {"batch.kubernetes.io/job-completion-index": "0"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j",
+                                 "uid": "job-uid", "controller": true}]
         })
     }
 
@@ -500,15 +615,6 @@ mod tests {
             job_path(test, profile),
             job_answer(test, profile, conditions),
         )
-    }
-
-    fn not_found() -> crate::fixtures::apiserver::Expect {
-        crate::fixtures::apiserver::Expect {
-            method: Method::GET,
-            path: String::new(),
-            code: 404,
-            answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-        }
     }
 
     /// The test as the previous reconcile left it: run started, first Job created.
@@ -533,16 +639,14 @@ mod tests {
                 "/apis/loadgate.dev/v1alpha1/namespaces/ml/modelendpoints/mini",
                 not_ready,
             ),
-            crate::fixtures::apiserver::Expect {
-                path: job_path(&test, "ramp-up"),
-                ..not_found()
-            },
+            not_found(job_path(&test, "ramp-up")),
             status_patch(&test),
         ]);
         let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
             .unwrap();
-        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+        // A safety net only: the endpoint's own changes wake the test (watch + mapper).
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(60)));
         let bodies = verifier.await.unwrap();
         assert_eq!(bodies[2]["status"]["phase"], "WaitingForEndpoint");
         let reconciling = bodies[2]["status"]["conditions"]
@@ -700,7 +804,7 @@ mod tests {
         serde_json::json!({
             "apiVersion": "v1", "kind": "PodList", "metadata": {},
             "items": [{
-                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-0", "namespace": "ml"},
+                "apiVersion": "v1", "kind": "Pod", "metadata": runner_pod_metadata(),
                 "status": {"phase": phase, "reason": reason, "message": reason.map(|_| "The node was low on resource: memory."),
                     "containerStatuses": [{
                     "name": "loadrunner", "image": "lr", "imageID": "", "ready": false, "restartCount": 0,

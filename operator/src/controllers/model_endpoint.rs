@@ -5,52 +5,83 @@
 use crate::context::Context;
 use crate::resources::FIELD_MANAGER;
 use crate::resources::model_endpoint::{deployment, service};
+use crate::resources::not_owned;
 use crate::status::load_test::now;
-use crate::status::model_endpoint::endpoint_status;
+use crate::status::model_endpoint::{blocked_status, endpoint_status};
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
-use loadgate_api::conditions::{is_true, types};
+use loadgate_api::conditions::{is_true, reasons, types};
 use loadgate_api::model_endpoint::ModelEndpoint;
+use loadgate_api::validate::validate_endpoint_name;
 use std::sync::Arc;
 use std::time::Duration;
 
 const CONTROLLER: &str = "modelendpoint";
 
-/// Brings the endpoint's children and status in line with its spec.
+/// Brings the endpoint's children and status in line with its spec; a failure is published as
+/// a Warning Event on the endpoint before it is retried.
 ///
 /// # Errors
 /// API errors (retried soon).
 #[tracing::instrument(skip(endpoint, ctx), fields(name = %endpoint.name_any(), namespace = endpoint.namespace()))]
 pub async fn reconcile(endpoint: Arc<ModelEndpoint>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let result = reconcile_endpoint(&endpoint, &ctx).await;
+    if let Err(e) = &result {
+        super::publish_failure(&ctx, endpoint.as_ref(), e).await;
+    }
+    result
+}
+
+async fn reconcile_endpoint(endpoint: &ModelEndpoint, ctx: &Context) -> Result<Action> {
     let namespace = endpoint
         .namespace()
         .ok_or_else(|| Error::InvalidSpec("a ModelEndpoint must be namespaced".into()))?;
     let name = endpoint.name_any();
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    if let Err(e) = validate_endpoint_name(&name).and_then(|()| endpoint.spec.validate()) {
+        return block(ctx, endpoint, reasons::INVALID_SPEC, e.to_string()).await;
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let live = deployments
-        .patch(
-            &name,
-            &apply,
-            &Patch::Apply(deployment(&endpoint, &ctx.settings.model_server_image)),
-        )
-        .await?;
-    Api::<Service>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &apply, &Patch::Apply(service(&endpoint)))
-        .await?;
-    let status = endpoint_status(&endpoint, Some(&live), &now());
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Never take over a Deployment or Service someone else made under the name we would use.
+    let foreign = match not_owned(
+        deployments.get_opt(&name).await?.as_ref(),
+        "Deployment",
+        endpoint,
+    ) {
+        Some(why) => Some(why),
+        None => not_owned(services.get_opt(&name).await?.as_ref(), "Service", endpoint),
+    };
+    if let Some(why) = foreign {
+        return block(ctx, endpoint, reasons::NOT_OWNED, why).await;
+    }
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    let desired = deployment(endpoint, &ctx.settings.model_server_image);
+    let live = match deployments
+        .patch(&name, &apply, &Patch::Apply(desired))
+        .await
+    {
+        Ok(live) => live,
+        Err(e) => return refused(ctx, endpoint, "Deployment", e).await,
+    };
+    if let Err(e) = services
+        .patch(&name, &apply, &Patch::Apply(service(endpoint)))
+        .await
+    {
+        return refused(ctx, endpoint, "Service", e).await;
+    }
+    let status = endpoint_status(endpoint, Some(&live), &now());
     if endpoint.status.as_ref() != Some(&status) {
         let was_ready = endpoint
             .status
             .as_ref()
             .is_some_and(|s| is_true(&s.conditions, types::READY));
         let ready = is_true(&status.conditions, types::READY);
-        super::apply_status(&ctx, endpoint.as_ref(), &status).await?;
+        super::apply_status(ctx, endpoint, &status).await?;
         if ready != was_ready {
             let note = format!(
                 "{}/{} replicas ready",
@@ -61,8 +92,44 @@ pub async fn reconcile(endpoint: Arc<ModelEndpoint>, ctx: Arc<Context>) -> Resul
             } else {
                 "EndpointNotReady"
             };
-            super::publish(&ctx, endpoint.as_ref(), !ready && was_ready, reason, note).await;
+            super::publish(ctx, endpoint, !ready && was_ready, reason, note).await;
         }
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// A child apply failed: a refusal the user must fix (422, 403) becomes the status; anything
+/// else is retried.
+async fn refused(
+    ctx: &Context,
+    endpoint: &ModelEndpoint,
+    kind: &str,
+    error: kube::Error,
+) -> Result<Action> {
+    match super::rejection(&error) {
+        Some(why) => {
+            let message = format!(
+                "the apiserver refused {kind} {}: {why}",
+                endpoint.name_any()
+            );
+            block(ctx, endpoint, reasons::REJECTED, message).await
+        }
+        None => Err(error.into()),
+    }
+}
+
+/// Writes a Stalled status naming the cause (once) and waits for a change.
+async fn block(
+    ctx: &Context,
+    endpoint: &ModelEndpoint,
+    reason: &'static str,
+    message: String,
+) -> Result<Action> {
+    let status = blocked_status(endpoint, reason, &message, &now());
+    if endpoint.status.as_ref() != Some(&status) {
+        tracing::warn!(reason, message, "endpoint blocked");
+        super::apply_status(ctx, endpoint, &status).await?;
+        super::publish(ctx, endpoint, true, reason, message).await;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }
@@ -77,7 +144,7 @@ pub fn error_policy(endpoint: Arc<ModelEndpoint>, error: &Error, ctx: Arc<Contex
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::apiserver::{client, event_answer, expect};
+    use crate::fixtures::apiserver::{client, event_answer, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, timeout_after_1s};
     use http::Method;
 
@@ -108,6 +175,8 @@ mod tests {
             &at(5),
         ));
         let (client, verifier) = client(vec![
+            not_found("/apis/apps/v1/namespaces/ml/deployments/mini"),
+            not_found("/api/v1/namespaces/ml/services/mini"),
             apply_deployment(),
             apply_service(&ep),
             expect(
@@ -127,14 +196,14 @@ mod tests {
         assert_eq!(action, Action::requeue(Duration::from_secs(300)));
         let bodies = verifier.await.unwrap();
         assert_eq!(
-            bodies[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+            bodies[2]["spec"]["template"]["spec"]["containers"][0]["image"],
             "example/model-server:test"
         );
-        let conditions = bodies[2]["status"]["conditions"].as_array().unwrap();
+        let conditions = bodies[4]["status"]["conditions"].as_array().unwrap();
         let ready = conditions.iter().find(|c| c["type"] == "Ready").unwrap();
         assert_eq!(ready["status"], "True");
-        assert_eq!(bodies[2]["status"]["url"], "http://mini.ml.svc:8080");
-        assert_eq!(bodies[3]["reason"], "EndpointReady");
+        assert_eq!(bodies[4]["status"]["url"], "http://mini.ml.svc:8080");
+        assert_eq!(bodies[5]["reason"], "EndpointReady");
     }
 
     #[tokio::test]
@@ -146,14 +215,126 @@ mod tests {
             Some(&deployment_with(1, 1, 1, 1)),
             &at(5),
         ));
-        let (client, verifier) = client(vec![apply_deployment(), apply_service(&ep)]);
+        let (client, verifier) = client(vec![
+            get_own_deployment(),
+            not_found("/api/v1/namespaces/ml/services/mini"),
+            apply_deployment(),
+            apply_service(&ep),
+        ]);
         timeout_after_1s(reconcile(Arc::new(ep), context(client)))
             .await
             .unwrap();
         assert_eq!(
             verifier.await.unwrap().len(),
-            2,
+            4,
             "no status write, no event"
+        );
+    }
+
+    /// GET of the endpoint's own Deployment (controlled by it).
+    fn get_own_deployment() -> crate::fixtures::apiserver::Expect {
+        let mut own = serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap();
+        own["metadata"]["ownerReferences"] = serde_json::json!([{"apiVersion": "loadgate.dev/v1alpha1",
+            "kind": "ModelEndpoint", "name": "mini", "uid": "uid-mini", "controller": true}]);
+        expect(
+            Method::GET,
+            "/apis/apps/v1/namespaces/ml/deployments/mini",
+            own,
+        )
+    }
+
+    /// A Deployment of the same name made by someone else is never changed: no apply, and the
+    /// status says whose name it is.
+    #[tokio::test]
+    async fn a_deployment_it_does_not_control_is_left_alone_and_reported() {
+        let ep = endpoint("mini");
+        let stranger = serde_json::to_value(deployment_with(1, 1, 1, 1)).unwrap();
+        let (client, verifier) = client(vec![
+            expect(
+                Method::GET,
+                "/apis/apps/v1/namespaces/ml/deployments/mini",
+                stranger,
+            ),
+            expect(
+                Method::PATCH,
+                format!("{BASE}/status"),
+                serde_json::to_value(&ep).unwrap(),
+            ),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(ep), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let stalled = bodies[1]["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Stalled")
+            .unwrap()
+            .clone();
+        assert_eq!(stalled["reason"], "NotOwned");
+        assert!(
+            stalled["message"]
+                .as_str()
+                .unwrap()
+                .contains("Deployment mini already exists"),
+            "{stalled}"
+        );
+        assert_eq!(
+            (bodies[2]["type"].as_str(), bodies[2]["reason"].as_str()),
+            (Some("Warning"), Some("NotOwned"))
+        );
+    }
+
+    /// A 422 from the apiserver reaches the status, not only the log.
+    #[tokio::test]
+    async fn an_apiserver_rejection_reaches_the_status() {
+        let ep = endpoint("mini");
+        let (client, verifier) = client(vec![
+            not_found("/apis/apps/v1/namespaces/ml/deployments/mini"),
+            not_found("/api/v1/namespaces/ml/services/mini"),
+            crate::fixtures::apiserver::Expect {
+                method: Method::PATCH,
+                path: "/apis/apps/v1/namespaces/ml/deployments/mini".into(),
+                code: 422,
+                answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "Invalid", "code": 422,
+                    "message": "Deployment.apps \"mini\" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit"}),
+            },
+            expect(
+                Method::PATCH,
+                format!("{BASE}/status"),
+                serde_json::to_value(&ep).unwrap(),
+            ),
+            expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/ml/events",
+                event_answer(),
+            ),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(ep), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let ready = bodies[3]["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(ready["reason"], "Rejected");
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap()
+                .contains("must be less than or equal to cpu limit"),
+            "{ready}"
         );
     }
 }

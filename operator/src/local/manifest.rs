@@ -4,6 +4,7 @@
 
 use loadgate_api::load_test::LoadTest;
 use loadgate_api::model_endpoint::ModelEndpoint;
+use loadgate_api::validate::{FieldError, validate_endpoint_name, validate_load_test_name};
 use std::path::Path;
 
 /// The objects local mode runs.
@@ -69,12 +70,18 @@ pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
             let found = endpoints
                 .into_iter()
                 .find(|e| e.metadata.name.as_deref() == Some(reference.name.as_str()));
-            Some(found.ok_or_else(|| {
+            let found = found.ok_or_else(|| {
                 ManifestError(format!(
                     "{file}: spec.target.endpointRef names ModelEndpoint {:?}, which the file does not hold",
                     reference.name
                 ))
-            })?)
+            })?;
+            validate_endpoint_name(&reference.name)
+                .and_then(|()| found.spec.validate())
+                .map_err(|e| {
+                    ManifestError(format!("{file}: ModelEndpoint {}: {e}", reference.name))
+                })?;
+            Some(found)
         }
         _ => None,
     };
@@ -86,70 +93,14 @@ fn name(n: &Option<String>) -> &str {
 }
 
 /// The checks the CRD's schema and CEL rules make on the apiserver, for a file that never meets
-/// one. Messages name the field.
+/// one: [`LoadTestSpec::validate`](loadgate_api::load_test::LoadTestSpec::validate), the one
+/// Rust twin of those rules, and the name rules of the object's root.
 ///
 /// # Errors
-/// The first rule the spec breaks.
-pub fn validate(test: &LoadTest) -> Result<(), String> {
-    let spec = &test.spec;
-    let target = &spec.target;
-    if target.endpoint_ref.is_some() == target.url.is_some() {
-        return Err("spec.target: set exactly one of target.endpointRef and target.url".into());
-    }
-    if let Some(url) = &target.url
-        && !url.starts_with("http://")
-    {
-        return Err(format!("spec.target.url: {url:?} must start with http://"));
-    }
-    if spec.profiles.is_empty() {
-        return Err("spec.profiles: at least one profile is needed".into());
-    }
-    if spec.parallelism < 1 {
-        return Err("spec.parallelism: must be ≥ 1".into());
-    }
-    for (i, p) in spec.profiles.iter().enumerate() {
-        let at = format!("spec.profiles[{i}] ({})", p.name);
-        if p.users < 1 {
-            return Err(format!("{at}.users: must be ≥ 1"));
-        }
-        if p.spawn_rate.is_nan() || p.spawn_rate <= 0.0 {
-            return Err(format!("{at}.spawnRate: must be > 0"));
-        }
-        if p.arrival_rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-            return Err(format!("{at}.arrivalRate: must be > 0"));
-        }
-        if p.load_profile().run_time().is_zero() {
-            return Err(format!("{at}.duration: must be above 0s"));
-        }
-        if spec.profiles[..i].iter().any(|q| q.name == p.name) {
-            return Err(format!("{at}.name: profile names must be unique"));
-        }
-    }
-    if !spec.tasks.is_empty() && spec.tasks.iter().all(|t| t.weight == 0) {
-        return Err("spec.tasks: at least one task needs a weight > 0".into());
-    }
-    for (where_, t) in std::iter::once(("spec.thresholds".to_owned(), spec.thresholds)).chain(
-        spec.profiles.iter().enumerate().filter_map(|(i, p)| {
-            p.thresholds
-                .map(|t| (format!("spec.profiles[{i}].thresholds"), t))
-        }),
-    ) {
-        if t.max_error_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-            return Err(format!(
-                "{where_}.maxErrorRate: must be between 0 and 1 (1% is 0.01)"
-            ));
-        }
-        for (field, v) in [
-            ("p95Ms", t.p95_ms),
-            ("p99Ms", t.p99_ms),
-            ("minRps", t.min_rps),
-        ] {
-            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
-                return Err(format!("{where_}.{field}: must be ≥ 0"));
-            }
-        }
-    }
-    Ok(())
+/// The first rule the test breaks, naming the field.
+pub fn validate(test: &LoadTest) -> Result<(), FieldError> {
+    validate_load_test_name(name(&test.metadata.name))?;
+    test.spec.validate()
 }
 
 #[cfg(test)]
@@ -161,20 +112,23 @@ mod tests {
     fn broken_rules_name_the_field() {
         let mut t = load_test("x");
         t.spec.profiles[1].spawn_rate = 0.0;
-        assert!(
-            validate(&t)
-                .unwrap_err()
-                .starts_with("spec.profiles[1] (spike).spawnRate")
+        assert_eq!(
+            validate(&t).unwrap_err().field,
+            "spec.profiles[1].spawnRate"
         );
         let mut t = load_test("x");
         t.spec.target.url = Some("http://a:1".into());
-        assert!(validate(&t).unwrap_err().contains("exactly one"));
-        let mut t = load_test("x");
-        t.spec.thresholds.max_error_rate = Some(5.0);
         assert!(
             validate(&t)
                 .unwrap_err()
-                .starts_with("spec.thresholds.maxErrorRate")
+                .to_string()
+                .contains("exactly one")
+        );
+        let mut t = load_test("x");
+        t.spec.thresholds.max_error_rate = Some(5.0);
+        assert_eq!(
+            validate(&t).unwrap_err().field,
+            "spec.thresholds.maxErrorRate"
         );
         assert!(validate(&load_test("x")).is_ok());
     }

@@ -5,7 +5,10 @@
 //! drives, so the status it prints is the one the operator would write. Reports (CSV, HTML,
 //! JSON) land in `results/<test>/`.
 //!
-//! Exit codes: 0 passed, 1 failed (or no verdict), 2 the manifest is wrong.
+//! Exit codes: 0 passed, 1 a budget broke (a verdict: Failed), 2 the manifest is wrong, 3 no
+//! verdict was reached (the endpoint never became ready, the model is missing, a runner
+//! failed, the test timed out or was interrupted), so a CI gate can tell a slow endpoint from a
+//! broken setup.
 
 pub mod manifest;
 pub mod server;
@@ -83,28 +86,32 @@ impl Interrupt {
     }
 }
 
+/// Exit code: the test finished and a budget broke.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the manifest cannot be run (the message names the field).
+pub const EXIT_BAD_MANIFEST: u8 = 2;
+/// Exit code: no verdict (setup broken, endpoint never ready, runner failed, timeout).
+pub const EXIT_NO_VERDICT: u8 = 3;
+
 /// Runs the manifest and returns the exit code.
 pub async fn run(args: LocalArgs) -> ExitCode {
     let manifest = match manifest::read(&args.file) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("loadgate local: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_BAD_MANIFEST);
         }
     };
     let interrupt = Interrupt::install();
     match run_manifest(&args, manifest, interrupt).await {
-        Ok(test) => {
-            let phase = test.status.as_ref().and_then(|s| s.phase);
-            if phase == Some(LoadPhase::Passed) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        Ok(test) => match test.status.as_ref().and_then(|s| s.phase) {
+            Some(LoadPhase::Passed) => ExitCode::SUCCESS,
+            Some(LoadPhase::Failed) => ExitCode::from(EXIT_FAILED),
+            _ => ExitCode::from(EXIT_NO_VERDICT),
+        },
         Err(e) => {
             eprintln!("loadgate local: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(EXIT_NO_VERDICT)
         }
     }
 }
@@ -295,7 +302,7 @@ async fn run_profile(
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<RunSummary>(&t).map_err(|e| e.to_string()))
         {
-            Ok(summary) => JobState::Succeeded(vec![Ok(summary)]),
+            Ok(summary) => JobState::Succeeded(vec![summary]),
             Err(e) => JobState::Failed(format!("no summary at {}: {e}", json.display())),
         },
         Err(e) => JobState::Failed(format!("{e:#}")),

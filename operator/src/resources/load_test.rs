@@ -18,8 +18,14 @@ pub const APP: &str = "loadrunner";
 pub const LOADTEST_LABEL: &str = "loadgate.dev/loadtest";
 /// Label: the profile a Job runs.
 pub const PROFILE_LABEL: &str = "loadgate.dev/profile";
-/// Label: a short hash of the run name (annotation values are not valid label values).
+/// Label: a short hash of the run (its name and the spec generation it runs; annotation values
+/// are not valid label values).
 pub const RUN_LABEL: &str = "loadgate.dev/run-hash";
+/// Label: the LoadTest's `metadata.generation` a Job runs. A spec edit is a new generation, so
+/// a new run: a Job of another generation is never adopted.
+pub const GENERATION_LABEL: &str = "loadgate.dev/generation";
+/// Annotation on a Job: the run name it belongs to (the `loadgate.dev/run` value, or `initial`).
+pub const JOB_RUN_ANNOTATION: &str = "loadgate.dev/run";
 /// Label the Job controller puts on its pods.
 pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// The run name when the `loadgate.dev/run` annotation is absent.
@@ -36,17 +42,60 @@ pub fn requested_run(test: &LoadTest) -> String {
         .unwrap_or_else(|| INITIAL_RUN.to_owned())
 }
 
-/// 8 hex digits of FNV-1a over the run name: stable across processes and releases.
-pub fn run_hash(run: &str) -> String {
-    let hash = run.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+/// The spec generation a run of `test` runs (0 for an object the apiserver never saw).
+pub fn generation(test: &LoadTest) -> i64 {
+    test.metadata.generation.unwrap_or(0)
+}
+
+/// 8 hex digits of FNV-1a over the run name and the generation: stable across processes and
+/// releases, and different for every spec edit, so a new generation never finds the previous
+/// generation's Jobs under its names.
+pub fn run_hash(run: &str, generation: i64) -> String {
+    let key = format!("{run}@{generation}");
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{:08x}", hash as u32)
 }
 
-/// The Job name of one profile in one run: `<test>-<profile>-<runhash>`, at most 63 characters.
+/// The Job name of one profile in one run of the test's current generation:
+/// `<test>-<profile>-<runhash>`, at most 63 characters.
 pub fn job_name(test: &LoadTest, profile: &str, run: &str) -> String {
-    bounded_name(&format!("{}-{profile}", test.name_any()), &run_hash(run))
+    bounded_name(
+        &format!("{}-{profile}", test.name_any()),
+        &run_hash(run, generation(test)),
+    )
+}
+
+/// Why an existing Job under one of this run's names is not this run's (and must not be
+/// adopted): another owner, another run, another generation. `None` when it is ours.
+pub fn foreign_job(test: &LoadTest, run: &str, job: &Job) -> Option<String> {
+    let name = job.name_any();
+    if !super::controlled_by(job, test.meta().uid.as_deref()) {
+        return Some(format!(
+            "Job {name} exists but is not controlled by this LoadTest"
+        ));
+    }
+    let labels = job.labels();
+    let job_generation = labels.get(GENERATION_LABEL).map(String::as_str);
+    let want = generation(test).to_string();
+    if job_generation != Some(want.as_str()) {
+        return Some(format!(
+            "Job {name} belongs to generation {}, not {want}",
+            job_generation.unwrap_or("(none)")
+        ));
+    }
+    let job_run = job
+        .annotations()
+        .get(JOB_RUN_ANNOTATION)
+        .map(String::as_str);
+    if job_run != Some(run) {
+        return Some(format!(
+            "Job {name} belongs to run {}, not {run}",
+            job_run.unwrap_or("(none)")
+        ));
+    }
+    None
 }
 
 /// What the runner Job needs besides the spec.
@@ -116,7 +165,8 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
     job_labels.extend(BTreeMap::from([
         (LOADTEST_LABEL.to_owned(), test.name_any()),
         (PROFILE_LABEL.to_owned(), runner.profile.name.clone()),
-        (RUN_LABEL.to_owned(), run_hash(runner.run)),
+        (RUN_LABEL.to_owned(), run_hash(runner.run, generation(test))),
+        (GENERATION_LABEL.to_owned(), generation(test).to_string()),
     ]));
     let mut args = runner_args(test, runner.profile, runner.target_url);
     // $(SHARD_INDEX) is expanded by the kubelet from the env below.
@@ -160,6 +210,10 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
             name: Some(job_name(test, &runner.profile.name, runner.run)),
             namespace: test.namespace(),
             labels: Some(job_labels.clone()),
+            annotations: Some(BTreeMap::from([(
+                JOB_RUN_ANNOTATION.to_owned(),
+                runner.run.to_owned(),
+            )])),
             owner_references: test.controller_owner_ref(&()).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
@@ -170,7 +224,9 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
             // A retried runner would measure a different load than asked: fail the profile.
             backoff_limit: Some(0),
             active_deadline_seconds: Some(i64::try_from(deadline).unwrap_or(i64::MAX)),
-            ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+            // No ttlSecondsAfterFinished here: it would count from this Job's end and could
+            // delete the pods (and their summaries) before the operator reads them. The
+            // operator deletes a run's Jobs `ttlSecondsAfterFinished` after the test's end.
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(job_labels),
@@ -250,9 +306,47 @@ mod tests {
     }
 
     #[test]
-    fn run_hash_is_stable_and_short() {
-        assert_eq!(run_hash("initial"), run_hash("initial"));
-        assert_ne!(run_hash("initial"), run_hash("abc123"));
-        assert_eq!(run_hash("x").len(), 8);
+    fn run_hash_is_stable_short_and_generation_aware() {
+        assert_eq!(run_hash("initial", 1), run_hash("initial", 1));
+        assert_ne!(run_hash("initial", 1), run_hash("abc123", 1));
+        assert_ne!(run_hash("initial", 1), run_hash("initial", 2));
+        assert_eq!(run_hash("x", 7).len(), 8);
+    }
+
+    /// A spec edit (users 2 → 6 in Git, annotation untouched) is a new generation: new Job
+    /// names, and the old generation's Job is refused as foreign, never adopted.
+    #[test]
+    fn a_new_generation_never_adopts_the_previous_generations_job() {
+        let mut lt = load_test("gate");
+        let profile = lt.spec.profiles[0].clone();
+        let runner = RunnerJob {
+            profile: &profile,
+            run: "initial",
+            target_url: "http://mini.ml.svc:8080",
+            default_image: "lr:1",
+        };
+        let old = job(&lt, &runner);
+        assert_eq!(foreign_job(&lt, "initial", &old), None);
+        lt.metadata.generation = Some(2);
+        assert_ne!(
+            job_name(&lt, &profile.name, "initial"),
+            old.name_any(),
+            "a new generation has new Job names"
+        );
+        let why = foreign_job(&lt, "initial", &old).unwrap();
+        assert!(why.contains("generation 1, not 2"), "{why}");
+        lt.metadata.generation = Some(1);
+        assert!(
+            foreign_job(&lt, "rerun", &old)
+                .unwrap()
+                .contains("run initial, not rerun")
+        );
+        let mut stranger = old.clone();
+        stranger.metadata.owner_references = None;
+        assert!(
+            foreign_job(&lt, "initial", &stranger)
+                .unwrap()
+                .contains("not controlled by this LoadTest")
+        );
     }
 }

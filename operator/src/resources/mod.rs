@@ -45,6 +45,43 @@ fn hardened() -> SecurityContext {
     }
 }
 
+/// True when `obj` names `owner_uid` as its controller (a `controller: true` owner reference).
+/// Owner references are not authenticated, but a child the operator did not create and that
+/// does not point at its owner is never taken over.
+pub fn controlled_by(obj: &impl kube::Resource, owner_uid: Option<&str>) -> bool {
+    owner_uid.is_some_and(|uid| {
+        obj.meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && o.uid == uid)
+    })
+}
+
+/// Why `obj` (a `kind` the operator would write) must be left alone: it exists and is not
+/// controlled by `owner`. `None` when it is missing or the owner's own.
+pub fn not_owned<K: kube::Resource>(
+    obj: Option<&K>,
+    kind: &str,
+    owner: &impl kube::Resource,
+) -> Option<String> {
+    use kube::ResourceExt;
+    let obj = obj?;
+    let owner_uid = owner.meta().uid.as_deref();
+    (!controlled_by(obj, owner_uid)).then(|| {
+        format!(
+            "{kind} {} already exists and is not controlled by this {}; nothing was changed \
+             (delete or rename it)",
+            obj.name_any(),
+            owner
+                .meta()
+                .name
+                .as_deref()
+                .map_or_else(|| "object".to_owned(), |n| format!("object {n}"))
+        )
+    })
+}
+
 /// A DNS-1123 label of at most 63 characters: `base` cut short, then `-suffix`.
 fn bounded_name(base: &str, suffix: &str) -> String {
     let room = 63usize.saturating_sub(suffix.len() + 1);

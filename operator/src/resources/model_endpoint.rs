@@ -4,14 +4,16 @@
 use super::{hardened, labels};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Lifecycle,
+    LifecycleHandler, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use loadgate_api::model_endpoint::ModelEndpoint;
+use std::collections::BTreeMap;
 
 /// Container and label name of the server.
 pub const APP: &str = "model-server";
@@ -49,6 +51,48 @@ fn env(name: &str, value: impl ToString) -> EnvVar {
     }
 }
 
+/// How long a model-server may take to load its model (or download it) before the kubelet
+/// restarts it.
+pub const STARTUP_SECONDS: i32 = 300;
+/// The pause before SIGTERM, while Service endpoints stop routing to the pod.
+pub const PRE_STOP_SECONDS: i64 = 5;
+
+/// Resources when the spec sets none: one core and room for the model (~100 MB of weights,
+/// ~500 MB peak at large batches measured here), and a memory limit so a leak is an OOM kill of
+/// one pod, not of the node.
+pub fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity("1".to_owned())),
+            ("memory".to_owned(), Quantity("512Mi".to_owned())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("1Gi".to_owned()),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// Inference workers for these resources: the CPU limit, else the request, rounded down, at
+/// least 1.
+pub fn inference_workers(resources: &ResourceRequirements) -> u32 {
+    let cpu = |m: &Option<BTreeMap<String, Quantity>>| m.as_ref()?.get("cpu").and_then(cores);
+    cpu(&resources.limits)
+        .or_else(|| cpu(&resources.requests))
+        .map_or(1, |c| (c.floor() as u32).max(1))
+}
+
+/// Cores in a CPU quantity ("2", "1500m", "0.5").
+fn cores(q: &Quantity) -> Option<f64> {
+    let s = q.0.trim();
+    let value = match s.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().ok()? / 1000.0,
+        None => s.parse::<f64>().ok()?,
+    };
+    value.is_finite().then_some(value)
+}
+
 /// The Deployment running `default_image` unless the spec names an image.
 pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
     let spec = &endpoint.spec;
@@ -74,6 +118,12 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
             .into_iter()
             .filter_map(|(name, v)| v.map(|v| env(name, v))),
     );
+    let resources = spec.resources.clone().unwrap_or_else(default_resources);
+    if server.inference_workers.is_none() {
+        // As the CRD promises: one forward pass per core the pod may use (measured fastest on
+        // 2 cores, ../shared/notes), not the node's core count model-server would see.
+        env_vars.push(env("INFERENCE_WORKERS", inference_workers(&resources)));
+    }
     let mut volumes = vec![Volume {
         name: "cache".to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -124,17 +174,29 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
             container_port: spec.port,
             ..ContainerPort::default()
         }]),
+        // Start-up: /health answers 503 until the model is loaded; a slow load or hub download
+        // gets STARTUP_SECONDS before the kubelet gives up, and no liveness probe runs until
+        // then, so a slow start never crash-loops.
+        startup_probe: Some(probe(2, STARTUP_SECONDS / 2)),
         readiness_probe: Some(probe(
             spec.readiness.period_seconds,
             spec.readiness.failure_threshold,
         )),
-        // /health never waits behind inference, so a loaded server stays live; the liveness
-        // probe is slower and more patient than readiness, and waits for the model to load.
-        liveness_probe: Some(Probe {
-            initial_delay_seconds: Some(30),
-            ..probe(10, 6)
+        // /health never waits behind inference, so a loaded server stays live; liveness is
+        // slower and more patient than readiness.
+        liveness_probe: Some(probe(10, 3)),
+        // Endpoints take a moment to drop a terminating pod: keep serving through it, then
+        // SIGTERM drains what is in flight.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
         }),
-        resources: spec.resources.clone(),
+        resources: Some(resources),
         security_context: Some(hardened()),
         volume_mounts: Some(mounts),
         ..Container::default()
@@ -156,6 +218,8 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
                     containers: vec![container],
                     volumes: Some(volumes),
                     automount_service_account_token: Some(false),
+                    // The pre-stop pause plus model-server's own drain of in-flight requests.
+                    termination_grace_period_seconds: Some(PRE_STOP_SECONDS + 30),
                     ..PodSpec::default()
                 }),
             },
@@ -230,6 +294,52 @@ mod tests {
             (owner.kind.as_str(), owner.controller),
             ("ModelEndpoint", Some(true))
         );
+    }
+
+    /// A production pod: a start-up probe gates liveness (a slow model load never crash-loops),
+    /// a pre-stop pause lets endpoints drain, resources default, and workers follow the CPU.
+    #[test]
+    fn the_pod_starts_stops_and_sizes_like_a_production_pod() {
+        let mut ep = endpoint("mini");
+        let d = deployment(&ep, "img");
+        let pod = d.spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        let startup = c.startup_probe.as_ref().unwrap();
+        assert!(
+            startup.period_seconds.unwrap() * startup.failure_threshold.unwrap() >= STARTUP_SECONDS
+        );
+        assert_eq!(
+            c.liveness_probe.as_ref().unwrap().initial_delay_seconds,
+            None
+        );
+        let sleep = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        assert_eq!(sleep.sleep.as_ref().unwrap().seconds, PRE_STOP_SECONDS);
+        assert!(pod.termination_grace_period_seconds.unwrap() > PRE_STOP_SECONDS);
+        assert_eq!(c.resources.as_ref(), Some(&default_resources()));
+        let workers = |c: &Container| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "INFERENCE_WORKERS")
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            workers(c).as_deref(),
+            Some("1"),
+            "the default request: 1 core"
+        );
+        ep.spec.resources = Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([("cpu".into(), Quantity("500m".into()))])),
+            limits: Some(BTreeMap::from([("cpu".into(), Quantity("2500m".into()))])),
+            ..ResourceRequirements::default()
+        });
+        let d = deployment(&ep, "img");
+        let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(workers(c).as_deref(), Some("2"), "the limit, rounded down");
+        ep.spec.server.inference_workers = Some(3);
+        let d = deployment(&ep, "img");
+        let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(workers(c).as_deref(), Some("3"), "an explicit setting wins");
     }
 
     #[test]

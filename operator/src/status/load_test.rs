@@ -40,8 +40,14 @@ pub enum JobState {
     Missing,
     /// Pods still running.
     Running,
-    /// Complete: the summary each pod left, or why a pod left none.
-    Succeeded(Vec<Result<RunSummary, String>>),
+    /// Complete: the summary of each completion index, from the Job's own pods.
+    Succeeded(Vec<RunSummary>),
+    /// Complete, but its results cannot be trusted (a foreign or duplicate pod, a garbled,
+    /// oversized or hostile summary): the message names the pod.
+    BadResults(String),
+    /// A Job under this run's name that is not this run's (another owner, run or generation):
+    /// never adopted, never changed.
+    Foreign(String),
     /// Failed (a pod failed or was evicted, or the deadline passed).
     Failed(String),
 }
@@ -86,8 +92,10 @@ pub struct Plan {
     pub events: Vec<Transition>,
 }
 
-/// How often to look while waiting for the endpoint.
-const ENDPOINT_POLL: Duration = Duration::from_secs(5);
+/// Safety-net requeue while waiting for the endpoint: its changes wake the controller (a watch
+/// maps each ModelEndpoint to the LoadTests that target it), so this only bounds a missed
+/// event; the endpoint timeout is always checked on time.
+const ENDPOINT_POLL: Duration = Duration::from_secs(60);
 /// Safety-net requeue while Jobs run (their changes wake the controller anyway).
 const RUNNING_POLL: Duration = Duration::from_secs(30);
 
@@ -103,6 +111,7 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
         if phase.is_finished() {
             Some(RunRecord {
                 run: s.run.clone().unwrap_or_default(),
+                generation: s.observed_generation,
                 phase,
                 verdict: s.verdict,
                 summary: s.summary.clone(),
@@ -155,6 +164,57 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
             note: format!("run {run} of {} profiles started", test.spec.profiles.len()),
         }],
     }
+}
+
+/// A run of a spec that breaks a rule: it starts and ends at once in Error, `Stalled=True` and
+/// `Passed=False` with reason `InvalidSpec` and the field in the message; no Job is created.
+pub fn reject_spec(
+    test: &LoadTest,
+    status: Option<&LoadTestStatus>,
+    run: &str,
+    message: String,
+    now: &Time,
+) -> Plan {
+    let mut plan = start_run(test, status, run, now);
+    plan.events = finish(
+        &mut plan.status,
+        test,
+        Some((reasons::INVALID_SPEC, format!("invalid spec: {message}"))),
+        now,
+    );
+    plan.requeue = None;
+    plan
+}
+
+/// The apiserver refused what `plan` meant to do (e.g. a 422 on the runner Job): the profile
+/// it started errors, and the run ends in Error with `reason` and the apiserver's message.
+pub fn refuse(
+    test: &LoadTest,
+    plan: Plan,
+    reason: &'static str,
+    message: String,
+    now: &Time,
+) -> Plan {
+    let current = plan
+        .status
+        .profiles
+        .iter()
+        .position(|p| !profile_finished(p.phase));
+    let mut refused = abort_run(plan.status, test, current, None, (reason, message), now);
+    refused.step = Step::Wait;
+    refused
+}
+
+/// For a finished run with `ttlSecondsAfterFinished`: how long until its Jobs (and their pods)
+/// are to be deleted, counted from the test's end (zero: now). `None` when they are kept.
+/// Results are in the status by then, so a short TTL can never lose a profile's numbers.
+pub fn cleanup_in(test: &LoadTest, status: &LoadTestStatus, now: &Time) -> Option<Duration> {
+    let ttl = u64::try_from(test.spec.ttl_seconds_after_finished?).ok()?;
+    if !status.phase.is_some_and(LoadPhase::is_finished) {
+        return None;
+    }
+    let done = elapsed_since(status.completion_time.as_ref(), now);
+    Some(Duration::from_secs(ttl).saturating_sub(done))
 }
 
 fn elapsed_since(start: Option<&Time>, now: &Time) -> Duration {
@@ -228,7 +288,10 @@ pub fn advance(
                 st.phase = Some(LoadPhase::WaitingForEndpoint);
                 let waiting = format!("waiting for ModelEndpoint {name} to be Ready: {message}");
                 set_in_progress(&mut st, test, reasons::WAITING_FOR_ENDPOINT, waiting, now);
-                return plan(st, Step::Wait, Some(ENDPOINT_POLL), Vec::new());
+                let until_timeout =
+                    spec.endpoint_timeout.get().saturating_sub(elapsed) + Duration::from_secs(1);
+                let requeue = ENDPOINT_POLL.min(until_timeout);
+                return plan(st, Step::Wait, Some(requeue), Vec::new());
             }
         }
     } else if let EndpointState::NotReady { message } = endpoint {
@@ -251,7 +314,11 @@ pub fn advance(
     let total = st.profiles.len();
     let name = st.profiles[i].name.clone();
     let mut events = Vec::new();
-    if *job != JobState::Missing && st.profiles[i].phase == ProfilePhase::Pending {
+    // Why the profile errored, when it does (the reason of the conditions that end the run).
+    let mut error_reason = reasons::RUNNER_FAILED;
+    if !matches!(job, JobState::Missing | JobState::Foreign(_))
+        && st.profiles[i].phase == ProfilePhase::Pending
+    {
         // The Job exists but the status never said so (the operator stopped in between): adopt it.
         let profile = &mut st.profiles[i];
         profile.phase = ProfilePhase::Running;
@@ -283,6 +350,24 @@ pub fn advance(
             Step::Wait
         }
         JobState::Running => Step::Wait,
+        JobState::Foreign(message) => {
+            error_reason = reasons::NOT_OWNED;
+            mark_error(
+                &mut st.profiles[i],
+                &format!("{message}; it was left as it is"),
+                now,
+            );
+            Step::Wait
+        }
+        JobState::BadResults(message) => {
+            error_reason = reasons::BAD_RESULTS;
+            mark_error(
+                &mut st.profiles[i],
+                &format!("results refused: {message}"),
+                now,
+            );
+            Step::Wait
+        }
         JobState::Failed(message) => {
             mark_error(
                 &mut st.profiles[i],
@@ -317,7 +402,10 @@ pub fn advance(
                     profile.results = Some(figures);
                     profile.violations = violations;
                 }
-                Err(message) => mark_error(profile, &message, now),
+                Err(message) => {
+                    error_reason = reasons::BAD_RESULTS;
+                    mark_error(profile, &message, now);
+                }
             }
             Step::Wait
         }
@@ -328,12 +416,7 @@ pub fn advance(
             "profile {name}: {}",
             st.profiles[i].message.clone().unwrap_or_default()
         );
-        events.extend(finish(
-            &mut st,
-            test,
-            Some((reasons::RUNNER_FAILED, message)),
-            now,
-        ));
+        events.extend(finish(&mut st, test, Some((error_reason, message)), now));
         return plan(st, Step::Wait, None, events);
     }
     if st.profiles.iter().all(|p| profile_finished(p.phase)) {
@@ -403,6 +486,12 @@ fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> Stri
         f.rps,
         f.p95_ms
     );
+    if f.not_sent > 0 {
+        note.push_str(&format!(
+            " ({} of the requests were never sent: the target fell behind the arrival rate)",
+            f.not_sent
+        ));
+    }
     for v in violations {
         note.push_str("; ");
         note.push_str(&v.message);
@@ -414,27 +503,21 @@ fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> Stri
 /// exact percentiles, then the profile's budgets and the per-task budgets checked.
 ///
 /// # Errors
-/// A message when a runner left no summary, fewer than `expected` did, or they do not merge.
+/// A message when not exactly `expected` summaries came (one per runner pod), or they do not
+/// merge.
 pub fn profile_result(
-    summaries: &[Result<RunSummary, String>],
+    summaries: &[RunSummary],
     expected: usize,
     thresholds: &loadgate_api::load::Thresholds,
     task_thresholds: &[loadgate_api::load::TaskThresholds],
 ) -> Result<(ResultFigures, Vec<Violation>), String> {
-    let mut good = Vec::with_capacity(summaries.len());
-    for summary in summaries {
-        match summary {
-            Ok(s) => good.push(s.clone()),
-            Err(e) => return Err(format!("a runner left no usable summary: {e}")),
-        }
-    }
-    if good.len() < expected {
+    if summaries.len() != expected {
         return Err(format!(
-            "{} of {expected} runner pods left a summary",
-            good.len()
+            "{} summaries for {expected} runner pods: exactly one per pod counts",
+            summaries.len()
         ));
     }
-    let merged = loadrunner::merge::merge(&good, thresholds).map_err(|e| e.to_string())?;
+    let merged = loadrunner::merge::merge(summaries, thresholds).map_err(|e| e.to_string())?;
     let mut violations = merged.violations.clone();
     violations.extend(loadrunner::gate::evaluate_tasks(
         &merged.tasks,
@@ -445,6 +528,7 @@ pub fn profile_result(
     let figures = ResultFigures {
         requests: i64::try_from(t.requests).unwrap_or(i64::MAX),
         failures: i64::try_from(t.failures).unwrap_or(i64::MAX),
+        not_sent: i64::try_from(t.not_sent).unwrap_or(i64::MAX),
         error_rate: t.error_rate,
         rps: t.rps,
         p50_ms: t.p50_ms,
@@ -464,12 +548,18 @@ pub fn overall_figures(profiles: &[ProfileStatus]) -> Option<ResultFigures> {
     if with.is_empty() {
         return None;
     }
-    let requests: i64 = with.iter().map(|f| f.requests).sum();
-    let failures: i64 = with.iter().map(|f| f.failures).sum();
+    // Saturating: a status must never panic the operator, whatever a summary claimed.
+    let sum = |f: fn(&ResultFigures) -> i64| with.iter().fold(0i64, |a, x| a.saturating_add(f(x)));
+    let (requests, failures, not_sent) = (
+        sum(|f| f.requests),
+        sum(|f| f.failures),
+        sum(|f| f.not_sent),
+    );
     let worst = |f: fn(&ResultFigures) -> f64| with.iter().map(|x| f(x)).fold(0.0, f64::max);
     Some(ResultFigures {
         requests,
         failures,
+        not_sent,
         error_rate: if requests == 0 {
             0.0
         } else {
@@ -668,7 +758,7 @@ mod tests {
                 test,
                 &plan.status,
                 &ready(),
-                &JobState::Succeeded(vec![Ok(summary(name, *latency, 0))]),
+                &JobState::Succeeded(vec![summary(name, *latency, 0)]),
                 &at(t + 30),
             );
         }
@@ -752,7 +842,11 @@ mod tests {
             &at(30),
         );
         assert_eq!(waiting.status.phase, Some(LoadPhase::WaitingForEndpoint));
-        assert_eq!(waiting.requeue, Some(ENDPOINT_POLL));
+        assert_eq!(
+            waiting.requeue,
+            Some(Duration::from_secs(31)),
+            "back just after the endpoint timeout, if no endpoint change comes first"
+        );
         assert_eq!(
             find(&waiting.status.conditions, types::RECONCILING)
                 .unwrap()
@@ -815,7 +909,7 @@ mod tests {
             &test,
             &plan.status,
             &ready(),
-            &JobState::Succeeded(vec![Ok(summary("ramp-up", 100, 0))]),
+            &JobState::Succeeded(vec![summary("ramp-up", 100, 0)]),
             &at(9),
         );
         assert_eq!(plan.status.phase, Some(LoadPhase::Error));
@@ -824,7 +918,7 @@ mod tests {
                 .message
                 .as_deref()
                 .unwrap()
-                .contains("1 of 2")
+                .contains("1 summaries for 2 runner pods")
         );
     }
 
@@ -856,7 +950,7 @@ mod tests {
             &test,
             &st,
             &ready(),
-            &JobState::Succeeded(vec![Ok(summary("ramp-up", 100, 0))]),
+            &JobState::Succeeded(vec![summary("ramp-up", 100, 0)]),
             &at(40),
         );
         assert_eq!(plan.status.profiles[0].phase, ProfilePhase::Passed);
@@ -894,6 +988,120 @@ mod tests {
                 .unwrap()
                 .status,
             "Unknown"
+        );
+    }
+
+    #[test]
+    fn an_invalid_spec_ends_at_once_naming_the_field() {
+        let test = load_test("gate");
+        let plan = reject_spec(
+            &test,
+            None,
+            "initial",
+            "spec.profiles[0].users: must be between 1 and 100000".into(),
+            &at(0),
+        );
+        let st = &plan.status;
+        assert_eq!(st.phase, Some(LoadPhase::Error));
+        assert_eq!(plan.step, Step::Wait);
+        for t in [types::STALLED, types::COMPLETE] {
+            let c = find(&st.conditions, t).unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("True", "InvalidSpec")
+            );
+            assert!(
+                c.message.contains("spec.profiles[0].users"),
+                "{}",
+                c.message
+            );
+        }
+        assert_eq!(find(&st.conditions, types::PASSED).unwrap().status, "False");
+    }
+
+    #[test]
+    fn a_refused_job_ends_the_run_with_the_apiservers_message() {
+        let test = load_test("gate");
+        let start = start_run(&test, None, "initial", &at(0));
+        let creating = advance(&test, &start.status, &ready(), &JobState::Missing, &at(1));
+        assert!(matches!(creating.step, Step::CreateJob { .. }));
+        let plan = refuse(
+            &test,
+            creating,
+            reasons::REJECTED,
+            "the apiserver refused Job x: forbidden (403)".into(),
+            &at(1),
+        );
+        assert_eq!(plan.step, Step::Wait);
+        assert_eq!(plan.status.phase, Some(LoadPhase::Error));
+        assert_eq!(plan.status.profiles[0].phase, ProfilePhase::Error);
+        let stalled = find(&plan.status.conditions, types::STALLED).unwrap();
+        assert_eq!(stalled.reason, "Rejected");
+        assert!(stalled.message.contains("forbidden (403)"));
+    }
+
+    #[test]
+    fn jobs_are_cleaned_up_counting_from_the_tests_end() {
+        let mut test = load_test("gate");
+        let done = run_through(&test, &[120, 180]).status;
+        assert_eq!(cleanup_in(&test, &done, &at(500)), None, "no TTL: kept");
+        test.spec.ttl_seconds_after_finished = Some(60);
+        // The run finished at 140 s (the second profile's results); its Jobs go at 200 s.
+        let end = done.completion_time.clone().unwrap();
+        assert_eq!(end, at(140));
+        assert_eq!(
+            cleanup_in(&test, &done, &at(150)),
+            Some(Duration::from_secs(50))
+        );
+        assert_eq!(cleanup_in(&test, &done, &at(400)), Some(Duration::ZERO));
+        let running = start_run(&test, None, "initial", &at(0)).status;
+        assert_eq!(cleanup_in(&test, &running, &at(400)), None, "never mid-run");
+    }
+
+    #[test]
+    fn a_foreign_job_is_never_adopted() {
+        let test = load_test("gate");
+        let start = start_run(&test, None, "initial", &at(0));
+        let mut st = start.status.clone();
+        st.phase = Some(LoadPhase::Running);
+        st.target_url = Some("http://mini.ml.svc:8080".into());
+        let plan = advance(
+            &test,
+            &st,
+            &ready(),
+            &JobState::Foreign("Job gate-ramp-up-x belongs to generation 1, not 2".into()),
+            &at(5),
+        );
+        assert_eq!(plan.status.phase, Some(LoadPhase::Error));
+        assert_eq!(plan.step, Step::Wait, "someone else's Job is never deleted");
+        assert_eq!(
+            find(&plan.status.conditions, types::STALLED)
+                .unwrap()
+                .reason,
+            "NotOwned"
+        );
+        assert!(plan.status.profiles[0].results.is_none());
+    }
+
+    #[test]
+    fn bad_results_end_the_profile_in_error_naming_the_pod() {
+        let test = load_test("gate");
+        let start = start_run(&test, None, "initial", &at(0));
+        let running = advance(&test, &start.status, &ready(), &JobState::Missing, &at(1));
+        let plan = advance(
+            &test,
+            &running.status,
+            &ready(),
+            &JobState::BadResults("pods a and b both claim completion index 0".into()),
+            &at(30),
+        );
+        assert_eq!(plan.status.phase, Some(LoadPhase::Error));
+        let stalled = find(&plan.status.conditions, types::STALLED).unwrap();
+        assert_eq!(stalled.reason, "BadResults");
+        assert!(
+            stalled.message.contains("pods a and b"),
+            "{}",
+            stalled.message
         );
     }
 

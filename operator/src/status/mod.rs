@@ -3,3 +3,4 @@
 
 pub mod load_test;
 pub mod model_endpoint;
+pub mod runner_results;

@@ -125,6 +125,31 @@ pub fn endpoint_status(
     status
 }
 
+/// The status of an endpoint the operator cannot act on until a person changes something: a
+/// child it would write belongs to someone else (`NotOwned`), the apiserver refused a child it
+/// built (`Rejected`), or the spec breaks a rule (`InvalidSpec`). Not Ready, Degraded and
+/// Stalled, all with `message` naming the object and the cause; replica counts are kept.
+pub fn blocked_status(
+    endpoint: &ModelEndpoint,
+    reason: &'static str,
+    message: &str,
+    now: &Time,
+) -> ModelEndpointStatus {
+    let mut status = endpoint.status.clone().unwrap_or_default();
+    let generation = endpoint.metadata.generation;
+    status.observed_generation = generation;
+    for update in [
+        ConditionUpdate::new(types::READY, Some(false), reason, message),
+        ConditionUpdate::new(types::PROGRESSING, Some(false), reason, message),
+        ConditionUpdate::new(types::DEGRADED, Some(true), reason, message),
+        ConditionUpdate::new(types::RECONCILING, Some(false), reason, message),
+        ConditionUpdate::new(types::STALLED, Some(true), reason, message),
+    ] {
+        set_condition(&mut status.conditions, update, generation, now);
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +214,23 @@ mod tests {
                 at(20)
             );
         }
+    }
+
+    #[test]
+    fn a_blocked_endpoint_is_stalled_and_degraded_naming_the_cause() {
+        let ep = endpoint("mini");
+        let status = blocked_status(
+            &ep,
+            reasons::NOT_OWNED,
+            "Deployment mini exists and is not controlled by this ModelEndpoint",
+            &at(10),
+        );
+        for t in [types::STALLED, types::DEGRADED] {
+            let c = find(&status.conditions, t).unwrap();
+            assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "NotOwned"));
+            assert!(c.message.contains("Deployment mini"));
+        }
+        assert!(!is_true(&status.conditions, types::READY));
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! Which runner summaries a finished Job's result is made of, pure. Only the Job's own pods
+//! count: controlled by that Job's UID, one per completion index `0..parallelism`, exactly
+//! `parallelism` of them. Anything else (a foreign pod carrying the Job's label, a duplicate
+//! index, a missing index, an oversized or garbled termination message) is an error naming the
+//! pod, so a forged or broken result ends the profile in `Error` instead of in the verdict.
+//!
+//! Sizes are checked before anything is parsed: a termination message is at most 4 KiB on a
+//! real kubelet, and a summary's histograms are decoded by [`loadrunner::merge`], which bounds
+//! them before it allocates.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use kube::ResourceExt;
+use loadgate_api::load::RunSummary;
+
+/// Annotation (and label) the Job controller puts on each pod of an Indexed Job.
+pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+/// The longest termination message read. The kubelet keeps 4096 bytes; anything longer did not
+/// come from one, and is refused before it is parsed.
+pub const MAX_TERMINATION_MESSAGE: usize = 4096;
+
+/// The terminated state of the runner container `container` of `pod`.
+pub fn terminated<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStateTerminated> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+}
+
+/// True when `pod` is controlled by `job` (its controller owner reference carries the Job's UID).
+pub fn owned_by(pod: &Pod, job: &Job) -> bool {
+    crate::resources::controlled_by(pod, job.metadata.uid.as_deref())
+}
+
+/// The summary one runner pod left in its termination message, bounded before it is parsed.
+///
+/// # Errors
+/// A message naming the pod: no message, one too long, or not a run summary.
+pub fn pod_summary(pod: &Pod, container: &str) -> Result<RunSummary, String> {
+    let pod_name = pod.name_any();
+    let message = terminated(pod, container)
+        .and_then(|t| t.message.as_deref())
+        .ok_or_else(|| format!("pod {pod_name} has no termination message"))?;
+    if message.len() > MAX_TERMINATION_MESSAGE {
+        return Err(format!(
+            "pod {pod_name}: termination message is {} bytes, more than a kubelet keeps \
+             ({MAX_TERMINATION_MESSAGE})",
+            message.len()
+        ));
+    }
+    let summary: RunSummary = serde_json::from_str(message)
+        .map_err(|e| format!("pod {pod_name}: termination message is not a run summary: {e}"))?;
+    // Decode every histogram now (bounded), so a hostile one is named with its pod.
+    for stats in std::iter::once(&summary.total).chain(&summary.tasks) {
+        if stats.histogram.is_some() {
+            loadrunner::merge::decode(stats).map_err(|e| format!("pod {pod_name}: {e}"))?;
+        }
+    }
+    Ok(summary)
+}
+
+/// The summaries of a Complete Job's pods, one per completion index in index order.
+///
+/// # Errors
+/// A message naming the pod or index: a pod without a valid index, two pods of one index, an
+/// index outside `0..parallelism`, a missing index, or a pod whose summary cannot be used.
+/// Pods that carry the Job's label but are not controlled by it are ignored, and said so only
+/// when they leave an index missing.
+pub fn collect(
+    job: &Job,
+    pods: &[Pod],
+    parallelism: usize,
+    container: &str,
+) -> Result<Vec<RunSummary>, String> {
+    let job_name = job.name_any();
+    let mut by_index: Vec<Option<&Pod>> = vec![None; parallelism];
+    let mut foreign = Vec::new();
+    for pod in pods {
+        if !owned_by(pod, job) {
+            foreign.push(pod.name_any());
+            continue;
+        }
+        let succeeded = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded");
+        if !succeeded {
+            continue;
+        }
+        let name = pod.name_any();
+        let index = pod
+            .annotations()
+            .get(COMPLETION_INDEX)
+            .and_then(|i| i.parse::<usize>().ok())
+            .ok_or_else(|| format!("pod {name} of Job {job_name} has no completion index"))?;
+        let slot = by_index.get_mut(index).ok_or_else(|| {
+            format!("pod {name} has completion index {index}, outside 0..{parallelism}")
+        })?;
+        if let Some(other) = slot {
+            return Err(format!(
+                "pods {} and {name} both claim completion index {index} of Job {job_name}",
+                other.name_any()
+            ));
+        }
+        *slot = Some(pod);
+    }
+    let mut summaries = Vec::with_capacity(parallelism);
+    for (index, pod) in by_index.into_iter().enumerate() {
+        let Some(pod) = pod else {
+            let mut message = format!("no succeeded pod of Job {job_name} for index {index}");
+            if !foreign.is_empty() {
+                message.push_str(&format!(
+                    " (pods not controlled by the Job were ignored: {})",
+                    foreign.join(", ")
+                ));
+            }
+            return Err(message);
+        };
+        summaries.push(pod_summary(pod, container)?);
+    }
+    Ok(summaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: &str = "loadrunner";
+
+    fn job() -> Job {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "gate-ramp-up-1234abcd", "namespace": "ml", "uid": "job-uid"}
+        }))
+        .unwrap()
+    }
+
+    fn pod(name: &str, owner_uid: &str, index: Option<&str>, message: &str) -> Pod {
+        let annotations = index.map_or(
+            serde_json::json!({}),
+            |i| serde_json::json!({ COMPLETION_INDEX: i }),
+        );
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": name, "namespace": "ml", "annotations": annotations,
+                "labels": {"batch.kubernetes.io/job-name": "gate-ramp-up-1234abcd"},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "gate-ramp-up-1234abcd",
+                                     "uid": owner_uid, "controller": true}]
+            },
+            "status": {"phase": "Succeeded", "containerStatuses": [{
+                "name": C, "image": "lr", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "message": message}}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    fn summary(requests: u64) -> String {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        h.record_n(10_000, requests).unwrap();
+        serde_json::json!({
+            "profile": "ramp-up", "durationSeconds": 20.0, "users": 2,
+            "total": {"name": "Aggregated", "method": "", "requests": requests, "failures": 0, "errorRate": 0.0,
+                      "rps": 5.0, "meanMs": 10.0, "p50Ms": 10.0, "p90Ms": 10.0, "p95Ms": 10.0, "p99Ms": 10.0,
+                      "maxMs": 10.0, "histogram": loadrunner::merge::encode(&h)},
+            "tasks": [], "violations": [], "passed": true, "interrupted": false
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn one_summary_per_index_in_index_order() {
+        let pods = [
+            pod("r-1", "job-uid", Some("1"), &summary(7)),
+            pod("r-0", "job-uid", Some("0"), &summary(5)),
+        ];
+        let got = collect(&job(), &pods, 2, C).unwrap();
+        assert_eq!(
+            got.iter().map(|s| s.total.requests).collect::<Vec<_>>(),
+            [5, 7]
+        );
+    }
+
+    #[test]
+    fn a_foreign_pod_with_the_jobs_label_is_not_counted() {
+        // Reproduced on the project's control plane: a copied summary doubled the requests.
+        let pods = [
+            pod("r-0", "job-uid", Some("0"), &summary(107)),
+            pod("forged", "someone-else", Some("0"), &summary(108)),
+        ];
+        let got = collect(&job(), &pods, 1, C).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].total.requests, 107);
+        let only_forged = [pod("forged", "someone-else", Some("0"), &summary(108))];
+        let err = collect(&job(), &only_forged, 1, C).unwrap_err();
+        assert!(err.contains("index 0") && err.contains("forged"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_missing_and_out_of_range_indexes_are_errors() {
+        let dup = [
+            pod("a", "job-uid", Some("0"), &summary(1)),
+            pod("b", "job-uid", Some("0"), &summary(1)),
+        ];
+        let err = collect(&job(), &dup, 2, C).unwrap_err();
+        assert!(err.contains("both claim completion index 0"), "{err}");
+        let extra = [
+            pod("a", "job-uid", Some("0"), &summary(1)),
+            pod("b", "job-uid", Some("1"), &summary(1)),
+        ];
+        let err = collect(&job(), &extra, 1, C).unwrap_err();
+        assert!(
+            err.contains("pod b") && err.contains("outside 0..1"),
+            "{err}"
+        );
+        let missing = [pod("a", "job-uid", Some("1"), &summary(1))];
+        assert!(
+            collect(&job(), &missing, 2, C)
+                .unwrap_err()
+                .contains("index 0")
+        );
+        let unindexed = [pod("a", "job-uid", None, &summary(1))];
+        assert!(
+            collect(&job(), &unindexed, 1, C)
+                .unwrap_err()
+                .contains("no completion index")
+        );
+    }
+
+    #[test]
+    fn hostile_termination_messages_are_errors_naming_the_pod() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            let bytes: String = (0..64)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b' ' + (seed % 95) as u8)
+                })
+                .collect();
+            let err =
+                collect(&job(), &[pod("r-0", "job-uid", Some("0"), &bytes)], 1, C).unwrap_err();
+            assert!(err.contains("pod r-0"), "{err}");
+        }
+        let huge = "x".repeat(MAX_TERMINATION_MESSAGE + 1);
+        let err = collect(&job(), &[pod("r-0", "job-uid", Some("0"), &huge)], 1, C).unwrap_err();
+        assert!(err.contains("4097 bytes"), "{err}");
+        // A well-formed summary whose histogram is garbage.
+        let bad = summary(3).replace("\"histogram\":\"", "\"histogram\":\"AAAA");
+        let err = collect(&job(), &[pod("r-0", "job-uid", Some("0"), &bad)], 1, C).unwrap_err();
+        assert!(err.contains("pod r-0"), "{err}");
+    }
+}
