@@ -188,6 +188,17 @@ pub mod apiserver {
         (client, verifier)
     }
 
+    /// The condition of `type_` in a status body the controller wrote.
+    pub fn condition(status: &serde_json::Value, type_: &str) -> serde_json::Value {
+        status["conditions"]
+            .as_array()
+            .expect("a status with conditions")
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+            .clone()
+    }
+
     /// An Event as the apiserver echoes it back.
     pub fn event_answer() -> serde_json::Value {
         serde_json::json!({

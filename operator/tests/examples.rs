@@ -1,5 +1,6 @@
-//! Every manifest under `examples/` parses into the CRD types (unknown fields are errors), so
-//! the YAML the README and the operator's users apply cannot drift from the code.
+//! Every manifest under `examples/` parses into the CRD types (unknown fields are errors) and
+//! keeps every rule of `validate()`, so the YAML the README and the operator's users apply
+//! cannot drift from the code.
 
 use loadgate_api::load_test::LoadTest;
 use loadgate_api::model_endpoint::ModelEndpoint;
@@ -20,9 +21,14 @@ fn every_example_parses_into_the_crd_types() {
         for doc in docs {
             let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
             let result = match kind.as_str() {
-                "ModelEndpoint" => serde_json::from_value::<ModelEndpoint>(doc).map(|_| ()),
+                "ModelEndpoint" => serde_json::from_value::<ModelEndpoint>(doc).map(|ep| {
+                    ep.spec
+                        .validate()
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }),
                 "LoadTest" => serde_json::from_value::<LoadTest>(doc).map(|lt| {
-                    assert!(!lt.spec.profiles.is_empty());
+                    loadgate::local::manifest::validate(&lt)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 }),
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             };

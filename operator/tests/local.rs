@@ -28,6 +28,23 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// `loadgate local -f FILE` with results under `results`, models from `models` and the
+/// workspace's own model-server.
+fn local(file: &Path, results: &Path, models: &Path) -> std::process::Output {
+    let loadgate = PathBuf::from(env!("CARGO_BIN_EXE_loadgate"));
+    Command::new(&loadgate)
+        .args(["local", "-f"])
+        .arg(file)
+        .arg("--results")
+        .arg(results)
+        .arg("--models-dir")
+        .arg(models)
+        .arg("--model-server-bin")
+        .arg(loadgate.with_file_name("model-server"))
+        .output()
+        .unwrap()
+}
+
 fn run(name: &str, p95: &str) -> (i32, LoadTest, PathBuf) {
     let dir = std::env::temp_dir().join(format!("loadgate-local-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -45,17 +62,7 @@ fn run(name: &str, p95: &str) -> (i32, LoadTest, PathBuf) {
         models.join("all-MiniLM-L6-v2").is_dir(),
         "run scripts/fetch-model.sh first"
     );
-    let output = Command::new(&loadgate)
-        .args(["local", "-f"])
-        .arg(&file)
-        .arg("--results")
-        .arg(dir.join("results"))
-        .arg("--models-dir")
-        .arg(&models)
-        .arg("--model-server-bin")
-        .arg(&server)
-        .output()
-        .unwrap();
+    let output = local(&file, &dir.join("results"), &models);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let out = dir.join("results").join(name);
     let status = std::fs::read_to_string(out.join("status.yaml"))
@@ -155,18 +162,7 @@ fn a_run_without_a_verdict_exits_3() {
             .replace("/models/all-MiniLM-L6-v2", "/models/no-such-model"),
     )
     .unwrap();
-    let loadgate = PathBuf::from(env!("CARGO_BIN_EXE_loadgate"));
-    let output = Command::new(&loadgate)
-        .args(["local", "-f"])
-        .arg(&file)
-        .arg("--results")
-        .arg(dir.join("results"))
-        .arg("--models-dir")
-        .arg(dir.join("models"))
-        .arg("--model-server-bin")
-        .arg(loadgate.with_file_name("model-server"))
-        .output()
-        .unwrap();
+    let output = local(&file, &dir.join("results"), &dir.join("models"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);

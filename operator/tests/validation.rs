@@ -42,22 +42,3 @@ fn each_invalid_example_is_refused_naming_its_field() {
         dir.display()
     );
 }
-
-/// Every example the README and the e2e use stays valid.
-#[test]
-fn the_examples_are_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-        for doc in docs.into_iter().filter(|d| d["kind"] == "LoadTest") {
-            let test: loadgate_api::load_test::LoadTest = serde_json::from_value(doc).unwrap();
-            loadgate::local::manifest::validate(&test)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        }
-    }
-}

@@ -141,7 +141,9 @@ kubectl wait --for=condition=Established crd/loadtests.loadgate.dev crd/modelend
 # The same invalid LoadTests operator/tests/validation.rs gives LoadTestSpec::validate(): the
 # apiserver (schema + CEL) refuses each with the text its `# apiserver:` line names.
 for invalid in test/e2e/invalid/*.yaml; do
-  expect_rejected "$(basename "$invalid" .yaml)" "$(sed -n 's/^# apiserver: //p' "$invalid")" <"$invalid"
+  name=${invalid##*/}
+  want=$(sed -n 's/^# apiserver: //p' "$invalid")
+  expect_rejected "${name%.yaml}" "$want" <"$invalid"
 done
 for example in examples/*.yaml; do
   kubectl apply --dry-run=server -f "$example" >/dev/null || fail "$example is rejected"

@@ -373,7 +373,7 @@ pub fn error_policy(test: Arc<LoadTest>, error: &Error, ctx: Arc<Context>) -> Ac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::apiserver::{client, event_answer, expect, not_found};
+    use crate::fixtures::apiserver::{client, condition, event_answer, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
     use crate::status::load_test::{EndpointState, JobState};
     use crate::status::model_endpoint::endpoint_status;
@@ -649,13 +649,7 @@ mod tests {
         assert_eq!(action, Action::requeue(std::time::Duration::from_secs(60)));
         let bodies = verifier.await.unwrap();
         assert_eq!(bodies[2]["status"]["phase"], "WaitingForEndpoint");
-        let reconciling = bodies[2]["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Reconciling")
-            .unwrap()
-            .clone();
+        let reconciling = condition(&bodies[2]["status"], "Reconciling");
         assert_eq!(reconciling["reason"], "WaitingForEndpoint");
         assert!(
             reconciling["message"]
@@ -715,13 +709,7 @@ mod tests {
             (status["phase"].as_str(), status["verdict"].as_str()),
             (Some("Failed"), Some("Fail"))
         );
-        let passed = status["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Passed")
-            .unwrap()
-            .clone();
+        let passed = condition(status, "Passed");
         assert_eq!(passed["status"], "False");
         assert!(
             passed["message"].as_str().unwrap().contains("budget 500"),
@@ -757,13 +745,7 @@ mod tests {
         let bodies = verifier.await.unwrap();
         let status = &bodies[3]["status"];
         assert_eq!(status["phase"], "Error");
-        let stalled = status["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Stalled")
-            .unwrap()
-            .clone();
+        let stalled = condition(status, "Stalled");
         assert_eq!(
             (stalled["status"].as_str(), stalled["reason"].as_str()),
             (Some("True"), Some("RunnerFailed"))

@@ -144,7 +144,7 @@ pub fn error_policy(endpoint: Arc<ModelEndpoint>, error: &Error, ctx: Arc<Contex
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::apiserver::{client, event_answer, expect, not_found};
+    use crate::fixtures::apiserver::{client, condition, event_answer, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, timeout_after_1s};
     use http::Method;
 
@@ -270,13 +270,7 @@ mod tests {
             .await
             .unwrap();
         let bodies = verifier.await.unwrap();
-        let stalled = bodies[1]["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Stalled")
-            .unwrap()
-            .clone();
+        let stalled = condition(&bodies[1]["status"], "Stalled");
         assert_eq!(stalled["reason"], "NotOwned");
         assert!(
             stalled["message"]
@@ -321,13 +315,7 @@ mod tests {
             .await
             .unwrap();
         let bodies = verifier.await.unwrap();
-        let ready = bodies[3]["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Ready")
-            .unwrap()
-            .clone();
+        let ready = condition(&bodies[3]["status"], "Ready");
         assert_eq!(ready["reason"], "Rejected");
         assert!(
             ready["message"]

@@ -60,24 +60,20 @@ pub fn controlled_by(obj: &impl kube::Resource, owner_uid: Option<&str>) -> bool
 
 /// Why `obj` (a `kind` the operator would write) must be left alone: it exists and is not
 /// controlled by `owner`. `None` when it is missing or the owner's own.
-pub fn not_owned<K: kube::Resource>(
+pub fn not_owned<K: kube::Resource, O: kube::Resource<DynamicType = ()>>(
     obj: Option<&K>,
     kind: &str,
-    owner: &impl kube::Resource,
+    owner: &O,
 ) -> Option<String> {
     use kube::ResourceExt;
     let obj = obj?;
-    let owner_uid = owner.meta().uid.as_deref();
-    (!controlled_by(obj, owner_uid)).then(|| {
+    (!controlled_by(obj, owner.meta().uid.as_deref())).then(|| {
         format!(
-            "{kind} {} already exists and is not controlled by this {}; nothing was changed \
+            "{kind} {} already exists and is not controlled by {} {}; nothing was changed \
              (delete or rename it)",
             obj.name_any(),
-            owner
-                .meta()
-                .name
-                .as_deref()
-                .map_or_else(|| "object".to_owned(), |n| format!("object {n}"))
+            O::kind(&()),
+            owner.name_any()
         )
     })
 }
