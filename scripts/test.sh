@@ -32,6 +32,28 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "real clients against model-server: openai (/v1/embeddings), huggingface_hub (POST /, TEI's route)"
+clients_venv=target/clients-venv
+if [[ ! -x $clients_venv/bin/python ]] || ! "$clients_venv/bin/python" -c 'import openai, huggingface_hub' 2>/dev/null; then
+  rm -rf "$clients_venv"
+  python3 -m venv "$clients_venv"
+  "$clients_venv/bin/pip" install --quiet --disable-pip-version-check openai huggingface_hub numpy
+fi
+MODEL=models/all-MiniLM-L6-v2 HOST=127.0.0.1 PORT=18091 target/debug/model-server >target/clients-server.log 2>&1 &
+clients_server=$!
+for _ in $(seq 120); do
+  curl -fsS http://127.0.0.1:18091/health >/dev/null 2>&1 && break
+  sleep 0.5
+done
+clients_rc=0
+"$clients_venv/bin/python" model-server/tests/clients/real_clients.py http://127.0.0.1:18091 || clients_rc=$?
+kill "$clients_server"
+wait "$clients_server" 2>/dev/null || true
+if ((clients_rc != 0)); then
+  tail -n 20 target/clients-server.log >&2
+  exit 1
+fi
+
 step "examples/quickstart.yaml end to end in local mode (about two minutes)"
 # The README's main job on the test build: the real model-server as a child process, the three
 # tutorial profiles through the real runner, a verdict. On 2 cores the spike may break the

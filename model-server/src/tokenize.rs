@@ -9,6 +9,29 @@
 use std::path::Path;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+/// Bytes of text kept per token of the maximum input length. WordPiece text averages 4–6 bytes
+/// per token (a word and its space), so a cut at 128 bytes per token keeps ~20x more text than
+/// the model reads and the first `max_input_length` tokens are those of the whole text; only a
+/// text sparser than one token per 128 bytes (runs of whitespace, words of over 100 characters,
+/// which are one `[UNK]` each) is embedded from its first bytes alone.
+pub const MAX_BYTES_PER_TOKEN: usize = 128;
+
+/// `text` cut to at most `max_bytes` at a char boundary, and back to the last whitespace before
+/// it so no word is split (a split word would tokenize differently); whether it was cut.
+pub fn cut(text: &str, max_bytes: usize) -> (&str, bool) {
+    if text.len() <= max_bytes {
+        return (text, false);
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Some(space) = text[..end].rfind(char::is_whitespace) {
+        end = space;
+    }
+    (&text[..end], true)
+}
+
 /// Why a text could not be tokenized.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
@@ -72,27 +95,55 @@ impl TextTokenizer {
         self.max_input_length
     }
 
+    /// Longest text, in bytes, that is tokenized whole; longer texts are cut first (see
+    /// [`cut`]).
+    pub fn max_text_bytes(&self) -> usize {
+        self.max_input_length.saturating_mul(MAX_BYTES_PER_TOKEN)
+    }
+
     /// Token ids of one text, `[CLS] … [SEP]` included. `index` only names the text in errors.
+    /// A text longer than [`Self::max_text_bytes`] is cut there (at a word boundary) before it
+    /// is tokenized, so its cost is bounded whatever its size.
     ///
     /// # Errors
-    /// [`TokenizeError::TooLong`] when the text needed truncation and `truncate` is false.
+    /// [`TokenizeError::TooLong`] when the text needed truncation (or was cut) and `truncate`
+    /// is false.
     pub fn encode(
         &self,
         index: usize,
         text: &str,
         truncate: bool,
     ) -> Result<Vec<u32>, TokenizeError> {
+        let (text, was_cut) = cut(text, self.max_text_bytes());
         // `encode_fast` skips the character offsets, which embedding never needs.
         let encoding = self
             .inner
             .encode_fast(text, true)
             .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
-        if !truncate && !encoding.get_overflowing().is_empty() {
+        if !truncate && (was_cut || !encoding.get_overflowing().is_empty()) {
             return Err(TokenizeError::TooLong {
                 index,
                 max: self.max_input_length,
             });
         }
         Ok(encoding.get_ids().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn long_texts_are_cut_at_a_word_boundary_within_the_bound() {
+        assert_eq!(cut("short text", 100), ("short text", false));
+        let (kept, was_cut) = cut("alpha beta gamma", 13);
+        assert_eq!((kept, was_cut), ("alpha beta", true));
+        // Never inside a multi-byte character, even without whitespace.
+        let (kept, was_cut) = cut("ééééé", 5);
+        assert!(was_cut && kept.len() <= 5 && kept.chars().all(|c| c == 'é'));
+        let huge = "word ".repeat(200_000);
+        let (kept, _) = cut(&huge, 32 * 1024);
+        assert!(kept.len() <= 32 * 1024 && kept.ends_with("word"));
     }
 }

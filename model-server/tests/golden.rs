@@ -98,7 +98,7 @@ async fn matches_sentence_transformers_one_by_one_and_batched() {
     let texts: Vec<String> = reference.cases.iter().map(|c| c.text.clone()).collect();
 
     let batched = infer
-        .embed(&texts, EmbedOptions::default())
+        .embed(texts.as_slice(), EmbedOptions::default())
         .await
         .unwrap()
         .vectors;
@@ -187,4 +187,24 @@ async fn truncation_refusal_names_the_limit() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("256 tokens"), "{err}");
+}
+
+/// A huge text is cut before it is tokenized (its cost is bounded), and the cut changes nothing
+/// the model reads: the same first 256 tokens as a text short enough to be tokenized whole.
+#[test]
+fn a_huge_text_tokenizes_to_the_same_first_tokens_as_its_start() {
+    let tokenizer = TextTokenizer::from_file(&model_dir().join("tokenizer.json"), 256).unwrap();
+    let sentence = "Wir schätzen die Latenz der Einbettungen unter Last, naïvely and with care. ";
+    let huge = sentence.repeat(1_000_000 / sentence.len());
+    assert!(huge.len() > tokenizer.max_text_bytes() * 10);
+    let start = &huge[..sentence.len() * 60];
+    assert!(start.len() < tokenizer.max_text_bytes());
+    let from_huge = tokenizer.encode(0, &huge, true).unwrap();
+    let from_start = tokenizer.encode(0, start, true).unwrap();
+    assert_eq!(from_huge.len(), 256);
+    assert_eq!(from_huge, from_start);
+    assert!(matches!(
+        tokenizer.encode(0, &huge, false),
+        Err(model_server::tokenize::TokenizeError::TooLong { .. })
+    ));
 }

@@ -467,7 +467,7 @@ async fn concurrent_requests_share_forward_passes_and_keep_their_vectors() {
     let answers = futures::future::join_all(
         requests
             .iter()
-            .map(|r| infer.embed(r, EmbedOptions::default())),
+            .map(|r| infer.embed(r.as_slice(), EmbedOptions::default())),
     )
     .await;
     blocker.await.unwrap().unwrap();
@@ -515,4 +515,77 @@ async fn metrics_count_requests_by_route_and_status() {
     ] {
         assert!(text.contains(line), "metrics lack {line:?}:\n{text}");
     }
+}
+
+/// TEI's root route and options, as `huggingface_hub`'s `feature_extraction` sends them:
+/// `{"inputs", "normalize", "truncate", "truncation_direction", "dimensions"}` at the top level.
+#[tokio::test]
+async fn tei_clients_post_to_the_root_with_teis_options() {
+    let router = ready_app(FakeBackend::default(), test_limits());
+    let answer = send(
+        &router,
+        post(
+            "/",
+            r#"{"inputs":"hello world","normalize":true,"truncate":true,"truncation_direction":"Right"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(as_vectors(&answer.body), vec![expected("hello world")]);
+    for (body, mentions) in [
+        (
+            r#"{"inputs":"a","truncation_direction":"Left"}"#,
+            "truncation_direction",
+        ),
+        (r#"{"inputs":"a","prompt_name":"query"}"#, "prompt_name"),
+        (r#"{"inputs":"a","dimensions":7}"#, "dimensions"),
+    ] {
+        let refused = send(&router, post("/", body)).await;
+        assert_error(
+            &refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            mentions,
+        );
+    }
+}
+
+/// Bodies in memory are bounded by count as well as size: while as many bodies as allowed are
+/// being read, the next request is answered 429 (JSON) before its body is read.
+#[tokio::test]
+async fn bodies_read_at_once_are_bounded_and_the_rest_get_429() {
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        ..test_limits()
+    };
+    let router = ready_app(FakeBackend::default(), limits);
+    // A body that arrives slowly: its read holds the only body-read permit.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<axum::body::Bytes, std::io::Error>>();
+    tx.unbounded_send(Ok(axum::body::Bytes::from_static(b"{\"texts\":[\"a")))
+        .unwrap();
+    let slow = Request::post("/embed")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let reading = tokio::spawn({
+        let router = router.clone();
+        async move { send(&router, slow).await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = send(&router, post("/embed", r#"{"texts":["b"]}"#)).await;
+    assert_error(
+        &refused,
+        StatusCode::TOO_MANY_REQUESTS,
+        "overloaded",
+        "request bodies are being read",
+    );
+    assert_eq!(refused.headers[header::RETRY_AFTER], "1");
+    // /health reads no body and is never refused.
+    assert_eq!(send(&router, get("/health")).await.status, StatusCode::OK);
+    tx.unbounded_send(Ok(axum::body::Bytes::from_static(b"\"]}")))
+        .unwrap();
+    drop(tx);
+    assert_eq!(reading.await.unwrap(), StatusCode::OK);
+    let after = send(&router, post("/embed", r#"{"texts":["b"]}"#)).await;
+    assert_eq!(after.status, StatusCode::OK, "the permit comes back");
 }

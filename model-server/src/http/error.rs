@@ -106,6 +106,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        // Held while the body is read and parsed, released before inference: bodies in memory
+        // at once are bounded, whatever the request count.
+        let Some(_reading) = state.body_read() else {
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                error_type: ErrorType::Overloaded,
+                message: format!(
+                    "{} request bodies are being read already; retry later",
+                    super::max_body_reads(&state.config().limits)
+                ),
+                retry_after: Some(1),
+            });
+        };
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(rejection_to_error(rejection, state.payload_limit())),

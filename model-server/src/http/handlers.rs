@@ -17,8 +17,10 @@ fn served(state: &AppState) -> Result<&ServedModel, ApiError> {
     state.model().ok_or_else(ApiError::not_ready)
 }
 
-/// `POST /embed`: the tutorial's `{"texts"}` (answered with [`EmbedResponse`]) or TEI's
-/// `{"inputs"}` (answered with a bare array of vectors, as TEI does).
+/// `POST /embed` (and `POST /`, where TEI's clients post: `huggingface_hub`'s
+/// `InferenceClient(model=URL).feature_extraction`, LangChain's TEI integration): the tutorial's
+/// `{"texts"}` (answered with [`EmbedResponse`]) or TEI's `{"inputs"}` (answered with a bare
+/// array of vectors, as TEI does).
 pub async fn embed(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<EmbedRequest>,
@@ -28,12 +30,28 @@ pub async fn embed(
         inputs,
         normalize,
         truncate,
+        truncation_direction,
+        prompt_name,
+        dimensions,
     } = request;
     let options = EmbedOptions {
         normalize: normalize.unwrap_or(true),
         truncate: truncate.unwrap_or(true),
     };
     let unprocessable = |m: &str| ApiError::validation(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if truncation_direction
+        .as_deref()
+        .is_some_and(|d| !d.eq_ignore_ascii_case("right"))
+    {
+        return Err(unprocessable(
+            "truncation_direction: only \"Right\" is served (long texts keep their start)",
+        ));
+    }
+    if let Some(name) = prompt_name {
+        return Err(unprocessable(&format!(
+            "prompt_name: this server has no prompts configured (asked for {name:?})"
+        )));
+    }
     let (texts, tutorial_shape) = match (texts, inputs) {
         (Some(texts), None) => (texts, true),
         (None, Some(inputs)) => (inputs.into_vec(), false),
@@ -47,7 +65,15 @@ pub async fn embed(
         }
     };
     let model = served(&state)?;
-    let Embeddings { vectors, .. } = model.infer.embed(&texts, options).await?;
+    if let Some(asked) = dimensions
+        && asked != model.infer.dimensions()
+    {
+        return Err(unprocessable(&format!(
+            "dimensions: this model produces {}-dimensional vectors, not {asked}",
+            model.infer.dimensions()
+        )));
+    }
+    let Embeddings { vectors, .. } = model.infer.embed(texts, options).await?;
     if tutorial_shape {
         let body = EmbedResponse {
             embeddings: vectors,
@@ -81,7 +107,7 @@ pub async fn openai_embeddings(
     let Embeddings {
         vectors,
         prompt_tokens,
-    } = model.infer.embed(&texts, EmbedOptions::default()).await?;
+    } = model.infer.embed(texts, EmbedOptions::default()).await?;
     let base64 = request.encoding_format == Some(EncodingFormat::Base64);
     let data = vectors
         .into_iter()

@@ -49,18 +49,35 @@ struct StateInner {
     config: HttpConfig,
     metrics: Arc<Metrics>,
     model: OnceLock<ServedModel>,
+    /// Request bodies read and parsed at once; see [`max_body_reads`].
+    body_reads: Arc<tokio::sync::Semaphore>,
+}
+
+/// Most request bodies read and parsed at once: memory is bounded by bytes (this many bodies of
+/// at most `payload_limit` bytes each, and their parsed texts), not only by request count. A
+/// body that finds none free is answered 429 before it is read. 32 keeps both cores busy with
+/// any mix of request sizes; at the 2 MB default limit it bounds body memory to ~128 MB.
+pub fn max_body_reads(limits: &Limits) -> usize {
+    limits.max_concurrent_requests.clamp(1, 32)
 }
 
 impl AppState {
     /// State of a server whose model is not loaded yet (`/health` answers 503).
     pub fn new(config: HttpConfig, metrics: Arc<Metrics>) -> Self {
+        let body_reads = Arc::new(tokio::sync::Semaphore::new(max_body_reads(&config.limits)));
         Self {
             inner: Arc::new(StateInner {
                 config,
                 metrics,
                 model: OnceLock::new(),
+                body_reads,
             }),
         }
+    }
+
+    /// A permit to read one request body, or `None` when [`max_body_reads`] are being read.
+    fn body_read(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.body_reads.clone().try_acquire_owned().ok()
     }
 
     /// Marks the model loaded and warmed up: `/health` turns 200 and requests are served.
@@ -93,6 +110,7 @@ impl AppState {
 /// The router with every route and layer.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/", post(handlers::embed))
         .route("/embed", post(handlers::embed))
         .route("/v1/embeddings", post(handlers::openai_embeddings))
         .route("/health", get(handlers::health))
@@ -108,6 +126,7 @@ pub fn app(state: AppState) -> Router {
 /// Route label for a path: the known routes, else `other` (bounded label values).
 fn route_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/embed" => "/embed",
         "/v1/embeddings" => "/v1/embeddings",
         "/health" => "/health",
@@ -156,7 +175,7 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error_type: ErrorType::NotFound,
-        message: "no such route; try POST /embed, POST /v1/embeddings, GET /health, GET /info, GET /metrics"
+        message: "no such route; try POST /embed (or POST /, as TEI serves it), POST /v1/embeddings, GET /health, GET /info, GET /metrics"
             .to_owned(),
         retry_after: None,
     }

@@ -2,17 +2,21 @@
 //! tokenization, queueing for a batch, and normalisation of the answer.
 //!
 //! Pipeline: [`Infer::embed`] takes a permit from a semaphore of `max_concurrent_requests`
-//! (none left → [`InferError::Overloaded`] at once, never a wait), tokenizes on the caller's task
-//! (microseconds per text), sends the request to the batching actor ([`queue`]), which hands
-//! batches of texts to the inference worker threads ([`worker`]), and awaits the vectors.
+//! (none left → [`InferError::Overloaded`] at once, never a wait), tokenizes on tokio's blocking
+//! pool (never on the async workers that answer `/health`; each text is first cut to a bound
+//! derived from the maximum sequence length, so a 1 MB text costs what a 32 KiB one does) and
+//! drops the texts, sends the token ids to the batching actor ([`queue`]), which hands batches of
+//! texts to the inference worker threads ([`worker`]), and awaits the vectors.
 
 pub(crate) mod queue;
+pub(crate) mod request;
 pub(crate) mod worker;
 
 use crate::backend::{BackendError, EmbeddingBackend};
 use crate::metrics::Metrics;
 use crate::tokenize::{TextTokenizer, TokenizeError};
-use queue::{BatchLimits, Request};
+use queue::BatchLimits;
+use request::Request;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{Semaphore, mpsc};
@@ -102,7 +106,7 @@ pub struct Infer {
 }
 
 struct Inner {
-    tokenizer: TextTokenizer,
+    tokenizer: Arc<TextTokenizer>,
     admission: Arc<Semaphore>,
     queue: mpsc::Sender<Arc<Request>>,
     limits: Limits,
@@ -171,7 +175,7 @@ impl Infer {
             metrics.clone(),
         ));
         let inner = Inner {
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             admission: Arc::new(Semaphore::new(capacity)),
             queue: queue_tx,
             limits,
@@ -211,9 +215,10 @@ impl Infer {
     /// for empty, too many or too long inputs; [`InferError::Backend`] when inference fails.
     pub async fn embed(
         &self,
-        texts: &[String],
+        texts: impl Into<Vec<String>>,
         options: EmbedOptions,
     ) -> Result<Embeddings, InferError> {
+        let texts: Vec<String> = texts.into();
         let inner = &*self.inner;
         if texts.is_empty() {
             return Err(InferError::Empty);
@@ -232,11 +237,18 @@ impl Infer {
                 .map_err(|_| InferError::Overloaded {
                     limit: inner.limits.max_concurrent_requests,
                 })?;
-        let ids = texts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| inner.tokenizer.encode(i, text, options.truncate))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Off the async workers: a long text takes milliseconds to tokenize, and the texts are
+        // dropped as soon as their ids exist (the ids are all the queue keeps).
+        let tokenizer = inner.tokenizer.clone();
+        let ids = tokio::task::spawn_blocking(move || {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| tokenizer.encode(i, text, options.truncate))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| InferError::ShuttingDown)??;
         let prompt_tokens = ids.iter().map(Vec::len).sum();
         let (request, answer) = Request::new(ids, permit);
         // The channel has as many slots as there are permits, so this never waits.

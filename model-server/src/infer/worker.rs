@@ -8,7 +8,7 @@
 //! A batch is split into passes of similar length before inference: padding a 10-token text to a
 //! 250-token neighbour costs 25x the work, and attention grows with the square of the length.
 
-use super::queue::Item;
+use super::request::{Item, Job};
 use crate::backend::{BackendError, EmbeddingBackend};
 use crate::metrics::Metrics;
 use std::panic::AssertUnwindSafe;
@@ -17,12 +17,6 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
-
-/// A batch of texts handed to one worker.
-pub(crate) struct Job {
-    /// The texts; each vector goes straight to its request.
-    pub items: Vec<Item>,
-}
 
 /// The actor's end of a worker: a one-slot channel (a worker only gets a job when idle).
 pub(crate) struct WorkerHandle {

@@ -13,7 +13,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Body of `POST /embed`: exactly one of `texts` (tutorial shape) or `inputs` (TEI shape).
+/// Body of `POST /embed` (and TEI's `POST /`): exactly one of `texts` (tutorial shape) or
+/// `inputs` (TEI shape), with TEI's options.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedRequest {
@@ -30,6 +31,15 @@ pub struct EmbedRequest {
     /// such a text is refused with 413 instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate: Option<bool>,
+    /// TEI: which end of a long text is cut, `Right` (the only one served) or `Left`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation_direction: Option<String>,
+    /// TEI: a named prompt prepended to each text; this server has none configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_name: Option<String>,
+    /// TEI: vector length wanted; must be the model's own (no Matryoshka truncation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<usize>,
 }
 
 /// One text or many: TEI's `inputs` and OpenAI's `input`.
