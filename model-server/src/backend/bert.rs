@@ -10,12 +10,14 @@
 //! - the bias add and the exact (erf) GELU run in place in one pass, with a branch-free rational
 //!   erf the compiler vectorizes (libm's scalar `erff` alone was 9.5% of the profile);
 //! - bias + residual + LayerNorm run in place in one pass per row;
-//! - softmax uses candle's fused last-dimension kernel instead of five separate ops;
+//! - attention over short sequences is one fused pass from the QKV rows ([`super::attention`]);
+//!   longer ones use candle's batched gemm and its fused last-dimension softmax;
 //! - token-type 0 and position embeddings are pre-added into one table at load time.
 //!
 //! Numerically it follows Hugging Face's `BertModel` in f32; the golden tests hold it to
 //! sentence-transformers' own vectors (every component within 1e-5, cosine ≥ 0.99999).
 
+use super::attention::{FUSED_MAX_SEQ, FusedAttention};
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -31,8 +33,16 @@ pub struct Bert {
     head_size: usize,
 }
 
+/// A linear layer's `(out, in)` weight stored as a contiguous `(in, out)` matrix: `x · W` then
+/// reads the right-hand side row by row. gemm packs its right-hand side on every call; from a
+/// transposed view that packing walks memory with a stride of `in` floats.
+fn transposed(weight: &Tensor) -> Result<Tensor> {
+    weight.t()?.contiguous()
+}
+
+/// One transformer layer; each `*_weight` is stored `(in, out)` (see [`transposed`]).
 struct Layer {
-    /// (3 * hidden, hidden): query (pre-scaled), key and value stacked.
+    /// (hidden, 3 * hidden): query (pre-scaled), key and value side by side.
     qkv_weight: Tensor,
     qkv_bias: Bias,
     attention_out_weight: Tensor,
@@ -110,16 +120,20 @@ impl Bert {
                 )?;
                 let inter = config.intermediate_size;
                 Ok(Layer {
-                    qkv_weight,
+                    qkv_weight: transposed(&qkv_weight)?,
                     qkv_bias: Bias(qkv_bias.to_vec1()?),
-                    attention_out_weight: attn.get((hidden, hidden), "output.dense.weight")?,
+                    attention_out_weight: transposed(
+                        &attn.get((hidden, hidden), "output.dense.weight")?,
+                    )?,
                     attention_out: ResidualNorm::load(&attn.pp("output"), hidden, eps)?,
-                    intermediate_weight: vb.get((inter, hidden), "intermediate.dense.weight")?,
+                    intermediate_weight: transposed(
+                        &vb.get((inter, hidden), "intermediate.dense.weight")?,
+                    )?,
                     intermediate: BiasActivation {
                         bias: vb.get(inter, "intermediate.dense.bias")?.to_vec1()?,
                         activation,
                     },
-                    output_weight: vb.get((hidden, inter), "output.dense.weight")?,
+                    output_weight: transposed(&vb.get((hidden, inter), "output.dense.weight")?)?,
                     output: ResidualNorm::load(&vb.pp("output"), hidden, eps)?,
                 })
             })
@@ -155,7 +169,8 @@ impl Bert {
             .iter()
             .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
             .collect();
-        let additive = Tensor::from_vec(additive, (batch, 1, 1, seq), ids.device())?;
+        let additive_tensor = Tensor::from_vec(additive.clone(), (batch, 1, 1, seq), ids.device())?;
+        let additive = (additive, additive_tensor);
 
         let mut x = x;
         for layer in &self.layers {
@@ -168,35 +183,45 @@ impl Bert {
         &self,
         layer: &Layer,
         x: &Tensor,
-        additive_mask: &Tensor,
+        additive_mask: &(Vec<f32>, Tensor),
         batch: usize,
         seq: usize,
         hidden: usize,
     ) -> Result<Tensor> {
-        let qkv = x.matmul(&layer.qkv_weight.t()?)?;
+        let qkv = x.matmul(&layer.qkv_weight)?;
         qkv.inplace_op1(&layer.qkv_bias)?;
-        // (batch * seq, 3 * hidden) -> three (batch, heads, seq, head_size) tensors.
-        let qkv = qkv.reshape((batch, seq, 3, self.heads, self.head_size))?;
-        let split = |i: usize| {
-            qkv.narrow(2, i, 1)?
-                .squeeze(2)?
+        let context = if seq <= FUSED_MAX_SEQ {
+            qkv.apply_op1_no_bwd(&FusedAttention {
+                mask: &additive_mask.0,
+                batch,
+                seq,
+                heads: self.heads,
+                head_size: self.head_size,
+            })?
+        } else {
+            // (batch * seq, 3 * hidden) -> three (batch, heads, seq, head_size) tensors.
+            let qkv = qkv.reshape((batch, seq, 3, self.heads, self.head_size))?;
+            let split = |i: usize| {
+                qkv.narrow(2, i, 1)?
+                    .squeeze(2)?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = q.matmul(&k.t()?)?.broadcast_add(&additive_mask.1)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            probs
+                .matmul(&v)?
                 .transpose(1, 2)?
-                .contiguous()
+                .contiguous()?
+                .reshape((batch * seq, hidden))?
         };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = q.matmul(&k.t()?)?.broadcast_add(additive_mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((batch * seq, hidden))?;
 
-        let attended = context.matmul(&layer.attention_out_weight.t()?)?;
+        let attended = context.matmul(&layer.attention_out_weight)?;
         attended.inplace_op2(x, &layer.attention_out)?;
-        let inter = attended.matmul(&layer.intermediate_weight.t()?)?;
+        let inter = attended.matmul(&layer.intermediate_weight)?;
         inter.inplace_op1(&layer.intermediate)?;
-        let out = inter.matmul(&layer.output_weight.t()?)?;
+        let out = inter.matmul(&layer.output_weight)?;
         out.inplace_op2(&attended, &layer.output)?;
         Ok(out)
     }
