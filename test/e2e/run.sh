@@ -465,5 +465,22 @@ kubectl wait -n team-a --for=condition=Complete lt/scoped --timeout=180s
   fail "the namespaced operator reconciled a LoadTest outside its namespace"
 kubectl get lease -n team-ops
 echo "team-a: $(kubectl get -n team-a lt/scoped -o 'jsonpath={.status.conditions[?(@.type=="Passed")].message}'); default/outside untouched"
+# A second replica of the same install stands by: it serves /health but never leads.
+KUBECONFIG=$work/team.kubeconfig HTTP_ADDR=127.0.0.1:18081 LOG_FORMAT=plain RUST_LOG=info,kube=warn \
+  LEASE_NAMESPACE=team-ops WATCH_NAMESPACE=team-a "$bins/loadgate" operator >"$work/standby.log" 2>&1 &
+standby_pid=$!
+for _ in $(seq 40); do
+  grep -q "another replica leads" "$work/standby.log" && break
+  sleep 0.5
+done
+grep -q "another replica leads" "$work/standby.log" || {
+  cat "$work/standby.log"
+  fail "a second replica did not stand by behind the Lease holder"
+}
+curl -fsS http://127.0.0.1:18081/health >/dev/null || fail "the standby replica does not answer /health"
+grep -q "controllers started" "$work/standby.log" && fail "the standby replica started its controllers"
+kill "$standby_pid"
+wait "$standby_pid" 2>/dev/null || true
+echo "standby: waited behind the Lease holder, healthy, no controllers"
 
 step "all end-to-end checks passed in $((SECONDS - started)) s"
