@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmark: model-server against the Python tutorial stack, side by side on this machine.
+"""Benchmark: model-server against the Python tutorial stack and ONNX Runtime, side by side.
 
-Prints ratios (model-server / tutorial) for: embeddings/s at saturation, p50/p95 at 10 and 50
-concurrent users with the tutorial's traffic mix, cold start to ready, RSS idle and peak; and
-in-process sentences/s at batch 1/8/32 of candle against sentence-transformers on PyTorch.
+Prints the CPU and its SIMD flags, then ratios (model-server / tutorial) for: embeddings/s at
+saturation, p50/p95 at 10 and 50 concurrent users with the tutorial's traffic mix, cold start to
+ready, RSS idle and peak; in-process sentences/s at batch 1/8/32 of candle against
+sentence-transformers on PyTorch and against ONNX Runtime (the same checkpoint exported with
+torch.onnx, fp32, graph optimisations on, 2 intra-op threads: what TEI's CPU image, infinity and
+fastembed run); and a lone HTTP client's sentences/s at 1/8/32 texts per request against ORT's
+in-process rate.
 
-Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial]
+Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial] [--engines-only]
 Needs bench/.venv (bench/setup-python.sh) and the model (scripts/fetch-model.sh).
 """
 import argparse
@@ -101,6 +105,47 @@ for b in (1, 8, 32):
 """
 
 
+# Mean pooling and L2 normalisation go inside the exported graph, so ORT's output is the
+# sentence vector, as model-server's is.
+ORT_INPROCESS = r"""
+import json, os, sys, time, torch
+import numpy as np, onnxruntime as ort
+from sentence_transformers import SentenceTransformer
+model_dir, seconds, onnx_path = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+st = SentenceTransformer(model_dir, device="cpu")
+tok = st.tokenizer
+class Pooled(torch.nn.Module):
+    def __init__(self, bert):
+        super().__init__(); self.bert = bert
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        h = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(v, p=2, dim=1)
+if not os.path.exists(onnx_path):
+    enc = tok(["hello world"] * 2, return_tensors="pt", padding=True)
+    torch.onnx.export(Pooled(st[0].auto_model).eval(), (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]),
+        onnx_path, input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["embedding"],
+        dynamic_axes={n: {0: "batch", 1: "seq"} for n in ["input_ids", "attention_mask", "token_type_ids"]}, opset_version=17, dynamo=False)
+opts = ort.SessionOptions(); opts.intra_op_num_threads = 2; opts.inter_op_num_threads = 1
+opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+s = "The quick brown fox jumps over the lazy dog near the river bank."
+ref = st.encode([s], normalize_embeddings=True)[0]
+for b in (1, 8, 32):
+    enc = tok([s] * b, return_tensors="np", padding=True)
+    feed = {k: enc[k].astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
+    out = sess.run(None, feed)[0]
+    cos = float(np.dot(out[0], ref) / np.linalg.norm(out[0]) / np.linalg.norm(ref))
+    for _ in range(3): sess.run(None, feed)
+    lat = []; t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        t = time.perf_counter(); tok([s] * b, return_tensors="np", padding=True); sess.run(None, feed); lat.append(time.perf_counter() - t)
+    total = time.perf_counter() - t0; lat.sort()
+    print(json.dumps({"engine": "ort", "batch": b, "sentences_per_s": round(len(lat) * b / total, 1), "p50_ms": round(lat[len(lat)//2]*1000, 2), "cosine_to_st": round(cos, 6)}))
+"""
+
+
 def inprocess(seconds: float) -> dict:
     out = {}
     candle = subprocess.run(
@@ -110,9 +155,45 @@ def inprocess(seconds: float) -> dict:
     torch = subprocess.run(
         [str(VENV_PY), "-c", TORCH_INPROCESS, str(MODEL), str(seconds)], check=True, capture_output=True, text=True
     ).stdout
-    for line in (candle + torch).splitlines():
+    (BENCH / "out").mkdir(exist_ok=True)
+    onnx = subprocess.run(
+        [str(VENV_PY), "-c", ORT_INPROCESS, str(MODEL), str(seconds), str(BENCH / "out" / "all-MiniLM-L6-v2.onnx")],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    for line in (candle + torch + onnx).splitlines():
         row = json.loads(line)
         out[(row["engine"], row["batch"])] = row["sentences_per_s"]
+        print(f"    {row}", flush=True)
+    return out
+
+
+def cpu() -> str:
+    model, flags = "unknown", []
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and model == "unknown":
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "fma", "amx")))
+            break
+    return f"{model}, {os.cpu_count()} logical cores; SIMD: {' '.join(flags)}"
+
+
+def lone_client(port: int, seconds: float) -> dict:
+    """One client, one request at a time: sentences/s at 1, 8 and 32 texts per request."""
+    import http.client
+    s = "The quick brown fox jumps over the lazy dog near the river bank."
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    out = {}
+    for n in (1, 8, 32):
+        body = json.dumps({"texts": [s] * n})
+        send = lambda: (conn.request("POST", "/embed", body, {"Content-Type": "application/json"}), conn.getresponse().read())
+        for _ in range(3):
+            send()
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            send()
+            done += 1
+        out[n] = round(done * n / (time.perf_counter() - t0), 1)
     return out
 
 
@@ -126,10 +207,16 @@ def main() -> None:
     parser.add_argument("--inprocess-seconds", type=float, default=4.0)
     parser.add_argument("--reuse-tutorial", action="store_true",
                         help="take the tutorial stack's numbers from the last run (bench/out) instead of measuring it again")
+    parser.add_argument("--engines-only", action="store_true",
+                        help="only the in-process engines and the lone HTTP client (no tutorial stack, no load levels)")
     args = parser.parse_args()
     previous = BENCH / "out" / "model_server.json"
 
+    print(f"CPU: {cpu()}", flush=True)
     subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins", "--examples"], cwd=ROOT, check=True)
+    if args.engines_only:
+        engines_only(args.inprocess_seconds)
+        return
     rust = measure_server(
         "model-server",
         [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8302"],
@@ -165,6 +252,27 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "model_server.json").write_text(json.dumps({"model_server": rust, "tutorial": python,
         "inprocess": {f"{k[0]}_b{k[1]}": v for k, v in inp.items()}}, indent=2))
+
+
+def engines_only(seconds: float) -> None:
+    inp = inprocess(seconds)
+    proc = subprocess.Popen(
+        [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8303"],
+        env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(8303, proc)
+        lone = lone_client(8303, seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+    print()
+    print(f"{'sentences/s':<34} {'candle':>8} {'torch':>8} {'ORT':>8} {'candle/torch':>13} {'candle/ORT':>11}")
+    for b in (1, 8, 32):
+        c, t, o = inp[("candle", b)], inp[("torch", b)], inp[("ort", b)]
+        print(f"{f'in process, batch {b}':<34} {c:>8} {t:>8} {o:>8} {ratio(c, t):>13} {ratio(c, o):>11}")
+    for n in (1, 8, 32):
+        o = inp[("ort", n)]
+        print(f"{f'HTTP lone client, {n} texts/request':<34} {lone[n]:>8} {'':>8} {o:>8} {'':>13} {ratio(lone[n], o):>11}")
 
 
 if __name__ == "__main__":
