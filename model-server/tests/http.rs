@@ -587,5 +587,10 @@ async fn bodies_read_at_once_are_bounded_and_the_rest_get_429() {
     drop(tx);
     assert_eq!(reading.await.unwrap(), StatusCode::OK);
     let after = send(&router, post("/embed", r#"{"texts":["b"]}"#)).await;
-    assert_eq!(after.status, StatusCode::OK, "the permit comes back");
+    assert_eq!(
+        after.status,
+        StatusCode::OK,
+        "the permit comes back: {:?}",
+        after.body
+    );
 }

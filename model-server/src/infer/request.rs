@@ -35,11 +35,14 @@ struct Collected {
 
 impl Collected {
     fn answer(&mut self, reply: Reply) {
+        // The permit goes back before the answer: a caller that sends its next request the
+        // moment it has this one's answer must find the permit free (the other order raced, and
+        // a closed-loop client saw 429s at exactly the admission limit).
+        self.permit = None;
         if let Some(sender) = self.reply.take() {
             // The caller may have gone since; then nobody needs the answer.
             let _ = sender.send(reply);
         }
-        self.permit = None;
     }
 }
 
