@@ -3,7 +3,9 @@
 //!
 //! The unit of batching is the text, not the request: a request's texts are queued as items, and
 //! a batch is the next items in arrival order, up to `max_batch_size` texts and
-//! `max_batch_tokens` tokens. When several workers are idle the waiting texts are shared out
+//! `max_batch_tokens` tokens, except that short requests (≤ [`SHORT_REQUEST_TEXTS`] texts)
+//! overtake longer ones that have waited less than [`MAX_OVERTAKEN`] ([`short_first`]), so a
+//! one-text request does not wait behind every queued 32-text one. When several workers are idle the waiting texts are shared out
 //! between them, so one 32-text request runs on both cores instead of one. The request collects
 //! its vectors as its items finish and answers when the last one lands ([`Request::complete`]).
 //!
@@ -18,6 +20,7 @@ use crate::backend::BackendError;
 use crate::metrics::Metrics;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Batch limits the actor packs to.
@@ -61,6 +64,53 @@ pub(crate) fn take_batch(
     (!batch.is_empty()).then_some(batch)
 }
 
+/// Requests of at most this many texts overtake longer ones waiting in the queue, so a 1-text
+/// request waits for at most the passes already running, not for every queued 32-text request.
+pub(crate) const SHORT_REQUEST_TEXTS: usize = 4;
+
+/// A longer request overtaken for this long is served in arrival order again, so a steady
+/// stream of short requests cannot starve it.
+pub(crate) const MAX_OVERTAKEN: Duration = Duration::from_millis(500);
+
+/// Most texts one pass takes while texts of other requests wait: a short request then waits for
+/// passes of at most this size, not for a whole 32-text pass (8-text passes keep ~90% of
+/// 32-text throughput in process). A request alone in the queue still gets passes as large as
+/// the limits allow.
+pub(crate) const MIXED_PASS_TEXTS: usize = 8;
+
+/// True when the queue holds texts of more than one request.
+fn mixed(queue: &VecDeque<Item>) -> bool {
+    queue.front().is_some_and(|first| {
+        queue
+            .iter()
+            .any(|i| !Arc::ptr_eq(&i.request, &first.request))
+    })
+}
+
+/// Reorders `queue` so short requests' texts (and those of requests waiting longer than
+/// [`MAX_OVERTAKEN`]) come first, each group in arrival order: a stable partition, O(queue).
+pub(crate) fn short_first(queue: &mut VecDeque<Item>, now: Instant) {
+    let first = |item: &Item| {
+        item.request.ids.len() <= SHORT_REQUEST_TEXTS
+            || now.duration_since(item.request.enqueued_at) >= MAX_OVERTAKEN
+    };
+    // Nothing to do unless a prioritised item stands behind one that is not.
+    let mut seen_later = false;
+    let needed = queue.iter().any(|item| {
+        if first(item) {
+            seen_later
+        } else {
+            seen_later = true;
+            false
+        }
+    });
+    if needed {
+        let (mut front, back): (VecDeque<Item>, VecDeque<Item>) = queue.drain(..).partition(first);
+        front.extend(back);
+        *queue = front;
+    }
+}
+
 /// Runs the actor until every `Infer` handle is gone and the queue has drained.
 pub(crate) async fn run(
     mut requests: mpsc::Receiver<Arc<Request>>,
@@ -80,9 +130,14 @@ pub(crate) async fn run(
         }));
     };
     loop {
+        short_first(&mut queue, Instant::now());
         while let Some(&worker) = idle.last() {
-            // Share the waiting texts out between the idle workers.
-            let share = queue.len().div_ceil(idle.len());
+            // Share the waiting texts out between the idle workers; under mixed load, in passes
+            // short enough that a newly arrived short request never waits long.
+            let mut share = queue.len().div_ceil(idle.len());
+            if mixed(&queue) {
+                share = share.min(MIXED_PASS_TEXTS);
+            }
             let before = queue.len();
             let batch = take_batch(&mut queue, limits, share, || {
                 metrics.cancelled.inc();
@@ -193,6 +248,40 @@ mod tests {
             3,
             "half for each of two idle workers"
         );
+    }
+
+    /// Mixed load: a 1-text request queued behind two 32-text ones runs in the next pass, not
+    /// after 64 texts; an overtaken request waiting past MAX_OVERTAKEN keeps its turn.
+    #[test]
+    fn short_requests_overtake_long_ones_but_never_starve_them() {
+        let sem = Arc::new(Semaphore::new(10));
+        let (long_a, _ra) = request(&sem, &[7; 32]);
+        let (long_b, _rb) = request(&sem, &[7; 32]);
+        let (short, _rs) = request(&sem, &[3]);
+        let mut queue: VecDeque<Item> = items(&long_a)
+            .into_iter()
+            .chain(items(&long_b))
+            .chain(items(&short))
+            .collect();
+        let now = short.enqueued_at;
+        short_first(&mut queue, now);
+        let limits = BatchLimits {
+            max_batch_size: 8,
+            max_batch_tokens: 1000,
+        };
+        let batch = take_batch(&mut queue, limits, usize::MAX, || {}).unwrap();
+        assert_eq!(lengths(&batch)[0], 3, "the short request goes first");
+        assert_eq!(queue.len(), 64 - 7, "then the long ones, in arrival order");
+        // Later, the long requests have waited past MAX_OVERTAKEN: a new short request no
+        // longer overtakes them.
+        let (late, _rl) = request(&sem, &[3]);
+        queue.extend(items(&late));
+        short_first(
+            &mut queue,
+            long_a.enqueued_at + MAX_OVERTAKEN + Duration::from_millis(1),
+        );
+        assert_eq!(queue.front().unwrap().ids().len(), 7);
+        assert_eq!(queue.back().unwrap().ids().len(), 3);
     }
 
     #[test]
