@@ -199,6 +199,15 @@ pub mod apiserver {
             .clone()
     }
 
+    /// Expects an Event to be published in namespace `ml`, answered as the apiserver does.
+    pub fn event_post() -> Expect {
+        expect(
+            http::Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/ml/events",
+            event_answer(),
+        )
+    }
+
     /// An Event as the apiserver echoes it back.
     pub fn event_answer() -> serde_json::Value {
         serde_json::json!({

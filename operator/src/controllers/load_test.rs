@@ -373,7 +373,7 @@ pub fn error_policy(test: Arc<LoadTest>, error: &Error, ctx: Arc<Context>) -> Ac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::apiserver::{client, condition, event_answer, expect, not_found};
+    use crate::fixtures::apiserver::{client, condition, event_post, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
     use crate::status::load_test::{EndpointState, JobState};
     use crate::status::model_endpoint::endpoint_status;
@@ -548,11 +548,7 @@ mod tests {
     }
 
     fn event() -> crate::fixtures::apiserver::Expect {
-        expect(
-            Method::POST,
-            "/apis/events.k8s.io/v1/namespaces/ml/events",
-            event_answer(),
-        )
+        event_post()
     }
 
     fn status_patch(test: &LoadTest) -> crate::fixtures::apiserver::Expect {

@@ -144,7 +144,7 @@ pub fn error_policy(endpoint: Arc<ModelEndpoint>, error: &Error, ctx: Arc<Contex
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::apiserver::{client, condition, event_answer, expect, not_found};
+    use crate::fixtures::apiserver::{client, condition, event_post, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, timeout_after_1s};
     use http::Method;
 
@@ -157,6 +157,15 @@ mod tests {
             Method::PATCH,
             "/apis/apps/v1/namespaces/ml/deployments/mini",
             ready,
+        )
+    }
+
+    /// The status write, answered with `ep`.
+    fn status_patch(ep: &ModelEndpoint) -> crate::fixtures::apiserver::Expect {
+        expect(
+            Method::PATCH,
+            format!("{BASE}/status"),
+            serde_json::to_value(ep).unwrap(),
         )
     }
 
@@ -184,11 +193,7 @@ mod tests {
                 format!("{BASE}/status"),
                 serde_json::to_value(&with_status).unwrap(),
             ),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            event_post(),
         ]);
         let action = timeout_after_1s(reconcile(Arc::new(ep), context(client)))
             .await
@@ -255,16 +260,8 @@ mod tests {
                 "/apis/apps/v1/namespaces/ml/deployments/mini",
                 stranger,
             ),
-            expect(
-                Method::PATCH,
-                format!("{BASE}/status"),
-                serde_json::to_value(&ep).unwrap(),
-            ),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            status_patch(&ep),
+            event_post(),
         ]);
         timeout_after_1s(reconcile(Arc::new(ep), context(client)))
             .await
@@ -300,16 +297,8 @@ mod tests {
                     "reason": "Invalid", "code": 422,
                     "message": "Deployment.apps \"mini\" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit"}),
             },
-            expect(
-                Method::PATCH,
-                format!("{BASE}/status"),
-                serde_json::to_value(&ep).unwrap(),
-            ),
-            expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/ml/events",
-                event_answer(),
-            ),
+            status_patch(&ep),
+            event_post(),
         ]);
         timeout_after_1s(reconcile(Arc::new(ep), context(client)))
             .await

@@ -734,6 +734,15 @@ mod tests {
         }
     }
 
+    /// A run that reached Running against a ready endpoint but never recorded its first Job
+    /// (the operator stopped between creating it and writing the status).
+    fn running_unrecorded(test: &LoadTest) -> LoadTestStatus {
+        let mut st = start_run(test, None, "initial", &at(0)).status;
+        st.phase = Some(LoadPhase::Running);
+        st.target_url = Some("http://mini.ml.svc:8080".into());
+        st
+    }
+
     /// Runs a whole test: start, endpoint ready, each profile's Job created then complete.
     fn run_through(test: &LoadTest, latencies: &[u64]) -> Plan {
         let mut plan = start_run(test, None, "initial", &at(0));
@@ -941,11 +950,8 @@ mod tests {
     #[test]
     fn a_restarted_operator_adopts_a_job_it_created_but_did_not_record() {
         let test = load_test("gate");
-        let start = start_run(&test, None, "initial", &at(0));
         // Endpoint ready, Job exists (created just before a crash), status still says Pending.
-        let mut st = start.status.clone();
-        st.phase = Some(LoadPhase::Running);
-        st.target_url = Some("http://mini.ml.svc:8080".into());
+        let st = running_unrecorded(&test);
         let plan = advance(
             &test,
             &st,
@@ -1061,10 +1067,7 @@ mod tests {
     #[test]
     fn a_foreign_job_is_never_adopted() {
         let test = load_test("gate");
-        let start = start_run(&test, None, "initial", &at(0));
-        let mut st = start.status.clone();
-        st.phase = Some(LoadPhase::Running);
-        st.target_url = Some("http://mini.ml.svc:8080".into());
+        let st = running_unrecorded(&test);
         let plan = advance(
             &test,
             &st,
