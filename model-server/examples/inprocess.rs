@@ -1,7 +1,8 @@
 //! In-process throughput of the candle backend: sentences/s at batch 1, 8 and 32, no HTTP.
 //! bench/model_server.py runs it beside the same measurement on sentence-transformers (PyTorch).
 //!
-//! Usage: inprocess MODEL_DIR [SECONDS_PER_BATCH_SIZE] — prints one JSON line per batch size.
+//! Usage: inprocess MODEL_DIR [SECONDS_PER_BATCH_SIZE] [BATCH_SIZES, default 1,8,32] — prints one
+//! JSON line per batch size, naming the matrix kernel this CPU runs.
 
 use model_server::backend::EmbeddingBackend;
 use model_server::backend::candle::CandleBert;
@@ -17,11 +18,18 @@ fn main() -> anyhow::Result<()> {
         .next()
         .unwrap_or_else(|| "models/all-MiniLM-L6-v2".to_owned());
     let seconds: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4.0);
+    let batch_sizes: Vec<usize> = args
+        .next()
+        .unwrap_or_else(|| "1,8,32".to_owned())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let kernel = model_server::backend::linear::Kernel::detect().name();
     let files = model::read_dir(std::path::Path::new(&dir))?;
     let backend = CandleBert::load(&files)?;
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256)?;
     let ids = tokenizer.encode(0, SENTENCE, true)?;
-    for batch_size in [1usize, 8, 32] {
+    for batch_size in batch_sizes {
         let batch: Vec<&[u32]> = vec![ids.as_slice(); batch_size];
         for _ in 0..3 {
             backend.embed(&batch)?;
@@ -38,7 +46,8 @@ fn main() -> anyhow::Result<()> {
         let p50 = latencies[latencies.len() / 2] * 1000.0;
         let rate = (latencies.len() * batch_size) as f64 / total;
         println!(
-            r#"{{"engine":"candle","batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2}}}"#,
+            r#"{{"engine":"candle","kernel":"{kernel}","threads":{},"batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2}}}"#,
+            rayon::current_num_threads(),
             ids.len()
         );
     }

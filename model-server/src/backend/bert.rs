@@ -18,6 +18,7 @@
 //! sentence-transformers' own vectors (every component within 1e-5, cosine ≥ 0.99999).
 
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
+use super::linear::{Kernel, Linear};
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -33,24 +34,16 @@ pub struct Bert {
     head_size: usize,
 }
 
-/// A linear layer's `(out, in)` weight stored as a contiguous `(in, out)` matrix: `x · W` then
-/// reads the right-hand side row by row. gemm packs its right-hand side on every call; from a
-/// transposed view that packing walks memory with a stride of `in` floats.
-fn transposed(weight: &Tensor) -> Result<Tensor> {
-    weight.t()?.contiguous()
-}
-
-/// One transformer layer; each `*_weight` is stored `(in, out)` (see [`transposed`]).
+/// One transformer layer; each dense layer adds its bias itself ([`Linear`]).
 struct Layer {
-    /// (hidden, 3 * hidden): query (pre-scaled), key and value side by side.
-    qkv_weight: Tensor,
-    qkv_bias: Bias,
-    attention_out_weight: Tensor,
-    attention_out: ResidualNorm,
-    intermediate_weight: Tensor,
-    intermediate: BiasActivation,
-    output_weight: Tensor,
-    output: ResidualNorm,
+    /// hidden -> 3 * hidden: query (pre-scaled), key and value side by side.
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: ResidualNorm,
+    intermediate: Linear,
+    activation: Activation,
+    output: Linear,
+    output_norm: ResidualNorm,
 }
 
 impl Bert {
@@ -94,6 +87,7 @@ impl Bert {
         let embeddings_norm = RowNorm::load(&emb.pp("LayerNorm"), hidden, eps)?;
 
         let head_size = hidden / config.num_attention_heads;
+        let kernel = Kernel::detect();
         let scale = 1.0 / (head_size as f64).sqrt();
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
@@ -119,22 +113,18 @@ impl Bert {
                     0,
                 )?;
                 let inter = config.intermediate_size;
+                let dense = |vb: &VarBuilder, shape: (usize, usize)| -> Result<Linear> {
+                    let bias = vb.get(shape.0, "bias")?.to_vec1()?;
+                    Linear::new(&vb.get(shape, "weight")?, bias, kernel)
+                };
                 Ok(Layer {
-                    qkv_weight: transposed(&qkv_weight)?,
-                    qkv_bias: Bias(qkv_bias.to_vec1()?),
-                    attention_out_weight: transposed(
-                        &attn.get((hidden, hidden), "output.dense.weight")?,
-                    )?,
-                    attention_out: ResidualNorm::load(&attn.pp("output"), hidden, eps)?,
-                    intermediate_weight: transposed(
-                        &vb.get((inter, hidden), "intermediate.dense.weight")?,
-                    )?,
-                    intermediate: BiasActivation {
-                        bias: vb.get(inter, "intermediate.dense.bias")?.to_vec1()?,
-                        activation,
-                    },
-                    output_weight: transposed(&vb.get((hidden, inter), "output.dense.weight")?)?,
-                    output: ResidualNorm::load(&vb.pp("output"), hidden, eps)?,
+                    qkv: Linear::new(&qkv_weight, qkv_bias.to_vec1()?, kernel)?,
+                    attention_out: dense(&attn.pp("output.dense"), (hidden, hidden))?,
+                    attention_norm: ResidualNorm::load(&attn.pp("output.LayerNorm"), hidden, eps)?,
+                    intermediate: dense(&vb.pp("intermediate.dense"), (inter, hidden))?,
+                    activation,
+                    output: dense(&vb.pp("output.dense"), (hidden, inter))?,
+                    output_norm: ResidualNorm::load(&vb.pp("output.LayerNorm"), hidden, eps)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -150,10 +140,11 @@ impl Bert {
 
     /// Runs the encoder over a padded batch of token ids `(batch, seq)` with its attention mask
     /// (1 for tokens, 0 for padding) and returns the last hidden state, `(batch * seq, hidden)`.
+    /// `threads` > 1 splits the dense layers' products over rayon's current pool.
     ///
     /// # Errors
     /// Shapes that do not fit the model (e.g. a sequence longer than the position table).
-    pub fn forward(&self, ids: &Tensor, mask: &[u32]) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, mask: &[u32], threads: usize) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let hidden = self.heads * self.head_size;
         let words = self.word_embeddings.forward(&ids.flatten_all()?)?;
@@ -174,7 +165,7 @@ impl Bert {
 
         let mut x = x;
         for layer in &self.layers {
-            x = self.layer(layer, &x, &additive, batch, seq, hidden)?;
+            x = self.layer(layer, &x, &additive, (batch, seq, hidden), threads)?;
         }
         Ok(x)
     }
@@ -184,12 +175,10 @@ impl Bert {
         layer: &Layer,
         x: &Tensor,
         additive_mask: &(Vec<f32>, Tensor),
-        batch: usize,
-        seq: usize,
-        hidden: usize,
+        (batch, seq, hidden): (usize, usize, usize),
+        threads: usize,
     ) -> Result<Tensor> {
-        let qkv = x.matmul(&layer.qkv_weight)?;
-        qkv.inplace_op1(&layer.qkv_bias)?;
+        let qkv = layer.qkv.forward(x, threads)?;
         let context = if seq <= FUSED_MAX_SEQ {
             qkv.apply_op1_no_bwd(&FusedAttention {
                 mask: &additive_mask.0,
@@ -217,12 +206,12 @@ impl Bert {
                 .reshape((batch * seq, hidden))?
         };
 
-        let attended = context.matmul(&layer.attention_out_weight)?;
-        attended.inplace_op2(x, &layer.attention_out)?;
-        let inter = attended.matmul(&layer.intermediate_weight)?;
-        inter.inplace_op1(&layer.intermediate)?;
-        let out = inter.matmul(&layer.output_weight)?;
-        out.inplace_op2(&attended, &layer.output)?;
+        let attended = layer.attention_out.forward(&context, threads)?;
+        attended.inplace_op2(x, &layer.attention_norm)?;
+        let inter = layer.intermediate.forward(&attended, threads)?;
+        inter.inplace_op1(&layer.activation)?;
+        let out = layer.output.forward(&inter, threads)?;
+        out.inplace_op2(&attended, &layer.output_norm)?;
         Ok(out)
     }
 }
@@ -248,24 +237,6 @@ fn rows<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f
     }
 }
 
-/// `x += bias` on every row, in place.
-struct Bias(Vec<f32>);
-
-impl InplaceOp1 for Bias {
-    fn name(&self) -> &'static str {
-        "bias"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        for row in rows_mut(storage, layout, self.name())?.chunks_exact_mut(self.0.len()) {
-            for (x, b) in row.iter_mut().zip(&self.0) {
-                *x += b;
-            }
-        }
-        Ok(())
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Activation {
     GeluErf,
@@ -273,37 +244,18 @@ enum Activation {
     Relu,
 }
 
-/// `x = activation(x + bias)` on every row, in place.
-struct BiasActivation {
-    bias: Vec<f32>,
-    activation: Activation,
-}
-
-impl InplaceOp1 for BiasActivation {
+/// `x = activation(x)` elementwise, in place (the bias is already in, see [`Linear`]).
+impl InplaceOp1 for Activation {
     fn name(&self) -> &'static str {
-        "bias-activation"
+        "activation"
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
         let data = rows_mut(storage, layout, self.name())?;
-        for row in data.chunks_exact_mut(self.bias.len()) {
-            match self.activation {
-                Activation::GeluErf => {
-                    for (x, b) in row.iter_mut().zip(&self.bias) {
-                        *x = gelu_erf(*x + b);
-                    }
-                }
-                Activation::GeluTanh => {
-                    for (x, b) in row.iter_mut().zip(&self.bias) {
-                        *x = gelu_tanh(*x + b);
-                    }
-                }
-                Activation::Relu => {
-                    for (x, b) in row.iter_mut().zip(&self.bias) {
-                        *x = (*x + b).max(0.0);
-                    }
-                }
-            }
+        match self {
+            Activation::GeluErf => data.iter_mut().for_each(|x| *x = gelu_erf(*x)),
+            Activation::GeluTanh => data.iter_mut().for_each(|x| *x = gelu_tanh(*x)),
+            Activation::Relu => data.iter_mut().for_each(|x| *x = x.max(0.0)),
         }
         Ok(())
     }
@@ -384,24 +336,19 @@ impl InplaceOp1 for RowNorm {
     }
 }
 
-/// A dense layer's tail: `x = LayerNorm(x + bias + residual)`, in place, one pass per row.
-struct ResidualNorm {
-    bias: Vec<f32>,
-    norm: RowNorm,
-}
+/// A dense layer's tail: `x = LayerNorm(x + residual)`, in place, one pass per row (the bias
+/// is already in, see [`Linear`]).
+struct ResidualNorm(RowNorm);
 
 impl ResidualNorm {
     fn load(vb: &VarBuilder, hidden: usize, eps: f32) -> Result<Self> {
-        Ok(Self {
-            bias: vb.get(hidden, "dense.bias")?.to_vec1()?,
-            norm: RowNorm::load(&vb.pp("LayerNorm"), hidden, eps)?,
-        })
+        Ok(Self(RowNorm::load(vb, hidden, eps)?))
     }
 }
 
 impl InplaceOp2 for ResidualNorm {
     fn name(&self) -> &'static str {
-        "bias-residual-layer-norm"
+        "residual-layer-norm"
     }
 
     fn cpu_fwd(
@@ -416,15 +363,15 @@ impl InplaceOp2 for ResidualNorm {
         if residual.len() != data.len() {
             bail!("{}: residual shape differs", self.name());
         }
-        let width = self.bias.len();
+        let width = self.0.gamma.len();
         for (row, res) in data
             .chunks_exact_mut(width)
             .zip(residual.chunks_exact(width))
         {
-            for ((x, r), b) in row.iter_mut().zip(res).zip(&self.bias) {
-                *x += r + b;
+            for (x, r) in row.iter_mut().zip(res) {
+                *x += r;
             }
-            self.norm.normalize(row);
+            self.0.normalize(row);
         }
         Ok(())
     }

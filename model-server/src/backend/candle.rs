@@ -82,7 +82,37 @@ impl CandleBert {
         self.max_position_embeddings
     }
 
+    /// Embeds a batch on rayon's current pool. With one thread it is one pass, inline. With more,
+    /// a batch of at least two texts per thread is cut into one shard per thread, each its own
+    /// single-threaded pass (no hand-offs inside a pass, and each shard pads only to its own
+    /// longest text); a smaller batch is one pass whose products are split over the threads.
     fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let threads = rayon::current_num_threads();
+        if threads <= 1 {
+            return self.pass(batch, 1);
+        }
+        if batch.len() < 2 * threads {
+            // Run the pass on a pool thread, so that each split product hands work to an idle
+            // peer instead of parking this thread and waking the pool 24 times a pass.
+            return rayon::scope(|_| self.pass(batch, threads));
+        }
+        let shard = batch.len().div_ceil(threads);
+        let shards: Vec<candle_core::Result<Vec<Vec<f32>>>> = {
+            use rayon::prelude::*;
+            batch
+                .par_chunks(shard)
+                .map(|texts| self.pass(texts, 1))
+                .collect()
+        };
+        let mut vectors = Vec::with_capacity(batch.len());
+        for shard in shards {
+            vectors.extend(shard?);
+        }
+        Ok(vectors)
+    }
+
+    /// One forward pass over `batch`, padded to its longest text.
+    fn pass(&self, batch: &[&[u32]], threads: usize) -> candle_core::Result<Vec<Vec<f32>>> {
         let rows = batch.len();
         let cols = batch.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows * cols);
@@ -98,7 +128,7 @@ impl CandleBert {
         // cosine 0.42 against the reference (measured, ../shared/notes/rust-stack.md §5).
         let hidden = self
             .model
-            .forward(&ids, &mask)?
+            .forward(&ids, &mask, threads)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         Ok(hidden

@@ -6,6 +6,7 @@
 mod attention;
 mod bert;
 pub mod candle;
+pub mod linear;
 
 /// Inference failed.
 #[derive(Debug, Clone, thiserror::Error)]

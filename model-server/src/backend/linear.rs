@@ -1,0 +1,476 @@
+//! Dense layers, `x · W + b`, on weights packed once at load time into the layout our own
+//! micro-kernel streams: column panels of [`avx512::NR`] floats, each `in` rows deep, 64-byte
+//! aligned. The kernel is picked at run time: AVX-512 where the CPU has `avx512f`, else candle's
+//! gemm (which itself picks AVX2/FMA or SSE), so one binary runs on any x86-64 CPU.
+//!
+//! Why not candle's `matmul` everywhere: gemm packs the right-hand side (the weights) on every
+//! call, and at the shapes an embedding server sees (16..512 rows against 384..1536-wide weights)
+//! that packing, its dispatch and its thread hand-offs cost as much as the arithmetic: a lone
+//! 16-token sentence ran at about 74 GFLOP/s on one core. Weights never change, so they are packed
+//! once; the bias is folded into the accumulators' start; rows are never packed (8 rows of
+//! up to [`KC`] floats sit in L1, and AVX-512 broadcasts them straight from memory).
+//!
+//! Numerics: f32 multiply-adds in order along `in`, exactly as a plain dot product; the tests hold
+//! every kernel to an f64 reference, and the golden tests hold the model to sentence-transformers.
+//!
+//! Threads: a caller may ask for a product to be split by column panels over rayon's current
+//! pool; it is, when big enough to pay for the hand-off. The backend asks only when one pass has
+//! the cores to itself (see `backend::candle`).
+
+#![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states its bounds.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
+
+/// Depth of one pass over the rows: 8 rows x 384 floats = 12 KiB of `x`, which stays in L1 while a
+/// panel of the weights streams past it.
+pub const KC: usize = 384;
+
+/// Below this many multiply-adds a product runs on one thread: splitting it costs more than it
+/// saves (a rayon join is a few microseconds).
+const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+/// Which code computes the products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Our packed-panel AVX-512 micro-kernel.
+    Avx512,
+    /// candle's matmul (gemm), for CPUs without AVX-512 and shapes that do not fill whole panels.
+    Gemm,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Kernel::Avx512;
+        }
+        Kernel::Gemm
+    }
+
+    /// A short name for logs and benchmarks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512-packed",
+            Kernel::Gemm => "gemm",
+        }
+    }
+}
+
+/// One cache line of floats; the packed panels are made of these so every panel row is aligned.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// A dense layer: weight, bias, and the kernel that runs it.
+pub struct Linear {
+    inputs: usize,
+    outputs: usize,
+    bias: Vec<f32>,
+    weights: Weights,
+}
+
+enum Weights {
+    /// Column panels: panel p holds columns `p*NR..(p+1)*NR`, `inputs` rows of NR floats.
+    Panels(Vec<Line>),
+    /// The `(in, out)` matrix for candle's matmul.
+    Matrix(Tensor),
+}
+
+impl Linear {
+    /// Packs a PyTorch-layout `(out, in)` weight and its bias for `kernel`. Shapes whose output
+    /// width is not a whole number of panels use candle's gemm whatever the kernel.
+    ///
+    /// # Errors
+    /// A weight that is not 2-D f32, or a bias of another length.
+    pub fn new(weight: &Tensor, bias: Vec<f32>, kernel: Kernel) -> Result<Self> {
+        let (outputs, inputs) = weight.dims2()?;
+        if bias.len() != outputs {
+            bail!(
+                "linear: bias has {} values for {outputs} outputs",
+                bias.len()
+            );
+        }
+        let by_input = weight.t()?.contiguous()?;
+        let weights = if kernel == Kernel::Avx512 && outputs.is_multiple_of(avx512::NR) {
+            let matrix = by_input.flatten_all()?.to_vec1::<f32>()?;
+            Weights::Panels(pack_panels(&matrix, inputs, outputs))
+        } else {
+            Weights::Matrix(by_input)
+        };
+        Ok(Self {
+            inputs,
+            outputs,
+            bias,
+            weights,
+        })
+    }
+
+    /// The kernel this layer actually runs.
+    pub fn kernel(&self) -> Kernel {
+        match self.weights {
+            Weights::Panels(_) => Kernel::Avx512,
+            Weights::Matrix(_) => Kernel::Gemm,
+        }
+    }
+
+    /// `x · W + b` for contiguous `x` of shape `(rows, in)`; returns `(rows, out)`. `threads`
+    /// greater than 1 splits a large enough product over rayon's current pool.
+    ///
+    /// # Errors
+    /// `x` of another width, not contiguous, or not f32.
+    pub fn forward(&self, x: &Tensor, threads: usize) -> Result<Tensor> {
+        match &self.weights {
+            Weights::Matrix(w) => {
+                let y = x.matmul(w)?;
+                y.inplace_op1(&AddBias(&self.bias))?;
+                Ok(y)
+            }
+            Weights::Panels(panels) => x.apply_op1_no_bwd(&PanelProduct {
+                layer: self,
+                panels,
+                threads,
+            }),
+        }
+    }
+}
+
+/// Rearranges a row-major `(inputs, outputs)` matrix into NR-wide column panels.
+fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize) -> Vec<Line> {
+    const LINES: usize = avx512::NR / 16;
+    let panels = outputs / avx512::NR;
+    let mut packed = vec![Line([0.0; 16]); panels * inputs * LINES];
+    for p in 0..panels {
+        for k in 0..inputs {
+            let src = &matrix[k * outputs + p * avx512::NR..][..avx512::NR];
+            let dst = &mut packed[(p * inputs + k) * LINES..][..LINES];
+            for (line, chunk) in dst.iter_mut().zip(src.chunks_exact(16)) {
+                line.0.copy_from_slice(chunk);
+            }
+        }
+    }
+    packed
+}
+
+/// `y += bias` on every row, for the gemm path.
+struct AddBias<'a>(&'a [f32]);
+
+impl candle_core::InplaceOp1 for AddBias<'_> {
+    fn name(&self) -> &'static str {
+        "bias"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("bias: the tensor must be contiguous");
+        };
+        let CpuStorage::F32(data) = storage else {
+            bail!("bias: only f32 is implemented");
+        };
+        for row in data[start..end].chunks_exact_mut(self.0.len()) {
+            for (y, b) in row.iter_mut().zip(self.0) {
+                *y += b;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The packed product as a candle op, so it reads `x` in place and hands back a new tensor.
+struct PanelProduct<'a> {
+    layer: &'a Linear,
+    panels: &'a [Line],
+    threads: usize,
+}
+
+impl CustomOp1 for PanelProduct<'_> {
+    fn name(&self) -> &'static str {
+        "packed-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, width) = layout.shape().dims2()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("packed-linear: the input must be contiguous");
+        };
+        let CpuStorage::F32(data) = storage else {
+            bail!("packed-linear: only f32 is implemented");
+        };
+        let layer = self.layer;
+        if width != layer.inputs {
+            bail!(
+                "packed-linear: input has {width} columns, the layer takes {}",
+                layer.inputs
+            );
+        }
+        let x = &data[start..end];
+        let mut y = vec![0f32; rows * layer.outputs];
+        product(x, rows, layer, self.panels, self.threads, &mut y);
+        Ok((CpuStorage::F32(y), Shape::from((rows, layer.outputs))))
+    }
+}
+
+/// A pointer the panel ranges of one product share across threads; each writes its own columns.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: threads given one `Out` write disjoint column ranges of the same rows.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// `y = x · W + b` over all panels, split `threads` ways over rayon's pool when large enough.
+fn product(x: &[f32], rows: usize, layer: &Linear, panels: &[Line], threads: usize, y: &mut [f32]) {
+    let (k, n) = (layer.inputs, layer.outputs);
+    assert!(x.len() == rows * k && y.len() == rows * n);
+    assert!(panels.len() * 16 == k * n && layer.bias.len() == n);
+    let count = n / avx512::NR;
+    let out = Out(y.as_mut_ptr());
+    let threads = threads.min(count);
+    if threads <= 1 || rows * k * n < PARALLEL_MIN_MACS {
+        // SAFETY: the asserts above bound every tile to `x`, `panels`, `bias` and `y`.
+        unsafe { panel_range(x, rows, layer, panels, out, 0..count) };
+        return;
+    }
+    let range = |t: usize| count * t / threads..count * (t + 1) / threads;
+    // The calling thread takes the first share itself: one hand-off per extra thread.
+    rayon::scope(|scope| {
+        for t in 1..threads {
+            scope.spawn(move |_| {
+                // SAFETY: as above; the ranges partition the panels, so the columns are disjoint.
+                unsafe { panel_range(x, rows, layer, panels, out, range(t)) };
+            });
+        }
+        // SAFETY: as above.
+        unsafe { panel_range(x, rows, layer, panels, out, range(0)) };
+    });
+}
+
+/// The columns of panels `range`, every row, every depth block.
+///
+/// # Safety
+/// `x` holds `rows * inputs` floats, `panels` the layer's packed weight, `out` points at
+/// `rows * outputs` floats, and no other thread writes these columns; the CPU has AVX-512F.
+unsafe fn panel_range(
+    x: &[f32],
+    rows: usize,
+    layer: &Linear,
+    panels: &[Line],
+    out: Out,
+    range: std::ops::Range<usize>,
+) {
+    use avx512::{MR, NR};
+    let (k, n) = (layer.inputs, layer.outputs);
+    let x = x.as_ptr();
+    let weights = panels.as_ptr().cast::<f32>();
+    for k0 in (0..k).step_by(KC) {
+        let depth = KC.min(k - k0);
+        for p in range.clone() {
+            // SAFETY (all pointer arithmetic below): p < n / NR, k0 + depth <= k, row + MR <= rows
+            // or the remainder below it, so every tile lies inside its buffer.
+            unsafe {
+                let b = weights.add((p * k + k0) * NR);
+                let (start, stride) = if k0 == 0 {
+                    (layer.bias.as_ptr().add(p * NR), 0)
+                } else {
+                    (out.0.add(p * NR).cast_const(), n)
+                };
+                let mut row = 0;
+                while row + MR <= rows {
+                    let tile = avx512::Tile {
+                        a: x.add(row * k + k0),
+                        lda: k,
+                        b,
+                        depth,
+                        start: start.add(row * stride),
+                        start_stride: stride,
+                        c: out.0.add(row * n + p * NR),
+                        ldc: n,
+                    };
+                    avx512::tile::<MR>(&tile);
+                    row += MR;
+                }
+                let tile = avx512::Tile {
+                    a: x.add(row * k + k0),
+                    lda: k,
+                    b,
+                    depth,
+                    start: start.add(row * stride),
+                    start_stride: stride,
+                    c: out.0.add(row * n + p * NR),
+                    ldc: n,
+                };
+                match rows - row {
+                    0 => {}
+                    1 => avx512::tile::<1>(&tile),
+                    2 => avx512::tile::<2>(&tile),
+                    3 => avx512::tile::<3>(&tile),
+                    4 => avx512::tile::<4>(&tile),
+                    5 => avx512::tile::<5>(&tile),
+                    6 => avx512::tile::<6>(&tile),
+                    _ => avx512::tile::<7>(&tile),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    //! Placeholder so the panel code type-checks off x86-64; [`super::Kernel::detect`] never
+    //! picks it there.
+    pub const NR: usize = 48;
+    pub const MR: usize = 8;
+    pub struct Tile {
+        pub a: *const f32,
+        pub lda: usize,
+        pub b: *const f32,
+        pub depth: usize,
+        pub start: *const f32,
+        pub start_stride: usize,
+        pub c: *mut f32,
+        pub ldc: usize,
+    }
+    pub unsafe fn tile<const ROWS: usize>(_: &Tile) {
+        unreachable!("the AVX-512 kernel exists only on x86-64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The AVX-512 micro-kernel: a tile of up to 8 rows x 48 columns (24 zmm accumulators, three
+    //! weight vectors per step, each row's value broadcast from memory into the multiply-add).
+    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps};
+    use std::arch::x86_64::{_mm512_load_ps, _mm512_storeu_ps};
+
+    /// Panel width: three 16-float vectors.
+    pub const NR: usize = 48;
+    /// Rows per full tile.
+    pub const MR: usize = 8;
+
+    /// One tile's operands: `c[r][0..NR] = start[r][0..NR] + a[r][0..depth] · b[0..depth][0..NR]`.
+    pub struct Tile {
+        /// First row of `x` at this depth block; rows `lda` floats apart.
+        pub a: *const f32,
+        pub lda: usize,
+        /// The panel at this depth block: `depth` rows of NR floats, 64-byte aligned.
+        pub b: *const f32,
+        pub depth: usize,
+        /// What the accumulators start from: the bias (stride 0) or the partial sums in `c`.
+        pub start: *const f32,
+        pub start_stride: usize,
+        /// Where the tile's rows go, `ldc` floats apart.
+        pub c: *mut f32,
+        pub ldc: usize,
+    }
+
+    /// Computes one tile of `ROWS` rows.
+    ///
+    /// # Safety
+    /// Every pointer in `tile` covers the rows and columns described there; the CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile<const ROWS: usize>(tile: &Tile) {
+        // SAFETY: the caller bounds every row and column this reads or writes.
+        unsafe {
+            let mut acc: [[__m512; 3]; ROWS] = [[_mm512_set1_ps(0.0); 3]; ROWS];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let start = tile.start.add(r * tile.start_stride);
+                for (j, v) in acc.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(start.add(16 * j));
+                }
+            }
+            for kk in 0..tile.depth {
+                let b = tile.b.add(kk * NR);
+                let b0 = _mm512_load_ps(b);
+                let b1 = _mm512_load_ps(b.add(16));
+                let b2 = _mm512_load_ps(b.add(32));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm512_set1_ps(*tile.a.add(r * tile.lda + kk));
+                    acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+                    acc[2] = _mm512_fmadd_ps(a, b2, acc[2]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let c = tile.c.add(r * tile.ldc);
+                for (j, v) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(c.add(16 * j), *v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn noise(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every kernel this CPU can run against an f64 reference, over row counts that hit every
+    /// remainder tile, depths below, at and across [`KC`], and a width that is no whole panel.
+    #[test]
+    fn every_kernel_matches_an_f64_reference() -> Result<()> {
+        let mut kernels = vec![Kernel::Gemm];
+        if Kernel::detect() == Kernel::Avx512 {
+            kernels.push(Kernel::Avx512);
+        }
+        for kernel in kernels {
+            for (inputs, outputs) in [(384, 96), (100, 48), (1000, 144), (64, 40)] {
+                let weight = noise(outputs * inputs, 7);
+                let bias = noise(outputs, 11);
+                let w = Tensor::from_vec(weight.clone(), (outputs, inputs), &Device::Cpu)?;
+                let layer = Linear::new(&w, bias.clone(), kernel)?;
+                let whole_panels = outputs % 48 == 0;
+                assert_eq!(
+                    layer.kernel(),
+                    if whole_panels { kernel } else { Kernel::Gemm }
+                );
+                for rows in [1, 7, 8, 9, 16, 17] {
+                    let x = noise(rows * inputs, rows as u32);
+                    let xt = Tensor::from_vec(x.clone(), (rows, inputs), &Device::Cpu)?;
+                    let y = layer.forward(&xt, 2)?.flatten_all()?.to_vec1::<f32>()?;
+                    for r in 0..rows {
+                        for o in 0..outputs {
+                            let terms = (0..inputs).map(|i| {
+                                f64::from(x[r * inputs + i]) * f64::from(weight[o * inputs + i])
+                            });
+                            let exact = f64::from(bias[o]) + terms.clone().sum::<f64>();
+                            // The worst case of any f32 summation order: n * unit roundoff * Σ|terms|.
+                            let bound = (inputs + 1) as f64
+                                * f64::from(f32::EPSILON)
+                                * (f64::from(bias[o].abs()) + terms.map(f64::abs).sum::<f64>());
+                            let got = f64::from(y[r * outputs + o]);
+                            assert!(
+                                (got - exact).abs() <= bound,
+                                "{kernel:?} {rows}x{inputs}x{outputs} [{r},{o}]: {got} vs {exact}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_bias_of_the_wrong_length_is_refused() {
+        let w = Tensor::zeros((48, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let error = Linear::new(&w, vec![0.0; 47], Kernel::detect())
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("47 values for 48 outputs"),
+            "{error}"
+        );
+    }
+}
