@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it: fetch the model weights the golden tests need,
 # check formatting and lints, run every test of the workspace, the quickstart in local mode, the
 # chart checks, and the end-to-end tests on a real control plane (test/e2e/run.sh).
-# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl (.ci/run installs them).
+# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user (.ci/run
+# installs them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,6 +32,23 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+# The golden test binary, to rerun as another CPU would run it.
+golden=$(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "golden" and m.get("executable"):
+        print(m["executable"])')
+[[ -x $golden ]] || { echo "cannot find the golden test binary" >&2; exit 1; }
+
+step "golden vectors on the fallback kernel (MODEL_SERVER_KERNEL=gemm: candle's gemm, as CPUs without AVX-512 run)"
+MODEL_SERVER_KERNEL=gemm "$golden" --nocapture 2>&1 | tee target/golden-gemm.log | grep -E '^(kernel|fidelity|test result)'
+grep -q '^kernel gemm:' target/golden-gemm.log
+
+step "an AVX2-only CPU (qemu-x86_64 -cpu Haswell: no AVX-512): no SIGILL, the same vectors"
+qemu-x86_64 -cpu Haswell "$golden" short_texts_match_with_the_kernel_this_cpu_picks --nocapture 2>&1 |
+  grep -v '^qemu-x86_64: warning' | tee target/golden-avx2.log | grep -E '^(kernel|test result)'
+grep -q '^kernel gemm:' target/golden-avx2.log && grep -q '^test result: ok. 1 passed' target/golden-avx2.log
 
 step "real clients against model-server: openai (/v1/embeddings), huggingface_hub (POST /, TEI's route)"
 clients_venv=target/clients-venv

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub embeddings: Counter,
     /// Requests dropped before inference because their client had gone.
     pub cancelled: Counter,
+    /// Forward passes of a lone job that shared their matrix products with the helper thread.
+    pub helped_passes: Counter,
     /// Seconds from start to the model being loaded and warmed up.
     pub model_load_seconds: Gauge<f64, AtomicU64>,
     registry: Registry,
@@ -80,6 +82,7 @@ impl Metrics {
         let tokens = Counter::default();
         let embeddings = Counter::default();
         let cancelled = Counter::default();
+        let helped_passes = Counter::default();
         let model_load_seconds = Gauge::<f64, AtomicU64>::default();
 
         registry.register(
@@ -125,6 +128,11 @@ impl Metrics {
             cancelled.clone(),
         );
         registry.register(
+            "helped_passes",
+            "Forward passes of a lone request that split their matrix products over two cores",
+            helped_passes.clone(),
+        );
+        registry.register(
             "model_load_seconds",
             "Seconds from start until the model was loaded and warmed up",
             model_load_seconds.clone(),
@@ -140,6 +148,7 @@ impl Metrics {
             tokens,
             embeddings,
             cancelled,
+            helped_passes,
             model_load_seconds,
             registry,
         }

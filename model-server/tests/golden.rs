@@ -208,3 +208,42 @@ fn a_huge_text_tokenizes_to_the_same_first_tokens_as_its_start() {
         Err(model_server::tokenize::TokenizeError::TooLong { .. })
     ));
 }
+
+/// The matrix kernel this CPU picks, on two short texts in one padded pass, within 1e-5 of
+/// sentence-transformers. Short so that `scripts/test.sh` can also run it under
+/// `qemu-x86_64 -cpu Haswell` (AVX2 and FMA, no AVX-512): one binary must not die with SIGILL on
+/// an older CPU, and must give the same vectors there.
+#[test]
+fn short_texts_match_with_the_kernel_this_cpu_picks() {
+    use model_server::backend::EmbeddingBackend;
+    use model_server::backend::linear::Kernel;
+    let reference = reference();
+    let cases: Vec<&Case> = reference
+        .cases
+        .iter()
+        .filter(|c| (4..=12).contains(&c.tokens))
+        .take(2)
+        .collect();
+    assert_eq!(cases.len(), 2, "the reference has two short texts");
+    let files = model::read_dir(&model_dir()).unwrap();
+    let backend = CandleBert::load(&files).unwrap();
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
+    let ids: Vec<Vec<u32>> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| tokenizer.encode(i, &c.text, true).unwrap())
+        .collect();
+    let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let pooled = backend.embed(&batch).unwrap();
+    for (case, vector) in cases.iter().zip(&pooled) {
+        let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        let vector: Vec<f32> = vector.iter().map(|v| v / norm).collect();
+        let diff = max_abs_diff(&vector, &case.embedding);
+        assert!(diff <= 1e-5, "{:?}: max abs diff {diff} > 1e-5", case.text);
+    }
+    println!(
+        "kernel {}: {} short texts within 1e-5",
+        Kernel::detect().name(),
+        cases.len()
+    );
+}

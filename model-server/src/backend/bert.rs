@@ -3,8 +3,9 @@
 //!
 //! Why not call `candle_transformers::models::bert::BertModel` directly: profiling the server at
 //! saturation (perf, 2 cores) showed 42% of the time outside the matrix products, in small
-//! elementwise passes that each allocate a tensor and walk memory once more. This module keeps the
-//! matrix products on candle (gemm) and fuses the rest:
+//! elementwise passes that each allocate a tensor and walk memory once more. This module runs the
+//! dense layers on weights packed once at load ([`super::linear`]: our AVX-512 kernel, or candle's
+//! gemm on other CPUs), bias included, and fuses the rest:
 //! - Q, K and V come from one matrix product against a concatenated weight (one gemm, not three),
 //!   with the 1/sqrt(head size) score scale folded into the query weights at load time;
 //! - the bias add and the exact (erf) GELU run in place in one pass, with a branch-free rational
@@ -19,6 +20,7 @@
 
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
 use super::linear::{Kernel, Linear};
+use super::team::Team;
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -140,11 +142,11 @@ impl Bert {
 
     /// Runs the encoder over a padded batch of token ids `(batch, seq)` with its attention mask
     /// (1 for tokens, 0 for padding) and returns the last hidden state, `(batch * seq, hidden)`.
-    /// `threads` > 1 splits the dense layers' products over rayon's current pool.
+    /// With a `team`, the dense layers' products are split with its helper thread.
     ///
     /// # Errors
     /// Shapes that do not fit the model (e.g. a sequence longer than the position table).
-    pub fn forward(&self, ids: &Tensor, mask: &[u32], threads: usize) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, mask: &[u32], team: Option<&Team>) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let hidden = self.heads * self.head_size;
         let words = self.word_embeddings.forward(&ids.flatten_all()?)?;
@@ -165,7 +167,7 @@ impl Bert {
 
         let mut x = x;
         for layer in &self.layers {
-            x = self.layer(layer, &x, &additive, (batch, seq, hidden), threads)?;
+            x = self.layer(layer, &x, &additive, (batch, seq, hidden), team)?;
         }
         Ok(x)
     }
@@ -176,9 +178,9 @@ impl Bert {
         x: &Tensor,
         additive_mask: &(Vec<f32>, Tensor),
         (batch, seq, hidden): (usize, usize, usize),
-        threads: usize,
+        team: Option<&Team>,
     ) -> Result<Tensor> {
-        let qkv = layer.qkv.forward(x, threads)?;
+        let qkv = layer.qkv.forward(x, team)?;
         let context = if seq <= FUSED_MAX_SEQ {
             qkv.apply_op1_no_bwd(&FusedAttention {
                 mask: &additive_mask.0,
@@ -206,11 +208,11 @@ impl Bert {
                 .reshape((batch * seq, hidden))?
         };
 
-        let attended = layer.attention_out.forward(&context, threads)?;
+        let attended = layer.attention_out.forward(&context, team)?;
         attended.inplace_op2(x, &layer.attention_norm)?;
-        let inter = layer.intermediate.forward(&attended, threads)?;
+        let inter = layer.intermediate.forward(&attended, team)?;
         inter.inplace_op1(&layer.activation)?;
-        let out = layer.output.forward(&inter, threads)?;
+        let out = layer.output.forward(&inter, team)?;
         out.inplace_op2(&attended, &layer.output_norm)?;
         Ok(out)
     }

@@ -6,6 +6,7 @@
 //! measured slower than f32 on these CPUs (../shared/notes/rust-stack.md §3).
 
 use super::bert::Bert;
+use super::team::Team;
 use super::{BackendError, EmbeddingBackend};
 use crate::model::{ModelFiles, Pooling, read_json};
 use candle_core::{DType, Device, Tensor};
@@ -82,26 +83,20 @@ impl CandleBert {
         self.max_position_embeddings
     }
 
-    /// Embeds a batch on rayon's current pool. With one thread it is one pass, inline. With more,
-    /// a batch of at least two texts per thread is cut into one shard per thread, each its own
-    /// single-threaded pass (no hand-offs inside a pass, and each shard pads only to its own
-    /// longest text); a smaller batch is one pass whose products are split over the threads.
+    /// Embeds a batch on rayon's current pool. With one thread, or one text, it is one pass,
+    /// inline. Otherwise the batch is cut into one shard per thread, each its own single-threaded
+    /// pass: no hand-offs inside a pass, and each shard pads only to its own longest text.
     fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let threads = rayon::current_num_threads();
-        if threads <= 1 {
-            return self.pass(batch, 1);
-        }
-        if batch.len() < 2 * threads {
-            // Run the pass on a pool thread, so that each split product hands work to an idle
-            // peer instead of parking this thread and waking the pool 24 times a pass.
-            return rayon::scope(|_| self.pass(batch, threads));
+        if threads <= 1 || batch.len() < 2 {
+            return self.pass(batch, None);
         }
         let shard = batch.len().div_ceil(threads);
         let shards: Vec<candle_core::Result<Vec<Vec<f32>>>> = {
             use rayon::prelude::*;
             batch
                 .par_chunks(shard)
-                .map(|texts| self.pass(texts, 1))
+                .map(|texts| self.pass(texts, None))
                 .collect()
         };
         let mut vectors = Vec::with_capacity(batch.len());
@@ -112,7 +107,10 @@ impl CandleBert {
     }
 
     /// One forward pass over `batch`, padded to its longest text.
-    fn pass(&self, batch: &[&[u32]], threads: usize) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn pass(&self, batch: &[&[u32]], team: Option<&Team>) -> candle_core::Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows = batch.len();
         let cols = batch.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows * cols);
@@ -128,7 +126,7 @@ impl CandleBert {
         // cosine 0.42 against the reference (measured, ../shared/notes/rust-stack.md §5).
         let hidden = self
             .model
-            .forward(&ids, &mask, threads)?
+            .forward(&ids, &mask, team)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         Ok(hidden
@@ -168,6 +166,15 @@ impl EmbeddingBackend for CandleBert {
             return Ok(Vec::new());
         }
         self.forward(batch)
+            .map_err(|e| BackendError::Inference(e.to_string()))
+    }
+
+    fn embed_with_helper(
+        &self,
+        batch: &[&[u32]],
+        team: &Team,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.pass(batch, Some(team))
             .map_err(|e| BackendError::Inference(e.to_string()))
     }
 

@@ -13,21 +13,22 @@
 //! Numerics: f32 multiply-adds in order along `in`, exactly as a plain dot product; the tests hold
 //! every kernel to an f64 reference, and the golden tests hold the model to sentence-transformers.
 //!
-//! Threads: a caller may ask for a product to be split by column panels over rayon's current
-//! pool; it is, when big enough to pay for the hand-off. The backend asks only when one pass has
-//! the cores to itself (see `backend::candle`).
+//! Threads: given a [`Team`], a product big enough to pay for the hand-off gives half its column
+//! panels to the team's helper thread. The backend forms a team only when one pass has the cores
+//! to itself (see `backend::candle`).
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states its bounds.
 
+use super::team::Team;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
 /// Depth of one pass over the rows: 8 rows x 384 floats = 12 KiB of `x`, which stays in L1 while a
 /// panel of the weights streams past it.
 pub const KC: usize = 384;
 
-/// Below this many multiply-adds a product runs on one thread: splitting it costs more than it
-/// saves (a rayon join is a few microseconds).
-const PARALLEL_MIN_MACS: usize = 1 << 21;
+/// Below this many multiply-adds a product runs on one thread: handing half to the helper costs
+/// more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// Which code computes the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +40,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs.
+    /// The fastest kernel this CPU runs, unless `MODEL_SERVER_KERNEL=gemm` asks for candle's
+    /// (to compare the two side by side, or to test the fallback on an AVX-512 machine).
     pub fn detect() -> Self {
+        if std::env::var("MODEL_SERVER_KERNEL").is_ok_and(|k| k == "gemm") {
+            return Kernel::Gemm;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             return Kernel::Avx512;
@@ -114,12 +119,12 @@ impl Linear {
         }
     }
 
-    /// `x · W + b` for contiguous `x` of shape `(rows, in)`; returns `(rows, out)`. `threads`
-    /// greater than 1 splits a large enough product over rayon's current pool.
+    /// `x · W + b` for contiguous `x` of shape `(rows, in)`; returns `(rows, out)`. With a
+    /// `team`, a large enough product gives half its panels to the team's helper.
     ///
     /// # Errors
     /// `x` of another width, not contiguous, or not f32.
-    pub fn forward(&self, x: &Tensor, threads: usize) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, team: Option<&Team>) -> Result<Tensor> {
         match &self.weights {
             Weights::Matrix(w) => {
                 let y = x.matmul(w)?;
@@ -129,7 +134,7 @@ impl Linear {
             Weights::Panels(panels) => x.apply_op1_no_bwd(&PanelProduct {
                 layer: self,
                 panels,
-                threads,
+                team,
             }),
         }
     }
@@ -180,7 +185,7 @@ impl candle_core::InplaceOp1 for AddBias<'_> {
 struct PanelProduct<'a> {
     layer: &'a Linear,
     panels: &'a [Line],
-    threads: usize,
+    team: Option<&'a Team<'a>>,
 }
 
 impl CustomOp1 for PanelProduct<'_> {
@@ -205,7 +210,7 @@ impl CustomOp1 for PanelProduct<'_> {
         }
         let x = &data[start..end];
         let mut y = vec![0f32; rows * layer.outputs];
-        product(x, rows, layer, self.panels, self.threads, &mut y);
+        product(x, rows, layer, self.panels, self.team, &mut y);
         Ok((CpuStorage::F32(y), Shape::from((rows, layer.outputs))))
     }
 }
@@ -217,31 +222,33 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `y = x · W + b` over all panels, split `threads` ways over rayon's pool when large enough.
-fn product(x: &[f32], rows: usize, layer: &Linear, panels: &[Line], threads: usize, y: &mut [f32]) {
+/// `y = x · W + b` over all panels; with a team, half the panels go to its helper.
+fn product(
+    x: &[f32],
+    rows: usize,
+    layer: &Linear,
+    panels: &[Line],
+    team: Option<&Team>,
+    y: &mut [f32],
+) {
     let (k, n) = (layer.inputs, layer.outputs);
     assert!(x.len() == rows * k && y.len() == rows * n);
     assert!(panels.len() * 16 == k * n && layer.bias.len() == n);
     let count = n / avx512::NR;
     let out = Out(y.as_mut_ptr());
-    let threads = threads.min(count);
-    if threads <= 1 || rows * k * n < PARALLEL_MIN_MACS {
-        // SAFETY: the asserts above bound every tile to `x`, `panels`, `bias` and `y`.
-        unsafe { panel_range(x, rows, layer, panels, out, 0..count) };
-        return;
-    }
-    let range = |t: usize| count * t / threads..count * (t + 1) / threads;
-    // The calling thread takes the first share itself: one hand-off per extra thread.
-    rayon::scope(|scope| {
-        for t in 1..threads {
-            scope.spawn(move |_| {
-                // SAFETY: as above; the ranges partition the panels, so the columns are disjoint.
-                unsafe { panel_range(x, rows, layer, panels, out, range(t)) };
-            });
+    match team {
+        Some(team) if count >= 2 && rows * k * n >= PARALLEL_MIN_MACS => {
+            let half = count / 2;
+            team.split(
+                // SAFETY: the asserts above bound every tile to `x`, `panels`, `bias` and `y`;
+                // the two ranges partition the panels, so the threads write disjoint columns.
+                || unsafe { panel_range(x, rows, layer, panels, out, 0..half) },
+                Box::new(move || unsafe { panel_range(x, rows, layer, panels, out, half..count) }),
+            );
         }
         // SAFETY: as above.
-        unsafe { panel_range(x, rows, layer, panels, out, range(0)) };
-    });
+        _ => unsafe { panel_range(x, rows, layer, panels, out, 0..count) },
+    }
 }
 
 /// The columns of panels `range`, every row, every depth block.
@@ -424,6 +431,7 @@ mod tests {
         if Kernel::detect() == Kernel::Avx512 {
             kernels.push(Kernel::Avx512);
         }
+        let helper = super::super::team::Helper::spawn("test-helper".into()).unwrap();
         for kernel in kernels {
             for (inputs, outputs) in [(384, 96), (100, 48), (1000, 144), (64, 40)] {
                 let weight = noise(outputs * inputs, 7);
@@ -438,7 +446,8 @@ mod tests {
                 for rows in [1, 7, 8, 9, 16, 17] {
                     let x = noise(rows * inputs, rows as u32);
                     let xt = Tensor::from_vec(x.clone(), (rows, inputs), &Device::Cpu)?;
-                    let y = layer.forward(&xt, 2)?.flatten_all()?.to_vec1::<f32>()?;
+                    let y = helper.pass(|team| layer.forward(&xt, Some(team)))?;
+                    let y = y.flatten_all()?.to_vec1::<f32>()?;
                     for r in 0..rows {
                         for o in 0..outputs {
                             let terms = (0..inputs).map(|i| {

@@ -7,6 +7,7 @@ mod attention;
 mod bert;
 pub mod candle;
 pub mod linear;
+pub mod team;
 
 /// Inference failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,6 +28,20 @@ pub trait EmbeddingBackend: Send + Sync + 'static {
     /// # Errors
     /// [`BackendError::Inference`] when the forward pass fails.
     fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, BackendError>;
+
+    /// [`Self::embed`] as one pass that may split its work with `team`'s helper thread, which is
+    /// free for the length of the pass. Backends without intra-pass threads ignore it.
+    ///
+    /// # Errors
+    /// As [`Self::embed`].
+    fn embed_with_helper(
+        &self,
+        batch: &[&[u32]],
+        team: &team::Team,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        let _ = team;
+        self.embed(batch)
+    }
 
     /// Length of each vector.
     fn dimensions(&self) -> usize;

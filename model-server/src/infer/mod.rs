@@ -149,11 +149,14 @@ impl Infer {
         let (idle_tx, idle_rx) = mpsc::channel(workers_n);
         let mut handles = Vec::with_capacity(workers_n);
         let mut threads = Vec::with_capacity(workers_n);
+        let per_worker = limits.threads_per_worker.max(1);
+        let lone = Arc::new(worker::LonePasses::new(workers_n)?);
         for id in 0..workers_n {
             let config = worker::WorkerConfig {
                 id,
-                threads: limits.threads_per_worker.max(1),
+                threads: per_worker,
                 max_pass_tokens: limits.max_batch_tokens,
+                lone: lone.clone(),
             };
             let (handle, thread) =
                 worker::spawn(config, backend.clone(), idle_tx.clone(), metrics.clone())?;

@@ -6,7 +6,9 @@
 //! `max_batch_tokens` tokens, except that short requests (≤ [`SHORT_REQUEST_TEXTS`] texts)
 //! overtake longer ones that have waited less than [`MAX_OVERTAKEN`] ([`short_first`]), so a
 //! one-text request does not wait behind every queued 32-text one. When several workers are idle the waiting texts are shared out
-//! between them, so one 32-text request runs on both cores instead of one. The request collects
+//! between them, so one 32-text request runs on both cores instead of one; the only batch
+//! handed out in a round, leaving nothing queued, is marked lone, and may use every core if no
+//! other worker is busy ([`super::worker`]). The request collects
 //! its vectors as its items finish and answers when the last one lands ([`Request::complete`]).
 //!
 //! Requests whose caller has gone (client disconnected, request timed out) are skipped here,
@@ -131,6 +133,7 @@ pub(crate) async fn run(
     };
     loop {
         short_first(&mut queue, Instant::now());
+        let mut handed_out = 0;
         while let Some(&worker) = idle.last() {
             // Share the waiting texts out between the idle workers; under mixed load, in passes
             // short enough that a newly arrived short request never waits long.
@@ -144,8 +147,11 @@ pub(crate) async fn run(
             });
             metrics.queue_depth.dec_by((before - queue.len()) as i64);
             let Some(items) = batch else { break };
+            // Lone: the only job of this round, and nothing left waiting.
+            let lone = handed_out == 0 && queue.is_empty();
+            handed_out += 1;
             idle.pop();
-            if let Err(job) = workers[worker].send(Job { items }) {
+            if let Err(job) = workers[worker].send(Job { items, lone }) {
                 // The worker thread is gone (it only exits when its channel closes, so this is a
                 // bug); fail its texts rather than leave callers waiting.
                 for item in job.items {

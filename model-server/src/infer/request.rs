@@ -136,4 +136,7 @@ impl Item {
 pub(crate) struct Job {
     /// The texts; each vector goes straight to its request.
     pub items: Vec<Item>,
+    /// Nothing else was queued when the job was handed out: it may use every core if no other
+    /// worker is busy.
+    pub lone: bool,
 }

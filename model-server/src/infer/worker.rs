@@ -5,14 +5,20 @@
 //! cores, 2 workers × 1 thread served 161 req/s against 103 for 1 worker × 2 threads
 //! (../shared/notes/rust-stack.md §3), hence the defaults: workers = cores, 1 thread each.
 //!
+//! A lone job (nothing else queued or running when it was handed out) runs its passes with a
+//! shared helper thread ([`LonePasses`], [`Helper`]) that takes half of every matrix product: a
+//! lone request gets both cores, and under load each worker keeps its own.
+//!
 //! A batch is split into passes of similar length before inference: padding a 10-token text to a
 //! 250-token neighbour costs 25x the work, and attention grows with the square of the length.
 
 use super::request::{Item, Job};
+use crate::backend::team::Helper;
 use crate::backend::{BackendError, EmbeddingBackend};
 use crate::metrics::Metrics;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -32,6 +38,63 @@ impl WorkerHandle {
     }
 }
 
+/// What the workers share: how many are running a pass, and a helper thread for lone jobs
+/// ([`Helper`]) when there is more than one worker (the helper then runs on a core a worker would
+/// otherwise own).
+pub(crate) struct LonePasses {
+    busy: AtomicUsize,
+    helper: Option<Helper>,
+}
+
+impl LonePasses {
+    /// For `workers` workers.
+    pub(crate) fn new(workers: usize) -> std::io::Result<Self> {
+        let helper = if workers > 1 {
+            Some(Helper::spawn("inference-helper".to_owned())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            busy: AtomicUsize::new(0),
+            helper,
+        })
+    }
+
+    /// Runs one pass of a job: with the helper if nothing else was queued when the job was handed
+    /// out (`lone`) and no other worker is running a pass now; else on `own`, and the helper, if it
+    /// lingers after a lone pass, lets go of its core. (The queue alone cannot tell that every
+    /// other worker is idle: a worker's "idle" message may still be on its way when the next
+    /// request of a fast client arrives.)
+    fn run(
+        &self,
+        own: &rayon::ThreadPool,
+        lone: bool,
+        backend: &dyn EmbeddingBackend,
+        batch: &[&[u32]],
+        metrics: &Metrics,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        struct Busy<'a>(&'a AtomicUsize);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let alone = self.busy.fetch_add(1, Ordering::AcqRel) == 0;
+        let _busy = Busy(&self.busy);
+        match &self.helper {
+            Some(helper) if lone && alone => {
+                metrics.helped_passes.inc();
+                helper.pass(|team| backend.embed_with_helper(batch, team))
+            }
+            Some(helper) => {
+                helper.release();
+                own.install(|| backend.embed(batch))
+            }
+            None => own.install(|| backend.embed(batch)),
+        }
+    }
+}
+
 /// What a worker needs to run.
 pub(crate) struct WorkerConfig {
     /// Worker number, reported back when idle.
@@ -40,6 +103,8 @@ pub(crate) struct WorkerConfig {
     pub threads: usize,
     /// Most padded tokens in one forward pass.
     pub max_pass_tokens: usize,
+    /// Shared with the other workers.
+    pub lone: Arc<LonePasses>,
 }
 
 /// Starts a worker thread.
@@ -69,7 +134,10 @@ pub(crate) fn spawn(
                 }
             };
             for job in rx {
-                pool.install(|| run_job(job, &*backend, config.max_pass_tokens, &metrics));
+                let lone = job.lone;
+                let run_pass =
+                    |batch: &[&[u32]]| config.lone.run(&pool, lone, &*backend, batch, &metrics);
+                run_job(job, &run_pass, config.max_pass_tokens, &metrics);
                 if idle_tx.blocking_send(config.id).is_err() {
                     break;
                 }
@@ -78,8 +146,11 @@ pub(crate) fn spawn(
     Ok((WorkerHandle { jobs }, handle))
 }
 
+/// Runs one forward pass of a batch, wherever the worker decides ([`LonePasses::run`]).
+type RunPass<'a> = dyn Fn(&[&[u32]]) -> Result<Vec<Vec<f32>>, BackendError> + Sync + 'a;
+
 /// Runs every pass of one job, handing each vector to its request as it is computed.
-fn run_job(job: Job, backend: &dyn EmbeddingBackend, max_pass_tokens: usize, metrics: &Metrics) {
+fn run_job(job: Job, run_pass: &RunPass, max_pass_tokens: usize, metrics: &Metrics) {
     let started = Instant::now();
     let items = job.items;
     for item in items.iter().filter(|item| item.index == 0) {
@@ -103,7 +174,7 @@ fn run_job(job: Job, backend: &dyn EmbeddingBackend, max_pass_tokens: usize, met
         let batch: Vec<&[u32]> = pass.iter().map(|item| item.ids()).collect();
         let padded = batch.len() * batch.iter().map(|s| s.len()).max().unwrap_or(0);
         let pass_started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed(&batch)))
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_pass(&batch)))
             .unwrap_or_else(|panic| Err(BackendError::Panicked(panic_message(&*panic))));
         metrics
             .inference_duration
