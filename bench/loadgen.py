@@ -72,9 +72,13 @@ async def _request(reader, writer, method: str, path: str, body: bytes | None) -
     return status
 
 
-async def _user(host, port, deadline, rng, corpus, samples, stop_at_first_error=False):
+async def _user(host, port, deadline, rng, corpus, samples, think=None):
     reader = writer = None
     while time.perf_counter() < deadline:
+        if think is not None:
+            await asyncio.sleep(rng.uniform(*think))
+            if time.perf_counter() >= deadline:
+                break
         if writer is None:
             try:
                 reader, writer = await asyncio.open_connection(host, port)
@@ -103,15 +107,19 @@ async def _user(host, port, deadline, rng, corpus, samples, stop_at_first_error=
         writer.close()
 
 
-def run(port: int, users: int, seconds: float, seed: int = 7, host: str = "127.0.0.1") -> dict:
-    """Runs `users` closed-loop users for `seconds`; returns a summary dict."""
+def run(port: int, users: int, seconds: float, seed: int = 7, host: str = "127.0.0.1",
+        think: tuple[float, float] | None = None) -> dict:
+    """Runs `users` closed-loop users for `seconds`, each waiting a uniform `think` (min, max)
+    seconds before every request if given (Locust's `wait_time = between(min, max)`); returns a
+    summary dict."""
     corpus = make_corpus(seed)
     samples: list = []
 
     async def main():
         deadline = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_user(host, port, deadline, random.Random(seed * 1000 + i), corpus, samples) for i in range(users))
+            *(_user(host, port, deadline, random.Random(seed * 1000 + i), corpus, samples, think)
+              for i in range(users))
         )
 
     cpu0 = time.process_time()
@@ -123,6 +131,8 @@ def run(port: int, users: int, seconds: float, seed: int = 7, host: str = "127.0
     lat = sorted(s[1] * 1000 for s in ok)
     embed_lat = sorted(s[1] * 1000 for s in ok if s[0] != "health")
     health_lat = sorted(s[1] * 1000 for s in ok if s[0] == "health")
+    single_lat = sorted(s[1] * 1000 for s in ok if s[0] == "single")
+    batch_lat = sorted(s[1] * 1000 for s in ok if s[0] == "batch")
     return {
         "users": users,
         "seconds": round(wall, 2),
@@ -134,6 +144,8 @@ def run(port: int, users: int, seconds: float, seed: int = 7, host: str = "127.0
         "p95_ms": round(percentile(lat, 95), 1),
         "p99_ms": round(percentile(lat, 99), 1),
         "embed_p95_ms": round(percentile(embed_lat, 95), 1),
+        "single_p95_ms": round(percentile(single_lat, 95), 1),
+        "batch_p95_ms": round(percentile(batch_lat, 95), 1),
         "health_p99_ms": round(percentile(health_lat, 99), 1),
         "loadgen_cpu_s": round(cpu, 2),
     }

@@ -9,7 +9,11 @@ torch.onnx, fp32, graph optimisations on, 2 intra-op threads: what TEI's CPU ima
 fastembed run); and a lone HTTP client's sentences/s at 1/8/32 texts per request against ORT's
 in-process rate.
 
-Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial] [--engines-only]
+With --capacity: the highest number of users, each thinking 0.1-0.5 s between requests of the
+tutorial's mix, that either server holds at p95 < 500 ms with < 1% failures (stepping users up
+until a level breaks), and at that level the p95 of 1-2-text requests against 8-32-text ones.
+
+Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial] [--engines-only | --capacity]
 Needs bench/.venv (bench/setup-python.sh) and the model (scripts/fetch-model.sh).
 """
 import argparse
@@ -209,6 +213,8 @@ def main() -> None:
                         help="take the tutorial stack's numbers from the last run (bench/out) instead of measuring it again")
     parser.add_argument("--engines-only", action="store_true",
                         help="only the in-process engines and the lone HTTP client (no tutorial stack, no load levels)")
+    parser.add_argument("--capacity", action="store_true",
+                        help="only the capacity search (users at p95 < 500 ms, < 1%% failures) on both servers")
     args = parser.parse_args()
     previous = BENCH / "out" / "model_server.json"
 
@@ -216,6 +222,9 @@ def main() -> None:
     subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins", "--examples"], cwd=ROOT, check=True)
     if args.engines_only:
         engines_only(args.inprocess_seconds)
+        return
+    if args.capacity:
+        capacity_side_by_side(args.seconds)
         return
     rust = measure_server(
         "model-server",
@@ -252,6 +261,55 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "model_server.json").write_text(json.dumps({"model_server": rust, "tutorial": python,
         "inprocess": {f"{k[0]}_b{k[1]}": v for k, v in inp.items()}}, indent=2))
+
+
+RUST_CMD = [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8304"]
+TUTORIAL_CMD = [str(BENCH / ".venv/bin/uvicorn"), "tutorial_app:app", "--app-dir", str(BENCH), "--workers", "1",
+                "--host", "127.0.0.1", "--port", "8305", "--log-level", "warning"]
+CAPACITY_LEVELS = (10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200)
+THINK = (0.1, 0.5)
+
+
+def capacity(name: str, cmd: list[str], port: int, env: dict, seconds: float) -> dict:
+    """Steps users up until p95 >= 500 ms or failures >= 1%; the last level that held is the capacity."""
+    print(f"--- {name}: {' '.join(cmd)}", flush=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc)
+        held = None
+        for users in CAPACITY_LEVELS:
+            run = loadgen.run(port, users, seconds, think=THINK)
+            ok = run["p95_ms"] < 500 and run["failures"] < 0.01 * max(run["requests"], 1)
+            print(f"    {users} users: {'holds' if ok else 'breaks'} {run}", flush=True)
+            if not ok:
+                return {"capacity_users": held["users"] if held else 0, "held": held, "broke": run}
+            held = run
+        return {"capacity_users": held["users"], "held": held, "broke": None}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def capacity_side_by_side(seconds: float) -> None:
+    rust = capacity("model-server", RUST_CMD, 8304, {"RUST_LOG": "warn"}, seconds)
+    tutorial = capacity("tutorial (FastAPI + sentence-transformers, uvicorn --workers 1)", TUTORIAL_CMD, 8305,
+                        {"MODEL_DIR": str(MODEL)}, seconds)
+    print()
+    print(f"capacity: users held at p95 < 500 ms, < 1% failures, think time {THINK[0]}-{THINK[1]} s")
+    print(f"{'':<38} {'model-server':>13} {'tutorial':>10} {'ratio':>8}")
+    r, t = rust["capacity_users"], tutorial["capacity_users"]
+    print(f"{'users held':<38} {r:>13} {t:>10} {ratio(r, t):>8}")
+    for key, label in (("rps", "requests/s at that level"), ("p95_ms", "p95 ms at that level"),
+                       ("single_p95_ms", "1-2-text p95 ms at that level"), ("batch_p95_ms", "8-32-text p95 ms at that level")):
+        rv = rust["held"][key] if rust["held"] else float("nan")
+        tv = tutorial["held"][key] if tutorial["held"] else float("nan")
+        print(f"{label:<38} {rv:>13} {tv:>10}")
+    out = BENCH / "out"
+    out.mkdir(exist_ok=True)
+    (out / "capacity.json").write_text(json.dumps({"model_server": rust, "tutorial": tutorial}, indent=2))
 
 
 def engines_only(seconds: float) -> None:

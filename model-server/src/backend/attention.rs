@@ -13,7 +13,12 @@
 //! Numerics: f32 throughout with the max-subtracted softmax Hugging Face's BERT computes; only
 //! the order of the additions differs from gemm's (the golden tests hold both paths to
 //! sentence-transformers' vectors).
+//!
+//! With a [`Team`] (a lone pass), half the heads run on the helper thread.
 
+#![allow(unsafe_code)] // two threads write disjoint head columns of one output buffer.
+
+use super::team::Team;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 
 /// Longest sequence the fused kernel runs; longer batches go through candle's batched gemm.
@@ -31,7 +36,16 @@ pub struct FusedAttention<'a> {
     pub heads: usize,
     /// Width of each head (query scale already folded into the query weights).
     pub head_size: usize,
+    /// With a team, half the heads run on its helper thread.
+    pub team: Option<&'a Team<'a>>,
 }
+
+/// The output rows, shared by the two threads of a split; each writes its own heads' columns.
+#[derive(Clone, Copy)]
+struct Context(*mut f32);
+// SAFETY: the threads given one `Context` write disjoint column ranges (heads) of it.
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
 
 /// `a · b` with 8 independent partial sums, so the loop vectorizes without reassociation flags.
 #[inline(always)]
@@ -60,6 +74,7 @@ impl CustomOp1 for FusedAttention<'_> {
             seq,
             heads,
             head_size,
+            ..
         } = *self;
         let hidden = heads * head_size;
         let stride = 3 * hidden;
@@ -78,12 +93,45 @@ impl CustomOp1 for FusedAttention<'_> {
             );
         }
         let mut out = vec![0f32; batch * seq * hidden];
+        let context = Context(out.as_mut_ptr());
+        let heads_of = |range: std::ops::Range<usize>| {
+            // SAFETY: `out` holds batch * seq * hidden floats and outlives both halves; each
+            // half writes only the columns of its own heads.
+            move || unsafe { self.attend(qkv, context, range) }
+        };
+        match self.team {
+            Some(team) if heads >= 2 => {
+                let half = heads / 2;
+                team.split(heads_of(0..half), Box::new(heads_of(half..heads)));
+            }
+            _ => heads_of(0..heads)(),
+        }
+        Ok((CpuStorage::F32(out), Shape::from((batch * seq, hidden))))
+    }
+}
+
+impl FusedAttention<'_> {
+    /// The context columns of heads `range`, for every text and position.
+    ///
+    /// # Safety
+    /// `out` points at `batch * seq * hidden` floats that no other thread writes in these
+    /// heads' columns; `qkv` holds `batch * seq * 3 * hidden` floats.
+    unsafe fn attend(&self, qkv: &[f32], out: Context, range: std::ops::Range<usize>) {
+        let Self {
+            mask,
+            batch,
+            seq,
+            heads,
+            head_size,
+            ..
+        } = *self;
+        let hidden = heads * head_size;
+        let stride = 3 * hidden;
         let mut scores = vec![0f32; seq];
         for b in 0..batch {
             let rows = &qkv[b * seq * stride..(b + 1) * seq * stride];
             let mask = &mask[b * seq..(b + 1) * seq];
-            let context = &mut out[b * seq * hidden..(b + 1) * seq * hidden];
-            for h in 0..heads {
+            for h in range.clone() {
                 let (q_at, k_at, v_at) = (
                     h * head_size,
                     hidden + h * head_size,
@@ -103,7 +151,13 @@ impl CustomOp1 for FusedAttention<'_> {
                         sum += *score;
                     }
                     let inv = 1.0 / sum;
-                    let o = &mut context[i * hidden + q_at..][..head_size];
+                    // SAFETY: row (b, i), head h: inside `out`, and this thread's columns.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.0.add((b * seq + i) * hidden + q_at),
+                            head_size,
+                        )
+                    };
                     for (j, &p) in scores.iter().enumerate() {
                         let p = p * inv;
                         let v = &rows[j * stride + v_at..][..head_size];
@@ -114,7 +168,6 @@ impl CustomOp1 for FusedAttention<'_> {
                 }
             }
         }
-        Ok((CpuStorage::F32(out), Shape::from((batch * seq, hidden))))
     }
 }
 
@@ -150,7 +203,25 @@ mod tests {
             seq,
             heads,
             head_size,
+            team: None,
         })?;
+        let helper = crate::backend::team::Helper::spawn("test-helper".into()).unwrap();
+        let split = helper.pass(|team| {
+            qkv.apply_op1_no_bwd(&FusedAttention {
+                mask: &mask,
+                batch,
+                seq,
+                heads,
+                head_size,
+                team: Some(team),
+            })
+        })?;
+        let same = (&fused - &split)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert_eq!(same, 0.0, "split over the helper changes nothing");
 
         let split = |i: usize| -> Result<Tensor> {
             qkv.reshape((batch, seq, 3, heads, head_size))?

@@ -18,6 +18,7 @@
 //! Numerically it follows Hugging Face's `BertModel` in f32; the golden tests hold it to
 //! sentence-transformers' own vectors (every component within 1e-5, cosine ≥ 0.99999).
 
+use super::activation::Activation;
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
 use super::linear::{Kernel, Linear};
 use super::team::Team;
@@ -42,8 +43,8 @@ struct Layer {
     qkv: Linear,
     attention_out: Linear,
     attention_norm: ResidualNorm,
+    /// With the activation applied inside the product.
     intermediate: Linear,
-    activation: Activation,
     output: Linear,
     output_norm: ResidualNorm,
 }
@@ -123,8 +124,8 @@ impl Bert {
                     qkv: Linear::new(&qkv_weight, qkv_bias.to_vec1()?, kernel)?,
                     attention_out: dense(&attn.pp("output.dense"), (hidden, hidden))?,
                     attention_norm: ResidualNorm::load(&attn.pp("output.LayerNorm"), hidden, eps)?,
-                    intermediate: dense(&vb.pp("intermediate.dense"), (inter, hidden))?,
-                    activation,
+                    intermediate: dense(&vb.pp("intermediate.dense"), (inter, hidden))?
+                        .with_activation(activation),
                     output: dense(&vb.pp("output.dense"), (hidden, inter))?,
                     output_norm: ResidualNorm::load(&vb.pp("output.LayerNorm"), hidden, eps)?,
                 })
@@ -188,6 +189,7 @@ impl Bert {
                 seq,
                 heads: self.heads,
                 head_size: self.head_size,
+                team,
             })?
         } else {
             // (batch * seq, 3 * hidden) -> three (batch, heads, seq, head_size) tensors.
@@ -211,7 +213,6 @@ impl Bert {
         let attended = layer.attention_out.forward(&context, team)?;
         attended.inplace_op2(x, &layer.attention_norm)?;
         let inter = layer.intermediate.forward(&attended, team)?;
-        inter.inplace_op1(&layer.activation)?;
         let out = layer.output.forward(&inter, team)?;
         out.inplace_op2(&attended, &layer.output_norm)?;
         Ok(out)
@@ -237,64 +238,6 @@ fn rows<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f
         CpuStorage::F32(data) => Ok(&data[start..end]),
         _ => bail!("{op}: only f32 is implemented"),
     }
-}
-
-#[derive(Clone, Copy)]
-enum Activation {
-    GeluErf,
-    GeluTanh,
-    Relu,
-}
-
-/// `x = activation(x)` elementwise, in place (the bias is already in, see [`Linear`]).
-impl InplaceOp1 for Activation {
-    fn name(&self) -> &'static str {
-        "activation"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let data = rows_mut(storage, layout, self.name())?;
-        match self {
-            Activation::GeluErf => data.iter_mut().for_each(|x| *x = gelu_erf(*x)),
-            Activation::GeluTanh => data.iter_mut().for_each(|x| *x = gelu_tanh(*x)),
-            Activation::Relu => data.iter_mut().for_each(|x| *x = x.max(0.0)),
-        }
-        Ok(())
-    }
-}
-
-/// Exact GELU, `x/2 * (1 + erf(x/√2))`, as PyTorch's default `gelu`.
-#[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// Tanh-approximated GELU (`gelu_new` / `gelu_pytorch_tanh`).
-fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
-}
-
-/// erf for f32 with no branches or calls, so loops over it vectorize: a rational approximation on
-/// [-4, 4] (erf(±4) rounds to ±1 in f32), the one Eigen and XLA use for f32. The unit tests bound
-/// its error against an f64 reference.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = -2.726_142_3e-10_f32;
-    p = p * x2 + 2.770_681_4e-8;
-    p = p * x2 - 2.101_024e-6;
-    p = p * x2 - 5.692_506_4e-5;
-    p = p * x2 - 7.349_906_3e-4;
-    p = p * x2 - 2.954_6e-3;
-    p = p * x2 - 1.609_603_3e-2;
-    let mut q = -1.456_607_2e-5_f32;
-    q = q * x2 - 2.133_740_6e-4;
-    q = q * x2 - 1.682_827e-3;
-    q = q * x2 - 7.373_329e-3;
-    q = q * x2 - 1.426_474e-2;
-    x * p / q
 }
 
 /// LayerNorm over each row, in place: `(x - mean) / sqrt(var + eps) * gamma + beta`.
@@ -382,31 +325,6 @@ impl InplaceOp2 for ResidualNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn erf_matches_f64_reference_within_two_millionths() {
-        let mut worst = 0f64;
-        for i in -6000..=6000 {
-            let x = i as f32 / 1000.0;
-            let exact = candle_core::cpu::erf::erf_f64(f64::from(x));
-            worst = worst.max((f64::from(erf(x)) - exact).abs());
-        }
-        assert!(worst < 2e-6, "max |erf error| = {worst:e}");
-    }
-
-    #[test]
-    fn gelu_erf_matches_f64_reference() {
-        for i in -800..=800 {
-            let x = i as f32 / 100.0;
-            let xd = f64::from(x);
-            let exact = 0.5 * xd * (1.0 + candle_core::cpu::erf::erf_f64(xd / 2f64.sqrt()));
-            let got = f64::from(gelu_erf(x));
-            assert!(
-                (got - exact).abs() < 1e-5 * (1.0 + exact.abs()),
-                "x={x}: {got} vs {exact}"
-            );
-        }
-    }
 
     #[test]
     fn row_norm_centres_and_scales() {

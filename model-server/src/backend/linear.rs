@@ -19,6 +19,7 @@
 
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states its bounds.
 
+use super::activation::Activation;
 use super::team::Team;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
@@ -72,6 +73,7 @@ pub struct Linear {
     inputs: usize,
     outputs: usize,
     bias: Vec<f32>,
+    activation: Option<Activation>,
     weights: Weights,
 }
 
@@ -107,8 +109,16 @@ impl Linear {
             inputs,
             outputs,
             bias,
+            activation: None,
             weights,
         })
+    }
+
+    /// The same layer followed by `activation`, applied to each part of the product as it is
+    /// finished (on the thread that computed it).
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = Some(activation);
+        self
     }
 
     /// The kernel this layer actually runs.
@@ -128,7 +138,7 @@ impl Linear {
         match &self.weights {
             Weights::Matrix(w) => {
                 let y = x.matmul(w)?;
-                y.inplace_op1(&AddBias(&self.bias))?;
+                y.inplace_op1(&AddBias(&self.bias, self.activation))?;
                 Ok(y)
             }
             Weights::Panels(panels) => x.apply_op1_no_bwd(&PanelProduct {
@@ -157,8 +167,8 @@ fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize) -> Vec<Line> {
     packed
 }
 
-/// `y += bias` on every row, for the gemm path.
-struct AddBias<'a>(&'a [f32]);
+/// `y = activation(y + bias)` on every row, for the gemm path.
+struct AddBias<'a>(&'a [f32], Option<Activation>);
 
 impl candle_core::InplaceOp1 for AddBias<'_> {
     fn name(&self) -> &'static str {
@@ -175,6 +185,9 @@ impl candle_core::InplaceOp1 for AddBias<'_> {
         for row in data[start..end].chunks_exact_mut(self.0.len()) {
             for (y, b) in row.iter_mut().zip(self.0) {
                 *y += b;
+            }
+            if let Some(activation) = self.1 {
+                activation.apply(row);
             }
         }
         Ok(())
@@ -318,6 +331,16 @@ unsafe fn panel_range(
             }
         }
     }
+    if let Some(activation) = layer.activation {
+        let columns = range.start * NR..range.end * NR;
+        for row in 0..rows {
+            // SAFETY: these columns of this row are this thread's, and finished.
+            let values = unsafe {
+                std::slice::from_raw_parts_mut(out.0.add(row * n + columns.start), columns.len())
+            };
+            activation.apply(values);
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -438,6 +461,8 @@ mod tests {
                 let bias = noise(outputs, 11);
                 let w = Tensor::from_vec(weight.clone(), (outputs, inputs), &Device::Cpu)?;
                 let layer = Linear::new(&w, bias.clone(), kernel)?;
+                let activated =
+                    Linear::new(&w, bias.clone(), kernel)?.with_activation(Activation::Relu);
                 let whole_panels = outputs % 48 == 0;
                 assert_eq!(
                     layer.kernel(),
@@ -448,6 +473,11 @@ mod tests {
                     let xt = Tensor::from_vec(x.clone(), (rows, inputs), &Device::Cpu)?;
                     let y = helper.pass(|team| layer.forward(&xt, Some(team)))?;
                     let y = y.flatten_all()?.to_vec1::<f32>()?;
+                    let relu = helper.pass(|team| activated.forward(&xt, Some(team)))?;
+                    let relu = relu.flatten_all()?.to_vec1::<f32>()?;
+                    for (r, v) in relu.iter().zip(&y) {
+                        assert_eq!(*r, v.max(0.0), "{kernel:?}: activation after the product");
+                    }
                     for r in 0..rows {
                         for o in 0..outputs {
                             let terms = (0..inputs).map(|i| {

@@ -3,6 +3,7 @@
 //! [`crate::testing::FakeBackend`]. Backends are called from the inference worker threads
 //! ([`crate::infer`]), never from the async runtime.
 
+mod activation;
 mod attention;
 mod bert;
 pub mod candle;
