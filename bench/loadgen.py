@@ -23,11 +23,16 @@ WORDS = (
 ).split()
 
 
-def make_corpus(seed: int, size: int = 512) -> list[str]:
+# Words per text: "varied" is the classic mix (up to ~80 tokens); "short" is the tutorial's own
+# one-sentence texts (8-16 words, ~10-20 tokens).
+CORPUS_WORDS = {"varied": [4, 8, 12, 16, 24, 40, 60], "short": [8, 10, 12, 14, 16]}
+
+
+def make_corpus(seed: int, size: int = 512, kind: str = "varied") -> list[str]:
     rng = random.Random(seed)
     corpus = []
     for _ in range(size):
-        n = rng.choice([4, 8, 12, 16, 24, 40, 60])
+        n = rng.choice(CORPUS_WORDS[kind])
         corpus.append(" ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + ".")
     return corpus
 
@@ -108,11 +113,11 @@ async def _user(host, port, deadline, rng, corpus, samples, think=None):
 
 
 def run(port: int, users: int, seconds: float, seed: int = 7, host: str = "127.0.0.1",
-        think: tuple[float, float] | None = None) -> dict:
+        think: tuple[float, float] | None = None, corpus_kind: str = "varied") -> dict:
     """Runs `users` closed-loop users for `seconds`, each waiting a uniform `think` (min, max)
     seconds before every request if given (Locust's `wait_time = between(min, max)`); returns a
     summary dict."""
-    corpus = make_corpus(seed)
+    corpus = make_corpus(seed, kind=corpus_kind)
     samples: list = []
 
     async def main():

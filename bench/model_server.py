@@ -10,7 +10,7 @@ fastembed run); and a lone HTTP client's sentences/s at 1/8/32 texts per request
 in-process rate.
 
 With --capacity: the highest number of users, each thinking 0.1-0.5 s between requests of the
-tutorial's mix, that either server holds at p95 < 500 ms with < 1% failures (stepping users up
+tutorial's mix with its short one-sentence texts, that either server holds at p95 < 500 ms with < 1% failures (stepping users up
 until a level breaks), and at that level the p95 of 1-2-text requests against 8-32-text ones.
 
 Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial] [--engines-only | --capacity]
@@ -266,7 +266,7 @@ def main() -> None:
 RUST_CMD = [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8304"]
 TUTORIAL_CMD = [str(BENCH / ".venv/bin/uvicorn"), "tutorial_app:app", "--app-dir", str(BENCH), "--workers", "1",
                 "--host", "127.0.0.1", "--port", "8305", "--log-level", "warning"]
-CAPACITY_LEVELS = (10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200)
+CAPACITY_LEVELS = (5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200)
 THINK = (0.1, 0.5)
 
 
@@ -278,7 +278,7 @@ def capacity(name: str, cmd: list[str], port: int, env: dict, seconds: float) ->
         wait_ready(port, proc)
         held = None
         for users in CAPACITY_LEVELS:
-            run = loadgen.run(port, users, seconds, think=THINK)
+            run = loadgen.run(port, users, seconds, think=THINK, corpus_kind="short")
             ok = run["p95_ms"] < 500 and run["failures"] < 0.01 * max(run["requests"], 1)
             print(f"    {users} users: {'holds' if ok else 'breaks'} {run}", flush=True)
             if not ok:
@@ -298,7 +298,7 @@ def capacity_side_by_side(seconds: float) -> None:
     tutorial = capacity("tutorial (FastAPI + sentence-transformers, uvicorn --workers 1)", TUTORIAL_CMD, 8305,
                         {"MODEL_DIR": str(MODEL)}, seconds)
     print()
-    print(f"capacity: users held at p95 < 500 ms, < 1% failures, think time {THINK[0]}-{THINK[1]} s")
+    print(f"capacity: users held at p95 < 500 ms, < 1% failures, think time {THINK[0]}-{THINK[1]} s, short texts")
     print(f"{'':<38} {'model-server':>13} {'tutorial':>10} {'ratio':>8}")
     r, t = rust["capacity_users"], tutorial["capacity_users"]
     print(f"{'users held':<38} {r:>13} {t:>10} {ratio(r, t):>8}")
