@@ -66,6 +66,15 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> flo
     raise TimeoutError(f"server on {port} not ready after {timeout}s")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def measure_server(name: str, cmd: list[str], port: int, env: dict, seconds: float) -> dict:
     print(f"--- {name}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
@@ -85,11 +94,7 @@ def measure_server(name: str, cmd: list[str], port: int, env: dict, seconds: flo
         result["rss_peak_mb"] = round(tree_rss_mb(proc.pid, "VmHWM"), 1)
         return result
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 TORCH_INPROCESS = r"""
@@ -286,11 +291,7 @@ def capacity(name: str, cmd: list[str], port: int, env: dict, seconds: float) ->
             held = run
         return {"capacity_users": held["users"], "held": held, "broke": None}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def capacity_side_by_side(seconds: float) -> None:

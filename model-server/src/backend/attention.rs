@@ -68,15 +68,8 @@ impl CustomOp1 for FusedAttention<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let Self {
-            mask,
-            batch,
-            seq,
-            heads,
-            head_size,
-            ..
-        } = *self;
-        let hidden = heads * head_size;
+        let (batch, seq, heads) = (self.batch, self.seq, self.heads);
+        let hidden = heads * self.head_size;
         let stride = 3 * hidden;
         let Some((start, end)) = layout.contiguous_offsets() else {
             bail!("fused-attention: the QKV rows must be contiguous");
@@ -85,11 +78,11 @@ impl CustomOp1 for FusedAttention<'_> {
             bail!("fused-attention: only f32 is implemented");
         };
         let qkv = &data[start..end];
-        if qkv.len() != batch * seq * stride || mask.len() != batch * seq {
+        if qkv.len() != batch * seq * stride || self.mask.len() != batch * seq {
             bail!(
                 "fused-attention: {} values and {} mask entries for {batch} x {seq} x {stride}",
                 qkv.len(),
-                mask.len()
+                self.mask.len()
             );
         }
         let mut out = vec![0f32; batch * seq * hidden];

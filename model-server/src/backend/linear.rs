@@ -293,22 +293,7 @@ unsafe fn panel_range(
                 } else {
                     (out.0.add(p * NR).cast_const(), n)
                 };
-                let mut row = 0;
-                while row + MR <= rows {
-                    let tile = avx512::Tile {
-                        a: x.add(row * k + k0),
-                        lda: k,
-                        b,
-                        depth,
-                        start: start.add(row * stride),
-                        start_stride: stride,
-                        c: out.0.add(row * n + p * NR),
-                        ldc: n,
-                    };
-                    avx512::tile::<MR>(&tile);
-                    row += MR;
-                }
-                let tile = avx512::Tile {
+                let tile_at = |row: usize| Tile {
                     a: x.add(row * k + k0),
                     lda: k,
                     b,
@@ -318,6 +303,12 @@ unsafe fn panel_range(
                     c: out.0.add(row * n + p * NR),
                     ldc: n,
                 };
+                let mut row = 0;
+                while row + MR <= rows {
+                    avx512::tile::<MR>(&tile_at(row));
+                    row += MR;
+                }
+                let tile = tile_at(row);
                 match rows - row {
                     0 => {}
                     1 => avx512::tile::<1>(&tile),
@@ -343,22 +334,29 @@ unsafe fn panel_range(
     }
 }
 
+/// One tile's operands: `c[r][0..NR] = start[r][0..NR] + a[r][0..depth] · b[0..depth][0..NR]`.
+struct Tile {
+    /// First row of `x` at this depth block; rows `lda` floats apart.
+    a: *const f32,
+    lda: usize,
+    /// The panel at this depth block: `depth` rows of NR floats, 64-byte aligned.
+    b: *const f32,
+    depth: usize,
+    /// What the accumulators start from: the bias (stride 0) or the partial sums in `c`.
+    start: *const f32,
+    start_stride: usize,
+    /// Where the tile's rows go, `ldc` floats apart.
+    c: *mut f32,
+    ldc: usize,
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
     //! Placeholder so the panel code type-checks off x86-64; [`super::Kernel::detect`] never
     //! picks it there.
     pub const NR: usize = 48;
     pub const MR: usize = 8;
-    pub struct Tile {
-        pub a: *const f32,
-        pub lda: usize,
-        pub b: *const f32,
-        pub depth: usize,
-        pub start: *const f32,
-        pub start_stride: usize,
-        pub c: *mut f32,
-        pub ldc: usize,
-    }
+    use super::Tile;
     pub unsafe fn tile<const ROWS: usize>(_: &Tile) {
         unreachable!("the AVX-512 kernel exists only on x86-64")
     }
@@ -371,26 +369,12 @@ mod avx512 {
     use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps};
     use std::arch::x86_64::{_mm512_load_ps, _mm512_storeu_ps};
 
+    use super::Tile;
+
     /// Panel width: three 16-float vectors.
     pub const NR: usize = 48;
     /// Rows per full tile.
     pub const MR: usize = 8;
-
-    /// One tile's operands: `c[r][0..NR] = start[r][0..NR] + a[r][0..depth] · b[0..depth][0..NR]`.
-    pub struct Tile {
-        /// First row of `x` at this depth block; rows `lda` floats apart.
-        pub a: *const f32,
-        pub lda: usize,
-        /// The panel at this depth block: `depth` rows of NR floats, 64-byte aligned.
-        pub b: *const f32,
-        pub depth: usize,
-        /// What the accumulators start from: the bias (stride 0) or the partial sums in `c`.
-        pub start: *const f32,
-        pub start_stride: usize,
-        /// Where the tile's rows go, `ldc` floats apart.
-        pub c: *mut f32,
-        pub ldc: usize,
-    }
 
     /// Computes one tile of `ROWS` rows.
     ///
