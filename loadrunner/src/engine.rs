@@ -4,9 +4,9 @@
 //!
 //! Open model: every scheduled request leaves a sample. One the runner sheds (the queue for a
 //! free user is full, or it still waits when the run ends) is a failed request with reason
-//! [`NotSent`], its latency the time from its scheduled start to when it was given up, and its
-//! task drawn as a sent one's would be, so shed load fails an error-rate budget and the per-task
-//! mix stays right.
+//! [`NotSent`] and no latency (it is kept out of the histograms and means: a shed request's
+//! near-zero give-up time would flatter every percentile), its task drawn as a sent one's would
+//! be, so shed load fails an error-rate budget and the per-task mix stays right.
 
 use crate::client::{Connection, NotSent, Outcome};
 use crate::rng::Rng;

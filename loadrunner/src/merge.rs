@@ -4,7 +4,7 @@
 //!
 //! Summaries may be forged (any user of the namespace can run a pod that looks like a runner),
 //! so nothing here panics or allocates without bound on hostile input: histograms decode through
-//! the bounded [`codec::decode`], each must hold as many latencies as its stats count requests,
+//! the bounded [`codec::decode`], each must hold as many latencies as its stats count requests sent,
 //! and counts add up with overflow checks.
 
 use crate::codec::{self, HistogramError};
@@ -33,9 +33,9 @@ pub enum MergeError {
         #[source]
         source: HistogramError,
     },
-    /// A histogram holds a different number of latencies than its stats count requests.
+    /// A histogram holds a different number of latencies than its stats count requests sent.
     #[error(
-        "histogram of {name:?} holds {histogram} latencies but the stats count {requests} requests"
+        "histogram of {name:?} holds {histogram} latencies but the stats count {requests} requests, {not_sent} of them not sent"
     )]
     CountMismatch {
         /// Stats name.
@@ -44,6 +44,8 @@ pub enum MergeError {
         histogram: u64,
         /// The stats' `requests`.
         requests: u64,
+        /// The stats' `not_sent` (no latency; more than `requests` is itself a mismatch).
+        not_sent: u64,
     },
     /// Histograms of one name that cannot be added (one holds values beyond the other's range).
     #[error("histogram of {name:?} cannot be added to the others: {source}")]
@@ -80,7 +82,7 @@ impl MergeError {
 }
 
 /// The histogram of encoded stats, decoded within [`codec`]'s bounds and checked to hold exactly
-/// `stats.requests` latencies.
+/// `stats.requests - stats.not_sent` latencies (one per request sent).
 ///
 /// # Errors
 /// [`MergeError`] when missing, malformed, out of bounds or not matching the request count.
@@ -93,11 +95,14 @@ pub fn decode(stats: &RequestStats) -> Result<Histogram<u64>, MergeError> {
         name: stats.name.clone(),
         source,
     })?;
-    if histogram.len() != stats.requests {
+    // Requests never sent have no latency (open model, `notSent`): the histogram holds the rest.
+    let sent = stats.requests.checked_sub(stats.not_sent);
+    if sent != Some(histogram.len()) {
         return Err(MergeError::CountMismatch {
             name: stats.name.clone(),
             histogram: histogram.len(),
             requests: stats.requests,
+            not_sent: stats.not_sent,
         });
     }
     Ok(histogram)
@@ -186,7 +191,10 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
     }
     let failures = sum("failures", |p| p.failures)?;
     let not_sent = sum("notSent", |p| p.not_sent)?;
-    let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * p.requests as f64).sum();
+    // Means are over sent requests (never-sent ones have no latency).
+    let sent = |p: &RequestStats| p.requests.saturating_sub(p.not_sent) as f64;
+    let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * sent(p)).sum();
+    let sent_total: f64 = parts.iter().map(|p| sent(p)).sum();
     Ok(RequestStats {
         name: first.name.clone(),
         method: first.method.clone(),
@@ -199,10 +207,10 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
         } else {
             0.0
         },
-        mean_ms: if requests == 0 {
+        mean_ms: if sent_total == 0.0 {
             0.0
         } else {
-            latency_sum / requests as f64
+            latency_sum / sent_total
         },
         p50_ms: 0.0,
         p90_ms: 0.0,
@@ -534,6 +542,7 @@ mod tests {
         // Without per-task histograms (a trimmed termination message) the counts still add up.
         let (mut a, mut b) = (a, b);
         a.tasks[0].histogram = None;
+        b.tasks[0].histogram = None;
         b.tasks[0].not_sent = 4;
         let merged = merge(&[a, b], &budget).unwrap();
         assert_eq!(merged.tasks[0].not_sent, 34);
@@ -544,6 +553,33 @@ mod tests {
         assert_eq!(old.not_sent, 0);
         let json = serde_json::to_value(summary(&one, 1.0)).unwrap();
         assert_eq!(json["total"]["notSent"], 30);
+    }
+
+    /// Never-sent requests have no latency: the merged mean and percentiles are those of the 70
+    /// requests sent (1 + i % 20 ms for i in 30..100), not dragged down by the 30 shed ones.
+    #[test]
+    fn not_sent_requests_have_no_latency() {
+        let merged = merge(
+            &[summary(&one_task_stats(100, 30), 10.0)],
+            &Thresholds::default(),
+        );
+        let total = merged.unwrap().total;
+        let sent: Vec<f64> = (30..100).map(|i| (1 + i % 20) as f64).collect();
+        let mean = sent.iter().sum::<f64>() / sent.len() as f64;
+        assert!(
+            (total.mean_ms - mean).abs() < 0.01,
+            "{} vs {mean}",
+            total.mean_ms
+        );
+        assert!(total.p50_ms >= 10.0 && total.max_ms >= 20.0, "{total:?}");
+        // A forged summary claiming more never-sent requests than requests does not merge.
+        let mut forged = summary(&one_task_stats(10, 0), 1.0);
+        forged.total.not_sent = 11;
+        let err = merge(&[forged], &Thresholds::default()).unwrap_err();
+        assert!(
+            matches!(err, MergeError::CountMismatch { not_sent: 11, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -318,7 +318,8 @@ pub struct RequestStats {
     pub error_rate: f64,
     /// Requests per second over the run.
     pub rps: f64,
-    /// Mean latency, ms.
+    /// Mean latency, ms. Latencies (mean, percentiles, max, histogram) are of the requests sent:
+    /// one never sent (`not_sent`) has none.
     pub mean_ms: f64,
     /// Median latency, ms.
     pub p50_ms: f64,
