@@ -162,9 +162,6 @@ fn pool(pooling: Pooling, tokens: &[f32], mask: &[u32], dimensions: usize) -> Ve
 
 impl EmbeddingBackend for CandleBert {
     fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, BackendError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
         self.forward(batch)
             .map_err(|e| BackendError::Inference(e.to_string()))
     }

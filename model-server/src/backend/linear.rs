@@ -138,7 +138,7 @@ impl Linear {
         match &self.weights {
             Weights::Matrix(w) => {
                 let y = x.matmul(w)?;
-                y.inplace_op1(&AddBias(&self.bias, self.activation))?;
+                y.inplace_op1(&BiasActivation(&self.bias, self.activation))?;
                 Ok(y)
             }
             Weights::Panels(panels) => x.apply_op1_no_bwd(&PanelProduct {
@@ -168,11 +168,11 @@ fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize) -> Vec<Line> {
 }
 
 /// `y = activation(y + bias)` on every row, for the gemm path.
-struct AddBias<'a>(&'a [f32], Option<Activation>);
+struct BiasActivation<'a>(&'a [f32], Option<Activation>);
 
-impl candle_core::InplaceOp1 for AddBias<'_> {
+impl candle_core::InplaceOp1 for BiasActivation<'_> {
     fn name(&self) -> &'static str {
-        "bias"
+        "bias-activation"
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
