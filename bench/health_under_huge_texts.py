@@ -5,9 +5,11 @@ Starts model-server (one or two binaries, one after the other, same load), then 
 CLIENTS threads each POST /embed with one TEXT_MB-megabyte text in a loop, while a prober GETs
 /health every 50 ms. Prints the CPU, /health latency (p50, p99, max), the /embed answers by
 status, and the server's peak RSS (VmHWM). Loopback only, bounded in time.
+`--shape many` sends the same bytes as one-letter texts instead (["a","a",...]): a body the
+server must refuse (too many texts) without parsing it into strings.
 
   python3 bench/health_under_huge_texts.py --server target/debug/model-server \
-      [--baseline OLD_BINARY] [--duration 20] [--clients 8] [--text-mb 1]
+      [--baseline OLD_BINARY] [--duration 20] [--clients 8] [--text-mb 1] [--shape one|many]
 """
 
 import argparse
@@ -74,7 +76,10 @@ def run(binary, port, args):
     try:
         wait_ready(port)
         words = ("the quick brown fox jumps over the lazy dog " * (args.text_mb * 1_000_000 // 44 + 1))
-        body = json.dumps({"texts": [words[: args.text_mb * 1_000_000]]})
+        if args.shape == "many":
+            body = json.dumps({"texts": ["a"] * (args.text_mb * 1_000_000 // 5)})
+        else:
+            body = json.dumps({"texts": [words[: args.text_mb * 1_000_000]]})
         stop = time.time() + args.duration
         statuses = collections.Counter()
         lock = threading.Lock()
@@ -115,9 +120,13 @@ def main():
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--text-mb", type=int, default=1)
+    parser.add_argument("--shape", choices=["one", "many"], default="one",
+                        help="one text of TEXT_MB, or TEXT_MB of one-letter texts")
     args = parser.parse_args()
     print(f"CPU: {cpu()}")
-    print(f"load: {args.clients} clients, one {args.text_mb} MB text per POST /embed, "
+    what = (f"one {args.text_mb} MB text" if args.shape == "one"
+            else f"{args.text_mb * 200_000} one-letter texts ({args.text_mb} MB)")
+    print(f"load: {args.clients} clients, {what} per POST /embed, "
           f"{args.duration:.0f} s; GET /health every 50 ms")
     rows = [("new", args.server)] + ([("baseline", args.baseline)] if args.baseline else [])
     print(f"{'':10} {'health p50':>11} {'p99':>9} {'max':>9} {'probes':>7} {'peak RSS':>10}  /embed answers")

@@ -298,6 +298,22 @@ async fn bad_requests_get_json_errors_that_say_what_is_wrong() {
         "limit of 16",
     );
 
+    // Counted before parsing: the scan stops at text 17, so what follows is never read.
+    let cut_short = format!(r#"{{"inputs":[{}"a", and no end"#, r#""a","#.repeat(16));
+    assert_error(
+        &send(&router, post("/embed", &cut_short)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "validation",
+        "more than 16 texts",
+    );
+    let openai = json!({"input": vec!["a"; 17], "model": "m"}).to_string();
+    assert_error(
+        &send(&router, post("/v1/embeddings", &openai)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "validation",
+        "--max-client-batch-size",
+    );
+
     let huge = json!({"texts": ["a ".repeat(40_000)]}).to_string();
     assert_error(
         &send(&router, post("/embed", &huge)).await,

@@ -1,12 +1,8 @@
 //! The one table from failures to HTTP answers: every error is a JSON [`ErrorResponse`] with a
-//! status code, and overload adds `Retry-After`. Also the JSON extractor that turns serde and
-//! body-limit rejections into such answers, naming the field or the limit.
+//! status code, and overload adds `Retry-After`.
 
-use super::AppState;
 use crate::infer::InferError;
 use crate::tokenize::TokenizeError;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loadgate_api::embed::{ErrorResponse, ErrorType};
@@ -94,49 +90,4 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// `axum::Json` with rejections answered as [`ApiError`]s.
-pub struct ApiJson<T>(pub T);
-
-impl<T> FromRequest<AppState> for ApiJson<T>
-where
-    axum::Json<T>: FromRequest<AppState, Rejection = JsonRejection>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        // Held while the body is read and parsed, released before inference: bodies in memory
-        // at once are bounded, whatever the request count.
-        let Some(_reading) = state.body_read() else {
-            return Err(ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                error_type: ErrorType::Overloaded,
-                message: format!(
-                    "{} request bodies are being read already; retry later",
-                    super::max_body_reads(&state.config().limits)
-                ),
-                retry_after: Some(1),
-            });
-        };
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(rejection_to_error(rejection, state.payload_limit())),
-        }
-    }
-}
-
-fn rejection_to_error(rejection: JsonRejection, payload_limit: usize) -> ApiError {
-    let status = rejection.status();
-    let message = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "send the body as JSON with the header Content-Type: application/json".to_owned()
-        }
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            format!("request body exceeds the limit of {payload_limit} bytes (--payload-limit)")
-        }
-        JsonRejection::JsonSyntaxError(_) => format!("malformed JSON: {}", rejection.body_text()),
-        _ => format!("invalid request: {}", rejection.body_text()),
-    };
-    ApiError::validation(status, message)
 }

@@ -1,6 +1,7 @@
 //! Route handlers: parse the request shape, call [`crate::infer::Infer`], shape the answer.
 
-use super::error::{ApiError, ApiJson};
+use super::error::ApiError;
+use super::extract::ApiJson;
 use super::{AppState, ServedModel};
 use crate::infer::{EmbedOptions, Embeddings};
 use axum::Json;

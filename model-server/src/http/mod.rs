@@ -1,7 +1,9 @@
 //! The HTTP surface: routes, shared state and the middleware every request passes (metrics,
-//! request timeout, body limit). Handlers live in [`handlers`], the error table in [`error`].
+//! request timeout, body limit). Handlers live in [`handlers`], the error table in [`error`],
+//! the JSON body extractor in [`extract`].
 
 pub mod error;
+pub mod extract;
 pub mod handlers;
 
 use crate::infer::{Infer, Limits};
