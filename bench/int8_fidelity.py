@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """How close can an int8 (or bf16) forward pass of all-MiniLM-L6-v2 stay to fp32? Simulated in PyTorch
-before writing any kernel: every encoder nn.Linear is replaced by fake quantization as a VNNI
-kernel would compute it (activations symmetric int8 per row, scale max|x|/127, computed per call;
-weights symmetric int8 per output column; products summed exactly, then scaled back, bias in
-fp32); and bf16 inputs with fp32 sums, as AVX512_BF16's VDPBF16PS computes. Prints the min / mean cosine to the fp32 vectors over the golden texts, per variant.
+before writing any kernel. Every encoder nn.Linear (or the ones a variant names) is replaced by fake
+quantization as a VNNI kernel would compute it: weights symmetric int8 per output column;
+activations int8 per row (per token), symmetric (scale max|x|/127) or asymmetric u8 with a zero
+point (what VPDPBUSD's u8 x s8 takes), per whole row or per group of K; optionally with
+SmoothQuant per-channel scales or with the largest-magnitude input channels ("outliers", found on
+a calibration corpus) kept in fp32 (LLM.int8); products summed exactly, scaled back, bias in fp32.
+And bf16 inputs with fp32 sums, as AVX512_BF16's VDPBF16PS computes. Calibration uses the bench's
+load corpus, never the golden texts the cosines are measured on. Prints min / mean cosine to the
+fp32 vectors over the golden texts, per variant.
 
 Usage: bench/.venv/bin/python bench/int8_fidelity.py [MODEL_DIR]
 """
@@ -15,30 +20,85 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import loadgen  # noqa: E402
+
 MODEL = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "models/all-MiniLM-L6-v2")
 TEXTS = [c["text"] for c in json.loads((ROOT / "model-server/tests/fixtures/reference.json").read_text())["cases"]]
+NAMES = ("query", "key", "value", "attention_out", "intermediate", "output")
+
+
+def linears(model):
+    """(layer index, name, parent module, attribute) of each encoder linear."""
+    for index, layer in enumerate(model[0].auto_model.encoder.layer):
+        yield index, "query", layer.attention.self, "query"
+        yield index, "key", layer.attention.self, "key"
+        yield index, "value", layer.attention.self, "value"
+        yield index, "attention_out", layer.attention.output, "dense"
+        yield index, "intermediate", layer.intermediate, "dense"
+        yield index, "output", layer.output, "dense"
+
+
+def calibrate(model, texts):
+    """Max |x| per input channel of every linear, over `texts`."""
+    stats, hooks = {}, []
+    for index, name, parent, attr in linears(model):
+        def hook(_module, inputs, _output, key=(index, name)):
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).abs().amax(0)
+            stats[key] = torch.maximum(stats.get(key, x), x)
+        hooks.append(getattr(parent, attr).register_forward_hook(hook))
+    model.encode(texts, batch_size=32)
+    for h in hooks:
+        h.remove()
+    return stats
 
 
 class FakeInt8Linear(torch.nn.Module):
-    def __init__(self, linear: torch.nn.Linear, act_bits: int = 8):
+    def __init__(self, linear, channel_max=None, smooth=None, outliers=0, group=None, asym=False):
         super().__init__()
-        w = linear.weight.detach()
+        w = linear.weight.detach().clone()
+        self.bias = linear.bias.detach()
+        self.smooth = None
+        if smooth is not None:
+            s = channel_max.clamp(min=1e-5) ** smooth / w.abs().amax(0).clamp(min=1e-5) ** (1 - smooth)
+            self.smooth, w = s, w * s
+        self.outliers = None
+        if outliers:
+            self.outliers = channel_max.topk(outliers).indices
+            self.w_outliers = w[:, self.outliers].clone()
+            w[:, self.outliers] = 0
         self.w_scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
         self.w_q = torch.round(w / self.w_scale).clamp(-127, 127)
-        self.bias = linear.bias.detach()
-        self.qmax = 2 ** (act_bits - 1) - 1
+        self.group, self.asym = group, asym
 
     def forward(self, x):
-        x_scale = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / self.qmax
-        x_q = torch.round(x / x_scale).clamp(-self.qmax, self.qmax)
-        y = (x_q.double() @ self.w_q.double().t()).float()
-        return y * x_scale * self.w_scale.t() + self.bias
+        if self.smooth is not None:
+            x = x / self.smooth
+        y = self.bias
+        if self.outliers is not None:
+            y = y + x[..., self.outliers] @ self.w_outliers.t()
+            x = x.clone()
+            x[..., self.outliers] = 0
+        k = x.shape[-1]
+        group = self.group or k
+        for k0 in range(0, k, group):
+            xs = x[..., k0:k0 + group]
+            if self.asym:
+                lo, hi = xs.amin(-1, keepdim=True), xs.amax(-1, keepdim=True)
+                scale = ((hi - lo) / 255).clamp(min=1e-12)
+                zero = torch.round(-lo / scale)
+                x_q = (torch.round(xs / scale) + zero).clamp(0, 255) - zero
+            else:
+                scale = xs.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
+                x_q = torch.round(xs / scale).clamp(-127, 127)
+            y = y + (x_q.double() @ self.w_q[:, k0:k0 + group].double().t()).float() * scale * self.w_scale.t()
+        return y
 
 
 class FakeBf16Linear(torch.nn.Module):
     """Inputs and weights rounded to bf16, products summed in fp32 (what VDPBF16PS computes)."""
 
-    def __init__(self, linear: torch.nn.Linear):
+    def __init__(self, linear, **_):
         super().__init__()
         self.w = linear.weight.detach().to(torch.bfloat16).float()
         self.bias = linear.bias.detach()
@@ -47,39 +107,41 @@ class FakeBf16Linear(torch.nn.Module):
         return x.to(torch.bfloat16).float() @ self.w.t() + self.bias
 
 
-def quantize(model, skip=(), kind=FakeInt8Linear):
-    bert = model[0].auto_model
-    for layer in bert.encoder.layer:
-        for name, parent, attr in (
-            ("query", layer.attention.self, "query"),
-            ("key", layer.attention.self, "key"),
-            ("value", layer.attention.self, "value"),
-            ("attention_out", layer.attention.output, "dense"),
-            ("intermediate", layer.intermediate, "dense"),
-            ("output", layer.output, "dense"),
-        ):
-            if name not in skip:
-                setattr(parent, attr, kind(getattr(parent, attr)))
-    return model
-
-
-def cosines(a, b):
-    return torch.nn.functional.cosine_similarity(a, b, dim=1)
+ALL_BUT_VALUE = tuple(n for n in NAMES if n != "value")
+VARIANTS = [
+    # (label, which linears, kind, options)
+    ("int8 sym per row, all six linears", NAMES, FakeInt8Linear, {}),
+    ("  the same, only `value`", ("value",), FakeInt8Linear, {}),
+    ("  the same, only `intermediate`", ("intermediate",), FakeInt8Linear, {}),
+    ("  the same, only `output`", ("output",), FakeInt8Linear, {}),
+    ("  the same, only query+key+attention_out", ("query", "key", "attention_out"), FakeInt8Linear, {}),
+    ("int8, FFN output (1536->384) fp32", ALL_BUT_VALUE[:-1] + ("value",), FakeInt8Linear, {}),
+    ("asym u8 per row", NAMES, FakeInt8Linear, {"asym": True}),
+    ("SmoothQuant alpha 0.5", NAMES, FakeInt8Linear, {"smooth": 0.5}),
+    ("SmoothQuant alpha 0.7", NAMES, FakeInt8Linear, {"smooth": 0.7}),
+    ("sym, groups of 64 along K", NAMES, FakeInt8Linear, {"group": 64}),
+    ("asym, groups of 64 along K", NAMES, FakeInt8Linear, {"group": 64, "asym": True}),
+    ("16 outlier channels fp32, sym", NAMES, FakeInt8Linear, {"outliers": 16}),
+    ("16 outlier channels fp32, asym", NAMES, FakeInt8Linear, {"outliers": 16, "asym": True}),
+    ("16 outliers fp32, asym, `value` fp32", ALL_BUT_VALUE, FakeInt8Linear, {"outliers": 16, "asym": True}),
+    ("all six linears bf16 (fp32 sums)", NAMES, FakeBf16Linear, {}),
+]
 
 
 def main():
     torch.set_num_threads(2)
-    reference = SentenceTransformer(MODEL, device="cpu").encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True)
-    for label, skip, kind in (
-        ("all six linears int8", (), FakeInt8Linear),
-        ("int8, FFN output (1536->384) fp32", ("output",), FakeInt8Linear),
-        ("int8, both FFN linears fp32", ("output", "intermediate"), FakeInt8Linear),
-        ("all six linears bf16 (fp32 sums)", (), FakeBf16Linear),
-    ):
-        model = quantize(SentenceTransformer(MODEL, device="cpu"), skip, kind)
+    reference_model = SentenceTransformer(MODEL, device="cpu")
+    reference = reference_model.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True)
+    stats = calibrate(reference_model, loadgen.make_corpus(3, 256) + loadgen.make_corpus(4, 128, kind="short"))
+    for label, which, kind, options in VARIANTS:
+        model = SentenceTransformer(MODEL, device="cpu")
+        for index, name, parent, attr in linears(model):
+            if name in which:
+                setattr(parent, attr, kind(getattr(parent, attr), channel_max=stats[(index, name)], **options))
         got = model.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True)
-        c = cosines(got, reference)
-        print(f"{label:<36} min cosine {c.min():.5f}  mean {c.mean():.5f}")
+        c = torch.nn.functional.cosine_similarity(got, reference, dim=1)
+        worst = TEXTS[int(c.argmin())]
+        print(f"{label:<44} min cosine {c.min():.5f}  mean {c.mean():.5f}  worst {worst[:24]!r}", flush=True)
 
 
 if __name__ == "__main__":
