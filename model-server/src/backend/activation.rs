@@ -1,7 +1,10 @@
 //! The activations BERT's feed-forward layers use, on f32 in place: exact (erf) GELU, the tanh
 //! approximation, and ReLU. The erf is a branch-free rational approximation the compiler
 //! vectorizes (libm's scalar `erff` alone was 9.5% of the profile); [`super::linear`] applies the
-//! activation to each tile of its product while the tile is still in cache.
+//! activation to each tile of its product while the tile is still in cache. It runs at the
+//! CPU's vector width ([`super::simd`]).
+
+use super::simd::wide_fn;
 
 /// A dense layer's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +20,14 @@ pub enum Activation {
 impl Activation {
     /// `x = activation(x)` on every value, in place.
     pub fn apply(self, values: &mut [f32]) {
-        match self {
+        apply_wide(self, values);
+    }
+}
+
+wide_fn! {
+    /// [`Activation::apply`] at this CPU's vector width.
+    fn apply_wide(activation: Activation, values: &mut [f32]) {
+        match activation {
             Activation::GeluErf => values.iter_mut().for_each(|x| *x = gelu_erf(*x)),
             Activation::GeluTanh => values.iter_mut().for_each(|x| *x = gelu_tanh(*x)),
             Activation::Relu => values.iter_mut().for_each(|x| *x = x.max(0.0)),
@@ -32,6 +42,7 @@ fn gelu_erf(x: f32) -> f32 {
 }
 
 /// Tanh-approximated GELU (`gelu_new` / `gelu_pytorch_tanh`).
+#[inline(always)]
 fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())

@@ -18,6 +18,7 @@
 
 #![allow(unsafe_code)] // two threads write disjoint head columns of one output buffer.
 
+use super::simd::wide_fn;
 use super::team::Team;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 
@@ -90,7 +91,7 @@ impl CustomOp1 for FusedAttention<'_> {
         let heads_of = |range: std::ops::Range<usize>| {
             // SAFETY: `out` holds batch * seq * hidden floats and outlives both halves; each
             // half writes only the columns of its own heads.
-            move || unsafe { self.attend(qkv, context, range) }
+            move || unsafe { attend(self, qkv, context, range) }
         };
         match self.team {
             Some(team) if heads >= 2 => {
@@ -103,21 +104,26 @@ impl CustomOp1 for FusedAttention<'_> {
     }
 }
 
-impl FusedAttention<'_> {
+wide_fn! {
     /// The context columns of heads `range`, for every text and position.
     ///
     /// # Safety
     /// `out` points at `batch * seq * hidden` floats that no other thread writes in these
     /// heads' columns; `qkv` holds `batch * seq * 3 * hidden` floats.
-    unsafe fn attend(&self, qkv: &[f32], out: Context, range: std::ops::Range<usize>) {
-        let Self {
+    unsafe fn attend(
+        attention: &FusedAttention<'_>,
+        qkv: &[f32],
+        out: Context,
+        range: std::ops::Range<usize>,
+    ) {
+        let FusedAttention {
             mask,
             batch,
             seq,
             heads,
             head_size,
             ..
-        } = *self;
+        } = *attention;
         let hidden = heads * head_size;
         let stride = 3 * hidden;
         let mut scores = vec![0f32; seq];

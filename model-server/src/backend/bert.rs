@@ -21,6 +21,7 @@
 use super::activation::Activation;
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
 use super::linear::{Kernel, Linear};
+use super::simd::{self, wide_fn};
 use super::team::Team;
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, VarBuilder};
@@ -256,10 +257,11 @@ impl RowNorm {
         })
     }
 
+    #[inline(always)]
     fn normalize(&self, row: &mut [f32]) {
         let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = simd::sum(row) / n;
+        let var = simd::squared_deviations(row, mean) / n;
         let inv = 1.0 / (var + self.eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
             *v = (*v - mean) * inv * g + b;
@@ -273,11 +275,30 @@ impl InplaceOp1 for RowNorm {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let data = rows_mut(storage, layout, self.name())?;
-        for row in data.chunks_exact_mut(self.gamma.len()) {
-            self.normalize(row);
-        }
+        norm_rows(self, rows_mut(storage, layout, self.name())?);
         Ok(())
+    }
+}
+
+wide_fn! {
+    /// Each row of `data`, normalised.
+    fn norm_rows(norm: &RowNorm, data: &mut [f32]) {
+        for row in data.chunks_exact_mut(norm.gamma.len()) {
+            norm.normalize(row);
+        }
+    }
+}
+
+wide_fn! {
+    /// Each row of `data` plus its row of `residual`, normalised.
+    fn add_and_norm_rows(norm: &RowNorm, data: &mut [f32], residual: &[f32]) {
+        let width = norm.gamma.len();
+        for (row, res) in data.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
+            for (x, r) in row.iter_mut().zip(res) {
+                *x += r;
+            }
+            norm.normalize(row);
+        }
     }
 }
 
@@ -308,16 +329,7 @@ impl InplaceOp2 for ResidualNorm {
         if residual.len() != data.len() {
             bail!("{}: residual shape differs", self.name());
         }
-        let width = self.0.gamma.len();
-        for (row, res) in data
-            .chunks_exact_mut(width)
-            .zip(residual.chunks_exact(width))
-        {
-            for (x, r) in row.iter_mut().zip(res) {
-                *x += r;
-            }
-            self.0.normalize(row);
-        }
+        add_and_norm_rows(&self.0, data, residual);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ mod attention;
 mod bert;
 pub mod candle;
 pub mod linear;
+mod simd;
 pub mod team;
 
 /// Inference failed.
