@@ -4,9 +4,10 @@
 //! Module map: [`config`] (CLI) → [`scenario`] (weighted tasks and payloads from [`corpus`],
 //! seeded by [`rng`]) → [`engine`] (users, spawn rate, deadline, drain) over [`client`]
 //! (keep-alive HTTP/1.1) → [`stats`] (HDR histograms, history) → [`report`] (Locust CSVs, JSON)
-//! and [`gate`] (thresholds → violations → exit code); [`merge`] adds parallel runners'
+//! and [`gate`] (thresholds → violations → exit code); [`capacity`] (a ramp's steps and knee); [`merge`] adds parallel runners'
 //! summaries up, their histograms carried in the bounded wire form of [`codec`].
 
+pub mod capacity;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -197,6 +198,12 @@ pub fn summarize(
         max_ms: h.max() as f64 / 1000.0,
         dropped: outcome.dropped,
     });
+    let curve: Vec<_> = outcome
+        .stats
+        .steps
+        .iter()
+        .flat_map(|steps| steps.rows.iter().map(capacity::StepRow::point))
+        .collect();
     RunSummary {
         profile: profile.name.clone(),
         duration_seconds: elapsed,
@@ -207,6 +214,8 @@ pub fn summarize(
         total,
         interrupted: outcome.interrupted,
         start_delay,
+        capacity: capacity::knee(&curve, thresholds),
+        curve,
     }
 }
 
@@ -328,7 +337,7 @@ pub async fn run_command(
         std::fs::write(path, compact)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    print_summary(&summary);
+    print_summary(&summary, &thresholds);
     Ok(if summary.passed {
         Verdict::Pass
     } else {
@@ -375,7 +384,7 @@ pub fn gate_command(args: &GateArgs) -> anyhow::Result<Verdict> {
     })
 }
 
-fn print_summary(summary: &RunSummary) {
+fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
     let t = &summary.total;
     println!(
         "{}: {} requests, {} failures ({:.2}%), {:.1} req/s over {:.1}s; p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -402,6 +411,9 @@ fn print_summary(summary: &RunSummary) {
             delay.dropped,
             t.not_sent.saturating_sub(delay.dropped)
         );
+    }
+    if let Some(capacity) = &summary.capacity {
+        println!("capacity: {}", capacity.sentence(thresholds));
     }
     if summary.interrupted {
         println!("INTERRUPTED: the run was stopped early; reports hold what was measured");

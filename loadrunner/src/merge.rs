@@ -7,9 +7,11 @@
 //! the bounded [`codec::decode`], each must hold as many latencies as its stats count requests sent,
 //! and counts add up with overflow checks.
 
+use crate::capacity;
 use crate::codec::{self, HistogramError};
 use crate::gate;
 use hdrhistogram::Histogram;
+use loadgate_api::capacity::CurvePoint;
 use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
 use std::collections::BTreeMap;
 
@@ -116,7 +118,8 @@ pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 /// The total's histogram is always kept at full precision, since the profile's verdict rests on
 /// it; when the whole does not fit, the per-task histograms are re-recorded at 2 significant
 /// digits (1% resolution), and if that is still too big they are dropped (per-task latency
-/// budgets then cannot be merged, and the operator says so).
+/// budgets then cannot be merged, and the operator says so); then a ramp's curve is dropped
+/// (the profile then has no capacity in the status).
 ///
 /// # Errors
 /// When even the summary without per-task histograms is larger than `limit`.
@@ -141,6 +144,13 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
     let bare = to_json(&coarse);
     if bare.len() <= limit {
         return Ok(bare);
+    }
+    // Then the ramp's curve: the operator reads the capacity from it, and says it has none.
+    coarse.curve.clear();
+    coarse.capacity = None;
+    let flat = to_json(&coarse);
+    if flat.len() <= limit {
+        return Ok(flat);
     }
     // Last resort (a wide spread, e.g. fast 429s and 30 s successes): the total at 2 significant
     // digits too. A lone runner's own percentiles stay exact (merge keeps them); merged
@@ -326,7 +336,28 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         violations,
         interrupted,
         start_delay: None,
+        capacity: curve_of_one(summaries).and_then(|c| capacity::knee(&c, thresholds)),
+        curve: curve_of_one(summaries).unwrap_or_default(),
     })
+}
+
+/// A lone runner's curve, its points with non-finite figures left out; `None` for several
+/// runners, whose steps are not aligned in time and so do not add up.
+fn curve_of_one(summaries: &[RunSummary]) -> Option<Vec<CurvePoint>> {
+    let [only] = summaries else {
+        return None;
+    };
+    Some(
+        only.curve
+            .iter()
+            .filter(|p| {
+                [p.seconds, p.rps, p.p50_ms, p.p95_ms, p.p99_ms, p.error_rate]
+                    .iter()
+                    .all(|v| v.is_finite() && *v >= 0.0)
+            })
+            .cloned()
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -347,6 +378,8 @@ mod tests {
             passed: true,
             interrupted: false,
             start_delay: None,
+            curve: Vec::new(),
+            capacity: None,
         }
     }
 

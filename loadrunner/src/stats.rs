@@ -7,6 +7,7 @@
 //! the figures the reports print ([`Figures`], 272 bytes a second), not histogram copies (which
 //! grew the runner by ~370 KiB a second).
 
+use crate::capacity::Steps;
 use crate::client::Outcome;
 use hdrhistogram::Histogram;
 use loadgate_api::load::RequestStats;
@@ -75,7 +76,7 @@ impl Entry {
         }
     }
 
-    fn record(&mut self, micros: u64, failed: bool, not_sent: bool, bytes: usize) {
+    pub(crate) fn record(&mut self, micros: u64, failed: bool, not_sent: bool, bytes: usize) {
         self.requests += 1;
         self.failures += u64::from(failed);
         if not_sent {
@@ -93,8 +94,19 @@ impl Entry {
         self.requests - self.not_sent
     }
 
+    /// Adds `other`'s requests (same histogram bounds, so the sum is exact).
+    pub(crate) fn add(&mut self, other: &Entry) {
+        let added = self.histogram.add(&other.histogram);
+        debug_assert!(added.is_ok(), "entries share bounds: {added:?}");
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.not_sent += other.not_sent;
+        self.bytes += other.bytes;
+        self.sum_micros += other.sum_micros;
+    }
+
     /// Empties it in place (keeping the histogram's allocation).
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.histogram.reset();
         self.requests = 0;
         self.failures = 0;
@@ -200,6 +212,11 @@ impl Figures {
         self.percentiles_ms[5]
     }
 
+    /// 99th percentile, ms.
+    pub fn p99_ms(&self) -> f64 {
+        self.percentiles_ms[7]
+    }
+
     /// Slowest request, ms.
     pub fn max_ms(&self) -> f64 {
         self.percentiles_ms[PERCENTILES.len() - 1]
@@ -247,7 +264,10 @@ pub struct Stats {
     pub history: Vec<HistoryRow>,
     /// Open model: start delays against the schedule, µs.
     pub start_delay: Option<Histogram<u64>>,
+    /// A closed-model ramp's steps of users ([`crate::capacity`]).
+    pub steps: Option<Steps>,
     window: Entry,
+    window_started: Instant,
 }
 
 impl Stats {
@@ -262,8 +282,16 @@ impl Stats {
             failures: BTreeMap::new(),
             history: Vec::new(),
             start_delay: None,
+            steps: None,
             window: Entry::new("Aggregated", ""),
+            window_started: Instant::now(),
         }
+    }
+
+    /// Also measures steps of `width` users (a ramp), when given.
+    pub fn with_steps(mut self, width: Option<u32>) -> Self {
+        self.steps = width.map(Steps::new);
+        self
     }
 
     /// Records one sample.
@@ -309,7 +337,19 @@ impl Stats {
             window: Figures::of(&self.window),
             total: Figures::of(&self.total),
         });
+        let now = Instant::now();
+        if let Some(steps) = &mut self.steps {
+            steps.add_window(users, &self.window, self.window_started);
+        }
         self.window.reset();
+        self.window_started = now;
+    }
+
+    /// Ends the run: closes the last step.
+    pub fn finish(&mut self) {
+        if let Some(steps) = &mut self.steps {
+            steps.close(self.window_started);
+        }
     }
 }
 
@@ -342,6 +382,7 @@ pub async fn aggregate(
         }
     }
     stats.snapshot(users.load(Ordering::Relaxed));
+    stats.finish();
     stats
 }
 

@@ -1,7 +1,8 @@
 //! The engine against an in-test HTTP server with controlled latency and error injection:
 //! exact counts and error rates, percentiles within the histogram's precision, weights, spawn
 //! rate and run time, open-model load not sent counted as failures, Locust CSV headers, the
-//! CLI's exit codes, and reports after SIGTERM.
+//! CLI's exit codes, reports after SIGTERM, and a ramp's capacity against a server of known
+//! capacity.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -18,8 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-#[derive(Default)]
-struct Hits(AtomicU64);
+/// Requests served, and the server's two service slots (`/slot/{ms}`).
+struct Hits(AtomicU64, tokio::sync::Semaphore);
+
+impl Default for Hits {
+    fn default() -> Self {
+        Self(AtomicU64::new(0), tokio::sync::Semaphore::new(SLOTS))
+    }
+}
+
+/// `/slot/{ms}` serves at most this many requests at once, each taking `ms`.
+const SLOTS: usize = 2;
 
 async fn start_server() -> (SocketAddr, Arc<Hits>) {
     let hits = Arc::new(Hits::default());
@@ -46,6 +56,17 @@ async fn start_server() -> (SocketAddr, Arc<Hits>) {
                     h.0.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     "slept"
+                },
+            ),
+        )
+        .route(
+            "/slot/{ms}",
+            get(
+                |State(h): State<Arc<Hits>>, Path(ms): Path<u64>| async move {
+                    let _slot = h.1.acquire().await.unwrap();
+                    h.0.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    "served"
                 },
             ),
         )
@@ -553,4 +574,80 @@ fn an_unreachable_target_fails_fast_with_the_reason() {
         "{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A server of known capacity: 2 slots of 25 ms, so with no think time u users wait
+/// 25 ms x ceil(u / 2): 50 ms at 3–4 users, 75 at 5–6, 100 at 7–8. Under a p95 budget of
+/// 62 ms a ramp to 8 users at +1/s (steps of 2 users) holds up to 3–4 users and breaks at
+/// 5–6, and fixed runs at the reported knee and break agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity() {
+    let (addr, _) = start_server().await;
+    let budget = Thresholds {
+        p95_ms: Some(62.0),
+        ..Thresholds::default()
+    };
+    let task = || vec![get_task("slot", 1, "/slot/25")];
+    let run = |users: u32, spawn_rate: f64, secs: u64| {
+        engine::run(
+            plan(addr, task(), users, spawn_rate, secs),
+            std::future::pending(),
+            |_, _| {},
+        )
+    };
+    let ramp_plan = plan(addr, task(), 8, 1.0, 9);
+    assert_eq!(
+        loadrunner::capacity::band_width(&ramp_plan.profile),
+        Some(2)
+    );
+    let ramp = engine::run(ramp_plan.clone(), std::future::pending(), |_, _| {}).await;
+    let summary = loadrunner::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
+    let users: Vec<u32> = summary.curve.iter().map(|p| p.users).collect();
+    // Steps end on one-second windows, and users start on the same beat: a step may close one
+    // user early or late, so the knee reads 3 or 4 users and the break 5 or 6.
+    assert!(
+        users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8]),
+        "{:?}",
+        summary.curve
+    );
+    let capacity = summary
+        .capacity
+        .clone()
+        .expect("a ramp with a p95 budget has a capacity");
+    let held = capacity.max_users_within_budget;
+    assert!((3..=4).contains(&held), "{summary:?}");
+    assert_eq!(capacity.limited_by.as_deref(), Some("p95Ms"));
+    let broke = capacity.broke_at.clone().unwrap();
+    assert!((5..=6).contains(&broke.users), "{broke:?}");
+    assert!((70.0..130.0).contains(&broke.measured), "{broke:?}");
+
+    // Fixed runs at the knee and at the break agree.
+    let at = |outcome: &engine::RunOutcome| outcome.stats.total.percentile_ms(0.95);
+    let (within, over) = (run(held, 100.0, 2).await, run(broke.users, 100.0, 2).await);
+    assert!(
+        at(&within) <= 62.0,
+        "{held} users hold: p95 {} ms",
+        at(&within)
+    );
+    assert!(
+        at(&over) > 62.0,
+        "{} users break: p95 {} ms",
+        broke.users,
+        at(&over)
+    );
+    // The step's rate is the ramp's through its users: at most the fixed run's at its top.
+    let fixed_rps = within.stats.total.requests as f64 / within.elapsed.as_secs_f64();
+    assert!(
+        capacity.max_rps_within_budget > 0.3 * fixed_rps
+            && capacity.max_rps_within_budget < 1.1 * fixed_rps,
+        "step {} req/s against fixed {fixed_rps}",
+        capacity.max_rps_within_budget
+    );
+    assert!(
+        capacity
+            .sentence(&budget)
+            .starts_with("holds p95 < 62 ms up to "),
+        "{}",
+        capacity.sentence(&budget)
+    );
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`embed`]: HTTP bodies of the embedding API (model-server ↔ loadrunner);
 //! - [`load`]: the load spec (profiles, tasks, wait time, thresholds) and the run summary;
+//! - [`capacity`]: a ramp's load curve and the capacity read from it;
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
 //!   the [`conditions`] vocabulary, [`validate`] (the Rust twin of every schema rule), and
@@ -11,6 +12,7 @@
 //! The model server and the runner turn `crd` off and depend on serde alone.
 #![deny(missing_docs)]
 
+pub mod capacity;
 pub mod duration;
 pub mod embed;
 pub mod load;

@@ -377,6 +377,12 @@ pub struct RunSummary {
     /// user), p95 and max in ms. Large values mean the target could not keep up with the rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_delay: Option<StartDelay>,
+    /// A closed-model ramp's load curve: one point per step of users, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<crate::capacity::CurvePoint>,
+    /// A ramp's capacity, read from `curve` against the latency and error budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Capacity>,
 }
 
 /// How late open-model requests started against their schedule.

@@ -731,6 +731,8 @@ mod tests {
             passed: true,
             interrupted: false,
             start_delay: None,
+            curve: Vec::new(),
+            capacity: None,
         }
     }
 

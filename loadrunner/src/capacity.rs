@@ -1,0 +1,373 @@
+//! The knee of a ramp: a closed-model profile whose users grow is cut into steps of users
+//! ([`band_width`]), each step's requests are measured on their own merged histogram
+//! ([`Steps`], fed one-second window at a time by [`crate::stats::Stats`]), and [`knee`] reads
+//! the highest step inside every latency and error budget and the step where one broke.
+//!
+//! Robust to noise in two ways: a step with fewer than [`MIN_STEP_REQUESTS`] requests is not
+//! judged (too few for a p95), and a break counts only when the next judged step is broken too
+//! (or it is the last one): one slow step between good ones is noise, not the knee. A step lasts
+//! at least [`MIN_STEP_SECONDS`], and a ramp has at most [`MAX_STEPS`] of them, so the curve
+//! stays small enough for a pod's termination message.
+
+use crate::stats::{Entry, Figures};
+use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
+use loadgate_api::load::{LoadProfile, Thresholds};
+use std::time::Instant;
+
+/// Most steps in a ramp's curve.
+pub const MAX_STEPS: u32 = 24;
+/// Shortest a step may last, at the profile's spawn rate.
+pub const MIN_STEP_SECONDS: f64 = 2.0;
+/// Fewest requests a step needs to be judged.
+pub const MIN_STEP_REQUESTS: u64 = 20;
+
+/// Users per step of a closed-model profile whose users grow over more than one step; `None` for
+/// the open model and for profiles that start their users (nearly) at once.
+pub fn band_width(profile: &LoadProfile) -> Option<u32> {
+    if profile.arrival_rate.is_some() {
+        return None;
+    }
+    let run = profile.run_time().as_secs_f64();
+    let (peak, rising) = if profile.stages.is_empty() {
+        let reached = (profile.spawn_rate * run).min(f64::from(profile.users));
+        (reached, reached / profile.spawn_rate)
+    } else {
+        let peak = profile.stages.iter().map(|s| s.users).max().unwrap_or(0);
+        let mut until = 0.0;
+        for stage in &profile.stages {
+            until += stage.duration.get().as_secs_f64();
+            if stage.users == peak {
+                break;
+            }
+        }
+        (f64::from(peak), until)
+    };
+    if peak < 2.0 || rising <= 0.0 {
+        return None;
+    }
+    let per_second = peak / rising;
+    let width = (per_second * MIN_STEP_SECONDS)
+        .ceil()
+        .max((peak / f64::from(MAX_STEPS)).ceil())
+        .max(1.0);
+    (width < peak).then_some(width as u32)
+}
+
+/// A finished step: its highest user count, how long it lasted, and its requests' figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRow {
+    /// Users at the end of the step.
+    pub users: u32,
+    /// Seconds it lasted.
+    pub seconds: f64,
+    /// Its requests.
+    pub figures: Figures,
+}
+
+impl StepRow {
+    /// The row as a curve point.
+    pub fn point(&self) -> CurvePoint {
+        let f = &self.figures;
+        CurvePoint {
+            users: self.users,
+            seconds: round(self.seconds, 1000.0),
+            requests: f.requests,
+            rps: round(
+                if self.seconds > 0.0 {
+                    f.requests as f64 / self.seconds
+                } else {
+                    0.0
+                },
+                100.0,
+            ),
+            p50_ms: round(f.p50_ms(), 100.0),
+            p95_ms: round(f.p95_ms(), 100.0),
+            p99_ms: round(f.p99_ms(), 100.0),
+            error_rate: round(f.error_rate(), 1e6),
+        }
+    }
+}
+
+fn round(value: f64, scale: f64) -> f64 {
+    (value * scale).round() / scale
+}
+
+/// The step being measured and those finished: windows of one band of users merge into one
+/// histogram; a window in another band closes the step.
+#[derive(Debug, Clone)]
+pub struct Steps {
+    width: u32,
+    band: Option<u32>,
+    users: u32,
+    opened: Option<Instant>,
+    entry: Entry,
+    /// Finished steps, in order.
+    pub rows: Vec<StepRow>,
+}
+
+impl Steps {
+    /// Steps of `width` users.
+    pub fn new(width: u32) -> Self {
+        Self {
+            width: width.max(1),
+            band: None,
+            users: 0,
+            opened: None,
+            entry: Entry::new("step", ""),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds the window that began at `started` and ended with `users` running. A window with
+    /// no users (before the first starts, or the drain after the last stops) stays in the
+    /// current step.
+    pub fn add_window(&mut self, users: u32, window: &Entry, started: Instant) {
+        if users > 0 {
+            let band = (users - 1) / self.width;
+            if self.band.is_some_and(|b| b != band) {
+                self.close(started);
+            }
+            self.band = Some(band);
+            self.users = self.users.max(users);
+        }
+        self.opened.get_or_insert(started);
+        self.entry.add(window);
+    }
+
+    /// Closes the current step at `now` (the end of its last window).
+    pub fn close(&mut self, now: Instant) {
+        let Some(opened) = self.opened.take() else {
+            return;
+        };
+        if self.entry.requests > 0 && self.users > 0 {
+            self.rows.push(StepRow {
+                users: self.users,
+                seconds: now.saturating_duration_since(opened).as_secs_f64(),
+                figures: Figures::of(&self.entry),
+            });
+        }
+        self.entry.reset();
+        self.users = 0;
+        self.band = None;
+    }
+}
+
+/// The budget a step broke first (p95, then p99, then errors), as (field, measured, budget).
+fn broken(point: &CurvePoint, t: &Thresholds) -> Option<(&'static str, f64, f64)> {
+    [
+        ("p95Ms", point.p95_ms, t.p95_ms),
+        ("p99Ms", point.p99_ms, t.p99_ms),
+        ("maxErrorRate", point.error_rate, t.max_error_rate),
+    ]
+    .into_iter()
+    .find_map(|(field, measured, budget)| {
+        budget
+            .filter(|&b| measured > b)
+            .map(|b| (field, measured, b))
+    })
+}
+
+/// The capacity of a ramp's `curve` against the latency and error budgets in `t` (`minRps` does
+/// not apply to a ramp: its rate grows with its users). `None` when no such budget is set or no
+/// step had enough requests to judge.
+pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
+    if t.p95_ms.is_none() && t.p99_ms.is_none() && t.max_error_rate.is_none() {
+        return None;
+    }
+    let judged: Vec<(&CurvePoint, Option<(&'static str, f64, f64)>)> = curve
+        .iter()
+        .filter(|p| p.requests >= MIN_STEP_REQUESTS)
+        .map(|p| (p, broken(p, t)))
+        .collect();
+    if judged.is_empty() {
+        return None;
+    }
+    let n = judged.len();
+    let break_at =
+        (0..n).find(|&i| judged[i].1.is_some() && (i + 1 == n || judged[i + 1].1.is_some()));
+    let held = judged[..break_at.unwrap_or(n)]
+        .iter()
+        .filter(|(_, broke)| broke.is_none())
+        .map(|(p, _)| *p)
+        .max_by_key(|p| p.users);
+    let broke_at = break_at.map(|i| {
+        let (point, broke) = judged[i];
+        let (metric, measured, budget) = broke.expect("a break step broke a budget");
+        BreakPoint {
+            users: point.users,
+            rps: point.rps,
+            metric: metric.to_owned(),
+            measured,
+            budget,
+        }
+    });
+    Some(Capacity {
+        max_users_within_budget: held.map_or(0, |p| p.users),
+        max_rps_within_budget: held.map_or(0.0, |p| p.rps),
+        limited_by: broke_at.as_ref().map(|b| b.metric.clone()),
+        broke_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loadgate_api::duration::Duration as SpecDuration;
+    use loadgate_api::load::Stage;
+    use std::time::Duration;
+
+    fn point(users: u32, requests: u64, p95_ms: f64, error_rate: f64) -> CurvePoint {
+        CurvePoint {
+            users,
+            seconds: 2.0,
+            requests,
+            rps: requests as f64 / 2.0,
+            p50_ms: p95_ms / 2.0,
+            p95_ms,
+            p99_ms: p95_ms * 1.2,
+            error_rate,
+        }
+    }
+
+    fn p95_budget() -> Thresholds {
+        Thresholds {
+            p95_ms: Some(500.0),
+            max_error_rate: Some(0.01),
+            ..Thresholds::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_knee_is_the_last_step_before_two_broken_ones() {
+        let curve = [
+            point(10, 100, 100.0, 0.0),
+            point(20, 200, 200.0, 0.0),
+            point(30, 300, 450.0, 0.0),
+            point(40, 320, 700.0, 0.0),
+            point(50, 330, 900.0, 0.0),
+        ];
+        let c = knee(&curve, &p95_budget()).unwrap();
+        assert_eq!(
+            (c.max_users_within_budget, c.max_rps_within_budget),
+            (30, 150.0)
+        );
+        assert_eq!(c.limited_by.as_deref(), Some("p95Ms"));
+        let at = c.broke_at.unwrap();
+        assert_eq!((at.users, at.measured, at.budget), (40, 700.0, 500.0));
+    }
+
+    #[test]
+    fn one_noisy_step_and_thin_steps_are_not_the_knee() {
+        let curve = [
+            point(10, 100, 100.0, 0.0),
+            point(20, 200, 800.0, 0.0), // one slow step between good ones
+            point(30, 300, 300.0, 0.0),
+            point(35, 5, 5000.0, 0.0), // too few requests to judge
+            point(40, 320, 480.0, 0.0),
+            point(50, 330, 100.0, 0.05), // errors break it, and it is the last step
+        ];
+        let c = knee(&curve, &p95_budget()).unwrap();
+        assert_eq!(c.max_users_within_budget, 40);
+        assert_eq!(c.limited_by.as_deref(), Some("maxErrorRate"));
+        assert_eq!(c.broke_at.unwrap().users, 50);
+    }
+
+    #[test]
+    fn no_knee_inside_the_range_holds_to_the_peak() {
+        let curve = [point(10, 100, 100.0, 0.0), point(20, 200, 200.0, 0.0)];
+        let c = knee(&curve, &p95_budget()).unwrap();
+        assert_eq!((c.max_users_within_budget, c.limited_by), (20, None));
+        assert!(c.broke_at.is_none());
+    }
+
+    #[test]
+    fn breaking_at_the_first_step_holds_nothing() {
+        let curve = [point(10, 100, 900.0, 0.0), point(20, 200, 950.0, 0.0)];
+        let c = knee(&curve, &p95_budget()).unwrap();
+        assert_eq!(
+            (c.max_users_within_budget, c.max_rps_within_budget),
+            (0, 0.0)
+        );
+        assert_eq!(c.broke_at.unwrap().users, 10);
+    }
+
+    #[test]
+    fn no_budget_or_nothing_to_judge_is_no_capacity() {
+        let curve = [point(10, 100, 900.0, 0.0)];
+        let rps_only = Thresholds {
+            min_rps: Some(5.0),
+            ..Thresholds::default()
+        };
+        assert_eq!(knee(&curve, &rps_only), None);
+        assert_eq!(knee(&[point(10, 3, 900.0, 0.0)], &p95_budget()), None);
+    }
+
+    fn profile(users: u32, spawn_rate: f64, seconds: u64) -> LoadProfile {
+        LoadProfile {
+            name: "ramp".into(),
+            users,
+            spawn_rate,
+            duration: SpecDuration::from_secs(seconds),
+            arrival_rate: None,
+            stages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn steps_last_two_seconds_at_the_spawn_rate_and_number_at_most_24() {
+        // The quickstart ramp: 100 users at +5/s reach the peak in 20 s: steps of 10 users.
+        assert_eq!(band_width(&profile(100, 5.0, 30)), Some(10));
+        // +1/s: steps of 2 users.
+        assert_eq!(band_width(&profile(20, 1.0, 30)), Some(2));
+        // 1000 users at +100/s: two seconds are 200 users.
+        assert_eq!(band_width(&profile(1000, 100.0, 60)), Some(200));
+        // 1000 users at +10/s: 24 steps at most, so 42 users each (not 20).
+        assert_eq!(band_width(&profile(1000, 10.0, 200)), Some(42));
+        // A ramp cut short by the duration: 100 users at +2/s for 10 s reach 20.
+        assert_eq!(band_width(&profile(100, 2.0, 10)), Some(4));
+        // All at once, and the open model: no ramp.
+        assert_eq!(band_width(&profile(50, 50.0, 30)), None);
+        let mut open = profile(100, 5.0, 30);
+        open.arrival_rate = Some(10.0);
+        assert_eq!(band_width(&open), None);
+        // Stages: rising to 40 over 20 s, then held.
+        let mut staged = profile(1, 1.0, 1);
+        staged.stages = vec![
+            Stage {
+                duration: SpecDuration::from_secs(20),
+                users: 40,
+            },
+            Stage {
+                duration: SpecDuration::from_secs(30),
+                users: 40,
+            },
+        ];
+        assert_eq!(band_width(&staged), Some(4));
+    }
+
+    #[test]
+    fn windows_of_one_band_merge_into_one_step() {
+        let mut steps = Steps::new(10);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let window = |ms: &[u64]| {
+            let mut e = Entry::new("w", "");
+            for &m in ms {
+                e.record(m * 1000, false, false, 0);
+            }
+            e
+        };
+        steps.add_window(5, &window(&[10, 20]), at(0));
+        steps.add_window(10, &window(&[30]), at(1));
+        steps.add_window(15, &window(&[100, 200]), at(2));
+        steps.add_window(0, &window(&[300]), at(3)); // the drain stays in the step
+        steps.close(at(4));
+        let rows: Vec<(u32, f64, u64)> = steps
+            .rows
+            .iter()
+            .map(|r| (r.users, r.seconds, r.figures.requests))
+            .collect();
+        assert_eq!(rows, [(10, 2.0, 3), (15, 2.0, 3)]);
+        assert!((steps.rows[0].figures.max_ms() - 30.0).abs() < 0.1);
+    }
+}
