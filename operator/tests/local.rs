@@ -1,5 +1,6 @@
 //! `loadgate local` end to end: the real model-server (started as a child process, waited on as
-//! the readiness probe waits), the real runner, a short two-profile LoadTest, a verdict, reports.
+//! the readiness probe waits), the real runner, a short two-profile LoadTest (a ramp and a spike),
+//! a verdict, the ramp's capacity, reports.
 //! Needs the model from scripts/fetch-model.sh, as the golden tests do; fails loudly without it.
 
 use loadgate_api::load_test::{LoadPhase, LoadTest, ProfilePhase, Verdict};
@@ -19,7 +20,7 @@ metadata: {name: NAME}
 spec:
   target: {endpointRef: {name: minilm}}
   profiles:
-    - {name: warm, users: 2, spawnRate: 2, duration: 3s}
+    - {name: warm, users: 4, spawnRate: 1, duration: 5s}
     - {name: spike, users: 4, spawnRate: 4, duration: 3s}
   thresholds: {p95Ms: P95, maxErrorRate: 0.01}
 "#;
@@ -99,6 +100,27 @@ fn a_short_test_passes_end_to_end_with_reports() {
     }
     // Each profile has its own numbers (a runner's outcome is never reused for the next one).
     assert_ne!(status.profiles[0].results, status.profiles[1].results);
+    // The ramp (+1 user/s to 4) has a curve in two steps of 2 users (the first ends on a
+    // one-second window at 1 or 2) and held to its peak; the spike starts its users at once, so
+    // it has neither.
+    let warm = &status.profiles[0];
+    let users: Vec<u32> = warm.curve.iter().map(|p| p.users).collect();
+    assert!(users.len() == 2 && users[1] == 4, "{:?}", warm.curve);
+    let capacity = status
+        .capacity
+        .as_ref()
+        .expect("the ramp's capacity on top");
+    assert_eq!(
+        (capacity.profile.as_str(), capacity.max_users_within_budget),
+        ("warm", 4)
+    );
+    assert!(capacity.limited_by.is_none(), "{capacity:?}");
+    assert!(
+        capacity.message.ends_with("no budget broke"),
+        "{}",
+        capacity.message
+    );
+    assert!(status.profiles[1].capacity.is_none() && status.profiles[1].curve.is_empty());
     let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
 }
 
@@ -118,6 +140,15 @@ fn an_impossible_budget_fails_naming_value_and_budget() {
         "{}",
         passed.message
     );
+    // The answer leads the message: the ramp broke its budget at its first step.
+    assert!(
+        passed
+            .message
+            .starts_with("warm: breaks at the first step already ("),
+        "{}",
+        passed.message
+    );
+    assert_eq!(status.capacity.unwrap().max_users_within_budget, 0);
     assert!(
         status
             .conditions

@@ -2,6 +2,7 @@
 //! operator (or `loadgate local`) runs each profile and writes the numbers, the verdict and the
 //! conditions into the status.
 
+use crate::capacity::{Capacity, CurvePoint};
 use crate::conditions::{Condition, Time};
 use crate::duration::Duration;
 use crate::load::{
@@ -36,6 +37,11 @@ pub const RUN_ANNOTATION: &str = "loadgate.dev/run";
         json_path = ".status.summary.errorRate"
     ),
     printcolumn(name = "Verdict", type_ = "string", json_path = ".status.verdict"),
+    printcolumn(
+        name = "Capacity rps",
+        type_ = "number",
+        json_path = ".status.capacity.maxRpsWithinBudget"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -315,6 +321,15 @@ pub struct ProfileStatus {
     /// Budgets it broke.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
+    /// A ramp (users growing at `spawnRate`, or rising `stages`): the highest step of users
+    /// inside the p95, p99 and error budgets, and where one broke. Read from `curve`; measured
+    /// for profiles run by one runner pod (`parallelism: 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+    /// A ramp's load curve: one point per step of users (at most 24), from this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 24))]
+    pub curve: Vec<CurvePoint>,
     /// Why it has no numbers, when it errored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -324,6 +339,24 @@ pub struct ProfileStatus {
     /// When its results were collected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+}
+
+/// The capacity that binds over a whole test.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCapacity {
+    /// Requests per second of the highest step inside every budget.
+    pub max_rps_within_budget: f64,
+    /// Users of that step.
+    pub max_users_within_budget: u32,
+    /// The budget field that broke (`p95Ms`, `p99Ms`, `maxErrorRate`); absent when none broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_by: Option<String>,
+    /// The profile it comes from.
+    pub profile: String,
+    /// The same in one sentence: "holds p95 < 500 ms up to 23.0 req/s (12 users); breaks at 14
+    /// users: p95 612 ms".
+    pub message: String,
 }
 
 /// A finished run, kept when the test is run again.
@@ -343,6 +376,9 @@ pub struct RunRecord {
     /// Its overall figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<ResultFigures>,
+    /// Its capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<TestCapacity>,
     /// Its profiles.
     #[serde(default)]
     pub profiles: Vec<ProfileStatus>,
@@ -382,6 +418,10 @@ pub struct LoadTestStatus {
     /// One row per profile, in spec order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<ProfileStatus>,
+    /// Where the endpoint falls over, over the whole test: the capacity of the ramp profile
+    /// with the lowest `maxRpsWithinBudget` (the one that binds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<TestCapacity>,
     /// The previous run's results, kept when the test is run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<RunRecord>,

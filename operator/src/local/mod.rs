@@ -223,6 +223,9 @@ async fn run_manifest(
     if let Some(server) = server.take() {
         server.stop(Duration::from_secs(10));
     }
+    if let Some(capacity) = &plan.status.capacity {
+        say(format!("capacity: {}", capacity.message));
+    }
     test.status = Some(plan.status);
     let yaml = serde_saphyr::to_string(&test)
         .map_err(|e| anyhow::anyhow!("cannot print the status: {e}"))?;

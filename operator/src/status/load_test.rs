@@ -10,11 +10,12 @@
 use crate::resources::load_test::job_name;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
+use loadgate_api::capacity::{Capacity, CurvePoint};
 use loadgate_api::conditions::{ConditionUpdate, Time, reasons, set_condition, types};
-use loadgate_api::load::{RunSummary, Violation};
+use loadgate_api::load::{RunSummary, Thresholds, Violation};
 use loadgate_api::load_test::{
-    LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus, ResultFigures, RunRecord,
-    Verdict,
+    LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileSpec, ProfileStatus, ResultFigures,
+    RunRecord, TestCapacity, Verdict,
 };
 use std::time::Duration;
 
@@ -115,6 +116,7 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
                 phase,
                 verdict: s.verdict,
                 summary: s.summary.clone(),
+                capacity: s.capacity.clone(),
                 profiles: s.profiles.clone(),
                 completion_time: s.completion_time.clone(),
             })
@@ -138,6 +140,8 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
                 results: None,
                 users: Some(i64::from(p.users)),
                 violations: Vec::new(),
+                capacity: None,
+                curve: Vec::new(),
                 message: None,
                 start_time: None,
                 completion_time: None,
@@ -384,7 +388,12 @@ pub fn advance(
             let profile = &mut st.profiles[i];
             profile.completion_time = Some(now.clone());
             match outcome {
-                Ok((figures, violations)) => {
+                Ok(ProfileResult {
+                    figures,
+                    violations,
+                    curve,
+                    capacity,
+                }) => {
                     profile.phase = if violations.is_empty() {
                         ProfilePhase::Passed
                     } else {
@@ -397,10 +406,18 @@ pub fn advance(
                         } else {
                             "ProfileFailed"
                         },
-                        note: profile_note(&name, &figures, &violations),
+                        note: profile_note(
+                            &name,
+                            &figures,
+                            &violations,
+                            capacity.as_ref(),
+                            &thresholds,
+                        ),
                     });
                     profile.results = Some(figures);
                     profile.violations = violations;
+                    profile.curve = curve;
+                    profile.capacity = capacity;
                 }
                 Err(message) => {
                     error_reason = reasons::BAD_RESULTS;
@@ -478,7 +495,13 @@ fn mark_error(profile: &mut ProfileStatus, message: &str, now: &Time) {
     profile.completion_time = Some(now.clone());
 }
 
-fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> String {
+fn profile_note(
+    name: &str,
+    f: &ResultFigures,
+    violations: &[Violation],
+    capacity: Option<&Capacity>,
+    thresholds: &Thresholds,
+) -> String {
     let mut note = format!(
         "profile {name}: {} requests, {:.2}% errors, {:.1} rps, p95 {:.0} ms",
         f.requests,
@@ -486,6 +509,10 @@ fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> Stri
         f.rps,
         f.p95_ms
     );
+    if let Some(capacity) = capacity {
+        note.push_str("; ");
+        note.push_str(&capacity.sentence(thresholds));
+    }
     if f.not_sent > 0 {
         note.push_str(&format!(
             " ({} of the requests were never sent: the target fell behind the arrival rate)",
@@ -499,8 +526,22 @@ fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> Stri
     note
 }
 
+/// What one profile measured, as its status row carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileResult {
+    /// Merged figures.
+    pub figures: ResultFigures,
+    /// Budgets broken.
+    pub violations: Vec<Violation>,
+    /// A ramp's curve (a lone runner's).
+    pub curve: Vec<CurvePoint>,
+    /// A ramp's capacity, judged here on `curve` against the profile's budgets.
+    pub capacity: Option<Capacity>,
+}
+
 /// One profile's figures and broken budgets from its runners' summaries: histograms merged into
-/// exact percentiles, then the profile's budgets and the per-task budgets checked.
+/// exact percentiles, then the profile's budgets and the per-task budgets checked; a lone
+/// runner's ramp curve judged for its capacity (the runner's own reading is not trusted).
 ///
 /// # Errors
 /// A message when not exactly `expected` summaries came (one per runner pod), or they do not
@@ -508,9 +549,9 @@ fn profile_note(name: &str, f: &ResultFigures, violations: &[Violation]) -> Stri
 pub fn profile_result(
     summaries: &[RunSummary],
     expected: usize,
-    thresholds: &loadgate_api::load::Thresholds,
+    thresholds: &Thresholds,
     task_thresholds: &[loadgate_api::load::TaskThresholds],
-) -> Result<(ResultFigures, Vec<Violation>), String> {
+) -> Result<ProfileResult, String> {
     if summaries.len() != expected {
         return Err(format!(
             "{} summaries for {expected} runner pods: exactly one per pod counts",
@@ -539,7 +580,41 @@ pub fn profile_result(
     if merged.interrupted {
         return Err("a runner was interrupted before the profile ended".to_owned());
     }
-    Ok((figures, violations))
+    let mut curve = merged.curve;
+    curve.truncate(loadrunner::capacity::MAX_STEPS as usize);
+    Ok(ProfileResult {
+        figures,
+        violations,
+        capacity: loadrunner::capacity::knee(&curve, thresholds),
+        curve,
+    })
+}
+
+/// The capacity that binds over the test: the ramp with the lowest rate inside its budgets.
+pub fn test_capacity(
+    profiles: &[ProfileStatus],
+    spec_thresholds: &Thresholds,
+    specs: &[ProfileSpec],
+) -> Option<TestCapacity> {
+    profiles
+        .iter()
+        .filter_map(|p| p.capacity.as_ref().map(|c| (p, c)))
+        .min_by(|(_, a), (_, b)| a.max_rps_within_budget.total_cmp(&b.max_rps_within_budget))
+        .map(|(p, c)| {
+            let thresholds = specs
+                .iter()
+                .find(|s| s.name == p.name)
+                .map_or(*spec_thresholds, |s| {
+                    s.effective_thresholds(spec_thresholds)
+                });
+            TestCapacity {
+                max_rps_within_budget: c.max_rps_within_budget,
+                max_users_within_budget: c.max_users_within_budget,
+                limited_by: c.limited_by.clone(),
+                profile: p.name.clone(),
+                message: format!("{}: {}", p.name, c.sentence(&thresholds)),
+            }
+        })
 }
 
 /// Totals over the profiles that have results; latency figures are the worst profile's.
@@ -583,6 +658,7 @@ pub fn finish(
 ) -> Vec<Transition> {
     let generation = test.metadata.generation;
     st.summary = overall_figures(&st.profiles);
+    st.capacity = test_capacity(&st.profiles, &test.spec.thresholds, &test.spec.profiles);
     st.completion_time = Some(now.clone());
     st.verdict = Some(Verdict::Fail);
     let (phase, reason, message) = match error {
@@ -593,11 +669,16 @@ pub fn finish(
                 .iter()
                 .flat_map(|p| p.violations.iter().map(|v| v.message.as_str()))
                 .collect();
+            // The answer on top: where the endpoint falls over, when a ramp measured it.
+            let capacity = st
+                .capacity
+                .as_ref()
+                .map_or(String::new(), |c| format!("{}; ", c.message));
             if broken.is_empty() {
                 st.verdict = Some(Verdict::Pass);
                 let p95 = st.summary.as_ref().map_or(0.0, |s| s.p95_ms);
                 let message = format!(
-                    "all {} profiles stayed inside their budgets (worst p95 {p95:.0} ms)",
+                    "{capacity}all {} profiles stayed inside their budgets (worst p95 {p95:.0} ms)",
                     st.profiles.len()
                 );
                 (LoadPhase::Passed, reasons::THRESHOLDS_MET, message)
@@ -605,7 +686,7 @@ pub fn finish(
                 (
                     LoadPhase::Failed,
                     reasons::THRESHOLDS_EXCEEDED,
-                    broken.join("; "),
+                    format!("{capacity}{}", broken.join("; ")),
                 )
             }
         }
@@ -747,9 +828,19 @@ mod tests {
 
     /// Runs a whole test: start, endpoint ready, each profile's Job created then complete.
     fn run_through(test: &LoadTest, latencies: &[u64]) -> Plan {
+        let summaries = latencies
+            .iter()
+            .zip(&test.spec.profiles)
+            .map(|(latency, p)| summary(&p.name, *latency, 0))
+            .collect();
+        run_with(test, summaries)
+    }
+
+    /// [`run_through`] with each profile's runner summary given.
+    fn run_with(test: &LoadTest, summaries: Vec<RunSummary>) -> Plan {
         let mut plan = start_run(test, None, "initial", &at(0));
         assert_eq!(plan.status.phase, Some(LoadPhase::Pending));
-        for (i, latency) in latencies.iter().enumerate() {
+        for (i, runner_summary) in summaries.into_iter().enumerate() {
             let t = 10 + 100 * i as i64;
             plan = advance(test, &plan.status, &ready(), &JobState::Missing, &at(t));
             assert!(
@@ -764,16 +855,80 @@ mod tests {
                 running.status, plan.status,
                 "nothing changed, nothing to write"
             );
-            let name = &test.spec.profiles[i].name;
             plan = advance(
                 test,
                 &plan.status,
                 &ready(),
-                &JobState::Succeeded(vec![summary(name, *latency, 0)]),
+                &JobState::Succeeded(vec![runner_summary]),
                 &at(t + 30),
             );
         }
         plan
+    }
+
+    fn step(users: u32, p95_ms: f64) -> CurvePoint {
+        CurvePoint {
+            users,
+            seconds: 2.0,
+            requests: 100,
+            rps: f64::from(users) * 2.0,
+            p50_ms: p95_ms / 2.0,
+            p95_ms,
+            p99_ms: p95_ms,
+            error_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_ramps_capacity_is_judged_here_and_leads_the_verdict() {
+        let test = load_test("knee");
+        let mut ramp = summary("ramp-up", 400, 0);
+        ramp.curve = vec![
+            step(4, 100.0),
+            step(8, 450.0),
+            step(12, 700.0),
+            step(16, 900.0),
+        ];
+        // A runner's own reading is not trusted: the operator judges the curve itself.
+        ramp.capacity = Some(Capacity {
+            max_users_within_budget: 1000,
+            max_rps_within_budget: 1e9,
+            limited_by: None,
+            broke_at: None,
+        });
+        let plan = run_with(&test, vec![ramp, summary("spike", 120, 0)]);
+        let st = &plan.status;
+        assert_eq!(st.phase, Some(LoadPhase::Passed));
+        let ramp = &st.profiles[0];
+        assert_eq!(ramp.curve.len(), 4);
+        let capacity = ramp.capacity.as_ref().unwrap();
+        assert_eq!(
+            (
+                capacity.max_users_within_budget,
+                capacity.max_rps_within_budget
+            ),
+            (8, 16.0)
+        );
+        assert_eq!(capacity.broke_at.as_ref().unwrap().users, 12);
+        assert!(st.profiles[1].capacity.is_none(), "no curve, no capacity");
+        let top = st.capacity.as_ref().unwrap();
+        assert_eq!(
+            (top.profile.as_str(), top.max_users_within_budget),
+            ("ramp-up", 8)
+        );
+        assert_eq!(top.limited_by.as_deref(), Some("p95Ms"));
+        let expected = "ramp-up: holds p95 < 500 ms and errors < 1% up to 16.0 req/s (8 users); \
+                        breaks at 12 users: p95 700 ms";
+        assert_eq!(top.message, expected);
+        let passed = find(&st.conditions, types::PASSED).unwrap();
+        assert!(passed.message.starts_with(expected), "{}", passed.message);
+        assert!(
+            plan.events
+                .iter()
+                .any(|e| e.note.contains("ramp-up") && e.note.contains("breaks at 12 users")),
+            "{:?}",
+            plan.events
+        );
     }
 
     #[test]
