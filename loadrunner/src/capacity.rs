@@ -1,29 +1,35 @@
-//! The knee of a ramp: a closed-model profile whose users grow is cut into steps of users
-//! ([`band_width`]), each step's requests are measured on their own merged histogram
-//! ([`Steps`], fed one-second window at a time by [`crate::stats::Stats`]), and [`knee`] reads
-//! the highest step inside every latency and error budget and the step where one broke.
+//! The knee of a ramp: a closed-model profile whose users grow is cut into steps of a few
+//! one-second windows each ([`windows_per_step`]), each step's requests are measured on their
+//! own merged histogram ([`Steps`], fed window by window by [`crate::stats::Stats`]), and
+//! [`knee`] reads the highest step inside every latency and error budget and the step where one
+//! broke.
 //!
-//! Robust to noise in two ways: a step with fewer than [`MIN_STEP_REQUESTS`] requests is not
-//! judged (too few for a p95), and a break counts only when the next judged step is broken too
-//! (or it is the last one): one slow step between good ones is noise, not the knee. A step lasts
-//! at least [`MIN_STEP_SECONDS`], and a ramp has at most [`MAX_STEPS`] of them, so the curve
-//! stays small enough for a pod's termination message.
+//! A step closes once it holds its windows and the users grow again, so the hold at the peak
+//! joins the last step however long it lasts; windows with fewer users than already reached
+//! (a ramp down, or the drain after the deadline) belong to no step. Robust to noise in two
+//! ways: a step with fewer than [`MIN_STEP_REQUESTS`] requests is not judged (too few for a
+//! p95), and a break counts only when the next judged step is broken too (or it is the last
+//! one): one slow step between good ones is noise, not the knee. A ramp has at most about
+//! [`MAX_STEPS`] steps, so the curve stays small enough for a pod's termination message.
 
 use crate::stats::{Entry, Figures};
 use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
 use loadgate_api::load::{LoadProfile, Thresholds};
 use std::time::Instant;
 
-/// Most steps in a ramp's curve.
-pub const MAX_STEPS: u32 = 24;
-/// Shortest a step may last, at the profile's spawn rate.
-pub const MIN_STEP_SECONDS: f64 = 2.0;
+/// Most steps in a ramp's rise (the hold at the peak adds one).
+pub const MAX_STEPS: u32 = 16;
+/// Most points a curve may hold (the rise's steps, a partial one, the hold): what a status
+/// keeps of a runner's curve.
+pub const MAX_CURVE_POINTS: usize = 24;
+/// Fewest one-second windows in a step.
+pub const MIN_STEP_WINDOWS: u32 = 2;
 /// Fewest requests a step needs to be judged.
 pub const MIN_STEP_REQUESTS: u64 = 20;
 
-/// Users per step of a closed-model profile whose users grow over more than one step; `None` for
-/// the open model and for profiles that start their users (nearly) at once.
-pub fn band_width(profile: &LoadProfile) -> Option<u32> {
+/// One-second windows per step of a closed-model profile whose users grow over more than one
+/// step; `None` for the open model and for profiles that start their users (nearly) at once.
+pub fn windows_per_step(profile: &LoadProfile) -> Option<u32> {
     if profile.arrival_rate.is_some() {
         return None;
     }
@@ -42,15 +48,13 @@ pub fn band_width(profile: &LoadProfile) -> Option<u32> {
         }
         (f64::from(peak), until)
     };
-    if peak < 2.0 || rising <= 0.0 {
+    if peak < 2.0 || rising < f64::from(2 * MIN_STEP_WINDOWS) {
         return None;
     }
-    let per_second = peak / rising;
-    let width = (per_second * MIN_STEP_SECONDS)
+    let windows = (rising / f64::from(MAX_STEPS))
         .ceil()
-        .max((peak / f64::from(MAX_STEPS)).ceil())
-        .max(1.0);
-    (width < peak).then_some(width as u32)
+        .max(f64::from(MIN_STEP_WINDOWS));
+    Some(windows as u32)
 }
 
 /// A finished step: its highest user count, how long it lasted, and its requests' figures.
@@ -92,13 +96,15 @@ fn round(value: f64, scale: f64) -> f64 {
     (value * scale).round() / scale
 }
 
-/// The step being measured and those finished: windows of one band of users merge into one
-/// histogram; a window in another band closes the step.
+/// The step being measured and those finished.
 #[derive(Debug, Clone)]
 pub struct Steps {
-    width: u32,
-    band: Option<u32>,
+    windows_per_step: u32,
+    /// Windows in the current step, and the users its last one ended with.
+    windows: u32,
     users: u32,
+    /// Most users any window has ended with.
+    peak: u32,
     opened: Option<Instant>,
     entry: Entry,
     /// Finished steps, in order.
@@ -106,31 +112,33 @@ pub struct Steps {
 }
 
 impl Steps {
-    /// Steps of `width` users.
-    pub fn new(width: u32) -> Self {
+    /// Steps of at least `windows_per_step` windows.
+    pub fn new(windows_per_step: u32) -> Self {
         Self {
-            width: width.max(1),
-            band: None,
+            windows_per_step: windows_per_step.max(1),
+            windows: 0,
             users: 0,
+            peak: 0,
             opened: None,
             entry: Entry::new("step", ""),
             rows: Vec::new(),
         }
     }
 
-    /// Adds the window that began at `started` and ended with `users` running. A window with
-    /// no users (before the first starts, or the drain after the last stops) stays in the
-    /// current step.
+    /// Adds the window that began at `started` and ended with `users` running.
     pub fn add_window(&mut self, users: u32, window: &Entry, started: Instant) {
-        if users > 0 {
-            let band = (users - 1) / self.width;
-            if self.band.is_some_and(|b| b != band) {
-                self.close(started);
-            }
-            self.band = Some(band);
-            self.users = self.users.max(users);
+        if users == 0 || users < self.peak {
+            // Before the first user, or users stopping: no step measures these.
+            self.close(started);
+            return;
+        }
+        self.peak = users;
+        if self.windows >= self.windows_per_step && users > self.users {
+            self.close(started);
         }
         self.opened.get_or_insert(started);
+        self.windows += 1;
+        self.users = users;
         self.entry.add(window);
     }
 
@@ -139,7 +147,7 @@ impl Steps {
         let Some(opened) = self.opened.take() else {
             return;
         };
-        if self.entry.requests > 0 && self.users > 0 {
+        if self.entry.requests > 0 {
             self.rows.push(StepRow {
                 users: self.users,
                 seconds: now.saturating_duration_since(opened).as_secs_f64(),
@@ -147,13 +155,15 @@ impl Steps {
             });
         }
         self.entry.reset();
-        self.users = 0;
-        self.band = None;
+        self.windows = 0;
     }
 }
 
-/// The budget a step broke first (p95, then p99, then errors), as (field, measured, budget).
-fn broken(point: &CurvePoint, t: &Thresholds) -> Option<(&'static str, f64, f64)> {
+/// A broken budget: (field, measured, budget).
+type Broken = (&'static str, f64, f64);
+
+/// The budget a step broke first (p95, then p99, then errors).
+fn broken(point: &CurvePoint, t: &Thresholds) -> Option<Broken> {
     [
         ("p95Ms", point.p95_ms, t.p95_ms),
         ("p99Ms", point.p99_ms, t.p99_ms),
@@ -174,7 +184,7 @@ pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
     if t.p95_ms.is_none() && t.p99_ms.is_none() && t.max_error_rate.is_none() {
         return None;
     }
-    let judged: Vec<(&CurvePoint, Option<(&'static str, f64, f64)>)> = curve
+    let judged: Vec<(&CurvePoint, Option<Broken>)> = curve
         .iter()
         .filter(|p| p.requests >= MIN_STEP_REQUESTS)
         .map(|p| (p, broken(p, t)))
@@ -314,22 +324,19 @@ mod tests {
     }
 
     #[test]
-    fn steps_last_two_seconds_at_the_spawn_rate_and_number_at_most_24() {
-        // The quickstart ramp: 100 users at +5/s reach the peak in 20 s: steps of 10 users.
-        assert_eq!(band_width(&profile(100, 5.0, 30)), Some(10));
-        // +1/s: steps of 2 users.
-        assert_eq!(band_width(&profile(20, 1.0, 30)), Some(2));
-        // 1000 users at +100/s: two seconds are 200 users.
-        assert_eq!(band_width(&profile(1000, 100.0, 60)), Some(200));
-        // 1000 users at +10/s: 24 steps at most, so 42 users each (not 20).
-        assert_eq!(band_width(&profile(1000, 10.0, 200)), Some(42));
-        // A ramp cut short by the duration: 100 users at +2/s for 10 s reach 20.
-        assert_eq!(band_width(&profile(100, 2.0, 10)), Some(4));
-        // All at once, and the open model: no ramp.
-        assert_eq!(band_width(&profile(50, 50.0, 30)), None);
+    fn steps_are_two_windows_or_more_and_at_most_16_in_a_rise() {
+        // The quickstart ramp: 100 users at +5/s rise for 20 s: steps of 2 windows.
+        assert_eq!(windows_per_step(&profile(100, 5.0, 30)), Some(2));
+        // 1000 users at +10/s rise for 100 s: 7 windows a step keeps it to 15 steps.
+        assert_eq!(windows_per_step(&profile(1000, 10.0, 200)), Some(7));
+        // A ramp cut short by the duration rises for the whole run.
+        assert_eq!(windows_per_step(&profile(100, 2.0, 40)), Some(3));
+        // All at once, a rise too short for two steps, and the open model: no ramp.
+        assert_eq!(windows_per_step(&profile(50, 50.0, 30)), None);
+        assert_eq!(windows_per_step(&profile(6, 2.0, 30)), None);
         let mut open = profile(100, 5.0, 30);
         open.arrival_rate = Some(10.0);
-        assert_eq!(band_width(&open), None);
+        assert_eq!(windows_per_step(&open), None);
         // Stages: rising to 40 over 20 s, then held.
         let mut staged = profile(1, 1.0, 1);
         staged.stages = vec![
@@ -342,12 +349,12 @@ mod tests {
                 users: 40,
             },
         ];
-        assert_eq!(band_width(&staged), Some(4));
+        assert_eq!(windows_per_step(&staged), Some(2));
     }
 
     #[test]
-    fn windows_of_one_band_merge_into_one_step() {
-        let mut steps = Steps::new(10);
+    fn a_step_closes_once_full_and_grown_and_the_hold_and_drain_are_not_split() {
+        let mut steps = Steps::new(2);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let window = |ms: &[u64]| {
@@ -357,17 +364,21 @@ mod tests {
             }
             e
         };
-        steps.add_window(5, &window(&[10, 20]), at(0));
-        steps.add_window(10, &window(&[30]), at(1));
-        steps.add_window(15, &window(&[100, 200]), at(2));
-        steps.add_window(0, &window(&[300]), at(3)); // the drain stays in the step
-        steps.close(at(4));
+        steps.add_window(0, &window(&[]), at(0)); // before the first user
+        steps.add_window(2, &window(&[10, 20]), at(1));
+        steps.add_window(4, &window(&[30]), at(2));
+        steps.add_window(6, &window(&[100, 200]), at(3));
+        steps.add_window(8, &window(&[100]), at(4));
+        steps.add_window(8, &window(&[300]), at(5)); // the hold at the peak stays in the step
+        steps.add_window(8, &window(&[300]), at(6));
+        steps.add_window(5, &window(&[900]), at(7)); // users stopping: no step
+        steps.close(at(8));
         let rows: Vec<(u32, f64, u64)> = steps
             .rows
             .iter()
             .map(|r| (r.users, r.seconds, r.figures.requests))
             .collect();
-        assert_eq!(rows, [(10, 2.0, 3), (15, 2.0, 3)]);
+        assert_eq!(rows, [(4, 2.0, 3), (8, 4.0, 5)]);
         assert!((steps.rows[0].figures.max_ms() - 30.0).abs() < 0.1);
     }
 }

@@ -87,7 +87,7 @@ pub async fn run(
     let running = Arc::new(AtomicU32::new(0));
     let aggregator = tokio::spawn(stats::aggregate(
         samples_rx,
-        Stats::new(&task_names).with_steps(crate::capacity::band_width(&plan.profile)),
+        Stats::new(&task_names).with_steps(crate::capacity::windows_per_step(&plan.profile)),
         running.clone(),
         progress,
     ));

@@ -314,7 +314,13 @@ pub async fn run_command(
         eprintln!();
     }
     let thresholds = Thresholds::from(thresholds);
-    let summary = summarize(&profile, &outcome, &thresholds, &task_budgets);
+    let mut summary = summarize(&profile, &outcome, &thresholds, &task_budgets);
+    if shard_count > 1 {
+        // One shard's steps are not the profile's: shards' windows are not aligned in time, so
+        // their curves do not add up and no shard speaks for the endpoint's capacity.
+        summary.curve.clear();
+        summary.capacity = None;
+    }
     if let Some(prefix) = &csv {
         report::write_csvs(prefix, &outcome.stats, summary.duration_seconds)
             .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;

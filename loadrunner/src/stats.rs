@@ -288,9 +288,9 @@ impl Stats {
         }
     }
 
-    /// Also measures steps of `width` users (a ramp), when given.
-    pub fn with_steps(mut self, width: Option<u32>) -> Self {
-        self.steps = width.map(Steps::new);
+    /// Also measures a ramp's steps of `windows` one-second windows, when given.
+    pub fn with_steps(mut self, windows: Option<u32>) -> Self {
+        self.steps = windows.map(Steps::new);
         self
     }
 

@@ -597,7 +597,7 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
     };
     let ramp_plan = plan(addr, task(), 8, 1.0, 9);
     assert_eq!(
-        loadrunner::capacity::band_width(&ramp_plan.profile),
+        loadrunner::capacity::windows_per_step(&ramp_plan.profile),
         Some(2)
     );
     let ramp = engine::run(ramp_plan.clone(), std::future::pending(), |_, _| {}).await;

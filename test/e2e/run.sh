@@ -196,6 +196,10 @@ passed=$(condition lt/quickstart Passed status)
 verdict=$(kubectl get lt/quickstart -o 'jsonpath={.status.verdict}')
 [[ ($verdict == Pass && $passed == True) || ($verdict == Fail && $passed == False) ]] ||
   fail "verdict $verdict but Passed=$passed"
+json_check lt/quickstart "len(o['status']['profiles'][0]['curve']) >= 3 and o['status']['capacity']['profile'] == 'ramp-up' and o['status']['profiles'][0]['capacity']['brokeAt' if o['status']['capacity'].get('limitedBy') else 'maxUsersWithinBudget'] is not None" \
+  "the ramp-up profile has no curve or capacity in status (its runner's termination message)"
+[[ $(condition lt/quickstart Passed message) == ramp-up:* ]] ||
+  fail "the Passed message does not lead with the ramp's capacity: $(condition lt/quickstart Passed message)"
 echo "quickstart: verdict $verdict; $(condition lt/quickstart Passed message)"
 runs=$(kubectl get jobs -l loadgate.dev/loadtest=quickstart -o name | wc -l)
 ((runs == 3)) || fail "quickstart made $runs runner Jobs across the restart; want one per profile (3)"

@@ -581,7 +581,7 @@ pub fn profile_result(
         return Err("a runner was interrupted before the profile ended".to_owned());
     }
     let mut curve = merged.curve;
-    curve.truncate(loadrunner::capacity::MAX_STEPS as usize);
+    curve.truncate(loadrunner::capacity::MAX_CURVE_POINTS);
     Ok(ProfileResult {
         figures,
         violations,
