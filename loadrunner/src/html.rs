@@ -16,6 +16,18 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A budget as a dashed red line across the chart from `x.0` to `x.1` at height `y`, labelled.
+fn budget_line(svg: &mut String, x: (f64, f64), y: f64, label: &str) {
+    let _ = write!(
+        svg,
+        r##"<line x1="{l}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#cf222e" stroke-dasharray="4 3"/><text x="{r}" y="{ty:.1}" font-size="10" fill="#cf222e" text-anchor="end">{}</text>"##,
+        escape(label),
+        l = x.0,
+        r = x.1,
+        ty = y - 3.0,
+    );
+}
+
 /// One line chart as inline SVG: `series` are (label, colour, values), all over the same x;
 /// `budget`, when given, is drawn as a dashed red line.
 fn chart(
@@ -56,13 +68,11 @@ fn chart(
         unit = escape(unit)
     );
     if let Some(budget) = budget {
-        let _ = write!(
-            svg,
-            r##"<line x1="{pad}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#cf222e" stroke-dasharray="4 3"/><text x="{r}" y="{ty:.1}" font-size="10" fill="#cf222e" text-anchor="end">budget {budget}{unit}</text>"##,
-            y = y(budget),
-            ty = y(budget) - 3.0,
-            r = w - pad,
-            unit = escape(unit)
+        budget_line(
+            &mut svg,
+            (pad, w - pad),
+            y(budget),
+            &format!("budget {budget}{unit}"),
         );
     }
     for (i, (label, colour, values)) in series.iter().enumerate() {
@@ -104,12 +114,11 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
         l = h - pad + 14.0,
     );
     if let Some(budget) = budget {
-        let _ = write!(
-            svg,
-            r##"<line x1="{pad}" y1="{yb:.1}" x2="{r}" y2="{yb:.1}" stroke="#cf222e" stroke-dasharray="4 3"/><text x="{r}" y="{ty:.1}" font-size="10" fill="#cf222e" text-anchor="end">p95 budget {budget} ms</text>"##,
-            yb = y(budget),
-            ty = y(budget) - 3.0,
-            r = w - pad,
+        budget_line(
+            &mut svg,
+            (pad, w - pad),
+            y(budget),
+            &format!("p95 budget {budget} ms"),
         );
     }
     let mut marks = Vec::new();
