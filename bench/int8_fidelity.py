@@ -6,11 +6,11 @@ activations int8 per row (per token), symmetric (scale max|x|/127) or asymmetric
 point (what VPDPBUSD's u8 x s8 takes), per whole row or per group of K; optionally with
 SmoothQuant per-channel scales or with the largest-magnitude input channels ("outliers", found on
 a calibration corpus) kept in fp32 (LLM.int8); products summed exactly, scaled back, bias in fp32.
-And bf16 inputs with fp32 sums, as AVX512_BF16's VDPBF16PS computes. Calibration uses the bench's
-load corpus, never the golden texts the cosines are measured on. Prints min / mean cosine to the
+And bf16 inputs with fp32 sums, as AVX512_BF16's VDPBF16PS computes. Calibration uses model-server's
+built-in corpus (model-server/src/backend/calibration.txt), never the golden texts the cosines are measured on. Prints min / mean cosine to the
 fp32 vectors over the golden texts, per variant.
 
-Usage: bench/.venv/bin/python bench/int8_fidelity.py [MODEL_DIR]
+Usage: bench/.venv/bin/python bench/int8_fidelity.py [MODEL_DIR [LABEL_SUBSTRING]]
 """
 import json
 import pathlib
@@ -20,8 +20,6 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import loadgen  # noqa: E402
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "models/all-MiniLM-L6-v2")
 TEXTS = [c["text"] for c in json.loads((ROOT / "model-server/tests/fixtures/reference.json").read_text())["cases"]]
@@ -54,7 +52,7 @@ def calibrate(model, texts):
 
 
 class FakeInt8Linear(torch.nn.Module):
-    def __init__(self, linear, channel_max=None, smooth=None, outliers=0, group=None, asym=False):
+    def __init__(self, linear, channel_max=None, smooth=None, outliers=0, group=None, asym=False, act_bits=8, w_group=None):
         super().__init__()
         w = linear.weight.detach().clone()
         self.bias = linear.bias.detach()
@@ -67,9 +65,16 @@ class FakeInt8Linear(torch.nn.Module):
             self.outliers = channel_max.topk(outliers).indices
             self.w_outliers = w[:, self.outliers].clone()
             w[:, self.outliers] = 0
-        self.w_scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-        self.w_q = torch.round(w / self.w_scale).clamp(-127, 127)
+        # One weight scale per output column, or per column and group of `w_group` along K.
+        wg = w_group or w.shape[1]
+        self.w_scale = w.reshape(w.shape[0], -1, wg).abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127.0
+        self.w_q = torch.round(w.reshape(w.shape[0], -1, wg) / self.w_scale).clamp(-127, 127)
+        self.w_q = (self.w_q * self.w_scale).reshape(w.shape)  # dequantized: exact in double sums
+        self.w_scale = torch.ones(w.shape[0], 1)
         self.group, self.asym = group, asym
+        # 8: u8/s8 activations (VPDPBUSD); 16: s16 activations against the same int8 weights
+        # widened to s16 (VPDPWSSD, two products per lane instead of four).
+        self.levels = 127 if act_bits == 8 else 32767
 
     def forward(self, x):
         if self.smooth is not None:
@@ -89,8 +94,8 @@ class FakeInt8Linear(torch.nn.Module):
                 zero = torch.round(-lo / scale)
                 x_q = (torch.round(xs / scale) + zero).clamp(0, 255) - zero
             else:
-                scale = xs.abs().amax(-1, keepdim=True).clamp(min=1e-12) / 127
-                x_q = torch.round(xs / scale).clamp(-127, 127)
+                scale = xs.abs().amax(-1, keepdim=True).clamp(min=1e-12) / self.levels
+                x_q = torch.round(xs / scale).clamp(-self.levels, self.levels)
             y = y + (x_q.double() @ self.w_q[:, k0:k0 + group].double().t()).float() * scale * self.w_scale.t()
         return y
 
@@ -125,6 +130,20 @@ VARIANTS = [
     ("16 outlier channels fp32, asym", NAMES, FakeInt8Linear, {"outliers": 16, "asym": True}),
     ("16 outliers fp32, asym, `value` fp32", ALL_BUT_VALUE, FakeInt8Linear, {"outliers": 16, "asym": True}),
     ("all six linears bf16 (fp32 sums)", NAMES, FakeBf16Linear, {}),
+    ("int8 weights, s16 activations, all six", NAMES, FakeInt8Linear, {"act_bits": 16}),
+    ("16 outliers, asym u8; value+output s16", {**{n: {"outliers": 16, "asym": True} for n in NAMES},
+                                                 "value": {"act_bits": 16}, "output": {"act_bits": 16}},
+     FakeInt8Linear, {}),
+    ("16 outliers, asym u8; value s16", {**{n: {"outliers": 16, "asym": True} for n in NAMES},
+                                         "value": {"act_bits": 16}}, FakeInt8Linear, {}),
+    ("int8 weights in groups of 64, s16 activations", NAMES, FakeInt8Linear, {"act_bits": 16, "w_group": 64}),
+    ("int8 weights in groups of 128, s16 activations", NAMES, FakeInt8Linear, {"act_bits": 16, "w_group": 128}),
+    ("weights groups of 128, asym u8, no outliers", NAMES, FakeInt8Linear, {"asym": True, "w_group": 128}),
+    ("weights groups of 128, sym s8, no outliers", NAMES, FakeInt8Linear, {"w_group": 128}),
+    ("weights groups of 128, 8 outliers, asym u8", NAMES, FakeInt8Linear, {"outliers": 8, "asym": True, "w_group": 128}),
+    ("weights groups of 64, 16 outliers, asym u8", NAMES, FakeInt8Linear, {"outliers": 16, "asym": True, "w_group": 64}),
+    ("weights groups of 128, 16 outliers, asym u8", NAMES, FakeInt8Linear, {"outliers": 16, "asym": True, "w_group": 128}),
+    ("32 outliers, asym u8; value fp32", ALL_BUT_VALUE, FakeInt8Linear, {"outliers": 32, "asym": True}),
 ]
 
 
@@ -132,12 +151,18 @@ def main():
     torch.set_num_threads(2)
     reference_model = SentenceTransformer(MODEL, device="cpu")
     reference = reference_model.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True)
-    stats = calibrate(reference_model, loadgen.make_corpus(3, 256) + loadgen.make_corpus(4, 128, kind="short"))
+    # The corpus model-server calibrates on at load (`--dtype int8`); never the golden texts.
+    corpus = (ROOT / "model-server/src/backend/calibration.txt").read_text().splitlines()
+    stats = calibrate(reference_model, corpus)
+    only = sys.argv[2] if len(sys.argv) > 2 else None
     for label, which, kind, options in VARIANTS:
+        if only and only not in label:
+            continue
         model = SentenceTransformer(MODEL, device="cpu")
         for index, name, parent, attr in linears(model):
             if name in which:
-                setattr(parent, attr, kind(getattr(parent, attr), channel_max=stats[(index, name)], **options))
+                layer_options = which[name] if isinstance(which, dict) else options
+                setattr(parent, attr, kind(getattr(parent, attr), channel_max=stats[(index, name)], **layer_options))
         got = model.encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True)
         c = torch.nn.functional.cosine_similarity(got, reference, dim=1)
         worst = TEXTS[int(c.argmin())]

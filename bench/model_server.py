@@ -6,7 +6,7 @@ saturation, p50/p95 at 10 and 50 concurrent users with the tutorial's traffic mi
 ready, RSS idle and peak; in-process sentences/s at batch 1/8/32 of candle against
 sentence-transformers on PyTorch and against ONNX Runtime (the same checkpoint exported with
 torch.onnx, fp32, graph optimisations on, 2 intra-op threads: what TEI's CPU image, infinity and
-fastembed run); and a lone HTTP client's sentences/s at 1/8/32 texts per request against ORT's
+fastembed run), and the same with `--dtype int8` against ORT's dynamic int8 quantization; and a lone HTTP client's sentences/s at 1/8/32 texts per request against ORT's
 in-process rate.
 
 With --capacity: the highest number of users, each thinking 0.1-0.5 s between requests of the
@@ -136,12 +136,18 @@ if not os.path.exists(onnx_path):
     torch.onnx.export(Pooled(st[0].auto_model).eval(), (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]),
         onnx_path, input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["embedding"],
         dynamic_axes={n: {0: "batch", 1: "seq"} for n in ["input_ids", "attention_mask", "token_type_ids"]}, opset_version=17, dynamo=False)
+int8_path = onnx_path.replace(".onnx", ".int8.onnx")
+if not os.path.exists(int8_path):
+    # ORT's dynamic quantization: int8 weights per tensor, u8 activations quantized at run time.
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantize_dynamic(onnx_path, int8_path, weight_type=QuantType.QInt8)
 opts = ort.SessionOptions(); opts.intra_op_num_threads = 2; opts.inter_op_num_threads = 1
 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
 s = "The quick brown fox jumps over the lazy dog near the river bank."
 ref = st.encode([s], normalize_embeddings=True)[0]
-for b in (1, 8, 32):
+for engine, path in (("ort", onnx_path), ("ort-int8", int8_path)):
+  sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+  for b in (1, 8, 32):
     enc = tok([s] * b, return_tensors="np", padding=True)
     feed = {k: enc[k].astype(np.int64) for k in ["input_ids", "attention_mask", "token_type_ids"]}
     out = sess.run(None, feed)[0]
@@ -151,16 +157,23 @@ for b in (1, 8, 32):
     while time.perf_counter() - t0 < seconds:
         t = time.perf_counter(); tok([s] * b, return_tensors="np", padding=True); sess.run(None, feed); lat.append(time.perf_counter() - t)
     total = time.perf_counter() - t0; lat.sort()
-    print(json.dumps({"engine": "ort", "batch": b, "sentences_per_s": round(len(lat) * b / total, 1), "p50_ms": round(lat[len(lat)//2]*1000, 2), "cosine_to_st": round(cos, 6)}))
+    print(json.dumps({"engine": engine, "batch": b, "sentences_per_s": round(len(lat) * b / total, 1), "p50_ms": round(lat[len(lat)//2]*1000, 2), "cosine_to_st": round(cos, 6)}))
 """
 
 
 def inprocess(seconds: float) -> dict:
     out = {}
-    candle = subprocess.run(
-        [str(ROOT / "target/release/examples/inprocess"), str(MODEL), str(seconds)],
-        check=True, capture_output=True, text=True,
-    ).stdout
+    candle = ""
+    for dtype in ("f32", "int8"):
+        # int8 needs AVX512-VNNI; elsewhere the example refuses it and the row stays empty.
+        run = subprocess.run(
+            [str(ROOT / "target/release/examples/inprocess"), str(MODEL), str(seconds)],
+            capture_output=True, text=True, env={**os.environ, "DTYPE": dtype},
+        )
+        if run.returncode != 0:
+            print(f"    candle --dtype {dtype}: {run.stderr.strip().splitlines()[-1:]}", flush=True)
+            continue
+        candle += run.stdout.replace('"engine":"candle"', '"engine":"candle-int8"') if dtype == "int8" else run.stdout
     torch = subprocess.run(
         [str(VENV_PY), "-c", TORCH_INPROCESS, str(MODEL), str(seconds)], check=True, capture_output=True, text=True
     ).stdout
@@ -329,6 +342,12 @@ def engines_only(seconds: float) -> None:
     for b in (1, 8, 32):
         c, t, o = inp[("candle", b)], inp[("torch", b)], inp[("ort", b)]
         print(f"{f'in process, batch {b}':<34} {c:>8} {t:>8} {o:>8} {ratio(c, t):>13} {ratio(c, o):>11}")
+    print()
+    print(f"{'sentences/s, reduced precision':<34} {'candle':>8} {'':>8} {'ORT':>8} {'':>13} {'candle/ORT':>11}")
+    for b in (1, 8, 32):
+        c, o = inp.get(("candle-int8", b)), inp[("ort-int8", b)]
+        label = f"int8, batch {b}"
+        print(f"{label:<34} {c or '-':>8} {'':>8} {o:>8} {'':>13} {ratio(c, o) if c else 'n/a':>11}")
     for n in (1, 8, 32):
         o = inp[("ort", n)]
         print(f"{f'HTTP lone client, {n} texts/request':<34} {lone[n]:>8} {'':>8} {o:>8} {'':>13} {ratio(lone[n], o):>11}")

@@ -2,7 +2,8 @@
 //! bench/model_server.py runs it beside the same measurement on sentence-transformers (PyTorch).
 //!
 //! Usage: inprocess MODEL_DIR [SECONDS_PER_BATCH_SIZE] [BATCH_SIZES, default 1,8,32] — prints one
-//! JSON line per batch size, naming the matrix kernel this CPU runs.
+//! JSON line per batch size, naming the matrix kernel this CPU runs. `DTYPE=int8` measures the
+//! int8 layers (`--dtype int8`).
 
 use model_server::backend::EmbeddingBackend;
 use model_server::backend::candle::CandleBert;
@@ -25,8 +26,16 @@ fn main() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     let files = model::read_dir(std::path::Path::new(&dir))?;
-    let backend = CandleBert::load(&files)?;
+    let mut backend = CandleBert::load(&files)?;
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256)?;
+    let dtype = std::env::var("DTYPE").unwrap_or_else(|_| "f32".to_owned());
+    match dtype.as_str() {
+        "f32" => {}
+        "int8" => {
+            backend.quantize_int8(&tokenizer)?;
+        }
+        other => anyhow::bail!("DTYPE={other}: expected f32 or int8"),
+    }
     let ids = tokenizer.encode(0, SENTENCE, true)?;
     let kernel = model_server::backend::linear::Kernel::detect().name();
     // As the server runs a lone request: one text is one pass split with the helper thread; more
@@ -56,7 +65,7 @@ fn main() -> anyhow::Result<()> {
         let p50 = latencies[latencies.len() / 2] * 1000.0;
         let rate = (latencies.len() * batch_size) as f64 / total;
         println!(
-            r#"{{"engine":"candle","kernel":"{kernel}","threads":{},"batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2}}}"#,
+            r#"{{"engine":"candle","dtype":"{dtype}","kernel":"{kernel}","threads":{},"batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2}}}"#,
             rayon::current_num_threads(),
             ids.len()
         );

@@ -132,11 +132,12 @@ async fn load_model(
     let Args {
         model,
         max_input_length,
+        dtype,
         ..
     } = args;
     let (backend, tokenizer, pooling) = tokio::task::spawn_blocking(move || {
         let files = model::resolve(&model, &hub)?;
-        let backend = CandleBert::load(&files)?;
+        let mut backend = CandleBert::load(&files)?;
         let model_max = backend.max_position_embeddings();
         let max_len = max_input_length.or(files.max_seq_length).unwrap_or(model_max);
         anyhow::ensure!(
@@ -144,7 +145,11 @@ async fn load_model(
             "--max-input-length {max_len} is outside 3..={model_max} (the model's position embeddings)"
         );
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_len)?;
-        tracing::info!(dir = %files.dir.display(), max_input_length = max_len, pooling = files.pooling.as_str(), "model loaded");
+        if dtype == config::Dtype::Int8 {
+            let layers = backend.quantize_int8(&tokenizer)?;
+            tracing::info!(layers, "dense layers quantized to int8");
+        }
+        tracing::info!(dir = %files.dir.display(), max_input_length = max_len, pooling = files.pooling.as_str(), dtype = dtype.as_str(), "model loaded");
         anyhow::Ok((backend, tokenizer, files.pooling.as_str()))
     })
     .await
@@ -154,7 +159,15 @@ async fn load_model(
     let seconds = started.elapsed().as_secs_f64();
     metrics.model_load_seconds.set(seconds);
     tracing::info!(seconds, "warmed up");
-    Ok((ServedModel { infer, pooling }, tasks))
+    let dtype = dtype.as_str();
+    Ok((
+        ServedModel {
+            infer,
+            pooling,
+            dtype,
+        },
+        tasks,
+    ))
 }
 
 /// One pass per worker, so first requests do not pay for lazy allocations.

@@ -132,6 +132,7 @@ pub fn fake_model(
         ServedModel {
             infer,
             pooling: "mean",
+            dtype: "f32",
         },
         tasks,
     )

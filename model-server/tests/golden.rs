@@ -44,13 +44,19 @@ fn reference() -> Reference {
 }
 
 fn start(limits: Limits) -> Infer {
+    start_with(limits, |_, _| {})
+}
+
+/// A pipeline around the real model, after `prepare` has had the backend (e.g. to quantize it).
+fn start_with(limits: Limits, prepare: impl FnOnce(&mut CandleBert, &TextTokenizer)) -> Infer {
     let files = model::read_dir(&model_dir()).unwrap();
     assert_eq!(
         (files.pooling, files.max_seq_length),
         (Pooling::Mean, Some(256))
     );
-    let backend = CandleBert::load(&files).unwrap();
+    let mut backend = CandleBert::load(&files).unwrap();
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
+    prepare(&mut backend, &tokenizer);
     let (infer, _tasks) = Infer::start(
         Arc::new(backend),
         tokenizer,
@@ -136,6 +142,64 @@ async fn matches_sentence_transformers_one_by_one_and_batched() {
     }
     println!(
         "fidelity: max abs diff {:.2e}, min cosine {:.9}",
+        worst.0, worst.1
+    );
+}
+
+/// `--dtype int8` holds cosine ≥ 0.999 to sentence-transformers on every golden text, one by
+/// one and batched. Activations are quantized per token, so batching changes a vector only where
+/// f32 rounding differences (1e-7, padded attention) tip a value to the next u8 step: 1e-4 at
+/// most. On a CPU without VNNI, the refusal is what is tested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int8_stays_within_cosine_0_999_of_sentence_transformers() {
+    if !model_server::backend::quantized::supported() {
+        let files = model::read_dir(&model_dir()).unwrap();
+        let mut backend = CandleBert::load(&files).unwrap();
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
+        let error = backend.quantize_int8(&tokenizer).unwrap_err().to_string();
+        assert!(
+            error.contains("AVX512-VNNI") && error.contains("--dtype f32"),
+            "{error}"
+        );
+        println!("this CPU has no AVX512-VNNI: tested that --dtype int8 is refused");
+        return;
+    }
+    let reference = reference();
+    let infer = start_with(limits(), |backend, tokenizer| {
+        assert_eq!(backend.quantize_int8(tokenizer).unwrap(), 24);
+    });
+    let texts: Vec<String> = reference.cases.iter().map(|c| c.text.clone()).collect();
+    let batched = infer
+        .embed(texts.as_slice(), EmbedOptions::default())
+        .await
+        .unwrap()
+        .vectors;
+    let mut worst = (1.0f64, 0.0f32);
+    for (i, case) in reference.cases.iter().enumerate() {
+        let single = infer
+            .embed(std::slice::from_ref(&case.text), EmbedOptions::default())
+            .await
+            .unwrap();
+        let cos = cosine(&single.vectors[0], &case.embedding);
+        assert!(
+            cos >= 0.999,
+            "case {i} ({:?}): int8 cosine {cos} < 0.999",
+            case.text
+        );
+        let batch_diff = max_abs_diff(&single.vectors[0], &batched[i]);
+        assert!(
+            batch_diff <= 1e-4,
+            "case {i}: batched differs by {batch_diff}"
+        );
+        worst = (
+            worst.0.min(cos),
+            worst
+                .1
+                .max(max_abs_diff(&single.vectors[0], &case.embedding)),
+        );
+    }
+    println!(
+        "int8 fidelity: min cosine {:.5}, max abs diff {:.2e}",
         worst.0, worst.1
     );
 }

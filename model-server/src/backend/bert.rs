@@ -20,6 +20,7 @@
 
 use super::activation::Activation;
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
+use super::dense::Dense;
 use super::linear::{Kernel, Linear};
 use super::simd::{self, wide_fn};
 use super::team::Team;
@@ -41,14 +42,32 @@ pub struct Bert {
 /// One transformer layer; each dense layer adds its bias itself ([`Linear`]).
 struct Layer {
     /// hidden -> 3 * hidden: query (pre-scaled), key and value side by side.
-    qkv: Linear,
-    attention_out: Linear,
+    qkv: Dense,
+    attention_out: Dense,
     attention_norm: ResidualNorm,
     /// With the activation applied inside the product.
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: ResidualNorm,
 }
+
+/// The dense layers of one transformer layer, in the order the pass runs them.
+const DENSE_PER_LAYER: usize = 4;
+
+impl Layer {
+    fn dense_mut(&mut self) -> [&mut Dense; DENSE_PER_LAYER] {
+        [
+            &mut self.qkv,
+            &mut self.attention_out,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
+}
+
+/// Sees the input of every dense layer during a pass: `(layer * 4 + slot, input)`, slot in
+/// [`Layer::dense_mut`]'s order. Calibration uses it to measure each layer's input channels.
+pub type Observer<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
 
 impl Bert {
     /// Builds the encoder from a checkpoint (with or without the `bert.` prefix).
@@ -122,12 +141,14 @@ impl Bert {
                     Linear::new(&vb.get(shape, "weight")?, bias, kernel)
                 };
                 Ok(Layer {
-                    qkv: Linear::new(&qkv_weight, qkv_bias.to_vec1()?, kernel)?,
-                    attention_out: dense(&attn.pp("output.dense"), (hidden, hidden))?,
+                    qkv: Dense::F32(Linear::new(&qkv_weight, qkv_bias.to_vec1()?, kernel)?),
+                    attention_out: Dense::F32(dense(&attn.pp("output.dense"), (hidden, hidden))?),
                     attention_norm: ResidualNorm::load(&attn.pp("output.LayerNorm"), hidden, eps)?,
-                    intermediate: dense(&vb.pp("intermediate.dense"), (inter, hidden))?
-                        .with_activation(activation),
-                    output: dense(&vb.pp("output.dense"), (hidden, inter))?,
+                    intermediate: Dense::F32(
+                        dense(&vb.pp("intermediate.dense"), (inter, hidden))?
+                            .with_activation(activation),
+                    ),
+                    output: Dense::F32(dense(&vb.pp("output.dense"), (hidden, inter))?),
                     output_norm: ResidualNorm::load(&vb.pp("output.LayerNorm"), hidden, eps)?,
                 })
             })
@@ -149,6 +170,20 @@ impl Bert {
     /// # Errors
     /// Shapes that do not fit the model (e.g. a sequence longer than the position table).
     pub fn forward(&self, ids: &Tensor, mask: &[u32], team: Option<&Team>) -> Result<Tensor> {
+        self.forward_observed(ids, mask, team, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::forward`], showing `observe` every dense layer's input.
+    ///
+    /// # Errors
+    /// As [`Self::forward`], or what `observe` returns.
+    pub fn forward_observed(
+        &self,
+        ids: &Tensor,
+        mask: &[u32],
+        team: Option<&Team>,
+        observe: Observer,
+    ) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let hidden = self.heads * self.head_size;
         let words = self.word_embeddings.forward(&ids.flatten_all()?)?;
@@ -168,10 +203,45 @@ impl Bert {
         let additive = (additive, additive_tensor);
 
         let mut x = x;
-        for layer in &self.layers {
-            x = self.layer(layer, &x, &additive, (batch, seq, hidden), team)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let mut observe_layer =
+                |slot: usize, input: &Tensor| observe(index * DENSE_PER_LAYER + slot, input);
+            x = self.layer(
+                layer,
+                &x,
+                &additive,
+                (batch, seq, hidden),
+                team,
+                &mut observe_layer,
+            )?;
         }
         Ok(x)
+    }
+
+    /// The dense layers' shapes `(inputs, outputs)`, in the order [`Observer`] numbers them.
+    pub fn dense_shapes(&self) -> Vec<(usize, usize)> {
+        let layers = self.layers.iter();
+        layers
+            .flat_map(|l| [&l.qkv, &l.attention_out, &l.intermediate, &l.output])
+            .map(Dense::shape)
+            .collect()
+    }
+
+    /// Quantizes every dense layer the int8 kernel takes, given each one's per-input-channel
+    /// largest |x| (indexed as [`Observer`] numbers them); returns how many are int8 now.
+    ///
+    /// # Errors
+    /// A missing measurement, or a weight that cannot be read back.
+    pub fn quantize(&mut self, channel_max: &[Vec<f32>]) -> Result<usize> {
+        let dense = self.layers.iter_mut().flat_map(Layer::dense_mut);
+        let mut quantized = 0;
+        for (index, layer) in dense.enumerate() {
+            let Some(max) = channel_max.get(index) else {
+                bail!("int8: no calibration for dense layer {index}");
+            };
+            quantized += usize::from(layer.quantize(max)?);
+        }
+        Ok(quantized)
     }
 
     fn layer(
@@ -181,7 +251,9 @@ impl Bert {
         additive_mask: &(Vec<f32>, Tensor),
         (batch, seq, hidden): (usize, usize, usize),
         team: Option<&Team>,
+        observe: Observer,
     ) -> Result<Tensor> {
+        observe(0, x)?;
         let qkv = layer.qkv.forward(x, team)?;
         let context = if seq <= FUSED_MAX_SEQ {
             qkv.apply_op1_no_bwd(&FusedAttention {
@@ -211,9 +283,12 @@ impl Bert {
                 .reshape((batch * seq, hidden))?
         };
 
+        observe(1, &context)?;
         let attended = layer.attention_out.forward(&context, team)?;
         attended.inplace_op2(x, &layer.attention_norm)?;
+        observe(2, &attended)?;
         let inter = layer.intermediate.forward(&attended, team)?;
+        observe(3, &inter)?;
         let out = layer.output.forward(&inter, team)?;
         out.inplace_op2(&attended, &layer.output_norm)?;
         Ok(out)

@@ -2,13 +2,14 @@
 //! without `unsafe` (buffered, not mmapped; 91 MB, so the copy is cheap), one forward pass per
 //! batch with an attention mask, then mean or CLS pooling exactly as sentence-transformers pools.
 //!
-//! f32 on purpose: candle-transformers 0.11.1's BERT turns its mask into NaN in f16/bf16, and both
-//! measured slower than f32 on these CPUs (../shared/notes/rust-stack.md §3).
+//! f32 by default: exact to sentence-transformers. [`CandleBert::quantize_int8`] turns the dense
+//! layers int8 (`--dtype int8`), calibrated on a built-in corpus ([`CALIBRATION`]) at load.
 
 use super::bert::Bert;
 use super::team::Team;
 use super::{BackendError, EmbeddingBackend};
 use crate::model::{ModelFiles, Pooling, read_json};
+use crate::tokenize::TextTokenizer;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
@@ -37,7 +38,22 @@ pub enum LoadError {
         #[source]
         source: candle_core::Error,
     },
+    /// This CPU cannot run the precision asked for.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Calibrating `--dtype int8` failed.
+    #[error("int8 calibration failed: {source}")]
+    Calibration {
+        /// Why.
+        #[source]
+        source: candle_core::Error,
+    },
 }
+
+/// The texts `--dtype int8` calibrates on at load, one per line: varied English and a few other
+/// languages, short and long, never the golden texts the fidelity test measures.
+/// `bench/int8_fidelity.py` simulates the scheme on the same corpus.
+pub const CALIBRATION: &str = include_str!("calibration.txt");
 
 /// A sentence-transformers BERT model on the CPU.
 pub struct CandleBert {
@@ -76,6 +92,55 @@ impl CandleBert {
             pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
             device,
         })
+    }
+
+    /// Quantizes every dense layer to int8 ([`super::quantized`]) after measuring each one's
+    /// input channels over [`CALIBRATION`], tokenized by `tokenizer` (one pass per text, so no
+    /// padding is measured); returns how many layers are int8 now.
+    ///
+    /// # Errors
+    /// A CPU without AVX512-VNNI, or a pass that fails.
+    pub fn quantize_int8(&mut self, tokenizer: &TextTokenizer) -> Result<usize, LoadError> {
+        let calibration = CALIBRATION
+            .lines()
+            .map(|text| tokenizer.encode(0, text, true))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                LoadError::Unsupported(format!("cannot tokenize the calibration corpus: {e}"))
+            })?;
+        self.quantize_int8_on(&calibration)
+    }
+
+    fn quantize_int8_on(&mut self, calibration: &[Vec<u32>]) -> Result<usize, LoadError> {
+        if !super::quantized::supported() {
+            return Err(LoadError::Unsupported(
+                "--dtype int8 needs a CPU with AVX512-VNNI (avx512f, avx512bw, avx512_vnni); \
+                 this one has none: use --dtype f32"
+                    .to_owned(),
+            ));
+        }
+        let model_err = |source| LoadError::Calibration { source };
+        let mut max: Vec<Vec<f32>> = (self.model.dense_shapes().iter())
+            .map(|&(inputs, _)| vec![0f32; inputs])
+            .collect();
+        for ids in calibration {
+            let tensor =
+                Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device).map_err(model_err)?;
+            let mask = vec![1u32; ids.len()];
+            let mut observe = |index: usize, x: &Tensor| {
+                let seen = &mut max[index];
+                for row in x.flatten_all()?.to_vec1::<f32>()?.chunks_exact(seen.len()) {
+                    for (m, v) in seen.iter_mut().zip(row) {
+                        *m = m.max(v.abs());
+                    }
+                }
+                Ok(())
+            };
+            (self.model)
+                .forward_observed(&tensor, &mask, None, &mut observe)
+                .map_err(model_err)?;
+        }
+        self.model.quantize(&max).map_err(model_err)
     }
 
     /// Longest sequence the position embeddings cover (512 for all-MiniLM-L6-v2).

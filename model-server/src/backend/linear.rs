@@ -121,6 +121,46 @@ impl Linear {
         self
     }
 
+    /// `(inputs, outputs)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.inputs, self.outputs)
+    }
+
+    /// The bias, one value per output.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
+    }
+
+    /// The activation applied after the product, if any.
+    pub fn activation(&self) -> Option<Activation> {
+        self.activation
+    }
+
+    /// The weight unpacked to a row-major `(inputs, outputs)` matrix (for quantizing it).
+    ///
+    /// # Errors
+    /// When candle cannot read the gemm path's matrix back.
+    pub fn matrix(&self) -> Result<Vec<f32>> {
+        match &self.weights {
+            Weights::Matrix(w) => w.flatten_all()?.to_vec1::<f32>(),
+            Weights::Panels(panels) => {
+                const LINES: usize = avx512::NR / 16;
+                let (k, n) = (self.inputs, self.outputs);
+                let mut matrix = vec![0f32; k * n];
+                for p in 0..n / avx512::NR {
+                    for kk in 0..k {
+                        let src = &panels[(p * k + kk) * LINES..][..LINES];
+                        let dst = &mut matrix[kk * n + p * avx512::NR..][..avx512::NR];
+                        for (chunk, line) in dst.chunks_exact_mut(16).zip(src) {
+                            chunk.copy_from_slice(&line.0);
+                        }
+                    }
+                }
+                Ok(matrix)
+            }
+        }
+    }
+
     /// The kernel this layer actually runs.
     pub fn kernel(&self) -> Kernel {
         match self.weights {
@@ -479,6 +519,26 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_packed_weight_unpacks_to_the_matrix() -> Result<()> {
+        let (outputs, inputs) = (96, 20);
+        let weight = noise(outputs * inputs, 3);
+        let w = Tensor::from_vec(weight.clone(), (outputs, inputs), &Device::Cpu)?;
+        for kernel in [Kernel::Gemm, Kernel::detect()] {
+            let matrix = Linear::new(&w, vec![0.0; outputs], kernel)?.matrix()?;
+            for k in 0..inputs {
+                for o in 0..outputs {
+                    assert_eq!(
+                        matrix[k * outputs + o],
+                        weight[o * inputs + k],
+                        "{kernel:?}"
+                    );
                 }
             }
         }

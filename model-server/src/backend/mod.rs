@@ -7,7 +7,9 @@ mod activation;
 mod attention;
 mod bert;
 pub mod candle;
+mod dense;
 pub mod linear;
+pub mod quantized;
 mod simd;
 pub mod team;
 

@@ -165,6 +165,7 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
         dimensions: model.map_or(0, |m| m.infer.dimensions()),
         max_input_length: model.map_or(0, |m| m.infer.max_input_length()),
         pooling: model.map_or("unknown", |m| m.pooling).to_owned(),
+        dtype: model.map_or("unknown", |m| m.dtype).to_owned(),
         max_batch_tokens: limits.max_batch_tokens,
         max_batch_size: limits.max_batch_size,
         max_client_batch_size: limits.max_client_batch_size,

@@ -26,6 +26,8 @@ pub struct ServedModel {
     pub infer: Infer,
     /// Pooling mode, for `/info`.
     pub pooling: &'static str,
+    /// Precision of the dense layers, for `/info`.
+    pub dtype: &'static str,
 }
 
 /// Settings the HTTP layer needs before the model is loaded.

@@ -224,6 +224,10 @@ pub enum HealthStatus {
     NotReady,
 }
 
+fn unknown() -> String {
+    "unknown".to_owned()
+}
+
 /// Body of `GET /info`: what is served and under which limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoResponse {
@@ -235,6 +239,10 @@ pub struct InfoResponse {
     pub max_input_length: usize,
     /// Pooling of token vectors into one sentence vector (`mean` or `cls`).
     pub pooling: String,
+    /// Precision of the dense layers (`f32`, or `int8` with `--dtype int8`); `unknown` while
+    /// loading, and from servers older than the field.
+    #[serde(default = "unknown")]
+    pub dtype: String,
     /// Most padded tokens in one forward pass.
     pub max_batch_tokens: usize,
     /// Most texts in one forward pass.

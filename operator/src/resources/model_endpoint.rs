@@ -118,6 +118,9 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
             .into_iter()
             .filter_map(|(name, v)| v.map(|v| env(name, v))),
     );
+    if let Some(dtype) = server.dtype {
+        env_vars.push(env("DTYPE", dtype.as_str()));
+    }
     let resources = spec.resources.clone().unwrap_or_else(default_resources);
     if server.inference_workers.is_none() {
         // As the CRD promises: one forward pass per core the pod may use (measured fastest on
@@ -262,6 +265,7 @@ mod tests {
     fn deployment_runs_model_server_hardened_with_a_health_probe() {
         let mut ep = endpoint("mini");
         ep.spec.server.max_batch_size = Some(32);
+        ep.spec.server.dtype = Some(loadgate_api::model_endpoint::Dtype::Int8);
         let d = deployment(&ep, "example/model-server:1");
         let pod = d.spec.template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
@@ -274,6 +278,7 @@ mod tests {
             .collect();
         assert!(env.contains(&("MODEL".into(), "/models/all-MiniLM-L6-v2".into())));
         assert!(env.contains(&("MAX_BATCH_SIZE".into(), "32".into())));
+        assert!(env.contains(&("DTYPE".into(), "int8".into())));
         assert!(
             !env.iter().any(|(n, _)| n == "MAX_BATCH_TOKENS"),
             "unset tuning keeps the server default"
