@@ -13,7 +13,7 @@ With --capacity: the highest number of users, each thinking 0.1-0.5 s between re
 tutorial's mix with its short one-sentence texts, that either server holds at p95 < 500 ms with < 1% failures (stepping users up
 until a level breaks), and at that level the p95 of 1-2-text requests against 8-32-text ones.
 
-Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial] [--engines-only | --capacity]
+Usage: bench/model_server.py [--seconds 20] [--reuse-tutorial] [--engines-only | --capacity] [--dtype int8]
 Needs bench/.venv (bench/setup-python.sh) and the model (scripts/fetch-model.sh).
 """
 import argparse
@@ -233,20 +233,24 @@ def main() -> None:
                         help="only the in-process engines and the lone HTTP client (no tutorial stack, no load levels)")
     parser.add_argument("--capacity", action="store_true",
                         help="only the capacity search (users at p95 < 500 ms, < 1%% failures) on both servers")
+    parser.add_argument("--dtype", choices=("f32", "int8"), default="f32",
+                        help="model-server's --dtype for the server measurements (int8 needs AVX512-VNNI)")
     args = parser.parse_args()
+    RUST_CMD.extend(["--dtype", args.dtype])
     previous = BENCH / "out" / "model_server.json"
 
     print(f"CPU: {cpu()}", flush=True)
     subprocess.run(["cargo", "build", "--release", "--locked", "--workspace", "--bins", "--examples"], cwd=ROOT, check=True)
     if args.engines_only:
-        engines_only(args.inprocess_seconds)
+        engines_only(args.inprocess_seconds, args.dtype)
         return
     if args.capacity:
         capacity_side_by_side(args.seconds)
         return
     rust = measure_server(
-        "model-server",
-        [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8302"],
+        f"model-server --dtype {args.dtype}",
+        [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8302",
+         "--dtype", args.dtype],
         8302, {"RUST_LOG": "warn"}, args.seconds,
     )
     python = json.loads(previous.read_text())["tutorial"] if args.reuse_tutorial else measure_server(
@@ -308,7 +312,7 @@ def capacity(name: str, cmd: list[str], port: int, env: dict, seconds: float) ->
 
 
 def capacity_side_by_side(seconds: float) -> None:
-    rust = capacity("model-server", RUST_CMD, 8304, {"RUST_LOG": "warn"}, seconds)
+    rust = capacity(f"model-server {' '.join(RUST_CMD[-2:])}", RUST_CMD, 8304, {"RUST_LOG": "warn"}, seconds)
     tutorial = capacity("tutorial (FastAPI + sentence-transformers, uvicorn --workers 1)", TUTORIAL_CMD, 8305,
                         {"MODEL_DIR": str(MODEL)}, seconds)
     print()
@@ -326,10 +330,11 @@ def capacity_side_by_side(seconds: float) -> None:
     (out / "capacity.json").write_text(json.dumps({"model_server": rust, "tutorial": tutorial}, indent=2))
 
 
-def engines_only(seconds: float) -> None:
+def engines_only(seconds: float, dtype: str) -> None:
     inp = inprocess(seconds)
     proc = subprocess.Popen(
-        [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8303"],
+        [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--host", "127.0.0.1", "--port", "8303",
+         "--dtype", dtype],
         env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(8303, proc)
@@ -348,9 +353,11 @@ def engines_only(seconds: float) -> None:
         c, o = inp.get(("candle-int8", b)), inp[("ort-int8", b)]
         label = f"int8, batch {b}"
         print(f"{label:<34} {c or '-':>8} {'':>8} {o:>8} {'':>13} {ratio(c, o) if c else 'n/a':>11}")
+    peer = "ort" if dtype == "f32" else "ort-int8"
     for n in (1, 8, 32):
-        o = inp[("ort", n)]
-        print(f"{f'HTTP lone client, {n} texts/request':<34} {lone[n]:>8} {'':>8} {o:>8} {'':>13} {ratio(lone[n], o):>11}")
+        o = inp[(peer, n)]
+        label = f"HTTP lone client {dtype}, {n} texts"
+        print(f"{label:<34} {lone[n]:>8} {'':>8} {o:>8} {'':>13} {ratio(lone[n], o):>11}")
 
 
 if __name__ == "__main__":
