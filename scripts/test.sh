@@ -49,6 +49,10 @@ step "an AVX2-only CPU (qemu-x86_64 -cpu Haswell: no AVX-512): no SIGILL, the sa
 qemu-x86_64 -cpu Haswell "$golden" short_texts_match_with_the_kernel_this_cpu_picks --nocapture 2>&1 |
   grep -v '^qemu-x86_64: warning' | tee target/golden-avx2.log | grep -E '^(kernel|test result)'
 grep -q '^kernel gemm:' target/golden-avx2.log && grep -q '^test result: ok. 1 passed' target/golden-avx2.log
+qemu-x86_64 -cpu Haswell "$golden" int8_stays_within --nocapture 2>&1 |
+  grep -v '^qemu-x86_64: warning' | tee target/golden-avx2-int8.log | grep -E '(AVX512-VNNI|^test result)'
+grep -q 'tested that --dtype int8 is refused' target/golden-avx2-int8.log &&
+  grep -q '^test result: ok. 1 passed' target/golden-avx2-int8.log
 
 step "real clients against model-server: openai (/v1/embeddings), huggingface_hub (POST /, TEI's route)"
 clients_venv=target/clients-venv

@@ -262,8 +262,12 @@ impl CustomOp1 for PanelProduct<'_> {
             );
         }
         let x = &data[start..end];
-        let mut y = vec![0f32; rows * layer.outputs];
-        product(x, rows, layer, self.panels, self.team, &mut y);
+        let len = rows * layer.outputs;
+        let mut y = Vec::<f32>::with_capacity(len);
+        product(x, rows, layer, self.panels, self.team, y.as_mut_ptr(), len);
+        // SAFETY: the first depth block of every tile starts from the bias and stores all its
+        // outputs before any later block reads them, and the tiles cover every row and column.
+        unsafe { y.set_len(len) };
         Ok((CpuStorage::F32(y), Shape::from((rows, layer.outputs))))
     }
 }
@@ -275,20 +279,22 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `y = x · W + b` over all panels; with a team, half the panels go to its helper.
+/// `y = x · W + b` into the `len` floats at `y` (uninitialized is fine: all are written before
+/// they are read) over all panels; with a team, half the panels go to its helper.
 fn product(
     x: &[f32],
     rows: usize,
     layer: &Linear,
     panels: &[Line],
     team: Option<&Team>,
-    y: &mut [f32],
+    y: *mut f32,
+    len: usize,
 ) {
     let (k, n) = (layer.inputs, layer.outputs);
-    assert!(x.len() == rows * k && y.len() == rows * n);
+    assert!(x.len() == rows * k && len == rows * n);
     assert!(panels.len() * 16 == k * n && layer.bias.len() == n);
     let count = n / avx512::NR;
-    let out = Out(y.as_mut_ptr());
+    let out = Out(y);
     match team {
         Some(team) if count >= 2 && rows * k * n >= PARALLEL_MIN_MACS => {
             let half = count / 2;

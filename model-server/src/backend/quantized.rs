@@ -7,15 +7,17 @@
 //! - weights: symmetric int8 with one scale per output column *and group of [`GROUP`] inputs*,
 //!   so a column's few large weights do not flatten the rest of it;
 //! - activations: asymmetric u8 per row (per token), `x ≈ scale * (q - zero)`, which is what
-//!   `VPDPBUSD`'s unsigned operand takes; the zero point comes back out exactly, through integer
-//!   column sums of the weights (`Σ (q - zero) w = Σ q w - zero Σ w`);
+//!   `VPDPBUSD`'s unsigned operand takes; the zero point comes back out through the weights'
+//!   column sums (`Σ (q - zero) w = Σ q w - zero Σ w`), folded over the groups at load into one
+//!   f32 per column, so the kernel subtracts it once per output, not once per group;
 //! - the [`OUTLIERS`] input channels with the largest activations on a calibration corpus (BERT
 //!   has a few, hundreds of times the others, LLM.int8's observation) are left out of the int8
 //!   product and multiplied in f32, so they do not take the row's range.
 //!
 //! Integer sums are exact, so the kernel computes the simulation's numbers up to f32 rounding of
 //! the scales. Each tile keeps its output rows in `c` (L1) across groups: start = bias + outlier
-//! product (f32), then per group `c += (row scale * column scale) * (Σ q w - zero Σ w)`.
+//! product - row scale * zero * correction (f32), then per group
+//! `c += (row scale * column scale) * Σ q w`.
 
 #![allow(unsafe_code)] // VNNI intrinsics and raw tile pointers; each unsafe block states its bounds.
 
@@ -68,8 +70,9 @@ pub struct QuantizedLinear {
     panels: Vec<Line>,
     /// `[group][column]`: the weight scale.
     scales: Vec<f32>,
-    /// `[group][column]`: Σ of the column's quantized weights over the group.
-    sums: Vec<i32>,
+    /// Per column: Σ over groups of scale * (Σ of the column's quantized weights in the group),
+    /// what one unit of zero point adds to the column's product.
+    correction: Vec<f32>,
     activation: Option<Activation>,
 }
 
@@ -143,6 +146,13 @@ impl QuantizedLinear {
                 }
             }
         }
+        let correction = (0..outputs)
+            .map(|c| {
+                (0..groups)
+                    .map(|g| f64::from(scales[g * outputs + c]) * f64::from(sums[g * outputs + c]))
+                    .sum::<f64>() as f32
+            })
+            .collect();
         let mut outlier_weights = vec![0f32; panel_count * OUTLIERS * NR];
         for p in 0..panel_count {
             for (o, &k) in outliers.iter().enumerate() {
@@ -158,7 +168,7 @@ impl QuantizedLinear {
             bias,
             panels,
             scales,
-            sums,
+            correction,
             activation: None,
         })
     }
@@ -254,8 +264,12 @@ impl CustomOp1 for QuantizedProduct<'_> {
             );
         }
         let quantized = quantize_rows(&data[start..end], rows, layer);
-        let mut y = vec![0f32; rows * layer.outputs];
-        product(&quantized, rows, layer, self.team, &mut y);
+        let len = rows * layer.outputs;
+        let mut y = Vec::<f32>::with_capacity(len);
+        product(&quantized, rows, layer, self.team, y.as_mut_ptr(), len);
+        // SAFETY: every tile stores all its outputs before it reads any (its prologue), and the
+        // tiles cover every row and every panel's columns, so all `len` floats are written.
+        unsafe { y.set_len(len) };
         Ok((CpuStorage::F32(y), Shape::from((rows, layer.outputs))))
     }
 }
@@ -267,11 +281,19 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-fn product(x: &Rows, rows: usize, layer: &QuantizedLinear, team: Option<&Team>, y: &mut [f32]) {
+/// `y = x · W + b` into the `len` floats at `y` (uninitialized is fine: all are written first).
+fn product(
+    x: &Rows,
+    rows: usize,
+    layer: &QuantizedLinear,
+    team: Option<&Team>,
+    y: *mut f32,
+    len: usize,
+) {
     let (k, n) = (layer.inputs, layer.outputs);
-    assert!(x.q.len() == rows * k && y.len() == rows * n && supported());
+    assert!(x.q.len() == rows * k && len == rows * n && supported());
     let count = n / NR;
-    let out = Out(y.as_mut_ptr());
+    let out = Out(y);
     match team {
         Some(team) if count >= 2 && rows * k * n >= PARALLEL_MIN_MACS => {
             let half = count / 2;
@@ -315,7 +337,7 @@ unsafe fn panel_range(
                 outlier_weights: layer.outlier_weights.as_ptr().add(p * OUTLIERS * NR),
                 bias: layer.bias.as_ptr().add(p * NR),
                 scales: layer.scales.as_ptr().add(p * NR),
-                sums: layer.sums.as_ptr().add(p * NR),
+                correction: layer.correction.as_ptr().add(p * NR),
                 n,
                 c: out.0.add(row * n + p * NR),
             };
@@ -362,10 +384,10 @@ struct Tile {
     weights: *const i8,
     /// The panel's `OUTLIERS x NR` f32 weights.
     outlier_weights: *const f32,
-    /// The panel's first column of `bias`, and of `scales` / `sums` (groups `n` apart).
+    /// The panel's first column of `bias`, `correction`, and `scales` (groups `n` apart).
     bias: *const f32,
     scales: *const f32,
-    sums: *const i32,
+    correction: *const f32,
     n: usize,
     /// Where row 0 of the tile goes; rows `n` floats apart.
     c: *mut f32,
@@ -390,8 +412,8 @@ mod vnni {
     use super::{GROUP, NR, OUTLIERS, Tile};
     use std::arch::x86_64::{
         __m512i, _mm512_cvtepi32_ps, _mm512_dpbusd_epi32, _mm512_fmadd_ps, _mm512_load_si512,
-        _mm512_loadu_epi32, _mm512_loadu_ps, _mm512_mul_ps, _mm512_mullo_epi32, _mm512_set1_epi32,
-        _mm512_set1_ps, _mm512_setzero_si512, _mm512_storeu_ps,
+        _mm512_loadu_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_si512,
+        _mm512_storeu_ps,
     };
 
     /// `q = clamp(round(x / scale) + zero, 0, 255)` with `scale = (max - min) / 255` and
@@ -442,13 +464,16 @@ mod vnni {
     pub unsafe fn tile<const ROWS: usize>(tile: &Tile) {
         // SAFETY: the caller bounds every row and column this reads or writes.
         unsafe {
-            // c = bias + outliers · outlier_weights, in f32.
+            // c = bias - row scale * zero * correction + outliers · outlier_weights, in f32.
             for r in 0..ROWS {
-                let mut acc = [
-                    _mm512_loadu_ps(tile.bias),
-                    _mm512_loadu_ps(tile.bias.add(16)),
-                    _mm512_loadu_ps(tile.bias.add(32)),
-                ];
+                let minus_zero = _mm512_set1_ps(-(*tile.scale.add(r)) * *tile.zero.add(r) as f32);
+                let mut acc = [0, 16, 32].map(|j| {
+                    _mm512_fmadd_ps(
+                        minus_zero,
+                        _mm512_loadu_ps(tile.correction.add(j)),
+                        _mm512_loadu_ps(tile.bias.add(j)),
+                    )
+                });
                 for o in 0..OUTLIERS {
                     let a = _mm512_set1_ps(*tile.outliers.add(r * OUTLIERS + o));
                     let w = tile.outlier_weights.add(o * NR);
@@ -462,14 +487,7 @@ mod vnni {
                 }
             }
             for g in 0..tile.k / GROUP {
-                let sums = tile.sums.add(g * tile.n);
                 let mut acc: [[__m512i; 3]; ROWS] = [[_mm512_setzero_si512(); 3]; ROWS];
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let minus_zero = _mm512_set1_epi32(-*tile.zero.add(r));
-                    for (j, v) in acc.iter_mut().enumerate() {
-                        *v = _mm512_mullo_epi32(minus_zero, _mm512_loadu_epi32(sums.add(16 * j)));
-                    }
-                }
                 let first_quad = g * GROUP / 4;
                 for quad in first_quad..first_quad + GROUP / 4 {
                     let w = tile.weights.add(quad * 3 * 64);
