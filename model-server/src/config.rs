@@ -2,7 +2,9 @@
 //! (`--max-batch-tokens` ↔ `MAX_BATCH_TOKENS`), as the ModelEndpoint CRD will set them.
 
 use crate::infer::Limits;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
+pub use loadgate_api::embed::Dtype;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -13,26 +15,6 @@ pub enum LogFormat {
     Plain,
     /// One JSON object per line, for log collectors.
     Json,
-}
-
-/// Precision of the dense layers' products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Dtype {
-    /// f32 throughout: exact to sentence-transformers (every component within 1e-5).
-    F32,
-    /// int8 products on AVX512-VNNI, calibrated at load (cosine ≥ 0.999 to f32 on the golden
-    /// texts); the rest of the model stays f32. Refused on CPUs without VNNI.
-    Int8,
-}
-
-impl Dtype {
-    /// The flag's value, for logs and /info.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::Int8 => "int8",
-        }
-    }
 }
 
 /// model-server: an HTTP embedding server for sentence-transformers BERT models.
@@ -96,8 +78,10 @@ pub struct Args {
     #[arg(long, env = "INFERENCE_WORKERS")]
     pub inference_workers: Option<usize>,
 
-    /// Precision of the dense layers: f32 (exact, the default) or int8 (faster, approximate).
-    #[arg(long, env = "DTYPE", value_enum, default_value_t = Dtype::F32)]
+    /// Precision of the dense layers: f32 (exact to sentence-transformers, the default) or int8
+    /// (products on AVX512-VNNI, calibrated at load, cosine ≥ 0.999 to f32; refused on CPUs
+    /// without VNNI). The same values as a ModelEndpoint's `spec.server.dtype`.
+    #[arg(long, env = "DTYPE", default_value = "f32", value_parser = dtype_parser())]
     pub dtype: Dtype,
 
     /// Threads each forward pass uses. 1 with one worker per core was fastest on 2 cores.
@@ -115,6 +99,17 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+}
+
+/// `--dtype`'s values, as the CRD spells them.
+fn dtype_parser() -> impl TypedValueParser<Value = Dtype> {
+    PossibleValuesParser::new([Dtype::F32.as_str(), Dtype::Int8.as_str()]).map(|value| {
+        if value == Dtype::Int8.as_str() {
+            Dtype::Int8
+        } else {
+            Dtype::F32
+        }
+    })
 }
 
 impl std::fmt::Debug for Args {
@@ -212,6 +207,14 @@ mod tests {
         assert_eq!(args.port, 8080);
         assert_eq!(args.limits().threads_per_worker, 1);
         assert!(Args::try_parse_from(["model-server", "--port", "x"]).is_err());
+        assert_eq!(args.dtype, Dtype::F32);
+        let int8 = Args::try_parse_from(["model-server", "--dtype", "int8"]).unwrap();
+        assert_eq!(int8.dtype, Dtype::Int8);
+        let error = Args::try_parse_from(["model-server", "--dtype", "bf16"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("f32") && error.contains("int8"), "{error}");
         let secret = Args::try_parse_from(["model-server", "--hub-token", "hf_secret"]).unwrap();
         assert!(
             !format!("{secret:?}").contains("hf_secret"),

@@ -21,15 +21,12 @@
 
 use super::activation::Activation;
 use super::team::Team;
+use super::tiles::{Out, activate_columns, each_row_tile, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
 /// Depth of one pass over the rows: 8 rows x 384 floats = 12 KiB of `x`, which stays in L1 while a
 /// panel of the weights streams past it.
 pub const KC: usize = 384;
-
-/// Below this many multiply-adds a product runs on one thread: handing half to the helper costs
-/// more than it saves.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// Which code computes the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,13 +269,6 @@ impl CustomOp1 for PanelProduct<'_> {
     }
 }
 
-/// A pointer the panel ranges of one product share across threads; each writes its own columns.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: threads given one `Out` write disjoint column ranges of the same rows.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
 /// `y = x · W + b` into the `len` floats at `y` (uninitialized is fine: all are written before
 /// they are read) over all panels; with a team, half the panels go to its helper.
 fn product(
@@ -293,20 +283,13 @@ fn product(
     let (k, n) = (layer.inputs, layer.outputs);
     assert!(x.len() == rows * k && len == rows * n);
     assert!(panels.len() * 16 == k * n && layer.bias.len() == n);
-    let count = n / avx512::NR;
     let out = Out(y);
-    match team {
-        Some(team) if count >= 2 && rows * k * n >= PARALLEL_MIN_MACS => {
-            let half = count / 2;
-            team.split(
-                // SAFETY: the asserts above bound every tile to `x`, `panels`, `bias` and `y`;
-                // the two ranges partition the panels, so the threads write disjoint columns.
-                || unsafe { panel_range(x, rows, layer, panels, out, 0..half) },
-                Box::new(move || unsafe { panel_range(x, rows, layer, panels, out, half..count) }),
-            );
-        }
-        // SAFETY: as above.
-        _ => unsafe { panel_range(x, rows, layer, panels, out, 0..count) },
+    // SAFETY: the asserts above bound every tile to `x`, `panels`, `bias` and `y`; the ranges
+    // `split_panels` hands out partition the panels, so two threads write disjoint columns.
+    unsafe {
+        split_panels(n / avx512::NR, rows * k * n, team, |range| {
+            panel_range(x, rows, layer, panels, out, range)
+        });
     }
 }
 
@@ -323,15 +306,15 @@ unsafe fn panel_range(
     out: Out,
     range: std::ops::Range<usize>,
 ) {
-    use avx512::{MR, NR};
+    use avx512::{NR, tile};
     let (k, n) = (layer.inputs, layer.outputs);
     let x = x.as_ptr();
     let weights = panels.as_ptr().cast::<f32>();
     for k0 in (0..k).step_by(KC) {
         let depth = KC.min(k - k0);
         for p in range.clone() {
-            // SAFETY (all pointer arithmetic below): p < n / NR, k0 + depth <= k, row + MR <= rows
-            // or the remainder below it, so every tile lies inside its buffer.
+            // SAFETY (all pointer arithmetic below): p < n / NR, k0 + depth <= k, and the row tiles
+            // cover rows 0..rows, so every tile lies inside its buffer.
             unsafe {
                 let b = weights.add((p * k + k0) * NR);
                 let (start, stride) = if k0 == 0 {
@@ -349,34 +332,13 @@ unsafe fn panel_range(
                     c: out.0.add(row * n + p * NR),
                     ldc: n,
                 };
-                let mut row = 0;
-                while row + MR <= rows {
-                    avx512::tile::<MR>(&tile_at(row));
-                    row += MR;
-                }
-                let tile = tile_at(row);
-                match rows - row {
-                    0 => {}
-                    1 => avx512::tile::<1>(&tile),
-                    2 => avx512::tile::<2>(&tile),
-                    3 => avx512::tile::<3>(&tile),
-                    4 => avx512::tile::<4>(&tile),
-                    5 => avx512::tile::<5>(&tile),
-                    6 => avx512::tile::<6>(&tile),
-                    _ => avx512::tile::<7>(&tile),
-                }
+                each_row_tile!(rows, tile_at, tile);
             }
         }
     }
     if let Some(activation) = layer.activation {
-        let columns = range.start * NR..range.end * NR;
-        for row in 0..rows {
-            // SAFETY: these columns of this row are this thread's, and finished.
-            let values = unsafe {
-                std::slice::from_raw_parts_mut(out.0.add(row * n + columns.start), columns.len())
-            };
-            activation.apply(values);
-        }
+        // SAFETY: these columns of every row are this thread's, and finished.
+        unsafe { activate_columns(out, rows, n, range.start * NR..range.end * NR, activation) };
     }
 }
 
@@ -401,7 +363,6 @@ mod avx512 {
     //! Placeholder so the panel code type-checks off x86-64; [`super::Kernel::detect`] never
     //! picks it there.
     pub const NR: usize = 48;
-    pub const MR: usize = 8;
     use super::Tile;
     pub unsafe fn tile<const ROWS: usize>(_: &Tile) {
         unreachable!("the AVX-512 kernel exists only on x86-64")
@@ -419,8 +380,6 @@ mod avx512 {
 
     /// Panel width: three 16-float vectors.
     pub const NR: usize = 48;
-    /// Rows per full tile.
-    pub const MR: usize = 8;
 
     /// Computes one tile of `ROWS` rows.
     ///

@@ -12,6 +12,7 @@ pub mod linear;
 pub mod quantized;
 mod simd;
 pub mod team;
+mod tiles;
 
 /// Inference failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -23,6 +23,7 @@
 
 use super::activation::Activation;
 use super::team::Team;
+use super::tiles::{Out, activate_columns, each_row_tile, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
 /// Inputs per weight scale.
@@ -31,10 +32,6 @@ pub const GROUP: usize = 128;
 pub const OUTLIERS: usize = 16;
 /// Output columns per packed panel: three 16-lane vectors.
 const NR: usize = 48;
-/// Rows per full tile.
-const MR: usize = 8;
-/// Below this many multiply-adds a product runs on one thread.
-const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// Whether this CPU runs the int8 kernel (AVX-512 F/BW with VNNI).
 pub fn supported() -> bool {
@@ -274,13 +271,6 @@ impl CustomOp1 for QuantizedProduct<'_> {
     }
 }
 
-/// A pointer the panel ranges of one product share across threads; each writes its own columns.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: threads given one `Out` write disjoint column ranges of the same rows.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
 /// `y = x · W + b` into the `len` floats at `y` (uninitialized is fine: all are written first).
 fn product(
     x: &Rows,
@@ -292,20 +282,13 @@ fn product(
 ) {
     let (k, n) = (layer.inputs, layer.outputs);
     assert!(x.q.len() == rows * k && len == rows * n && supported());
-    let count = n / NR;
     let out = Out(y);
-    match team {
-        Some(team) if count >= 2 && rows * k * n >= PARALLEL_MIN_MACS => {
-            let half = count / 2;
-            team.split(
-                // SAFETY: the assert bounds every tile to the buffers; the two ranges partition
-                // the panels, so the threads write disjoint columns; the CPU has VNNI.
-                || unsafe { panel_range(x, rows, layer, out, 0..half) },
-                Box::new(move || unsafe { panel_range(x, rows, layer, out, half..count) }),
-            );
-        }
-        // SAFETY: as above.
-        _ => unsafe { panel_range(x, rows, layer, out, 0..count) },
+    // SAFETY: the assert bounds every tile to the buffers; the ranges `split_panels` hands out
+    // partition the panels, so two threads write disjoint columns; the CPU has VNNI.
+    unsafe {
+        split_panels(n / NR, rows * k * n, team, |range| {
+            panel_range(x, rows, layer, out, range)
+        });
     }
 }
 
@@ -321,11 +304,12 @@ unsafe fn panel_range(
     out: Out,
     range: std::ops::Range<usize>,
 ) {
+    use vnni::tile;
     let (k, n) = (layer.inputs, layer.outputs);
     let quads = k / 4;
     for p in range.clone() {
-        // SAFETY (all pointer arithmetic below): p < n / NR and row + ROWS <= rows, so every
-        // tile lies inside its buffer.
+        // SAFETY (all pointer arithmetic below): p < n / NR and the row tiles cover rows
+        // 0..rows, so every tile lies inside its buffer.
         unsafe {
             let tile_at = |row: usize| Tile {
                 q: x.q.as_ptr().add(row * k),
@@ -341,33 +325,12 @@ unsafe fn panel_range(
                 n,
                 c: out.0.add(row * n + p * NR),
             };
-            let mut row = 0;
-            while row + MR <= rows {
-                vnni::tile::<MR>(&tile_at(row));
-                row += MR;
-            }
-            let tile = tile_at(row);
-            match rows - row {
-                0 => {}
-                1 => vnni::tile::<1>(&tile),
-                2 => vnni::tile::<2>(&tile),
-                3 => vnni::tile::<3>(&tile),
-                4 => vnni::tile::<4>(&tile),
-                5 => vnni::tile::<5>(&tile),
-                6 => vnni::tile::<6>(&tile),
-                _ => vnni::tile::<7>(&tile),
-            }
+            each_row_tile!(rows, tile_at, tile);
         }
     }
     if let Some(activation) = layer.activation {
-        let columns = range.start * NR..range.end * NR;
-        for row in 0..rows {
-            // SAFETY: these columns of this row are this thread's, and finished.
-            let values = unsafe {
-                std::slice::from_raw_parts_mut(out.0.add(row * n + columns.start), columns.len())
-            };
-            activation.apply(values);
-        }
+        // SAFETY: these columns of every row are this thread's, and finished.
+        unsafe { activate_columns(out, rows, n, range.start * NR..range.end * NR, activation) };
     }
 }
 

@@ -224,6 +224,28 @@ pub enum HealthStatus {
     NotReady,
 }
 
+/// Precision of model-server's dense layers: its `--dtype`, a ModelEndpoint's
+/// `spec.server.dtype`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// f32 throughout.
+    F32,
+    /// int8 products on AVX512-VNNI, calibrated at load.
+    Int8,
+}
+
+impl Dtype {
+    /// The value of model-server's `--dtype` / `DTYPE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Int8 => "int8",
+        }
+    }
+}
+
 fn unknown() -> String {
     "unknown".to_owned()
 }

@@ -120,27 +120,7 @@ pub struct ServerSettings {
     /// sentence-transformers) or `int8` (about 2x the throughput on CPUs with AVX512-VNNI, cosine
     /// ≥ 0.999 to f32; a pod on a CPU without VNNI exits with an error naming it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dtype: Option<Dtype>,
-}
-
-/// Precision of model-server's dense layers.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Dtype {
-    /// f32 throughout.
-    F32,
-    /// int8 products on AVX512-VNNI, calibrated at load.
-    Int8,
-}
-
-impl Dtype {
-    /// The value of model-server's `--dtype` / `DTYPE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dtype::F32 => "f32",
-            Dtype::Int8 => "int8",
-        }
-    }
+    pub dtype: Option<crate::embed::Dtype>,
 }
 
 /// The readiness probe on `/health` (503 while the model loads, 200 when ready).

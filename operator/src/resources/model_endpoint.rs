@@ -265,7 +265,7 @@ mod tests {
     fn deployment_runs_model_server_hardened_with_a_health_probe() {
         let mut ep = endpoint("mini");
         ep.spec.server.max_batch_size = Some(32);
-        ep.spec.server.dtype = Some(loadgate_api::model_endpoint::Dtype::Int8);
+        ep.spec.server.dtype = Some(loadgate_api::embed::Dtype::Int8);
         let d = deployment(&ep, "example/model-server:1");
         let pod = d.spec.template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
