@@ -21,7 +21,7 @@
 
 use super::activation::Activation;
 use super::team::Team;
-use super::tiles::{Out, activate_columns, each_row_tile, split_panels};
+use super::tiles::{Out, activate_columns, each_row_tile, input_rows, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
 /// Depth of one pass over the rows: 8 rows x 384 floats = 12 KiB of `x`, which stays in L1 while a
@@ -244,21 +244,8 @@ impl CustomOp1 for PanelProduct<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (rows, width) = layout.shape().dims2()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("packed-linear: the input must be contiguous");
-        };
-        let CpuStorage::F32(data) = storage else {
-            bail!("packed-linear: only f32 is implemented");
-        };
         let layer = self.layer;
-        if width != layer.inputs {
-            bail!(
-                "packed-linear: input has {width} columns, the layer takes {}",
-                layer.inputs
-            );
-        }
-        let x = &data[start..end];
+        let (rows, x) = input_rows(self.name(), storage, layout, layer.inputs)?;
         let len = rows * layer.outputs;
         let mut y = Vec::<f32>::with_capacity(len);
         product(x, rows, layer, self.panels, self.team, y.as_mut_ptr(), len);

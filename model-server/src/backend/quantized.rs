@@ -24,7 +24,7 @@
 
 use super::activation::Activation;
 use super::team::Team;
-use super::tiles::{Out, activate_columns, each_row_tile, split_panels};
+use super::tiles::{Out, activate_columns, each_row_tile, input_rows, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
 /// Inputs per weight scale.
@@ -247,21 +247,9 @@ impl CustomOp1 for QuantizedProduct<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (rows, width) = layout.shape().dims2()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("int8-linear: the input must be contiguous");
-        };
-        let CpuStorage::F32(data) = storage else {
-            bail!("int8-linear: only f32 input is implemented");
-        };
         let layer = self.layer;
-        if width != layer.inputs {
-            bail!(
-                "int8-linear: input has {width} columns, the layer takes {}",
-                layer.inputs
-            );
-        }
-        let quantized = quantize_rows(&data[start..end], rows, layer);
+        let (rows, x) = input_rows(self.name(), storage, layout, layer.inputs)?;
+        let quantized = quantize_rows(x, rows, layer);
         let len = rows * layer.outputs;
         let mut y = Vec::<f32>::with_capacity(len);
         product(&quantized, rows, layer, self.team, y.as_mut_ptr(), len);

@@ -7,7 +7,29 @@
 
 use super::activation::Activation;
 use super::team::Team;
+use candle_core::{CpuStorage, Layout, Result, bail};
 use std::ops::Range;
+
+/// A product's input as candle hands it to the op: `(rows, data)` of a contiguous f32 matrix
+/// `inputs` wide, or an error naming `op`.
+pub fn input_rows<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    inputs: usize,
+) -> Result<(usize, &'a [f32])> {
+    let (rows, width) = layout.shape().dims2()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: the input must be contiguous");
+    };
+    let CpuStorage::F32(data) = storage else {
+        bail!("{op}: only f32 input is implemented");
+    };
+    if width != inputs {
+        bail!("{op}: input has {width} columns, the layer takes {inputs}");
+    }
+    Ok((rows, &data[start..end]))
+}
 
 /// Below this many multiply-adds a product runs on one thread: handing half to the helper costs
 /// more than it saves.
