@@ -14,8 +14,10 @@
 
 use crate::stats::{Entry, Figures};
 use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
-use loadgate_api::load::{LoadProfile, Thresholds};
-use std::time::Instant;
+use loadgate_api::load::{LoadProfile, RequestStats, Thresholds};
+use loadgate_api::results::StepResult;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Most steps in a ramp's rise (the hold at the peak adds one).
 pub const MAX_STEPS: u32 = 16;
@@ -57,9 +59,14 @@ pub fn windows_per_step(profile: &LoadProfile) -> Option<u32> {
     Some(windows as u32)
 }
 
-/// A finished step: its user counts, how long it lasted, and its requests' figures.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A finished step: where it sits on the common clock, its user counts, how long it lasted,
+/// and its requests' figures and histogram.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {
+    /// Its first one-second window on the common clock.
+    pub first_window: u32,
+    /// Windows it spans.
+    pub windows: u32,
     /// Users at the end of the step.
     pub users: u32,
     /// Users at the start of its last window: running through all of that second.
@@ -68,30 +75,53 @@ pub struct StepRow {
     pub seconds: f64,
     /// Its requests.
     pub figures: Figures,
+    /// Its requests with their histogram, for merging with other shards' same step.
+    pub stats: RequestStats,
 }
 
 impl StepRow {
     /// The row as a curve point.
     pub fn point(&self) -> CurvePoint {
-        let f = &self.figures;
-        CurvePoint {
+        point(
+            self.users,
+            self.users_throughout,
+            self.seconds,
+            &self.figures,
+        )
+    }
+
+    /// The row as it travels in a runner's results.
+    pub fn result(&self) -> StepResult {
+        StepResult {
+            first_window: self.first_window,
+            windows: self.windows,
             users: self.users,
             users_throughout: self.users_throughout,
-            seconds: round(self.seconds, 1000.0),
-            requests: f.requests,
-            rps: round(
-                if self.seconds > 0.0 {
-                    f.requests as f64 / self.seconds
-                } else {
-                    0.0
-                },
-                100.0,
-            ),
-            p50_ms: round(f.p50_ms(), 100.0),
-            p95_ms: round(f.p95_ms(), 100.0),
-            p99_ms: round(f.p99_ms(), 100.0),
-            error_rate: round(f.error_rate(), 1e6),
+            seconds: self.seconds,
+            stats: self.stats.clone(),
         }
+    }
+}
+
+/// A curve point of a step with these users, length and figures.
+pub fn point(users: u32, users_throughout: u32, seconds: f64, f: &Figures) -> CurvePoint {
+    CurvePoint {
+        users,
+        users_throughout,
+        seconds: round(seconds, 1000.0),
+        requests: f.requests,
+        rps: round(
+            if seconds > 0.0 {
+                f.requests as f64 / seconds
+            } else {
+                0.0
+            },
+            100.0,
+        ),
+        p50_ms: round(f.p50_ms(), 100.0),
+        p95_ms: round(f.p95_ms(), 100.0),
+        p99_ms: round(f.p99_ms(), 100.0),
+        error_rate: round(f.error_rate(), 1e6),
     }
 }
 
@@ -99,72 +129,147 @@ fn round(value: f64, scale: f64) -> f64 {
     (value * scale).round() / scale
 }
 
-/// The step being measured and those finished.
+/// The step being measured and those finished. Steps are cut on the whole profile's planned
+/// users ([`LoadProfile::planned_users`]) at each window's place on the common clock, never on
+/// one runner's own count, so every shard of a profile cuts the same steps and their
+/// histograms add up step by step; the users a step reports are the ones this runner had.
 #[derive(Debug, Clone)]
 pub struct Steps {
     windows_per_step: u32,
-    /// Windows in the current step.
+    plan: LoadProfile,
+    /// Windows in the current step, and the first of them.
     windows: u32,
+    first_window: u32,
+    seconds: f64,
+    /// Planned users at the latest window, and the most planned so far.
+    planned: u32,
+    peak_planned: u32,
     /// Users the latest window ended with, and those it started with.
     users: u32,
     users_before: u32,
-    /// Most users any window has ended with.
-    peak: u32,
-    opened: Option<Instant>,
     entry: Entry,
     /// Finished steps, in order.
     pub rows: Vec<StepRow>,
 }
 
 impl Steps {
-    /// Steps of at least `windows_per_step` windows.
-    pub fn new(windows_per_step: u32) -> Self {
+    /// Steps of at least `windows_per_step` windows, cut on `plan` (the whole profile).
+    pub fn new(windows_per_step: u32, plan: LoadProfile) -> Self {
         Self {
             windows_per_step: windows_per_step.max(1),
+            plan,
             windows: 0,
+            first_window: 0,
+            seconds: 0.0,
+            planned: 0,
+            peak_planned: 0,
             users: 0,
             users_before: 0,
-            peak: 0,
-            opened: None,
             entry: Entry::new("step", ""),
             rows: Vec::new(),
         }
     }
 
-    /// Adds the window that began at `started` and ended with `users` running.
-    pub fn add_window(&mut self, users: u32, window: &Entry, started: Instant) {
-        if users == 0 || users < self.peak {
-            // Before the first user, or users stopping: no step measures these.
-            self.close(started);
+    /// Adds window `index` of the common clock, which lasted `seconds` and ended with `users`
+    /// of this runner running.
+    pub fn add_window(&mut self, index: u32, users: u32, window: &Entry, seconds: f64) {
+        // The plan just before the window's end: the last second of the run still counts, the
+        // drain after it does not.
+        let planned = self.plan.planned_users(
+            Duration::from_secs(u64::from(index) + 1).saturating_sub(Duration::from_millis(1)),
+        );
+        if planned == 0 || planned < self.peak_planned {
+            // Before the run, after it, or users stopping: no step measures these.
+            self.close();
+            self.users = users;
             return;
         }
-        self.peak = users;
-        if self.windows >= self.windows_per_step && users > self.users {
-            self.close(started);
+        self.peak_planned = planned;
+        if self.windows >= self.windows_per_step && planned > self.planned {
+            self.close();
         }
-        self.opened.get_or_insert(started);
+        if self.windows == 0 {
+            self.first_window = index;
+        }
         self.windows += 1;
+        self.seconds += seconds;
+        self.planned = planned;
         self.users_before = self.users;
         self.users = users;
         self.entry.add(window);
     }
 
-    /// Closes the current step at `now` (the end of its last window).
-    pub fn close(&mut self, now: Instant) {
-        let Some(opened) = self.opened.take() else {
+    /// Closes the current step.
+    pub fn close(&mut self) {
+        if self.windows == 0 {
             return;
-        };
+        }
         if self.entry.requests > 0 && self.users_before > 0 {
             self.rows.push(StepRow {
+                first_window: self.first_window,
+                windows: self.windows,
                 users: self.users,
                 users_throughout: self.users_before,
-                seconds: now.saturating_duration_since(opened).as_secs_f64(),
+                seconds: self.seconds,
                 figures: Figures::of(&self.entry),
+                stats: self.entry.summary(self.seconds),
             });
         }
         self.entry.reset();
         self.windows = 0;
+        self.seconds = 0.0;
     }
+}
+
+/// Steps of several runners that ran one profile side by side, merged step by step: each
+/// runner cut the same steps on the common clock ([`Steps`]), so a step's requests add up and
+/// its histograms merge into exact percentiles; its users are the runners' users added up.
+///
+/// # Errors
+/// When runners disagree on where a step is (its windows), or a step's histogram does not
+/// decode or match its counts.
+pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String> {
+    let mut by_start: BTreeMap<u32, Vec<&StepResult>> = BTreeMap::new();
+    for steps in runners {
+        for step in *steps {
+            by_start.entry(step.first_window).or_default().push(step);
+        }
+    }
+    let mut curve = Vec::with_capacity(by_start.len());
+    for (first, parts) in by_start {
+        let windows = parts[0].windows;
+        if parts.iter().any(|p| p.windows != windows) {
+            return Err(format!(
+                "runners disagree on the step at window {first}: {} windows against {windows}",
+                parts
+                    .iter()
+                    .map(|p| p.windows)
+                    .find(|&w| w != windows)
+                    .unwrap_or(0)
+            ));
+        }
+        let mut entry = Entry::new("step", "");
+        let (mut users, mut throughout, mut seconds) = (0u32, 0u32, 0f64);
+        for part in &parts {
+            let histogram = crate::merge::decode(&part.stats).map_err(|e| e.to_string())?;
+            entry
+                .add_counts(
+                    &histogram,
+                    part.stats.requests,
+                    part.stats.failures,
+                    part.stats.not_sent,
+                )
+                .map_err(|e| format!("step at window {first}: {e}"))?;
+            users = users.saturating_add(part.users);
+            throughout = throughout.saturating_add(part.users_throughout);
+            seconds = seconds.max(part.seconds);
+        }
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(format!("step at window {first} lasted {seconds} s"));
+        }
+        curve.push(point(users, throughout, seconds, &Figures::of(&entry)));
+    }
+    Ok(curve)
 }
 
 /// A broken budget: (field, measured, budget).
@@ -234,7 +339,6 @@ mod tests {
     use super::*;
     use loadgate_api::duration::Duration as SpecDuration;
     use loadgate_api::load::Stage;
-    use std::time::Duration;
 
     fn point(users: u32, requests: u64, p95_ms: f64, error_rate: f64) -> CurvePoint {
         CurvePoint {
@@ -363,33 +467,88 @@ mod tests {
         assert_eq!(windows_per_step(&staged), Some(2));
     }
 
-    #[test]
-    fn a_step_closes_once_full_and_grown_and_the_hold_and_drain_are_not_split() {
-        let mut steps = Steps::new(2);
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let window = |ms: &[u64]| {
-            let mut e = Entry::new("w", "");
-            for &m in ms {
-                e.record(m * 1000, false, false, 0);
-            }
-            e
-        };
-        steps.add_window(0, &window(&[]), at(0)); // before the first user
-        steps.add_window(2, &window(&[10, 20]), at(1));
-        steps.add_window(4, &window(&[30]), at(2));
-        steps.add_window(6, &window(&[100, 200]), at(3));
-        steps.add_window(8, &window(&[100]), at(4));
-        steps.add_window(8, &window(&[300]), at(5)); // the hold at the peak stays in the step
-        steps.add_window(8, &window(&[300]), at(6));
-        steps.add_window(5, &window(&[900]), at(7)); // users stopping: no step
-        steps.close(at(8));
-        let rows: Vec<(u32, u32, f64, u64)> = steps
+    fn window(ms: &[u64]) -> Entry {
+        let mut e = Entry::new("w", "");
+        for &m in ms {
+            e.record(m * 1000, false, false, 0);
+        }
+        e
+    }
+
+    fn rows(steps: &Steps) -> Vec<(u32, u32, u32, u32, f64, u64)> {
+        steps
             .rows
             .iter()
-            .map(|r| (r.users, r.users_throughout, r.seconds, r.figures.requests))
-            .collect();
-        assert_eq!(rows, [(4, 2, 2.0, 3), (8, 8, 4.0, 5)]);
+            .map(|r| {
+                (
+                    r.first_window,
+                    r.windows,
+                    r.users,
+                    r.users_throughout,
+                    r.seconds,
+                    r.figures.requests,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steps_are_cut_on_the_plan_and_the_hold_and_drain_are_not_split() {
+        // 8 users at +2/s for 5 s: the plan has 2, 4, 6, 8, 8 users at the windows' ends.
+        let mut steps = Steps::new(2, profile(8, 2.0, 5));
+        steps.add_window(0, 2, &window(&[10, 20]), 1.0);
+        steps.add_window(1, 4, &window(&[30]), 1.0);
+        steps.add_window(2, 6, &window(&[100, 200]), 1.0);
+        steps.add_window(3, 8, &window(&[100]), 1.0);
+        steps.add_window(4, 8, &window(&[300]), 1.0); // the hold stays in the step
+        steps.add_window(5, 5, &window(&[900]), 0.2); // the drain after the run: no step
+        steps.close();
+        assert_eq!(rows(&steps), [(0, 2, 4, 2, 2.0, 3), (2, 3, 8, 8, 3.0, 4)]);
         assert!((steps.rows[0].figures.max_ms() - 30.0).abs() < 0.1);
+        assert_eq!(steps.rows[1].stats.requests, 4);
+    }
+
+    #[test]
+    fn a_shard_that_started_late_cuts_the_same_steps_on_the_common_clock() {
+        // Its own users lag the plan, but its windows 2.. fall in the same steps as everyone's.
+        let mut late = Steps::new(2, profile(8, 2.0, 5));
+        late.add_window(2, 1, &window(&[10]), 1.0);
+        late.add_window(3, 2, &window(&[10]), 1.0);
+        late.add_window(4, 3, &window(&[10]), 1.0);
+        late.close();
+        assert_eq!(rows(&late), [(2, 3, 3, 2, 3.0, 3)]);
+    }
+
+    #[test]
+    fn shards_steps_add_up_into_exact_percentiles_and_summed_users() {
+        let plan = profile(8, 2.0, 5);
+        let shard = |users: [u32; 4], ms: [&[u64]; 4]| {
+            let mut steps = Steps::new(2, plan.clone());
+            for (i, (users, ms)) in users.into_iter().zip(ms).enumerate() {
+                steps.add_window(i as u32, users, &window(ms), 1.0);
+            }
+            steps.close();
+            steps.rows.iter().map(StepRow::result).collect::<Vec<_>>()
+        };
+        let a = shard([1, 2, 3, 4], [&[10; 30], &[20; 30], &[100; 30], &[100; 30]]);
+        let b = shard([1, 2, 3, 4], [&[30; 30], &[40; 30], &[300; 30], &[300; 30]]);
+        let curve = merge_steps(&[&a, &b]).unwrap();
+        let got: Vec<(u32, u32, u64)> = curve
+            .iter()
+            .map(|p| (p.users, p.users_throughout, p.requests))
+            .collect();
+        assert_eq!(got, [(4, 2, 120), (8, 6, 120)]);
+        // Half the second step's requests at 100 ms, half at 300: p50 100, p95 300.
+        assert!((curve[1].p50_ms - 100.0).abs() < 0.2, "{curve:?}");
+        assert!((curve[1].p95_ms - 300.0).abs() < 0.5, "{curve:?}");
+        assert!((curve[1].rps - 60.0).abs() < 1e-9);
+
+        let mut shifted = b.clone();
+        shifted[1].windows = 3;
+        let err = merge_steps(&[&a, &shifted]).unwrap_err();
+        assert!(err.contains("disagree"), "{err}");
+        let mut forged = b;
+        forged[0].stats.requests += 1;
+        assert!(merge_steps(&[&a, &forged]).is_err());
     }
 }

@@ -127,6 +127,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", env = "LOADRUNNER_TERMINATION_SUMMARY")]
     pub termination_summary: Option<PathBuf>,
 
+    /// Begin the load at this time, unix milliseconds, once the target is ready: runners side
+    /// by side start on one clock, so their once-a-second windows line up. A time already past
+    /// starts at once, and the summary's `startedAtMs` shows the lag. The operator sets it.
+    #[arg(long, value_name = "UNIX_MS")]
+    pub start_at: Option<u64>,
+
+    /// Print the full results (every histogram, a ramp's steps, the once-a-second windows) as a
+    /// frame at the end of standard output, named in the termination summary: the operator
+    /// reads it through the pod's log, past the termination message's 4 KiB.
+    #[arg(long, env = "LOADRUNNER_RESULTS_LOG")]
+    pub results_log: bool,
+
     /// Budgets.
     #[command(flatten)]
     pub thresholds: ThresholdArgs,

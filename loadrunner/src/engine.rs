@@ -37,8 +37,13 @@ pub struct Target {
 /// Everything one profile run needs.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// Users, spawn rate, duration.
+    /// Users, spawn rate, duration: this runner's share.
     pub profile: LoadProfile,
+    /// The whole profile all shards run together (the same as `profile` for a lone runner):
+    /// a ramp's steps are cut on its plan, so every shard cuts the same ones.
+    pub whole: LoadProfile,
+    /// This runner's first window on the shards' common clock (its late start, whole seconds).
+    pub first_window: u32,
     /// The task mix.
     pub scenario: Arc<Scenario>,
     /// Pause after each task.
@@ -87,7 +92,9 @@ pub async fn run(
     let running = Arc::new(AtomicU32::new(0));
     let aggregator = tokio::spawn(stats::aggregate(
         samples_rx,
-        Stats::new(&task_names).with_steps(crate::capacity::windows_per_step(&plan.profile)),
+        Stats::new(&task_names)
+            .with_steps(&plan.whole)
+            .starting_at_window(plan.first_window),
         running.clone(),
         progress,
     ));

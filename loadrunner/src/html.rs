@@ -370,6 +370,8 @@ mod tests {
             passed: true,
             interrupted: false,
             start_delay: None,
+            started_at_ms: None,
+            results: None,
             curve: vec![point(10, 100.0), point(20, 400.0), point(30, 900.0)],
             capacity: Some(Capacity {
                 max_users_within_budget: 20,

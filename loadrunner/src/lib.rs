@@ -17,6 +17,7 @@ pub mod gate;
 pub mod html;
 pub mod merge;
 pub mod report;
+pub mod results_frame;
 pub mod rng;
 pub mod scenario;
 pub mod stats;
@@ -28,12 +29,13 @@ use loadgate_api::load::{
     LoadProfile, RequestStats, RunSummary, StartDelay, Task, TaskThresholds, Thresholds,
     default_tasks,
 };
+use loadgate_api::results::RunResults;
 use scenario::Scenario;
 use std::future::Future;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How a command ended, as a process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +216,8 @@ pub fn summarize(
         total,
         interrupted: outcome.interrupted,
         start_delay,
+        started_at_ms: None,
+        results: None,
         capacity: capacity::knee(&curve, thresholds),
         curve,
     }
@@ -265,6 +269,8 @@ pub async fn run_command(
         html,
         json,
         termination_summary,
+        start_at,
+        results_log,
         thresholds,
         task_budgets,
     } = args;
@@ -290,18 +296,21 @@ pub async fn run_command(
         let waited = wait_ready(&target, &ready_path, ready_timeout.get()).await?;
         tracing::info!(target = %host, waited_ms = waited.as_millis() as u64, "target ready");
     }
-    let profile = LoadProfile {
+    let whole = LoadProfile {
         name: profile_name,
         users,
         spawn_rate,
         duration: run_time,
         arrival_rate,
         stages,
-    }
-    .shard(shard_index, shard_count);
+    };
+    let profile = whole.shard(shard_index, shard_count);
     let users = profile.users;
+    let clock = start_clock(start_at).await?;
     let plan = RunPlan {
         profile: profile.clone(),
+        whole,
+        first_window: clock.first_window,
         scenario: Arc::new(scenario),
         wait: wait_time,
         target,
@@ -315,12 +324,26 @@ pub async fn run_command(
     }
     let thresholds = Thresholds::from(thresholds);
     let mut summary = summarize(&profile, &outcome, &thresholds, &task_budgets);
+    summary.started_at_ms = Some(clock.started_at_ms);
     if shard_count > 1 {
-        // One shard's steps are not the profile's: shards' windows are not aligned in time, so
-        // their curves do not add up and no shard speaks for the endpoint's capacity.
+        // One shard's curve is not the profile's: its users are a share. Its steps travel in
+        // the results frame, where the operator adds them up with the other shards'.
         summary.curve.clear();
         summary.capacity = None;
     }
+    let frame = results_log.then(|| {
+        results_frame::encode(&RunResults {
+            summary: summary.clone(),
+            steps: outcome
+                .stats
+                .steps
+                .iter()
+                .flat_map(|s| s.rows.iter().map(capacity::StepRow::result))
+                .collect(),
+            windows: outcome.stats.windows.clone(),
+        })
+    });
+    summary.results = frame.as_ref().map(|f| f.reference);
     if let Some(prefix) = &csv {
         report::write_csvs(prefix, &outcome.stats, summary.duration_seconds)
             .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;
@@ -344,10 +367,66 @@ pub async fn run_command(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print_summary(&summary, &thresholds);
+    if let Some(frame) = &frame {
+        // Last on standard output, so the operator's `tailLines` finds it whole.
+        let mut out = std::io::stdout().lock();
+        out.write_all(frame.text.as_bytes())
+            .and_then(|()| out.flush())
+            .context("cannot print the results frame")?;
+    }
     Ok(if summary.passed {
         Verdict::Pass
     } else {
         Verdict::Fail
+    })
+}
+
+/// Where this runner's load begins on the shards' common clock.
+struct StartClock {
+    /// When it began, unix ms.
+    started_at_ms: u64,
+    /// Its first window on the common clock: whole seconds it began after `--start-at`.
+    first_window: u32,
+}
+
+/// Longest wait for `--start-at` accepted: a time further ahead is a mistake (a clock in the
+/// wrong unit), not a plan.
+const MAX_START_WAIT: Duration = Duration::from_secs(600);
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Waits for `start_at` (unix ms), if given and ahead, and says where the load begins.
+async fn start_clock(start_at: Option<u64>) -> Result<StartClock, UsageError> {
+    let Some(at) = start_at else {
+        return Ok(StartClock {
+            started_at_ms: unix_ms(),
+            first_window: 0,
+        });
+    };
+    let ahead = Duration::from_millis(at.saturating_sub(unix_ms()));
+    if ahead > MAX_START_WAIT {
+        return Err(UsageError(format!(
+            "--start-at {at} is {} s ahead, more than the {} s a runner waits (unix milliseconds?)",
+            ahead.as_secs(),
+            MAX_START_WAIT.as_secs()
+        )));
+    }
+    tokio::time::sleep(ahead).await;
+    let started_at_ms = unix_ms();
+    let late_ms = started_at_ms.saturating_sub(at);
+    if late_ms > 1000 {
+        tracing::warn!(
+            late_ms,
+            "started after --start-at: the target took long to be ready, or the pod to start"
+        );
+    }
+    Ok(StartClock {
+        started_at_ms,
+        first_window: u32::try_from((late_ms + 500) / 1000).unwrap_or(u32::MAX),
     })
 }
 

@@ -132,7 +132,7 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
     }
     let mut coarse = summary.clone();
     for task in &mut coarse.tasks {
-        task.histogram = decode(task).ok().map(|h| encode(&coarsen(&h)));
+        task.histogram = decode(task).ok().map(|h| encode(&codec::coarsen(&h)));
     }
     let coarse_json = to_json(&coarse);
     if coarse_json.len() <= limit {
@@ -155,7 +155,9 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
     // Last resort (a wide spread, e.g. fast 429s and 30 s successes): the total at 2 significant
     // digits too. A lone runner's own percentiles stay exact (merge keeps them); merged
     // percentiles of parallel runners are then within 1%.
-    coarse.total.histogram = decode(&coarse.total).ok().map(|h| encode(&coarsen(&h)));
+    coarse.total.histogram = decode(&coarse.total)
+        .ok()
+        .map(|h| encode(&codec::coarsen(&h)));
     let coarsest = to_json(&coarse);
     if coarsest.len() <= limit {
         Ok(coarsest)
@@ -166,16 +168,6 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
             coarsest.len()
         ))
     }
-}
-
-/// The same values at 2 significant digits.
-fn coarsen(histogram: &Histogram<u64>) -> Histogram<u64> {
-    let mut coarse = Histogram::new_with_bounds(1, histogram.high().max(2), 2)
-        .expect("bounds from a valid histogram are valid; this is a bug");
-    for value in histogram.iter_recorded() {
-        coarse.saturating_record_n(value.value_iterated_to(), value.count_at_value());
-    }
-    coarse
 }
 
 /// The parts' counts added up and their rates over `seconds` (the runners ran side by side);
@@ -336,13 +328,16 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         violations,
         interrupted,
         start_delay: None,
+        started_at_ms: summaries.iter().filter_map(|s| s.started_at_ms).min(),
+        results: None,
         capacity: curve_of_one(summaries).and_then(|c| capacity::knee(&c, thresholds)),
         curve: curve_of_one(summaries).unwrap_or_default(),
     })
 }
 
 /// A lone runner's curve, its points with non-finite figures left out; `None` for several
-/// runners, whose steps are not aligned in time and so do not add up.
+/// runners: their summaries carry no curve (a shard's users are a share), their steps add up
+/// in [`capacity::merge_steps`] from their results frames.
 fn curve_of_one(summaries: &[RunSummary]) -> Option<Vec<CurvePoint>> {
     let [only] = summaries else {
         return None;
@@ -378,6 +373,8 @@ mod tests {
             passed: true,
             interrupted: false,
             start_delay: None,
+            started_at_ms: None,
+            results: None,
             curve: Vec::new(),
             capacity: None,
         }

@@ -10,7 +10,8 @@
 use crate::capacity::Steps;
 use crate::client::Outcome;
 use hdrhistogram::Histogram;
-use loadgate_api::load::RequestStats;
+use loadgate_api::load::{LoadProfile, RequestStats};
+use loadgate_api::results::WindowResult;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -103,6 +104,31 @@ impl Entry {
         self.not_sent += other.not_sent;
         self.bytes += other.bytes;
         self.sum_micros += other.sum_micros;
+    }
+
+    /// Adds another runner's counts and latencies (decoded from its results), with overflow
+    /// checks: the input may be forged.
+    ///
+    /// # Errors
+    /// When a count overflows or the histogram cannot be added to this one's bounds.
+    pub fn add_counts(
+        &mut self,
+        histogram: &Histogram<u64>,
+        requests: u64,
+        failures: u64,
+        not_sent: u64,
+    ) -> Result<(), String> {
+        let add = |a: u64, b: u64, what: &str| {
+            a.checked_add(b)
+                .filter(|&sum| sum <= crate::codec::MAX_COUNT)
+                .ok_or_else(|| format!("{what} overflow"))
+        };
+        self.requests = add(self.requests, requests, "requests")?;
+        self.failures = add(self.failures, failures, "failures")?;
+        self.not_sent = add(self.not_sent, not_sent, "not-sent requests")?;
+        self.histogram
+            .add(histogram)
+            .map_err(|e| format!("histogram out of bounds: {e:?}"))
     }
 
     /// Empties it in place (keeping the histogram's allocation).
@@ -266,6 +292,11 @@ pub struct Stats {
     pub start_delay: Option<Histogram<u64>>,
     /// A closed-model ramp's steps of users ([`crate::capacity`]).
     pub steps: Option<Steps>,
+    /// Once a second, on the common clock: what a runner's results carry for merged history.
+    pub windows: Vec<WindowResult>,
+    /// The common clock's window of this runner's first one (its start's lag behind the
+    /// shards' common start, in whole seconds).
+    pub first_window: u32,
     window: Entry,
     window_started: Instant,
 }
@@ -283,14 +314,23 @@ impl Stats {
             history: Vec::new(),
             start_delay: None,
             steps: None,
+            windows: Vec::new(),
+            first_window: 0,
             window: Entry::new("Aggregated", ""),
             window_started: Instant::now(),
         }
     }
 
-    /// Also measures a ramp's steps of `windows` one-second windows, when given.
-    pub fn with_steps(mut self, windows: Option<u32>) -> Self {
-        self.steps = windows.map(Steps::new);
+    /// Also measures a ramp's steps, cut on the whole profile `plan` (every shard passes the
+    /// same one), when it has any ([`crate::capacity::windows_per_step`]).
+    pub fn with_steps(mut self, plan: &LoadProfile) -> Self {
+        self.steps = crate::capacity::windows_per_step(plan).map(|w| Steps::new(w, plan.clone()));
+        self
+    }
+
+    /// Numbers this runner's windows from `first` on the common clock.
+    pub fn starting_at_window(mut self, first: u32) -> Self {
+        self.first_window = first;
         self
     }
 
@@ -338,9 +378,23 @@ impl Stats {
             total: Figures::of(&self.total),
         });
         let now = Instant::now();
+        let index = self
+            .first_window
+            .saturating_add(u32::try_from(self.windows.len()).unwrap_or(u32::MAX));
+        let seconds = now
+            .saturating_duration_since(self.window_started)
+            .as_secs_f64();
         if let Some(steps) = &mut self.steps {
-            steps.add_window(users, &self.window, self.window_started);
+            steps.add_window(index, users, &self.window, seconds);
         }
+        self.windows.push(WindowResult {
+            window: index,
+            users,
+            requests: self.window.requests,
+            failures: self.window.failures,
+            histogram: (self.window.sent() > 0)
+                .then(|| crate::codec::encode(&crate::codec::coarsen(&self.window.histogram))),
+        });
         self.window.reset();
         self.window_started = now;
     }
@@ -348,7 +402,7 @@ impl Stats {
     /// Ends the run: closes the last step.
     pub fn finish(&mut self) {
         if let Some(steps) = &mut self.steps {
-            steps.close(self.window_started);
+            steps.close();
         }
     }
 }

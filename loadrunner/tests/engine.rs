@@ -89,15 +89,18 @@ fn get_task(name: &str, weight: u32, path: &str) -> Task {
 }
 
 fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u64) -> RunPlan {
+    let profile = LoadProfile {
+        name: "test".into(),
+        users,
+        spawn_rate,
+        duration: SpecDuration::from_secs(secs),
+        arrival_rate: None,
+        stages: Vec::new(),
+    };
     RunPlan {
-        profile: LoadProfile {
-            name: "test".into(),
-            users,
-            spawn_rate,
-            duration: SpecDuration::from_secs(secs),
-            arrival_rate: None,
-            stages: Vec::new(),
-        },
+        whole: profile.clone(),
+        first_window: 0,
+        profile,
         scenario: Arc::new(Scenario::new(tasks, 1).unwrap()),
         wait: WaitTime::default(),
         target: Target {
@@ -654,4 +657,68 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
         "{}",
         capacity.sentence(&budget)
     );
+}
+
+/// The same server of known capacity, loaded by two runners side by side that each run half of
+/// the ramp (`shard`) on one clock: their steps, added up, give the profile's curve and the
+/// same knee as one runner would (held at 4 users at most, broken at 5 or more), and every
+/// request of both is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
+    let (addr, _) = start_server().await;
+    let budget = Thresholds {
+        p95_ms: Some(100.0),
+        ..Thresholds::default()
+    };
+    let whole = plan(addr, vec![get_task("slot", 1, "/slot/40")], 8, 1.0, 9);
+    let shard = |index: u32| {
+        let mut plan = whole.clone();
+        plan.profile = whole.profile.shard(index, 2);
+        plan.seed += u64::from(index);
+        engine::run(plan, std::future::pending(), |_, _| {})
+    };
+    let (a, b) = tokio::join!(shard(0), shard(1));
+    let steps = |o: &engine::RunOutcome| {
+        o.stats
+            .steps
+            .as_ref()
+            .expect("a ramp has steps")
+            .rows
+            .iter()
+            .map(loadrunner::capacity::StepRow::result)
+            .collect::<Vec<_>>()
+    };
+    let (steps_a, steps_b) = (steps(&a), steps(&b));
+    let starts = |s: &[loadgate_api::results::StepResult]| {
+        s.iter()
+            .map(|s| (s.first_window, s.windows))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        starts(&steps_a),
+        starts(&steps_b),
+        "both cut the same steps"
+    );
+    let curve = loadrunner::capacity::merge_steps(&[&steps_a, &steps_b]).unwrap();
+    let users: Vec<u32> = curve.iter().map(|p| p.users).collect();
+    assert!(
+        users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8]),
+        "{curve:?}"
+    );
+    let in_steps: u64 = curve.iter().map(|p| p.requests).sum();
+    let sent = a.stats.total.requests + b.stats.total.requests;
+    assert!(
+        in_steps <= sent && in_steps + 16 >= sent,
+        "{in_steps} requests in steps of {sent} (only the drain's are left out)"
+    );
+    let capacity = loadrunner::capacity::knee(&curve, &budget).expect("a p95 budget");
+    assert!(
+        (1..=4).contains(&capacity.max_users_within_budget),
+        "{capacity:?} {curve:?}"
+    );
+    let broke = capacity
+        .broke_at
+        .expect("the ramp passes the server's capacity");
+    assert!((5..=7).contains(&broke.users), "{broke:?} {curve:?}");
+    assert!((110.0..200.0).contains(&broke.measured), "{broke:?}");
 }

@@ -11,7 +11,8 @@
 #
 # DIR is $LOADGATE_CLUSTER_DIR (default /tmp/loadgate-cluster). Ports are $ETCD_PORT (23790,
 # peer +10) and $APISERVER_PORT (26443), all on 127.0.0.1. There is no scheduler and no kubelet:
-# test/kubelet (process-kubelet) binds pods and runs them as local processes.
+# test/kubelet (process-kubelet) binds pods and runs them as local processes, and serves their
+# logs on 127.0.0.1:10250 with $DIR/pki/kubelet.{crt,key} (clients: certificates of $DIR/pki/ca.crt).
 # Needs: go (1.25+), openssl, kubectl, curl.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,6 +67,18 @@ certs() {
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
   openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
     -CAcreateserial -days 2 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  # The process kubelet's log endpoint (its serving certificate) and the apiserver's client
+  # certificate for it: pods/log is proxied over HTTPS, verified both ways as on a real node.
+  openssl req -newkey rsa:2048 -nodes -subj /CN=process-kubelet \
+    -keyout "$pki/kubelet.key" -out "$pki/kubelet.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:process-kubelet\n' >"$pki/kubelet.ext"
+  openssl x509 -req -in "$pki/kubelet.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 2 -extfile "$pki/kubelet.ext" -out "$pki/kubelet.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$pki/apiserver-kubelet-client.key" -out "$pki/apiserver-kubelet-client.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$pki/client.ext"
+  openssl x509 -req -in "$pki/apiserver-kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 2 -extfile "$pki/client.ext" -out "$pki/apiserver-kubelet-client.crt" 2>/dev/null
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
   # token,user,uid,"groups": the harness' cluster-admin.
@@ -143,6 +156,9 @@ start() {
     --service-account-issuer https://kubernetes.default.svc \
     --service-cluster-ip-range 10.96.0.0/16 \
     --kubelet-preferred-address-types InternalIP \
+    --kubelet-certificate-authority "$dir/pki/ca.crt" \
+    --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key" \
     --enable-priority-and-fairness=false --profiling=false \
     --endpoint-reconciler-type none \
     --cert-dir "$dir/pki/generated"

@@ -121,7 +121,10 @@ kubectl version | sed "s/^/  /" || true
 step "starting process-kubelet"
 "$bins/process-kubelet" --state-dir "$work/kubelet" \
   --image "model-server=$bins/model-server" --image "loadrunner=$bins/loadrunner" \
-  --path "/models=$repo/models" >"$work/kubelet.log" 2>&1 &
+  --path "/models=$repo/models" \
+  --tls-cert-file "$LOADGATE_CLUSTER_DIR/pki/kubelet.crt" \
+  --tls-private-key-file "$LOADGATE_CLUSTER_DIR/pki/kubelet.key" \
+  --client-ca-file "$LOADGATE_CLUSTER_DIR/pki/ca.crt" >"$work/kubelet.log" 2>&1 &
 kubelet_pid=$!
 kubectl wait --for=condition=Ready node/process-kubelet --timeout=60s
 
@@ -203,6 +206,30 @@ json_check lt/quickstart "len(o['status']['profiles'][0]['curve']) >= 3 and o['s
 echo "quickstart: verdict $verdict; $(condition lt/quickstart Passed message)"
 runs=$(kubectl get jobs -l loadgate.dev/loadtest=quickstart -o name | wc -l)
 ((runs == 3)) || fail "quickstart made $runs runner Jobs across the restart; want one per profile (3)"
+
+# --- 3c. shards ---------------------------------------------------------------------------------
+step "3c. a ramp split over 2 runner pods: one start, full results through pods/log, steps added up"
+kubectl apply -f - <<'EOF'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: sharded}
+spec:
+  target: {endpointRef: {name: minilm}}
+  parallelism: 2
+  profiles: [{name: ramp, users: 6, spawnRate: 1, duration: 10s}]
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.05}
+EOF
+kubectl wait --for=condition=Complete lt/sharded --timeout=5m
+kubectl get lt/sharded
+json_check lt/sharded "o['status']['profiles'][0]['phase'] == 'Passed'" "the sharded ramp did not pass"
+json_check lt/sharded "0 <= o['status']['profiles'][0]['startSkewMs'] < 3000" \
+  "the shards did not start together (startSkewMs)"
+json_check lt/sharded "len(o['status']['profiles'][0]['curve']) >= 3 and o['status']['profiles'][0]['curve'][-1]['users'] == 6 and o['status']['profiles'][0]['capacity']['maxUsersWithinBudget'] >= 4" \
+  "the shards' steps were not added up into one curve reaching 6 users"
+sharded_job=$(kubectl get lt/sharded -o 'jsonpath={.status.profiles[0].job}')
+kubectl logs "job/$sharded_job" -c loadrunner --tail=1 | grep -qx "loadgate-results end" ||
+  fail "kubectl logs does not show the runner's results frame (the process kubelet's log endpoint)"
+echo "sharded: skew $(kubectl get lt/sharded -o 'jsonpath={.status.profiles[0].startSkewMs}') ms; $(condition lt/sharded Passed message)"
 
 # --- 4. budgets --------------------------------------------------------------------------------
 step "4. a reachable budget passes; an impossible one fails naming value and budget"

@@ -83,6 +83,20 @@ impl LoadProfile {
         }
     }
 
+    /// Closed model: users the plan has running `elapsed` into the profile (the engine starts
+    /// user `n` at `n / spawnRate`, or follows the stages), and 0 from the end of the run on.
+    /// Every shard reads the same plan from the whole profile, so steps cut on it line up.
+    pub fn planned_users(&self, elapsed: std::time::Duration) -> u32 {
+        if elapsed >= self.run_time() {
+            return 0;
+        }
+        if !self.stages.is_empty() {
+            return self.staged_users(elapsed);
+        }
+        let started = (elapsed.as_secs_f64() * self.spawn_rate).floor() + 1.0;
+        started.min(f64::from(self.users)) as u32
+    }
+
     /// Users that should be running `elapsed` into the profile, following the stages.
     pub fn staged_users(&self, elapsed: std::time::Duration) -> u32 {
         let mut from = 0u32;
@@ -383,6 +397,12 @@ pub struct RunSummary {
     /// A ramp's capacity, read from `curve` against the latency and error budgets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<crate::capacity::Capacity>,
+    /// When this runner began its load, unix ms (shards compare theirs to find the skew).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// The full results this runner printed last in its log ([`crate::results`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<crate::results::ResultsRef>,
 }
 
 /// How late open-model requests started against their schedule.

@@ -322,14 +322,19 @@ pub struct ProfileStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
     /// A ramp (users growing at `spawnRate`, or rising `stages`): the highest step of users
-    /// inside the p95, p99 and error budgets, and where one broke. Read from `curve`; measured
-    /// for profiles run by one runner pod (`parallelism: 1`).
+    /// inside the p95, p99 and error budgets, and where one broke. Read from `curve`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
-    /// A ramp's load curve: one point per step of users (at most 24), from this run.
+    /// A ramp's load curve: one point per step of users (at most 24), from this run; with
+    /// several runner pods, their steps added up on their common clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 24))]
     pub curve: Vec<CurvePoint>,
+    /// Several runner pods (`parallelism` > 1): how far apart their loads began, ms. They are
+    /// given one start time a few seconds after their Job is created; a pod that started late
+    /// shows here, and its windows still add up with the others' on the common clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_skew_ms: Option<i64>,
     /// Why it has no numbers, when it errored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

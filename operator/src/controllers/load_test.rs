@@ -10,6 +10,7 @@ use crate::metrics::TestLabels;
 use crate::resources::FIELD_MANAGER;
 use crate::resources::load_test::{
     APP, JOB_NAME_LABEL, LOADTEST_LABEL, RunnerJob, foreign_job, job, job_name, requested_run,
+    start_at,
 };
 use crate::status::load_test::{
     EndpointState, JobState, Plan, Step, advance, cleanup_in, is_current_run, now, refuse,
@@ -19,7 +20,7 @@ use crate::status::runner_results;
 use crate::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use loadgate_api::conditions::{Time, find, is_true, reasons, types};
@@ -255,12 +256,51 @@ async fn observe_job(
         return Ok(JobState::Running);
     }
     let parallelism = usize::try_from(test.spec.parallelism.max(1)).unwrap_or(1);
-    Ok(
-        match runner_results::collect(&job, &job_pods().await?, parallelism, APP) {
-            Ok(summaries) => JobState::Succeeded(summaries),
-            Err(why) => JobState::BadResults(why),
-        },
-    )
+    let collected = match runner_results::collect(&job, &job_pods().await?, parallelism, APP) {
+        Ok(collected) => collected,
+        Err(why) => return Ok(JobState::BadResults(why)),
+    };
+    let mut runners = Vec::with_capacity(collected.len());
+    for (pod, summary) in collected {
+        let log = match summary.results {
+            Some(reference) => read_frame_lines(&pods, &pod, &reference).await,
+            None => None,
+        };
+        match runner_results::with_frame(&pod, summary, log.as_deref()) {
+            Ok(runner) => runners.push(runner),
+            Err(why) => return Ok(JobState::BadResults(why)),
+        }
+    }
+    Ok(JobState::Succeeded(runners))
+}
+
+/// The end of a runner pod's log where its results frame is: just the frame's lines and bytes
+/// (named by its summary), with a little room for output after it. `None` when the log cannot
+/// be read (the pod's log is gone, or `pods/log` is not allowed); the termination message is
+/// then all there is.
+async fn read_frame_lines(
+    pods: &Api<Pod>,
+    pod: &str,
+    reference: &loadgate_api::results::ResultsRef,
+) -> Option<String> {
+    use loadrunner::results_frame::{MAX_FRAME_BYTES, lines, text_len};
+    if reference.bytes > MAX_FRAME_BYTES {
+        // Refused by the frame check with its reason; nothing to ask the apiserver for.
+        return Some(String::new());
+    }
+    let params = LogParams {
+        container: Some(APP.to_owned()),
+        tail_lines: Some(i64::try_from(lines(reference) + 16).unwrap_or(i64::MAX)),
+        limit_bytes: Some(i64::try_from(text_len(reference) + (64 << 10)).unwrap_or(i64::MAX)),
+        ..LogParams::default()
+    };
+    match pods.logs(pod, &params).await {
+        Ok(log) => Some(log),
+        Err(e) => {
+            tracing::warn!(pod, error = %e, "cannot read the runner's log; using its termination message");
+            None
+        }
+    }
 }
 
 /// Why a runner pod failed: eviction, or the runner's exit code and last words.
@@ -316,6 +356,7 @@ async fn act(
                     run,
                     target_url,
                     default_image: &ctx.settings.loadrunner_image,
+                    start_at_ms: start_at(test.spec.parallelism, std::time::SystemTime::now()),
                 },
             );
             let name = desired.name_any();

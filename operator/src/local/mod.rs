@@ -14,7 +14,9 @@ pub mod manifest;
 pub mod server;
 
 use crate::resources::load_test::{requested_run, runner_args};
-use crate::status::load_test::{EndpointState, JobState, Step, advance, now, start_run};
+use crate::status::load_test::{
+    EndpointState, JobState, RunnerResults, Step, advance, now, start_run,
+};
 use clap::Args;
 use kube::ResourceExt;
 use loadgate_api::load::RunSummary;
@@ -305,7 +307,7 @@ async fn run_profile(
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<RunSummary>(&t).map_err(|e| e.to_string()))
         {
-            Ok(summary) => JobState::Succeeded(vec![summary]),
+            Ok(summary) => JobState::Succeeded(vec![RunnerResults::summary_only(summary)]),
             Err(e) => JobState::Failed(format!("no summary at {}: {e}", json.display())),
         },
         Err(e) => JobState::Failed(format!("{e:#}")),

@@ -108,6 +108,23 @@ pub struct RunnerJob<'a> {
     pub target_url: &'a str,
     /// Image when the spec names none.
     pub default_image: &'a str,
+    /// Several runner pods: when they all begin their load, unix ms ([`start_at`]).
+    pub start_at_ms: Option<u64>,
+}
+
+/// How long after its Job is created the runner pods of a sharded profile begin their load
+/// together: time for the pods to be scheduled and started, and the target's readiness checked.
+/// A pod not running by then begins at once; the status's `startSkewMs` shows it.
+pub const SHARD_START_LEAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The common start of a profile's runner pods created now: `SHARD_START_LEAD` ahead, for
+/// `parallelism` > 1 (a lone runner needs no common clock and starts as soon as it is ready).
+pub fn start_at(parallelism: i32, now: std::time::SystemTime) -> Option<u64> {
+    (parallelism > 1).then(|| {
+        let at = now + SHARD_START_LEAD;
+        at.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    })
 }
 
 /// Runner arguments for one profile (without `--shard`, which comes from the pod's index).
@@ -170,6 +187,11 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
     ]));
     let mut args = runner_args(test, runner.profile, runner.target_url);
     // $(SHARD_INDEX) is expanded by the kubelet from the env below.
+    // The full results, past the message's 4 KiB: read back through the pod's log.
+    args.push("--results-log".to_owned());
+    if let Some(at) = runner.start_at_ms {
+        args.extend(["--start-at".to_owned(), at.to_string()]);
+    }
     args.extend([
         "--shard".to_owned(),
         format!("$(SHARD_INDEX)/{parallelism}"),
@@ -203,8 +225,10 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
         ..Container::default()
     };
     // The Job may run its profile, the runner's readiness wait and a margin, then it is stopped.
-    let deadline =
-        runner.profile.load_profile().run_time().as_secs() + RUNNER_READY_TIMEOUT_SECS + 120;
+    let deadline = runner.profile.load_profile().run_time().as_secs()
+        + RUNNER_READY_TIMEOUT_SECS
+        + SHARD_START_LEAD.as_secs()
+        + 120;
     Job {
         metadata: ObjectMeta {
             name: Some(job_name(test, &runner.profile.name, runner.run)),
@@ -252,6 +276,13 @@ mod tests {
     use clap::Parser;
 
     #[test]
+    fn only_shards_get_a_common_start_ahead_of_their_job() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        assert_eq!(start_at(1, now), None);
+        assert_eq!(start_at(4, now), Some(1_000_000 + 10_000));
+    }
+
+    #[test]
     fn job_runs_each_shard_with_its_termination_summary() {
         let mut lt = load_test("gate");
         lt.spec.parallelism = 3;
@@ -263,6 +294,7 @@ mod tests {
                 run: "initial",
                 target_url: "http://mini.ml.svc:8080",
                 default_image: "lr:1",
+                start_at_ms: Some(1_700_000_000_000),
             },
         );
         let spec = job.spec.as_ref().unwrap();
@@ -277,6 +309,23 @@ mod tests {
         assert!(
             args.windows(2)
                 .any(|w| w == ["--termination-summary", "/dev/termination-log"])
+        );
+        // The shards begin on one clock and print their full results for pods/log.
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--start-at", "1700000000000"])
+        );
+        assert!(args.iter().any(|a| a == "--results-log"));
+        // The real runner takes these arguments.
+        let mut argv = vec!["loadrunner".to_owned()];
+        argv.extend(args.iter().map(|a| a.replace("$(SHARD_INDEX)", "2")));
+        let cli = loadrunner::config::Cli::try_parse_from(&argv).unwrap();
+        let loadrunner::config::Command::Run(run) = cli.command else {
+            panic!("not a run command")
+        };
+        assert_eq!(
+            (run.start_at, run.results_log, run.shard),
+            (Some(1_700_000_000_000), true, Some((2, 3)))
         );
         assert_eq!(
             job.metadata.name.as_deref(),
@@ -324,6 +373,7 @@ mod tests {
             run: "initial",
             target_url: "http://mini.ml.svc:8080",
             default_image: "lr:1",
+            start_at_ms: None,
         };
         let old = job(&lt, &runner);
         assert_eq!(foreign_job(&lt, "initial", &old), None);

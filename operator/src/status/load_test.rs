@@ -17,6 +17,7 @@ use loadgate_api::load_test::{
     LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileSpec, ProfileStatus, ResultFigures,
     RunRecord, TestCapacity, Verdict,
 };
+use loadgate_api::results::StepResult;
 use std::time::Duration;
 
 /// What the operator saw of the target.
@@ -41,8 +42,8 @@ pub enum JobState {
     Missing,
     /// Pods still running.
     Running,
-    /// Complete: the summary of each completion index, from the Job's own pods.
-    Succeeded(Vec<RunSummary>),
+    /// Complete: the results of each completion index, from the Job's own pods.
+    Succeeded(Vec<RunnerResults>),
     /// Complete, but its results cannot be trusted (a foreign or duplicate pod, a garbled,
     /// oversized or hostile summary): the message names the pod.
     BadResults(String),
@@ -51,6 +52,26 @@ pub enum JobState {
     Foreign(String),
     /// Failed (a pod failed or was evicted, or the deadline passed).
     Failed(String),
+}
+
+/// What one runner pod left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerResults {
+    /// Its summary: from its results frame when that was read, else its termination message.
+    pub summary: RunSummary,
+    /// A ramp's steps on the shards' common clock, from its results frame; `None` when only the
+    /// termination message was read (the pod's log gone, or a runner without `--results-log`).
+    pub steps: Option<Vec<StepResult>>,
+}
+
+impl RunnerResults {
+    /// What a termination message alone gives.
+    pub fn summary_only(summary: RunSummary) -> Self {
+        Self {
+            summary,
+            steps: None,
+        }
+    }
 }
 
 /// What to do besides writing the status.
@@ -142,6 +163,7 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
                 violations: Vec::new(),
                 capacity: None,
                 curve: Vec::new(),
+                start_skew_ms: None,
                 message: None,
                 start_time: None,
                 completion_time: None,
@@ -393,6 +415,7 @@ pub fn advance(
                     violations,
                     curve,
                     capacity,
+                    start_skew_ms,
                 }) => {
                     profile.phase = if violations.is_empty() {
                         ProfilePhase::Passed
@@ -418,6 +441,7 @@ pub fn advance(
                     profile.violations = violations;
                     profile.curve = curve;
                     profile.capacity = capacity;
+                    profile.start_skew_ms = start_skew_ms;
                 }
                 Err(message) => {
                     error_reason = reasons::BAD_RESULTS;
@@ -533,32 +557,37 @@ pub struct ProfileResult {
     pub figures: ResultFigures,
     /// Budgets broken.
     pub violations: Vec<Violation>,
-    /// A ramp's curve (a lone runner's).
+    /// A ramp's curve: the runners' steps added up, or a lone runner's own curve.
     pub curve: Vec<CurvePoint>,
     /// A ramp's capacity, judged here on `curve` against the profile's budgets.
     pub capacity: Option<Capacity>,
+    /// Several runners: how far apart their loads began, ms.
+    pub start_skew_ms: Option<i64>,
 }
 
-/// One profile's figures and broken budgets from its runners' summaries: histograms merged into
-/// exact percentiles, then the profile's budgets and the per-task budgets checked; a lone
-/// runner's ramp curve judged for its capacity (the runner's own reading is not trusted).
+/// One profile's figures and broken budgets from its runners' results: histograms merged into
+/// exact percentiles, then the profile's budgets and the per-task budgets checked; a ramp's
+/// curve made here from the runners' steps (added up step by step on their common clock) or,
+/// with only termination messages, from a lone runner's own curve, and its capacity judged here
+/// (a runner's own reading is not trusted).
 ///
 /// # Errors
-/// A message when not exactly `expected` summaries came (one per runner pod), or they do not
+/// A message when not exactly `expected` results came (one per runner pod), or they do not
 /// merge.
 pub fn profile_result(
-    summaries: &[RunSummary],
+    runners: &[RunnerResults],
     expected: usize,
     thresholds: &Thresholds,
     task_thresholds: &[loadgate_api::load::TaskThresholds],
 ) -> Result<ProfileResult, String> {
-    if summaries.len() != expected {
+    if runners.len() != expected {
         return Err(format!(
             "{} summaries for {expected} runner pods: exactly one per pod counts",
-            summaries.len()
+            runners.len()
         ));
     }
-    let merged = loadrunner::merge::merge(summaries, thresholds).map_err(|e| e.to_string())?;
+    let summaries: Vec<RunSummary> = runners.iter().map(|r| r.summary.clone()).collect();
+    let merged = loadrunner::merge::merge(&summaries, thresholds).map_err(|e| e.to_string())?;
     let mut violations = merged.violations.clone();
     violations.extend(loadrunner::gate::evaluate_tasks(
         &merged.tasks,
@@ -580,14 +609,31 @@ pub fn profile_result(
     if merged.interrupted {
         return Err("a runner was interrupted before the profile ended".to_owned());
     }
-    let mut curve = merged.curve;
+    let steps: Option<Vec<&[StepResult]>> = runners.iter().map(|r| r.steps.as_deref()).collect();
+    let mut curve = match steps {
+        Some(steps) => loadrunner::capacity::merge_steps(&steps)?,
+        None => merged.curve,
+    };
     curve.truncate(loadrunner::capacity::MAX_CURVE_POINTS);
     Ok(ProfileResult {
         figures,
         violations,
         capacity: loadrunner::capacity::knee(&curve, thresholds),
         curve,
+        start_skew_ms: start_skew_ms(&summaries),
     })
+}
+
+/// How far apart several runners' loads began, ms (`None` for one runner, or when a summary does
+/// not say when it began).
+fn start_skew_ms(summaries: &[RunSummary]) -> Option<i64> {
+    if summaries.len() < 2 {
+        return None;
+    }
+    let starts: Option<Vec<u64>> = summaries.iter().map(|s| s.started_at_ms).collect();
+    let starts = starts?;
+    let (first, last) = (starts.iter().min()?, starts.iter().max()?);
+    i64::try_from(last - first).ok()
 }
 
 /// The capacity that binds over the test: the ramp with the lowest rate inside its budgets.
@@ -812,6 +858,8 @@ mod tests {
             passed: true,
             interrupted: false,
             start_delay: None,
+            started_at_ms: None,
+            results: None,
             curve: Vec::new(),
             capacity: None,
         }
@@ -859,7 +907,7 @@ mod tests {
                 test,
                 &plan.status,
                 &ready(),
-                &JobState::Succeeded(vec![runner_summary]),
+                &JobState::Succeeded(vec![RunnerResults::summary_only(runner_summary)]),
                 &at(t + 30),
             );
         }
@@ -930,6 +978,52 @@ mod tests {
             "{:?}",
             plan.events
         );
+    }
+
+    #[test]
+    fn sharded_runners_steps_add_up_into_the_curve_and_their_start_skew_is_kept() {
+        let step = |first: u32, users: u32, ms: u64| StepResult {
+            first_window: first,
+            windows: 2,
+            users,
+            users_throughout: users - 1,
+            seconds: 2.0,
+            stats: stats(50, 0, ms),
+        };
+        let runner = |started: u64, slow: u64| RunnerResults {
+            summary: RunSummary {
+                started_at_ms: Some(started),
+                ..summary("ramp-up", 100, 0)
+            },
+            steps: Some(vec![
+                step(0, 2, 100),
+                step(2, 4, 200 + slow),
+                step(4, 6, 900),
+            ]),
+        };
+        let budget = Thresholds {
+            p95_ms: Some(500.0),
+            ..Thresholds::default()
+        };
+        let result =
+            profile_result(&[runner(1_000, 0), runner(1_250, 50)], 2, &budget, &[]).unwrap();
+        let users: Vec<(u32, u64)> = result.curve.iter().map(|p| (p.users, p.requests)).collect();
+        assert_eq!(users, [(4, 100), (8, 100), (12, 100)]);
+        // Half of the second step at 200 ms, half at 250: the merged p95 is the slower half's.
+        assert!(
+            (result.curve[1].p95_ms - 250.0).abs() < 0.5,
+            "{:?}",
+            result.curve
+        );
+        let capacity = result.capacity.unwrap();
+        assert_eq!(capacity.max_users_within_budget, 6);
+        assert_eq!(capacity.broke_at.unwrap().users, 12);
+        assert_eq!(result.start_skew_ms, Some(250));
+        // A runner whose frame was not read: nothing is added up, and nothing is claimed.
+        let mut gone = runner(1_250, 0);
+        gone.steps = None;
+        let result = profile_result(&[runner(1_000, 0), gone], 2, &budget, &[]).unwrap();
+        assert!(result.curve.is_empty() && result.capacity.is_none());
     }
 
     #[test]
@@ -1076,7 +1170,9 @@ mod tests {
             &test,
             &plan.status,
             &ready(),
-            &JobState::Succeeded(vec![summary("ramp-up", 100, 0)]),
+            &JobState::Succeeded(vec![RunnerResults::summary_only(summary(
+                "ramp-up", 100, 0,
+            ))]),
             &at(9),
         );
         assert_eq!(plan.status.phase, Some(LoadPhase::Error));
@@ -1114,7 +1210,9 @@ mod tests {
             &test,
             &st,
             &ready(),
-            &JobState::Succeeded(vec![summary("ramp-up", 100, 0)]),
+            &JobState::Succeeded(vec![RunnerResults::summary_only(summary(
+                "ramp-up", 100, 0,
+            ))]),
             &at(40),
         );
         assert_eq!(plan.status.profiles[0].phase, ProfilePhase::Passed);

@@ -7,11 +7,17 @@
 //! Sizes are checked before anything is parsed: a termination message is at most 4 KiB on a
 //! real kubelet, and a summary's histograms are decoded by [`loadrunner::merge`], which bounds
 //! them before it allocates.
+//!
+//! A summary may name a results frame in the pod's log ([`loadrunner::results_frame`]): the
+//! full results, past the message's 4 KiB. [`with_frame`] takes it when it checks out against
+//! the message, falls back to the message when the log or the frame is gone or cut, and refuses
+//! a frame that checks out but contradicts the message (one of the two is forged).
 
+use crate::status::load_test::RunnerResults;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::ResourceExt;
-use loadgate_api::load::RunSummary;
+use loadgate_api::load::{RequestStats, RunSummary};
 
 /// Annotation (and label) the Job controller puts on each pod of an Indexed Job.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -57,16 +63,78 @@ pub fn pod_summary(pod: &Pod, container: &str) -> Result<RunSummary, String> {
     }
     let summary: RunSummary = serde_json::from_str(message)
         .map_err(|e| format!("pod {pod_name}: termination message is not a run summary: {e}"))?;
-    // Decode every histogram now (bounded), so a hostile one is named with its pod.
-    for stats in std::iter::once(&summary.total).chain(&summary.tasks) {
-        if stats.histogram.is_some() {
-            loadrunner::merge::decode(stats).map_err(|e| format!("pod {pod_name}: {e}"))?;
-        }
-    }
+    check_histograms(
+        &pod_name,
+        std::iter::once(&summary.total).chain(&summary.tasks),
+    )?;
     Ok(summary)
 }
 
-/// The summaries of a Complete Job's pods, one per completion index in index order.
+/// Decodes every histogram now (bounded), so a hostile one is named with its pod.
+fn check_histograms<'a>(
+    pod: &str,
+    stats: impl IntoIterator<Item = &'a RequestStats>,
+) -> Result<(), String> {
+    for stats in stats {
+        if stats.histogram.is_some() {
+            loadrunner::merge::decode(stats).map_err(|e| format!("pod {pod}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A runner pod's results: its termination `summary`, or the results frame its `log` holds
+/// when the summary names one and it checks out (size and CRC-32). A log that is missing, cut
+/// or holds another frame leaves the summary alone (logged: the profile then has no steps to
+/// add up).
+///
+/// # Errors
+/// A frame that checks out but disagrees with the summary (profile, counts, start,
+/// interruption), or whose histograms do not decode: a message naming the pod.
+pub fn with_frame(
+    pod: &str,
+    summary: RunSummary,
+    log: Option<&str>,
+) -> Result<RunnerResults, String> {
+    let (Some(reference), Some(log)) = (summary.results, log) else {
+        return Ok(RunnerResults::summary_only(summary));
+    };
+    let mut results = match loadrunner::results_frame::decode(log, &reference) {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::warn!(pod, error = %e, "results frame not usable; using the termination message");
+            return Ok(RunnerResults::summary_only(summary));
+        }
+    };
+    let (full, message) = (&results.summary, &summary);
+    let same = full.profile == message.profile
+        && full.total.requests == message.total.requests
+        && full.total.failures == message.total.failures
+        && full.total.not_sent == message.total.not_sent
+        && full.started_at_ms == message.started_at_ms
+        && full.interrupted == message.interrupted;
+    if !same {
+        return Err(format!(
+            "pod {pod}: its results frame ({} requests of profile {:?}) disagrees with its \
+             termination message ({} requests of profile {:?})",
+            full.total.requests, full.profile, message.total.requests, message.profile
+        ));
+    }
+    check_histograms(
+        pod,
+        std::iter::once(&full.total)
+            .chain(&full.tasks)
+            .chain(results.steps.iter().map(|s| &s.stats)),
+    )?;
+    results.summary.results = Some(reference);
+    Ok(RunnerResults {
+        summary: results.summary,
+        steps: Some(results.steps),
+    })
+}
+
+/// The summaries of a Complete Job's pods with the pods' names, one per completion index in
+/// index order.
 ///
 /// # Errors
 /// A message naming the pod or index: a pod without a valid index, two pods of one index, an
@@ -78,7 +146,7 @@ pub fn collect(
     pods: &[Pod],
     parallelism: usize,
     container: &str,
-) -> Result<Vec<RunSummary>, String> {
+) -> Result<Vec<(String, RunSummary)>, String> {
     let job_name = job.name_any();
     let mut by_index: Vec<Option<&Pod>> = vec![None; parallelism];
     let mut foreign = Vec::new();
@@ -120,7 +188,7 @@ pub fn collect(
             }
             return Err(message);
         };
-        summaries.push(pod_summary(pod, container)?);
+        summaries.push((pod.name_any(), pod_summary(pod, container)?));
     }
     Ok(summaries)
 }
@@ -174,6 +242,78 @@ mod tests {
     }
 
     #[test]
+    fn a_results_frame_replaces_the_message_and_a_contradicting_one_is_refused() {
+        use loadgate_api::results::{RunResults, StepResult};
+        use loadrunner::results_frame::encode;
+        let message: RunSummary = serde_json::from_str(&summary(5)).unwrap();
+        let results = RunResults {
+            summary: message.clone(),
+            steps: vec![StepResult {
+                first_window: 0,
+                windows: 2,
+                users: 2,
+                users_throughout: 1,
+                seconds: 2.0,
+                stats: message.total.clone(),
+            }],
+            windows: vec![],
+        };
+        let frame = encode(&results);
+        let named = RunSummary {
+            results: Some(frame.reference),
+            ..message.clone()
+        };
+        let log = format!("starting load\n{}", frame.text);
+        let got = with_frame("r-0", named.clone(), Some(&log)).unwrap();
+        assert_eq!(got.steps.as_ref().map(Vec::len), Some(1));
+        assert_eq!(got.summary.results, Some(frame.reference));
+        // No log, or one cut short: the termination message alone, and no steps.
+        assert!(
+            with_frame("r-0", named.clone(), None)
+                .unwrap()
+                .steps
+                .is_none()
+        );
+        let cut = &log[..log.len() / 2];
+        assert!(
+            with_frame("r-0", named.clone(), Some(cut))
+                .unwrap()
+                .steps
+                .is_none()
+        );
+        // A summary naming no frame ignores the log.
+        assert!(
+            with_frame("r-0", message.clone(), Some(&log))
+                .unwrap()
+                .steps
+                .is_none()
+        );
+        // A frame that checks out but tells another story than the message: refused.
+        let mut other = results.clone();
+        other.summary.total.requests = 6;
+        let forged = encode(&other);
+        let named = RunSummary {
+            results: Some(forged.reference),
+            ..message.clone()
+        };
+        let err = with_frame("r-0", named, Some(&forged.text)).unwrap_err();
+        assert!(
+            err.contains("pod r-0") && err.contains("disagrees"),
+            "{err}"
+        );
+        // And one whose step histogram is garbage.
+        let mut garbage = results;
+        garbage.steps[0].stats.histogram = Some("AAAA".into());
+        let bad = encode(&garbage);
+        let named = RunSummary {
+            results: Some(bad.reference),
+            ..message
+        };
+        let err = with_frame("r-0", named, Some(&bad.text)).unwrap_err();
+        assert!(err.contains("pod r-0"), "{err}");
+    }
+
+    #[test]
     fn one_summary_per_index_in_index_order() {
         let pods = [
             pod("r-1", "job-uid", Some("1"), &summary(7)),
@@ -181,8 +321,10 @@ mod tests {
         ];
         let got = collect(&job(), &pods, 2, C).unwrap();
         assert_eq!(
-            got.iter().map(|s| s.total.requests).collect::<Vec<_>>(),
-            [5, 7]
+            got.iter()
+                .map(|(pod, s)| (pod.as_str(), s.total.requests))
+                .collect::<Vec<_>>(),
+            [("r-0", 5), ("r-1", 7)]
         );
     }
 
@@ -195,7 +337,7 @@ mod tests {
         ];
         let got = collect(&job(), &pods, 1, C).unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].total.requests, 107);
+        assert_eq!(got[0].1.total.requests, 107);
         let only_forged = [pod("forged", "someone-else", Some("0"), &summary(108))];
         let err = collect(&job(), &only_forged, 1, C).unwrap_err();
         assert!(err.contains("index 0") && err.contains("forged"), "{err}");

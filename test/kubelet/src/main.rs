@@ -1,8 +1,10 @@
 //! `process-kubelet`: a kubelet for loadgate's test cluster. It registers a Node, binds the
 //! unscheduled pods to it and runs their containers as local processes of the workspace's own
 //! binaries, each pod on its own loopback address, with readiness probes, exit codes and
-//! termination messages reported as a kubelet would. See test/cluster/README.md.
+//! termination messages reported as a kubelet would, and serves their logs to the apiserver
+//! (`pods/log`). See test/cluster/README.md.
 
+mod logs;
 mod node;
 mod plan;
 mod probe;
@@ -36,6 +38,19 @@ struct Args {
     /// Pods get 127.0.0.N from this N upwards.
     #[arg(long, default_value_t = 10)]
     first_ip: u8,
+    /// Port of the log endpoint on 127.0.0.1 (the Node's kubelet endpoint; the apiserver
+    /// proxies `pods/log` to it). Served when the three TLS files are given.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// The log endpoint's serving certificate (PEM).
+    #[arg(long, requires_all = ["tls_private_key_file", "client_ca_file"])]
+    tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long)]
+    tls_private_key_file: Option<PathBuf>,
+    /// CA of the clients it serves (the apiserver's `--kubelet-client-certificate`).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
 }
 
 fn pair(value: &str) -> Result<(String, PathBuf), String> {
@@ -59,7 +74,35 @@ async fn main() -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no kubeconfig (set KUBECONFIG)")?;
-    node::register(&client, &args.node_name).await?;
+    let state_dir = std::path::absolute(&args.state_dir)?;
+    let log_port = match (
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        &args.client_ca_file,
+    ) {
+        (Some(cert), Some(key), Some(client_ca)) => {
+            let tls = logs::Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: client_ca.clone(),
+            };
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+                .await
+                .with_context(|| {
+                    format!("log endpoint: cannot listen on 127.0.0.1:{}", args.port)
+                })?;
+            let dir = state_dir.clone();
+            tokio::spawn(async move {
+                if let Err(e) = logs::serve(listener, &tls, dir).await {
+                    tracing::error!(error = format!("{e:#}"), "log endpoint stopped");
+                }
+            });
+            tracing::info!(port = args.port, "serving container logs");
+            Some(args.port)
+        }
+        _ => None,
+    };
+    node::register(&client, &args.node_name, log_port).await?;
     let settings = plan::Settings {
         images: args.images.into_iter().collect(),
         paths: args.paths,
@@ -69,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         args.node_name.clone(),
         settings,
-        std::path::absolute(&args.state_dir)?,
+        state_dir,
         args.first_ip,
     );
     tracing::info!(node = %args.node_name, "serving pods");
@@ -84,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             _ = heartbeat.tick() => {
-                if let Err(e) = node::heartbeat(&client, &args.node_name).await {
+                if let Err(e) = node::heartbeat(&client, &args.node_name, log_port).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }

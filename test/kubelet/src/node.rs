@@ -5,8 +5,13 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-/// Creates the Node if it is missing and marks it Ready.
-pub async fn register(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+/// Creates the Node if it is missing and marks it Ready; `log_port` is its kubelet endpoint
+/// (where the apiserver reaches the pods' logs), when served.
+pub async fn register(
+    client: &kube::Client,
+    name: &str,
+    log_port: Option<u16>,
+) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -25,11 +30,15 @@ pub async fn register(client: &kube::Client, name: &str) -> anyhow::Result<()> {
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    heartbeat(client, name).await
+    heartbeat(client, name, log_port).await
 }
 
-/// Writes the Node's status: Ready, its addresses and capacity.
-pub async fn heartbeat(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+/// Writes the Node's status: Ready, its addresses, capacity and kubelet endpoint.
+pub async fn heartbeat(
+    client: &kube::Client,
+    name: &str,
+    log_port: Option<u16>,
+) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let capacity = json!({"cpu": "16", "memory": "64Gi", "pods": "110"});
@@ -49,6 +58,7 @@ pub async fn heartbeat(client: &kube::Client, name: &str) -> anyhow::Result<()> 
             ],
             "capacity": capacity,
             "allocatable": capacity,
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": log_port.unwrap_or(0)}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": "", "osImage": "local processes",

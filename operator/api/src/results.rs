@@ -1,0 +1,76 @@
+//! A runner pod's full results, for the channel with no 4 KiB ceiling: the pod's log.
+//!
+//! The termination message (4 KiB on a real kubelet) carries a compact [`RunSummary`] and a
+//! [`ResultsRef`] naming the size and checksum of a frame the runner printed last on its
+//! standard output: [`RunResults`], with every histogram at full precision, the ramp's steps and
+//! the once-a-second windows. The operator reads the frame through `pods/log` (no API access or
+//! RBAC for runner pods), checks it against the reference, and uses it; the termination message
+//! is the fallback when the log is gone.
+//!
+//! Steps and windows are numbered on the shards' common clock: window `i` is the second
+//! `[startAt + i s, startAt + (i + 1) s)`, so the windows of parallel runners line up and add
+//! up, and the steps are cut on the whole profile's planned users (not one shard's), the same in
+//! every pod.
+
+use crate::load::{RequestStats, RunSummary};
+use serde::{Deserialize, Serialize};
+
+/// Where a summary's full results are, and how to know them: the frame's size and checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsRef {
+    /// Bytes of the compressed frame (before its base64).
+    pub bytes: u64,
+    /// CRC-32 (IEEE) of those bytes.
+    pub crc32: u32,
+}
+
+/// Everything one runner measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResults {
+    /// The summary, every histogram at 3 significant digits (none coarsened or dropped).
+    pub summary: RunSummary,
+    /// A closed-model ramp's steps on the common clock, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+    /// One per second on the common clock, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowResult>,
+}
+
+/// One step of a ramp as one runner measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    /// Its first window on the common clock.
+    pub first_window: u32,
+    /// How many windows it spans.
+    pub windows: u32,
+    /// This runner's users at the end of the step.
+    pub users: u32,
+    /// This runner's users through the whole of the step's last second.
+    pub users_throughout: u32,
+    /// Seconds it lasted.
+    pub seconds: f64,
+    /// Its requests, with their histogram.
+    pub stats: RequestStats,
+}
+
+/// One second of one runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowResult {
+    /// The window on the common clock.
+    pub window: u32,
+    /// Users running at its end.
+    pub users: u32,
+    /// Requests finished in it.
+    pub requests: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Their latencies (HdrHistogram V2 + DEFLATE, base64, µs, 2 significant digits: a
+    /// one-second window needs no more, and a 1 h run's windows stay under a MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
+}
