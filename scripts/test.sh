@@ -2,7 +2,7 @@
 # The whole test suite, exactly as CI runs it: fetch the model weights the golden tests need,
 # check formatting and lints, run every test of the workspace, the quickstart in local mode, the
 # chart checks, and the end-to-end tests on a real control plane (test/e2e/run.sh).
-# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user (.ci/run
+# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user, chromium (.ci/run
 # installs them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -93,6 +93,13 @@ fi
 grep -qE '^  phase: (Passed|Failed)$' "$status" || { echo "no verdict in $status" >&2; sed -n '/^status:/,$p' "$status" >&2; exit 1; }
 [[ $(grep -c '^    results:$' "$status") == 3 ]] || { echo "not every profile has results in $status" >&2; exit 1; }
 grep -E '^  (phase|verdict):' "$status"
+# Each profile's HTML report, opened in headless Chromium: no console error, charts and tables
+# in the DOM, a screenshot that is not blank (kept beside the report as .png).
+shopt -s nullglob
+reports=("$results"/quickstart/*.html)
+shopt -u nullglob
+((${#reports[@]} == 3)) || { echo "want 3 HTML reports in $results/quickstart, found ${#reports[@]}" >&2; exit 1; }
+python3 scripts/check-report.py "${reports[@]}"
 
 step "Helm chart, CRD copies, Argo CD health checks"
 scripts/lint-chart.sh
