@@ -106,7 +106,7 @@ def check(report: Path) -> list[str]:
     share = drawn / max(total, 1)
     print(f"check-report: {report.name}: {width}x{height} screenshot, {share:.1%} drawn, "
           f"{len(colours)} colours -> {shot}")
-    if share < 0.03:
+    if share < 0.01:
         problems.append(f"the screenshot is blank: {share:.1%} of it differs from the background")
     if len(colours) < 8:
         problems.append(f"the screenshot has {len(colours)} colours: text and charts are missing")
