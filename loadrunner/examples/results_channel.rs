@@ -20,7 +20,7 @@ const RATE: u64 = 50;
 
 fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunResults {
     let tasks = [("embed".to_owned(), "POST".to_owned())];
-    let mut stats = Stats::new(&tasks).with_steps(whole);
+    let mut stats = Stats::new(&tasks).with_steps(whole, &whole.shard(index, pods));
     let mut rng = Rng::new(seed ^ u64::from(index));
     let seconds = whole.run_time().as_secs();
     let per_pod = (RATE / u64::from(pods)).max(1);
@@ -45,6 +45,7 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
             elapsed: whole.run_time(),
             interrupted: false,
             dropped: 0,
+            stopped_at_break: false,
         },
         &Default::default(),
         &[],
@@ -73,6 +74,7 @@ fn main() {
             duration: SpecDuration::from_secs(minutes * 60),
             arrival_rate: None,
             stages: Vec::new(),
+            search: None,
         };
         for pods in [1u32, 10, 100] {
             // Simulate a few pods and reuse their frames for the rest: the frames' sizes and the

@@ -1,8 +1,9 @@
-//! The knee of a ramp: a closed-model profile whose users grow is cut into steps of a few
-//! one-second windows each ([`windows_per_step`]), each step's requests are measured on their
-//! own merged histogram ([`Steps`], fed window by window by [`crate::stats::Stats`]), and
-//! [`knee`] reads the highest step inside every latency and error budget and the step where one
-//! broke.
+//! The knee of a ramp or a search: a closed-model profile whose users grow, or a search whose
+//! offered rate climbs, is cut into steps of a few one-second windows each
+//! ([`windows_per_step`]), each step's requests are measured on their own merged histogram
+//! ([`Steps`], fed window by window by [`crate::stats::Stats`]), and [`knee`] reads the highest
+//! step inside every latency and error budget and the step where one broke; a search stops
+//! once [`confirmed_break`] says so.
 //!
 //! A step closes once it holds its windows and the users grow again, so the hold at the peak
 //! joins the last step however long it lasts; windows with fewer users than already reached
@@ -29,9 +30,18 @@ pub const MIN_STEP_WINDOWS: u32 = 2;
 /// Fewest requests a step needs to be judged.
 pub const MIN_STEP_REQUESTS: u64 = 20;
 
-/// One-second windows per step of a closed-model profile whose users grow over more than one
-/// step; `None` for the open model and for profiles that start their users (nearly) at once.
+/// One-second windows per step: a search's step duration, or for a closed-model profile whose
+/// users grow over more than one step a few windows; `None` for a fixed arrival rate and for
+/// profiles that start their users (nearly) at once.
 pub fn windows_per_step(profile: &LoadProfile) -> Option<u32> {
+    if let Some(search) = &profile.search {
+        let seconds = search.step_duration.get().as_secs();
+        return Some(
+            u32::try_from(seconds)
+                .unwrap_or(u32::MAX)
+                .max(MIN_STEP_WINDOWS),
+        );
+    }
     if profile.arrival_rate.is_some() {
         return None;
     }
@@ -71,6 +81,8 @@ pub struct StepRow {
     pub users: u32,
     /// Users at the start of its last window: running through all of that second.
     pub users_throughout: u32,
+    /// A search: the rate this runner offered in the step.
+    pub offered_rps: Option<f64>,
     /// Seconds it lasted.
     pub seconds: f64,
     /// Its requests.
@@ -85,6 +97,7 @@ impl StepRow {
         point(
             self.users,
             self.users_throughout,
+            self.offered_rps,
             self.seconds,
             &self.figures,
         )
@@ -97,17 +110,25 @@ impl StepRow {
             windows: self.windows,
             users: self.users,
             users_throughout: self.users_throughout,
+            offered_rps: self.offered_rps,
             seconds: self.seconds,
             stats: self.stats.clone(),
         }
     }
 }
 
-/// A curve point of a step with these users, length and figures.
-pub fn point(users: u32, users_throughout: u32, seconds: f64, f: &Figures) -> CurvePoint {
+/// A curve point of a step with these users (and a search's offered rate), length and figures.
+pub fn point(
+    users: u32,
+    users_throughout: u32,
+    offered_rps: Option<f64>,
+    seconds: f64,
+    f: &Figures,
+) -> CurvePoint {
     CurvePoint {
         users,
         users_throughout,
+        offered_rps: offered_rps.map(|r| round(r, 1000.0)),
         seconds: round(seconds, 1000.0),
         requests: f.requests,
         rps: round(
@@ -130,55 +151,89 @@ fn round(value: f64, scale: f64) -> f64 {
 }
 
 /// The step being measured and those finished. Steps are cut on the whole profile's planned
-/// users ([`LoadProfile::planned_users`]) at each window's place on the common clock, never on
-/// one runner's own count, so every shard of a profile cuts the same steps and their
-/// histograms add up step by step; the users a step reports are the ones this runner had.
+/// level ([`LoadProfile::planned_level`]: users, or a search's rate) at each window's place on
+/// the common clock, never on one runner's own count, so every shard of a profile cuts the same
+/// steps and their histograms add up step by step; the users a step reports are the ones this
+/// runner had, and a search's offered rate is this runner's share.
 #[derive(Debug, Clone)]
 pub struct Steps {
     windows_per_step: u32,
     plan: LoadProfile,
+    /// This runner's share of a search (its offered rates); `None` for a ramp.
+    own_search: Option<loadgate_api::load::Search>,
     /// Windows in the current step, and the first of them.
     windows: u32,
     first_window: u32,
     seconds: f64,
-    /// Planned users at the latest window, and the most planned so far.
-    planned: u32,
-    peak_planned: u32,
+    /// Planned level at the latest window, and the most planned so far.
+    planned: f64,
+    peak_planned: f64,
+    /// Set by [`Steps::stop`]: no more windows make steps.
+    stopped: bool,
+    /// The window on the common clock expected next.
+    next_window: u32,
     /// Users the latest window ended with, and those it started with.
     users: u32,
     users_before: u32,
+    /// The most users any window of the current step ended with.
+    peak_users: u32,
     entry: Entry,
     /// Finished steps, in order.
     pub rows: Vec<StepRow>,
 }
 
 impl Steps {
-    /// Steps of at least `windows_per_step` windows, cut on `plan` (the whole profile).
-    pub fn new(windows_per_step: u32, plan: LoadProfile) -> Self {
+    /// Steps of at least `windows_per_step` windows, cut on `plan` (the whole profile); `own`
+    /// is this runner's share of it (the same for a lone runner).
+    pub fn new(windows_per_step: u32, plan: LoadProfile, own: &LoadProfile) -> Self {
         Self {
             windows_per_step: windows_per_step.max(1),
             plan,
+            own_search: own.search,
             windows: 0,
             first_window: 0,
             seconds: 0.0,
-            planned: 0,
-            peak_planned: 0,
+            planned: 0.0,
+            peak_planned: 0.0,
+            stopped: false,
+            next_window: 0,
             users: 0,
             users_before: 0,
+            peak_users: 0,
             entry: Entry::new("step", ""),
             rows: Vec::new(),
         }
     }
 
     /// Adds window `index` of the common clock, which lasted `seconds` and ended with `users`
-    /// of this runner running.
+    /// of this runner running. A runner that began late (its first window is not 0) first walks
+    /// the windows it missed as empty ones, so it cuts its steps where every shard does and its
+    /// first step adds up with theirs.
     pub fn add_window(&mut self, index: u32, users: u32, window: &Entry, seconds: f64) {
+        if self.stopped {
+            return;
+        }
+        // Windows past the plan's end make no step: the walk stops there, however late.
+        let run_end = u32::try_from(self.plan.run_time().as_secs())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        if self.next_window < index.min(run_end) {
+            let missed = Entry::new("step", "");
+            while self.next_window < index.min(run_end) {
+                self.add_one(self.next_window, 0, &missed, 1.0);
+            }
+        }
+        self.add_one(index, users, window, seconds);
+    }
+
+    fn add_one(&mut self, index: u32, users: u32, window: &Entry, seconds: f64) {
+        self.next_window = index.saturating_add(1);
         // The plan just before the window's end: the last second of the run still counts, the
         // drain after it does not.
-        let planned = self.plan.planned_users(
+        let planned = self.plan.planned_level(
             Duration::from_secs(u64::from(index) + 1).saturating_sub(Duration::from_millis(1)),
         );
-        if planned == 0 || planned < self.peak_planned {
+        if planned <= 0.0 || planned < self.peak_planned {
             // Before the run, after it, or users stopping: no step measures these.
             self.close();
             self.users = users;
@@ -196,6 +251,7 @@ impl Steps {
         self.planned = planned;
         self.users_before = self.users;
         self.users = users;
+        self.peak_users = self.peak_users.max(users);
         self.entry.add(window);
     }
 
@@ -204,20 +260,46 @@ impl Steps {
         if self.windows == 0 {
             return;
         }
-        if self.entry.requests > 0 && self.users_before > 0 {
+        // A ramp's step measures users that ran; a search's, the rate it offered (its requests
+        // in flight may well be 0 at a second's end).
+        let measured = self.users_before > 0 || self.own_search.is_some();
+        if self.entry.requests > 0 && measured {
+            let offered_rps = self.own_search.and_then(|own| {
+                let at = Duration::from_secs(u64::from(self.first_window));
+                own.step_at(at).map(|i| own.rate(i))
+            });
             self.rows.push(StepRow {
                 first_window: self.first_window,
                 windows: self.windows,
-                users: self.users,
+                // The most it reached: its last window may end in the drain after the
+                // deadline, with users already stopping.
+                users: self.peak_users,
                 users_throughout: self.users_before,
+                offered_rps,
                 seconds: self.seconds,
                 figures: Figures::of(&self.entry),
                 stats: self.entry.summary(self.seconds),
             });
         }
         self.entry.reset();
+        self.peak_users = 0;
         self.windows = 0;
         self.seconds = 0.0;
+    }
+
+    /// Ends the steps early (a search that found its break): the step under way is dropped,
+    /// half measured, and no later window makes a step.
+    pub fn stop(&mut self) {
+        self.entry.reset();
+        self.peak_users = 0;
+        self.windows = 0;
+        self.seconds = 0.0;
+        self.stopped = true;
+    }
+
+    /// The finished steps as curve points.
+    pub fn curve(&self) -> Vec<CurvePoint> {
+        self.rows.iter().map(StepRow::point).collect()
     }
 }
 
@@ -250,6 +332,11 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String>
         }
         let mut entry = Entry::new("step", "");
         let (mut users, mut throughout, mut seconds) = (0u32, 0u32, 0f64);
+        // A search's offered rate is the shards' shares added up (all of them must say it).
+        let offered: Option<f64> = parts.iter().map(|p| p.offered_rps).sum();
+        if offered.is_some_and(|r| !r.is_finite() || r < 0.0) {
+            return Err(format!("step at window {first} offered {offered:?} req/s"));
+        }
         for part in &parts {
             let histogram = crate::merge::decode(&part.stats).map_err(|e| e.to_string())?;
             entry
@@ -267,7 +354,13 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String>
         if !seconds.is_finite() || seconds < 0.0 {
             return Err(format!("step at window {first} lasted {seconds} s"));
         }
-        curve.push(point(users, throughout, seconds, &Figures::of(&entry)));
+        curve.push(point(
+            users,
+            throughout,
+            offered,
+            seconds,
+            &Figures::of(&entry),
+        ));
     }
     Ok(curve)
 }
@@ -309,17 +402,22 @@ pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
     let break_at =
         (0..n).find(|&i| judged[i].1.is_some() && (i + 1 == n || judged[i + 1].1.is_some()));
     // Claims err low both ways: a step held with the users that ran through its last second,
-    // and broke with no more than the users it ended with.
+    // and broke with no more than the users it ended with. A search's steps climb in order, so
+    // the highest that held is the one offering the most.
     let held = judged[..break_at.unwrap_or(n)]
         .iter()
         .filter(|(_, broke)| broke.is_none())
         .map(|(p, _)| *p)
-        .max_by_key(|p| p.users_throughout);
+        .max_by(|a, b| match (a.offered_rps, b.offered_rps) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => a.users_throughout.cmp(&b.users_throughout),
+        });
     let broke_at = break_at.map(|i| {
         let (point, broke) = judged[i];
         let (metric, measured, budget) = broke.expect("a break step broke a budget");
         BreakPoint {
             users: point.users,
+            offered_rps: point.offered_rps,
             rps: point.rps,
             metric: metric.to_owned(),
             measured,
@@ -329,9 +427,24 @@ pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
     Some(Capacity {
         max_users_within_budget: held.map_or(0, |p| p.users_throughout),
         max_rps_within_budget: held.map_or(0.0, |p| p.rps),
+        offered_rps: held.and_then(|p| p.offered_rps),
         limited_by: broke_at.as_ref().map(|b| b.metric.clone()),
         broke_at,
     })
+}
+
+/// True when the last two judged steps of `curve` both broke a latency or error budget of
+/// `t`: the break [`knee`] would read is confirmed, and a search need climb no further.
+pub fn confirmed_break(curve: &[CurvePoint], t: &Thresholds) -> bool {
+    let mut judged = curve
+        .iter()
+        .rev()
+        .filter(|p| p.requests >= MIN_STEP_REQUESTS)
+        .take(2);
+    let (Some(last), Some(before)) = (judged.next(), judged.next()) else {
+        return false;
+    };
+    broken(last, t).is_some() && broken(before, t).is_some()
 }
 
 #[cfg(test)]
@@ -344,6 +457,7 @@ mod tests {
         CurvePoint {
             users,
             users_throughout: users - 1,
+            offered_rps: None,
             seconds: 2.0,
             requests,
             rps: requests as f64 / 2.0,
@@ -435,6 +549,7 @@ mod tests {
             duration: SpecDuration::from_secs(seconds),
             arrival_rate: None,
             stages: Vec::new(),
+            search: None,
         }
     }
 
@@ -495,7 +610,7 @@ mod tests {
     #[test]
     fn steps_are_cut_on_the_plan_and_the_hold_and_drain_are_not_split() {
         // 8 users at +2/s for 5 s: the plan has 2, 4, 6, 8, 8 users at the windows' ends.
-        let mut steps = Steps::new(2, profile(8, 2.0, 5));
+        let mut steps = Steps::new(2, profile(8, 2.0, 5), &profile(8, 2.0, 5));
         steps.add_window(0, 2, &window(&[10, 20]), 1.0);
         steps.add_window(1, 4, &window(&[30]), 1.0);
         steps.add_window(2, 6, &window(&[100, 200]), 1.0);
@@ -511,19 +626,44 @@ mod tests {
     #[test]
     fn a_shard_that_started_late_cuts_the_same_steps_on_the_common_clock() {
         // Its own users lag the plan, but its windows 2.. fall in the same steps as everyone's.
-        let mut late = Steps::new(2, profile(8, 2.0, 5));
+        let mut late = Steps::new(2, profile(8, 2.0, 5), &profile(8, 2.0, 5));
         late.add_window(2, 1, &window(&[10]), 1.0);
         late.add_window(3, 2, &window(&[10]), 1.0);
         late.add_window(4, 3, &window(&[10]), 1.0);
         late.close();
         assert_eq!(rows(&late), [(2, 3, 3, 2, 3.0, 3)]);
+        // One second late: it cuts where the on-time shard does. Its first step had no user
+        // through its last second (it began then), so only the on-time shard measures that one.
+        let mut on_time = Steps::new(2, profile(8, 2.0, 5), &profile(8, 2.0, 5));
+        let mut late = on_time.clone();
+        for i in 0..5 {
+            on_time.add_window(i, i + 1, &window(&[10; 3]), 1.0);
+            if i > 0 {
+                late.add_window(i, i, &window(&[10; 3]), 1.0);
+            }
+        }
+        on_time.close();
+        late.close();
+        let cuts = |s: &Steps| {
+            s.rows
+                .iter()
+                .map(|r| (r.first_window, r.windows))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cuts(&late), cuts(&on_time)[1..]);
+        assert_eq!(cuts(&on_time), [(0, 2), (2, 3)]);
+        // Absurdly late (a saturated window number): no walk through billions of windows.
+        let mut lost = Steps::new(2, profile(8, 2.0, 5), &profile(8, 2.0, 5));
+        lost.add_window(u32::MAX, 1, &window(&[10]), 1.0);
+        lost.close();
+        assert!(lost.rows.is_empty());
     }
 
     #[test]
     fn shards_steps_add_up_into_exact_percentiles_and_summed_users() {
         let plan = profile(8, 2.0, 5);
         let shard = |users: [u32; 4], ms: [&[u64]; 4]| {
-            let mut steps = Steps::new(2, plan.clone());
+            let mut steps = Steps::new(2, plan.clone(), &plan);
             for (i, (users, ms)) in users.into_iter().zip(ms).enumerate() {
                 steps.add_window(i as u32, users, &window(ms), 1.0);
             }
@@ -550,5 +690,121 @@ mod tests {
         let mut forged = b;
         forged[0].stats.requests += 1;
         assert!(merge_steps(&[&a, &forged]).is_err());
+    }
+
+    fn search(start: f64, step: f64, seconds: u64, max: f64) -> LoadProfile {
+        LoadProfile {
+            search: Some(loadgate_api::load::Search {
+                start_rps: start,
+                step_rps: step,
+                step_duration: SpecDuration::from_secs(seconds),
+                max_rps: max,
+            }),
+            ..profile(50, 1.0, 1)
+        }
+    }
+
+    /// A search point: offered rate, requests finished in its 2 s, p95.
+    fn offered(rps: f64, requests: u64, p95_ms: f64) -> CurvePoint {
+        CurvePoint {
+            offered_rps: Some(rps),
+            ..point(3, requests, p95_ms, 0.0)
+        }
+    }
+
+    #[test]
+    fn a_search_is_cut_into_its_steps_each_with_the_rate_it_offered() {
+        let plan = search(10.0, 10.0, 3, 40.0);
+        assert_eq!(windows_per_step(&plan), Some(3));
+        // Two shards: each offers half of every step's rate.
+        let own = plan.shard(1, 2);
+        let mut steps = Steps::new(3, plan.clone(), &own);
+        for i in 0..12 {
+            // Requests in flight at a second's end may well be 0 at a low rate.
+            steps.add_window(i, 0, &window(&[10; 5]), 1.0);
+        }
+        steps.add_window(12, 3, &window(&[900]), 0.3); // the drain after the last step
+        steps.close();
+        let got: Vec<(u32, u32, Option<f64>, u64)> = steps
+            .rows
+            .iter()
+            .map(|r| (r.first_window, r.windows, r.offered_rps, r.figures.requests))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 3, Some(5.0), 15),
+                (3, 3, Some(10.0), 15),
+                (6, 3, Some(15.0), 15),
+                (9, 3, Some(20.0), 15)
+            ]
+        );
+        // The shards' shares add up to the step's rate.
+        let rows: Vec<StepResult> = steps.rows.iter().map(StepRow::result).collect();
+        let curve = merge_steps(&[&rows, &rows]).unwrap();
+        let rates: Vec<Option<f64>> = curve.iter().map(|p| p.offered_rps).collect();
+        assert_eq!(rates, [Some(10.0), Some(20.0), Some(30.0), Some(40.0)]);
+        let mut forged = rows.clone();
+        forged[0].offered_rps = Some(f64::INFINITY);
+        assert!(merge_steps(&[&rows, &forged]).is_err());
+    }
+
+    #[test]
+    fn a_stopped_search_drops_its_half_step_and_makes_no_more() {
+        let plan = search(10.0, 10.0, 2, 100.0);
+        let mut steps = Steps::new(2, plan.clone(), &plan);
+        for i in 0..5 {
+            steps.add_window(i, 1, &window(&[10; 25]), 1.0);
+        }
+        // Windows 0-1 and 2-3 closed; window 4 began the third step.
+        steps.stop();
+        steps.add_window(5, 1, &window(&[10; 25]), 1.0);
+        steps.add_window(6, 1, &window(&[10; 25]), 1.0);
+        steps.close();
+        assert_eq!(
+            steps.rows.iter().map(|r| r.offered_rps).collect::<Vec<_>>(),
+            [Some(10.0), Some(20.0)]
+        );
+    }
+
+    #[test]
+    fn a_search_holds_up_to_the_highest_rate_before_two_broken_steps() {
+        let curve = [
+            offered(10.0, 20, 50.0),
+            offered(20.0, 40, 60.0),
+            offered(30.0, 60, 700.0), // one noisy step
+            offered(40.0, 80, 90.0),
+            offered(50.0, 90, 800.0),
+            offered(60.0, 95, 2000.0),
+        ];
+        let c = knee(&curve, &p95_budget()).unwrap();
+        assert_eq!((c.offered_rps, c.max_rps_within_budget), (Some(40.0), 40.0));
+        let at = c.broke_at.clone().unwrap();
+        assert_eq!((at.offered_rps, at.measured), (Some(50.0), 800.0));
+        assert!(c.sentence(&p95_budget()).ends_with(
+            "up to 40.0 req/s (40 req/s offered); breaks at 50 req/s offered: p95 800 ms"
+        ));
+    }
+
+    #[test]
+    fn a_break_is_confirmed_by_two_judged_broken_steps_in_a_row() {
+        let t = p95_budget();
+        let good = offered(10.0, 100, 50.0);
+        let bad = offered(20.0, 100, 900.0);
+        let thin = offered(30.0, 3, 5000.0);
+        assert!(!confirmed_break(&[], &t));
+        assert!(!confirmed_break(std::slice::from_ref(&bad), &t));
+        assert!(!confirmed_break(&[good.clone(), bad.clone()], &t));
+        assert!(!confirmed_break(&[bad.clone(), good.clone()], &t));
+        assert!(confirmed_break(
+            &[good.clone(), bad.clone(), bad.clone()],
+            &t
+        ));
+        // A step too thin to judge neither confirms nor interrupts a break.
+        assert!(!confirmed_break(
+            &[good.clone(), bad.clone(), thin.clone()],
+            &t
+        ));
+        assert!(confirmed_break(&[good, bad.clone(), thin, bad], &t));
     }
 }

@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use loadgate_api::duration::Duration;
-use loadgate_api::load::{Stage, TaskThresholds, Thresholds, WaitTime};
+use loadgate_api::load::{Search, Stage, TaskThresholds, Thresholds, WaitTime};
 use std::path::PathBuf;
 
 /// loadrunner: a Locust-like HTTP load generator with exact percentiles and a pass/fail gate.
@@ -52,6 +52,13 @@ pub struct RunArgs {
     /// stages), e.g. --stage 30s:50 --stage 1m:50 --stage 10s:0. Replaces -u/-r/-t.
     #[arg(long = "stage", value_name = "DURATION:USERS", value_parser = parse_stage)]
     pub stages: Vec<Stage>,
+
+    /// A capacity search (open model): START:STEP:STEP_DURATION:MAX offers START req/s, then
+    /// STEP more every STEP_DURATION up to MAX, judges each step on its own histogram against
+    /// --p95-ms/--p99-ms/--max-error-rate, and stops once two steps in a row broke one, e.g.
+    /// --search 10:10:20s:200. `--users` caps the requests in flight; replaces -r/-t.
+    #[arg(long, value_name = "START:STEP:STEP_DURATION:MAX", value_parser = parse_search)]
+    pub search: Option<Search>,
 
     /// Profile name used in reports and messages.
     #[arg(long, default_value = "run")]
@@ -138,6 +145,12 @@ pub struct RunArgs {
     /// reads it through the pod's log, past the termination message's 4 KiB.
     #[arg(long, env = "LOADRUNNER_RESULTS_LOG")]
     pub results_log: bool,
+
+    /// Exit 0 once the run completed and its results are written, even when a budget broke:
+    /// the caller judges them (the operator passes it, so a broken budget is the profile's
+    /// verdict, not a failed pod).
+    #[arg(long)]
+    pub exit_zero: bool,
 
     /// Budgets.
     #[command(flatten)]
@@ -265,6 +278,44 @@ pub fn parse_stage(s: &str) -> Result<Stage, String> {
     Ok(Stage { duration, users })
 }
 
+/// Parses a search "START:STEP:STEP_DURATION:MAX", e.g. "10:10:20s:200".
+pub fn parse_search(s: &str) -> Result<Search, String> {
+    let usage = || format!("{s:?}: write START:STEP:STEP_DURATION:MAX, e.g. 10:10:20s:200");
+    let parts: Vec<&str> = s.split(':').collect();
+    let [start, step, duration, max] = parts[..] else {
+        return Err(usage());
+    };
+    let (start_rps, step_rps, max_rps) = (
+        positive_f64(start)?,
+        positive_f64(step)?,
+        positive_f64(max)?,
+    );
+    let step_duration = duration.parse::<Duration>().map_err(|e| e.to_string())?;
+    let seconds = step_duration.get();
+    if seconds < std::time::Duration::from_secs(2) || seconds.subsec_nanos() != 0 {
+        return Err(format!(
+            "{s:?}: STEP_DURATION must be whole seconds, at least 2s"
+        ));
+    }
+    if max_rps < start_rps {
+        return Err(format!("{s:?}: MAX is below START"));
+    }
+    let search = Search {
+        start_rps,
+        step_rps,
+        step_duration,
+        max_rps,
+    };
+    let most = loadgate_api::load::MAX_SEARCH_STEPS;
+    if search.steps() > most {
+        return Err(format!(
+            "{s:?}: {} steps; at most {most} (raise STEP)",
+            search.steps()
+        ));
+    }
+    Ok(search)
+}
+
 /// Parses "constant:1s", "between:1s..3s", "pacing:2s".
 pub fn parse_wait_time(s: &str) -> Result<WaitTime, String> {
     let (kind, value) = s
@@ -362,6 +413,21 @@ mod tests {
             (budget.task.as_str(), budget.thresholds.p95_ms),
             ("embed batch", Some(800.0))
         );
+        let search = parse_search("10:10:20s:200").unwrap();
+        assert_eq!(
+            (search.start_rps, search.step_duration, search.steps()),
+            (10.0, Duration::from_secs(20), 20)
+        );
+        for bad in [
+            "10:10:20s",
+            "0:10:20s:200",
+            "10:10:1s:200",
+            "10:10:2500ms:200",
+            "20:10:5s:10",
+            "1:1:5s:100",
+        ] {
+            assert!(parse_search(bad).is_err(), "{bad}");
+        }
         assert!(
             parse_task_budget("x:p42=1")
                 .unwrap_err()

@@ -6,13 +6,16 @@
 //! free user is full, or it still waits when the run ends) is a failed request with reason
 //! [`NotSent`] and no latency (it is kept out of the histograms and means: a shed request's
 //! near-zero give-up time would flatter every percentile), its task drawn as a sent one's would
-//! be, so shed load fails an error-rate budget and the per-task mix stays right.
+//! be, so shed load fails an error-rate budget and the per-task mix stays right. A search is the
+//! open model on a climbing schedule ([`crate::arrivals`]) that stops early once the aggregator
+//! has seen two steps in a row break the budgets.
 
+use crate::arrivals::Arrivals;
 use crate::client::{Connection, NotSent, Outcome};
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::stats::{self, HistoryRow, Sample, Stats};
-use loadgate_api::load::{LoadProfile, WaitTime};
+use loadgate_api::load::{LoadProfile, Thresholds, WaitTime};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +57,8 @@ pub struct RunPlan {
     pub request_timeout: Duration,
     /// Seed of payloads and picks (each user derives its own).
     pub seed: u64,
+    /// A search: the budgets its steps are judged on; it stops once two in a row broke one.
+    pub search_budgets: Option<Thresholds>,
 }
 
 /// What a run measured.
@@ -68,6 +73,8 @@ pub struct RunOutcome {
     /// Open model: requests not sent because too many already waited for a free user (they are
     /// also in the stats, as [`NotSent::QueueFull`] failures).
     pub dropped: u64,
+    /// A search that stopped early: two steps in a row broke the budgets.
+    pub stopped_at_break: bool,
 }
 
 /// How often a staged profile adjusts its user count.
@@ -90,22 +97,33 @@ pub async fn run(
         .collect();
     let (samples_tx, samples_rx) = mpsc::channel(SAMPLE_CHANNEL);
     let running = Arc::new(AtomicU32::new(0));
+    let mut stats = Stats::new(&task_names)
+        .with_steps(&plan.whole, &plan.profile)
+        .starting_at_window(plan.first_window);
+    if let Some(budgets) = plan
+        .search_budgets
+        .filter(|_| plan.profile.search.is_some())
+    {
+        stats = stats.stopping_on_break(budgets);
+    }
+    let (break_tx, break_rx) = watch::channel(false);
     let aggregator = tokio::spawn(stats::aggregate(
         samples_rx,
-        Stats::new(&task_names)
-            .with_steps(&plan.whole)
-            .starting_at_window(plan.first_window),
+        stats,
         running.clone(),
         progress,
+        break_tx,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let started = tokio::time::Instant::now();
     let deadline = started + plan.profile.run_time();
-    if let Some(rate) = plan.profile.arrival_rate {
+    if let Some(arrivals) = Arrivals::of(&plan.profile) {
         let plan = Arc::new(plan);
-        let (interrupted, dropped) =
-            run_open(plan, rate, samples_tx, running, deadline, shutdown).await;
+        let open = run_open(
+            plan, arrivals, samples_tx, running, deadline, shutdown, break_rx,
+        )
+        .await;
         let _ = stop_tx.send(true);
         let elapsed = started.elapsed();
         let stats = aggregator
@@ -114,8 +132,9 @@ pub async fn run(
         return RunOutcome {
             stats,
             elapsed,
-            interrupted,
-            dropped,
+            interrupted: open.interrupted,
+            dropped: open.dropped,
+            stopped_at_break: open.stopped_at_break,
         };
     }
     let spawn_every = Duration::from_secs_f64(1.0 / plan.profile.spawn_rate.max(1e-3));
@@ -167,20 +186,29 @@ pub async fn run(
         elapsed,
         interrupted,
         dropped: 0,
+        stopped_at_break: false,
     }
 }
 
-/// Open model: starts one request every `1/rate` s on the first free of `users` connections;
-/// latency counts from the scheduled start. Requests not sent are recorded as [`NotSent`]
-/// failures. Returns (interrupted, dropped).
+/// How an open-model run ended.
+struct OpenEnd {
+    interrupted: bool,
+    dropped: u64,
+    stopped_at_break: bool,
+}
+
+/// Open model: starts each request when `arrivals` says it is due on the first free of `users`
+/// connections; latency counts from the scheduled start. Requests not sent are recorded as
+/// [`NotSent`] failures. Stops at the deadline, on `shutdown`, or when `break_found` turns true.
 async fn run_open(
     plan: Arc<RunPlan>,
-    rate: f64,
+    arrivals: Arrivals,
     samples: mpsc::Sender<Sample>,
     running: Arc<AtomicU32>,
     deadline: tokio::time::Instant,
     shutdown: impl Future<Output = ()>,
-) -> (bool, u64) {
+    mut break_found: watch::Receiver<bool>,
+) -> OpenEnd {
     let users = plan.profile.users.max(1) as usize;
     let free = Arc::new(tokio::sync::Semaphore::new(users));
     let connections = (0..users)
@@ -194,14 +222,13 @@ async fn run_open(
         .collect();
     let pool: Arc<std::sync::Mutex<Vec<Connection>>> = Arc::new(std::sync::Mutex::new(connections));
     let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let every = Duration::from_secs_f64(1.0 / rate.max(1e-3));
     let start = tokio::time::Instant::now();
     let mut rng = Rng::new(plan.seed);
     let mut requests = JoinSet::new();
-    let (mut interrupted, mut dropped) = (false, 0u64);
+    let (mut interrupted, mut dropped, mut stopped_at_break) = (false, 0u64, false);
     tokio::pin!(shutdown);
-    for i in 0u32.. {
-        let scheduled = start + every.mul_f64(f64::from(i));
+    for due in arrivals {
+        let scheduled = start + due;
         if scheduled >= deadline {
             break;
         }
@@ -209,6 +236,10 @@ async fn run_open(
             () = tokio::time::sleep_until(scheduled) => {}
             () = &mut shutdown => {
                 interrupted = true;
+                break;
+            }
+            Ok(()) = break_found.changed() => {
+                stopped_at_break = true;
                 break;
             }
         }
@@ -292,7 +323,11 @@ async fn run_open(
     free.close();
     drop(samples);
     while requests.join_next().await.is_some() {}
-    (interrupted, dropped)
+    OpenEnd {
+        interrupted,
+        dropped,
+        stopped_at_break,
+    }
 }
 
 /// One virtual user: pick a task, send it, record it, wait; until told to stop.

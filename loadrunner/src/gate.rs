@@ -1,6 +1,8 @@
 //! The pass/fail gate: thresholds checked against measured stats, each violation naming the
-//! measured value and the budget; also over a Locust-format `_stats.csv` (ours or Locust's).
+//! measured value and the budget; also over a Locust-format `_stats.csv` (ours or Locust's);
+//! and a capacity search's verdict, read from the capacity its steps found.
 
+use loadgate_api::capacity::Capacity;
 use loadgate_api::load::{RequestStats, TaskThresholds, Thresholds, Violation};
 use std::path::Path;
 
@@ -52,6 +54,60 @@ pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> V
         false,
     );
     violations
+}
+
+/// A capacity search's verdict: it exists to find where the budgets break, so its run as a
+/// whole is not held to them. It fails when its first step broke already (nothing held), when
+/// no step had enough requests to judge, or when the highest rate that held is under `minRps`.
+pub fn evaluate_search(
+    capacity: Option<&Capacity>,
+    thresholds: &Thresholds,
+    scope: &str,
+) -> Vec<Violation> {
+    let Some(capacity) = capacity else {
+        return vec![Violation {
+            metric: "search".to_owned(),
+            measured: 0.0,
+            budget: crate::capacity::MIN_STEP_REQUESTS as f64,
+            message: format!(
+                "no step of the search in {scope} finished the {} requests it takes to be judged",
+                crate::capacity::MIN_STEP_REQUESTS
+            ),
+        }];
+    };
+    if capacity.offered_rps.is_none()
+        && let Some(at) = &capacity.broke_at
+    {
+        let (label, unit, measured, budget) = match at.metric.as_str() {
+            "p95Ms" => ("p95", " ms", at.measured, at.budget),
+            "p99Ms" => ("p99", " ms", at.measured, at.budget),
+            _ => ("error rate", "", at.measured, at.budget),
+        };
+        return vec![Violation {
+            metric: at.metric.clone(),
+            measured,
+            budget,
+            message: format!(
+                "{label} {} > budget {} at the search's first step ({} req/s offered) in {scope}",
+                fmt_value(measured, unit),
+                fmt_value(budget, unit),
+                at.offered_rps.unwrap_or(at.rps)
+            ),
+        }];
+    }
+    match thresholds.min_rps {
+        Some(min) if capacity.max_rps_within_budget < min => vec![Violation {
+            metric: "minRps".to_owned(),
+            measured: capacity.max_rps_within_budget,
+            budget: min,
+            message: format!(
+                "holds its budgets up to {} only, under budget {} in {scope}",
+                fmt_value(capacity.max_rps_within_budget, " req/s"),
+                fmt_value(min, " req/s")
+            ),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 /// Checks each task's own stats against its budgets. Budgets naming no task of the run are an
@@ -213,6 +269,59 @@ mod tests {
             max_ms: p95,
             histogram: None,
         }
+    }
+
+    #[test]
+    fn a_search_fails_on_its_first_step_or_under_min_rps_and_not_for_finding_its_break() {
+        use loadgate_api::capacity::BreakPoint;
+        let t = Thresholds {
+            p95_ms: Some(500.0),
+            min_rps: Some(30.0),
+            ..Thresholds::default()
+        };
+        let broke = BreakPoint {
+            users: 9,
+            offered_rps: Some(50.0),
+            rps: 41.0,
+            metric: "p95Ms".into(),
+            measured: 612.0,
+            budget: 500.0,
+        };
+        let found = Capacity {
+            max_users_within_budget: 4,
+            max_rps_within_budget: 39.5,
+            offered_rps: Some(40.0),
+            limited_by: Some("p95Ms".into()),
+            broke_at: Some(broke.clone()),
+        };
+        assert!(evaluate_search(Some(&found), &t, "profile find").is_empty());
+        let low = Capacity {
+            max_rps_within_budget: 20.0,
+            ..found.clone()
+        };
+        let v = evaluate_search(Some(&low), &t, "profile find");
+        assert_eq!(
+            v[0].message,
+            "holds its budgets up to 20.0 req/s only, under budget 30.0 req/s in profile find"
+        );
+        let first = Capacity {
+            max_users_within_budget: 0,
+            max_rps_within_budget: 0.0,
+            offered_rps: None,
+            ..found
+        };
+        let v = evaluate_search(Some(&first), &t, "profile find");
+        assert_eq!(
+            (v[0].metric.as_str(), v[0].message.as_str()),
+            (
+                "p95Ms",
+                "p95 612 ms > budget 500 ms at the search's first step (50 req/s offered) in profile find"
+            )
+        );
+        assert_eq!(
+            evaluate_search(None, &t, "profile find")[0].metric,
+            "search"
+        );
     }
 
     #[test]

@@ -93,8 +93,9 @@ fn chart(
     svg
 }
 
-/// Latency against users over a ramp's steps: p50 and p95 per step, the p95 budget, the
-/// highest step inside every budget (green) and the break (red).
+/// Latency against load over a ramp's or a search's steps (users, or the rate a search
+/// offered): p50 and p95 per step, the p95 budget, the highest step inside every budget (green)
+/// and the break (red).
 fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option<f64>) -> String {
     let (w, h, pad) = (640.0, 200.0, 36.0);
     let max = curve
@@ -103,11 +104,14 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
         .chain(budget)
         .fold(0.0f64, f64::max)
         .max(1e-9);
-    let top_users = curve.iter().map(|p| p.users).max().unwrap_or(1).max(1);
-    let x = |users: u32| pad + (w - 2.0 * pad) * f64::from(users) / f64::from(top_users);
+    let search = curve.iter().any(|p| p.offered_rps.is_some());
+    let load = |p: &CurvePoint| p.offered_rps.unwrap_or(f64::from(p.users));
+    let unit = if search { "req/s offered" } else { "users" };
+    let top = curve.iter().map(load).fold(1.0f64, f64::max);
+    let x = |load: f64| pad + (w - 2.0 * pad) * load / top;
     let y = |v: f64| h - pad + (pad * 2.0 - h) * (v / max);
     let mut svg = format!(
-        r##"<figure><figcaption>Latency against users (one point per step)</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="latency against users"><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#999"/><text x="2" y="{t}" font-size="10">{max:.0} ms</text><text x="2" y="{b}" font-size="10">0</text><text x="{r}" y="{l}" font-size="10" text-anchor="end">{top_users} users</text>"##,
+        r##"<figure><figcaption>Latency against {unit} (one point per step)</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="latency against {unit}"><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#999"/><text x="2" y="{t}" font-size="10">{max:.0} ms</text><text x="2" y="{b}" font-size="10">0</text><text x="{r}" y="{l}" font-size="10" text-anchor="end">{top} {unit}</text>"##,
         b = h - pad,
         r = w - pad,
         t = pad + 4.0,
@@ -123,24 +127,27 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
     }
     let mut marks = Vec::new();
     if let Some(c) = capacity {
-        if c.max_users_within_budget > 0 {
+        if let Some(rate) = c.offered_rps {
+            marks.push((rate, "#1a7f37", format!("holds {rate} req/s")));
+        } else if c.max_users_within_budget > 0 {
             marks.push((
-                c.max_users_within_budget,
+                f64::from(c.max_users_within_budget),
                 "#1a7f37",
                 format!("holds {} users", c.max_users_within_budget),
             ));
         }
         if let Some(at) = &c.broke_at {
-            marks.push((at.users, "#cf222e", format!("breaks at {}", at.users)));
+            let at = at.offered_rps.unwrap_or(f64::from(at.users));
+            marks.push((at, "#cf222e", format!("breaks at {at}")));
         }
     }
-    for (i, (users, colour, label)) in marks.iter().enumerate() {
+    for (i, (at, colour, label)) in marks.iter().enumerate() {
         let _ = write!(
             svg,
             r#"<line x1="{x:.1}" y1="{pad}" x2="{x:.1}" y2="{b}" stroke="{colour}" stroke-width="1.5"/><text x="{tx:.1}" y="{ty}" font-size="11" fill="{colour}">{}</text>"#,
             escape(label),
-            x = x(*users),
-            tx = x(*users) + 3.0,
+            x = x(*at),
+            tx = x(*at) + 3.0,
             ty = pad + 12.0 + 14.0 * i as f64,
             b = h - pad,
         );
@@ -158,7 +165,7 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
     {
         let points: Vec<String> = curve
             .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.users), y(value(p))))
+            .map(|p| format!("{:.1},{:.1}", x(load(p)), y(value(p))))
             .collect();
         let _ = write!(
             svg,
@@ -169,7 +176,7 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
             let _ = write!(
                 svg,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"#,
-                x(p.users),
+                x(load(p)),
                 y(value(p))
             );
         }
@@ -183,7 +190,8 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
     svg
 }
 
-/// A ramp's capacity: the sentence, latency against users, and the curve as a table.
+/// A ramp's or a search's capacity: the sentence, latency against load, and the curve as a
+/// table.
 fn capacity_section(out: &mut String, summary: &RunSummary, thresholds: &Thresholds) {
     if summary.curve.is_empty() {
         return;
@@ -201,12 +209,20 @@ fn capacity_section(out: &mut String, summary: &RunSummary, thresholds: &Thresho
         summary.capacity.as_ref(),
         thresholds.p95_ms,
     ));
-    out.push_str("<table><tr><th>Users</th><th>Seconds</th><th>Requests</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Error rate</th></tr>");
+    let search = summary.curve.iter().any(|p| p.offered_rps.is_some());
+    let _ = write!(
+        out,
+        "<table><tr><th>{}</th><th>Seconds</th><th>Requests</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Error rate</th></tr>",
+        if search { "Offered req/s" } else { "Users" }
+    );
     for p in &summary.curve {
+        let load = match p.offered_rps {
+            Some(rate) => format!("{rate}"),
+            None => p.users.to_string(),
+        };
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}%</td></tr>",
-            p.users,
+            "<tr><td>{load}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}%</td></tr>",
             p.seconds,
             p.requests,
             p.rps,
@@ -342,6 +358,7 @@ mod tests {
         CurvePoint {
             users,
             users_throughout: users,
+            offered_rps: None,
             seconds: 2.0,
             requests: 100,
             rps: 50.0,
@@ -376,9 +393,11 @@ mod tests {
             capacity: Some(Capacity {
                 max_users_within_budget: 20,
                 max_rps_within_budget: 50.0,
+                offered_rps: None,
                 limited_by: Some("p95Ms".into()),
                 broke_at: Some(BreakPoint {
                     users: 30,
+                    offered_rps: None,
                     rps: 50.0,
                     metric: "p95Ms".into(),
                     measured: 900.0,

@@ -7,6 +7,7 @@
 //! and [`gate`] (thresholds → violations → exit code); [`capacity`] (a ramp's steps and knee); [`merge`] adds parallel runners'
 //! summaries up, their histograms carried in the bounded wire form of [`codec`].
 
+pub mod arrivals;
 pub mod capacity;
 pub mod client;
 pub mod codec;
@@ -191,21 +192,30 @@ pub fn summarize(
         .iter()
         .map(|t| t.summary(elapsed))
         .collect();
-    let mut violations = gate::evaluate(&total, thresholds, &format!("profile {}", profile.name));
-    // Task names were checked before the run; an unknown one here cannot happen.
-    violations
-        .extend(gate::evaluate_tasks(&tasks, task_budgets, &profile.name).unwrap_or_default());
+    let curve: Vec<_> = outcome
+        .stats
+        .steps
+        .iter()
+        .flat_map(capacity::Steps::curve)
+        .collect();
+    let capacity = capacity::knee(&curve, thresholds);
+    let scope = format!("profile {}", profile.name);
+    let violations = if profile.search.is_some() {
+        // A search is judged on what its steps found, not on the whole run (task budgets too
+        // would break by design at the top of the climb).
+        gate::evaluate_search(capacity.as_ref(), thresholds, &scope)
+    } else {
+        let mut violations = gate::evaluate(&total, thresholds, &scope);
+        // Task names were checked before the run; an unknown one here cannot happen.
+        violations
+            .extend(gate::evaluate_tasks(&tasks, task_budgets, &profile.name).unwrap_or_default());
+        violations
+    };
     let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
         p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
         max_ms: h.max() as f64 / 1000.0,
         dropped: outcome.dropped,
     });
-    let curve: Vec<_> = outcome
-        .stats
-        .steps
-        .iter()
-        .flat_map(|steps| steps.rows.iter().map(capacity::StepRow::point))
-        .collect();
     RunSummary {
         profile: profile.name.clone(),
         duration_seconds: elapsed,
@@ -218,7 +228,7 @@ pub fn summarize(
         start_delay,
         started_at_ms: None,
         results: None,
-        capacity: capacity::knee(&curve, thresholds),
+        capacity,
         curve,
     }
 }
@@ -254,6 +264,7 @@ pub async fn run_command(
         run_time,
         arrival_rate,
         stages,
+        search,
         profile_name,
         tasks,
         shard,
@@ -271,9 +282,29 @@ pub async fn run_command(
         termination_summary,
         start_at,
         results_log,
+        exit_zero,
         thresholds,
         task_budgets,
     } = args;
+    let thresholds = Thresholds::from(thresholds);
+    if search.is_some() {
+        if arrival_rate.is_some() || !stages.is_empty() {
+            return Err(UsageError(
+                "--search sets its own rates: leave out --arrival-rate and --stage".to_owned(),
+            )
+            .into());
+        }
+        if thresholds.p95_ms.is_none()
+            && thresholds.p99_ms.is_none()
+            && thresholds.max_error_rate.is_none()
+        {
+            return Err(UsageError(
+                "--search judges each step on --p95-ms, --p99-ms or --max-error-rate: set one"
+                    .to_owned(),
+            )
+            .into());
+        }
+    }
     let (host_name, port) = parse_host(&host)?;
     let (shard_index, shard_count) = shard.unwrap_or((0, 1));
     let seed = seed.wrapping_add(u64::from(shard_index));
@@ -303,6 +334,7 @@ pub async fn run_command(
         duration: run_time,
         arrival_rate,
         stages,
+        search,
     };
     let profile = whole.shard(shard_index, shard_count);
     let users = profile.users;
@@ -316,13 +348,19 @@ pub async fn run_command(
         target,
         request_timeout: request_timeout.get(),
         seed,
+        search_budgets: search.map(|_| thresholds),
     };
     tracing::info!(profile = %profile.name, users, spawn_rate = profile.spawn_rate, run_time = %run_time, "starting load");
     let outcome = engine::run(plan, shutdown, progress_printer(users)).await;
+    if outcome.stopped_at_break {
+        tracing::info!(
+            elapsed_s = outcome.elapsed.as_secs(),
+            "search stopped: two steps in a row broke a budget"
+        );
+    }
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
-    let thresholds = Thresholds::from(thresholds);
     let mut summary = summarize(&profile, &outcome, &thresholds, &task_budgets);
     summary.started_at_ms = Some(clock.started_at_ms);
     if shard_count > 1 {
@@ -374,7 +412,7 @@ pub async fn run_command(
             .and_then(|()| out.flush())
             .context("cannot print the results frame")?;
     }
-    Ok(if summary.passed {
+    Ok(if summary.passed || (exit_zero && !summary.interrupted) {
         Verdict::Pass
     } else {
         Verdict::Fail

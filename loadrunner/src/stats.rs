@@ -10,7 +10,7 @@
 use crate::capacity::Steps;
 use crate::client::Outcome;
 use hdrhistogram::Histogram;
-use loadgate_api::load::{LoadProfile, RequestStats};
+use loadgate_api::load::{LoadProfile, RequestStats, Thresholds};
 use loadgate_api::results::WindowResult;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -290,8 +290,12 @@ pub struct Stats {
     pub history: Vec<HistoryRow>,
     /// Open model: start delays against the schedule, µs.
     pub start_delay: Option<Histogram<u64>>,
-    /// A closed-model ramp's steps of users ([`crate::capacity`]).
+    /// A closed-model ramp's steps of users, or a search's steps of rates ([`crate::capacity`]).
     pub steps: Option<Steps>,
+    /// A search: the budgets its steps are judged on, to stop once two in a row broke.
+    stop_on_break: Option<Thresholds>,
+    /// Set once a search's break is confirmed: the load should stop.
+    pub break_found: bool,
     /// Once a second, on the common clock: what a runner's results carry for merged history.
     pub windows: Vec<WindowResult>,
     /// The common clock's window of this runner's first one (its start's lag behind the
@@ -314,6 +318,8 @@ impl Stats {
             history: Vec::new(),
             start_delay: None,
             steps: None,
+            stop_on_break: None,
+            break_found: false,
             windows: Vec::new(),
             first_window: 0,
             window: Entry::new("Aggregated", ""),
@@ -321,10 +327,19 @@ impl Stats {
         }
     }
 
-    /// Also measures a ramp's steps, cut on the whole profile `plan` (every shard passes the
-    /// same one), when it has any ([`crate::capacity::windows_per_step`]).
-    pub fn with_steps(mut self, plan: &LoadProfile) -> Self {
-        self.steps = crate::capacity::windows_per_step(plan).map(|w| Steps::new(w, plan.clone()));
+    /// Also measures a ramp's or a search's steps, cut on the whole profile `plan` (every shard
+    /// passes the same one) when it has any ([`crate::capacity::windows_per_step`]); `own` is
+    /// this runner's share of it.
+    pub fn with_steps(mut self, plan: &LoadProfile, own: &LoadProfile) -> Self {
+        self.steps =
+            crate::capacity::windows_per_step(plan).map(|w| Steps::new(w, plan.clone(), own));
+        self
+    }
+
+    /// A search: watches its steps against `budgets` and sets [`Self::break_found`] (and ends
+    /// the steps) once two judged steps in a row broke one.
+    pub fn stopping_on_break(mut self, budgets: Thresholds) -> Self {
+        self.stop_on_break = Some(budgets);
         self
     }
 
@@ -386,6 +401,13 @@ impl Stats {
             .as_secs_f64();
         if let Some(steps) = &mut self.steps {
             steps.add_window(index, users, &self.window, seconds);
+            if let Some(budgets) = &self.stop_on_break
+                && !self.break_found
+                && crate::capacity::confirmed_break(&steps.curve(), budgets)
+            {
+                steps.stop();
+                self.break_found = true;
+            }
         }
         self.windows.push(WindowResult {
             window: index,
@@ -408,12 +430,14 @@ impl Stats {
 }
 
 /// Owns the [`Stats`] while a run lasts: drains samples, snapshots every second, and hands the
-/// stats back when every sender is gone. `progress` is called with each history row.
+/// stats back when every sender is gone. `progress` is called with each history row;
+/// `break_found` turns true once a search's break is confirmed ([`Stats::stopping_on_break`]).
 pub async fn aggregate(
     mut samples: mpsc::Receiver<Sample>,
     mut stats: Stats,
     users: Arc<AtomicU32>,
     mut progress: impl FnMut(&HistoryRow, Instant),
+    break_found: tokio::sync::watch::Sender<bool>,
 ) -> Stats {
     let started = Instant::now();
     let mut tick = tokio::time::interval_at(
@@ -431,6 +455,9 @@ pub async fn aggregate(
                 stats.snapshot(users.load(Ordering::Relaxed));
                 if let Some(row) = stats.history.last() {
                     progress(row, started);
+                }
+                if stats.break_found {
+                    break_found.send_if_modified(|found| !std::mem::replace(found, true));
                 }
             }
         }

@@ -80,6 +80,13 @@ async fn start_server() -> (SocketAddr, Arc<Hits>) {
     (addr, hits)
 }
 
+/// A ramp to 8 users' curve: 3+ steps, rising, the last held at the peak (a step's users are
+/// the most it reached, even when its last window ends in the drain with users stopping).
+fn rises_to_eight(curve: &[loadgate_api::capacity::CurvePoint]) -> bool {
+    let users: Vec<u32> = curve.iter().map(|p| p.users).collect();
+    users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8])
+}
+
 fn get_task(name: &str, weight: u32, path: &str) -> Task {
     Task {
         name: name.into(),
@@ -96,6 +103,7 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
         duration: SpecDuration::from_secs(secs),
         arrival_rate: None,
         stages: Vec::new(),
+        search: None,
     };
     RunPlan {
         whole: profile.clone(),
@@ -109,6 +117,7 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
         },
         request_timeout: Duration::from_secs(5),
         seed: 42,
+        search_budgets: None,
     }
 }
 
@@ -605,15 +614,10 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
     );
     let ramp = engine::run(ramp_plan.clone(), std::future::pending(), |_, _| {}).await;
     let summary = loadrunner::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
-    let users: Vec<u32> = summary.curve.iter().map(|p| p.users).collect();
     // Steps end on one-second windows, and users start on about the same beat, so where a step
     // ends moves by a user or two; the claims err low both ways: the knee is the users that ran
     // through a held step's last second (1–4), the break the most a broken step reached (5–7).
-    assert!(
-        users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8]),
-        "{:?}",
-        summary.curve
-    );
+    assert!(rises_to_eight(&summary.curve), "{:?}", summary.curve);
     let capacity = summary
         .capacity
         .clone()
@@ -700,11 +704,7 @@ async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
         "both cut the same steps"
     );
     let curve = loadrunner::capacity::merge_steps(&[&steps_a, &steps_b]).unwrap();
-    let users: Vec<u32> = curve.iter().map(|p| p.users).collect();
-    assert!(
-        users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8]),
-        "{curve:?}"
-    );
+    assert!(rises_to_eight(&curve), "{curve:?}");
     let in_steps: u64 = curve.iter().map(|p| p.requests).sum();
     let sent = a.stats.total.requests + b.stats.total.requests;
     assert!(
@@ -721,4 +721,111 @@ async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
         .expect("the ramp passes the server's capacity");
     assert!((5..=7).contains(&broke.users), "{broke:?} {curve:?}");
     assert!((110.0..200.0).contains(&broke.measured), "{broke:?}");
+}
+
+/// A search against the server of known capacity (2 slots × 40 ms: 50 req/s): offered 25, 35,
+/// 45 ... req/s for 2 s each (no step sits on the ceiling itself), requests take ~40 ms while
+/// the rate is under 50 req/s and queue without bound above it. Under a p95 budget of 100 ms the
+/// search holds up to 45 req/s offered (35 on a busy machine), breaks at 55 (45), stops after
+/// two broken steps (long before its 40 s), and fixed arrival-rate runs at the held and broken
+/// rates agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_finds_the_rate_a_fixed_rate_run_holds_and_stops_after_the_break() {
+    let (addr, _) = start_server().await;
+    let budget = Thresholds {
+        p95_ms: Some(100.0),
+        ..Thresholds::default()
+    };
+    let mut search = plan(addr, vec![get_task("slot", 1, "/slot/40")], 40, 1.0, 1);
+    search.profile.search = Some(loadgate_api::load::Search {
+        start_rps: 25.0,
+        step_rps: 10.0,
+        step_duration: SpecDuration::from_secs(2),
+        max_rps: 215.0,
+    });
+    search.whole = search.profile.clone();
+    search.search_budgets = Some(budget);
+    assert_eq!(search.profile.run_time(), Duration::from_secs(40));
+    let outcome = engine::run(search.clone(), std::future::pending(), |_, _| {}).await;
+    assert!(outcome.stopped_at_break && !outcome.interrupted);
+    assert!(
+        outcome.elapsed < Duration::from_secs(20),
+        "stopped after the break, {:?} in",
+        outcome.elapsed
+    );
+    let summary = loadrunner::summarize(&search.profile, &outcome, &budget, &[]);
+    let offered: Vec<f64> = summary.curve.iter().filter_map(|p| p.offered_rps).collect();
+    assert!(
+        offered.len() == summary.curve.len()
+            && offered.len() >= 4
+            && offered
+                .iter()
+                .enumerate()
+                .all(|(i, &r)| r == 25.0 + 10.0 * i as f64),
+        "one point per step, in order: {:?}",
+        summary.curve
+    );
+    let capacity = summary.capacity.clone().expect("a search has a capacity");
+    let held = capacity.offered_rps.expect("the first steps hold");
+    let broke = capacity
+        .broke_at
+        .clone()
+        .expect("the search passes 50 req/s");
+    let broke_at = broke.offered_rps.unwrap();
+    assert!((35.0..=45.0).contains(&held), "{capacity:?}");
+    assert!(
+        (45.0..=55.0).contains(&broke_at) && broke_at > held,
+        "{capacity:?}"
+    );
+    assert_eq!(
+        offered.last().copied(),
+        Some(broke_at + 10.0),
+        "it stops once the step after the break broke too: {:?}",
+        summary.curve
+    );
+    assert!(
+        summary.passed,
+        "finding the break is a search's job: {summary:?}"
+    );
+    assert!(
+        capacity
+            .sentence(&budget)
+            .contains("req/s offered); breaks at"),
+        "{}",
+        capacity.sentence(&budget)
+    );
+
+    // Fixed arrival-rate runs at the held and the broken rate agree.
+    let fixed = |rate: f64, secs: u64| {
+        let mut p = plan(addr, vec![get_task("slot", 1, "/slot/40")], 40, 1.0, secs);
+        p.profile.arrival_rate = Some(rate);
+        p.whole = p.profile.clone();
+        engine::run(p, std::future::pending(), |_, _| {})
+    };
+    let p95 = |o: &engine::RunOutcome| o.stats.total.percentile_ms(0.95);
+    let within = fixed(held, 2).await;
+    assert!(
+        p95(&within) <= 100.0,
+        "{held} req/s holds: p95 {} ms",
+        p95(&within)
+    );
+    let over = fixed(broke_at + 10.0, 3).await;
+    assert!(
+        p95(&over) > 100.0,
+        "{} req/s breaks: p95 {} ms",
+        broke_at + 10.0,
+        p95(&over)
+    );
+}
+
+#[test]
+fn a_search_without_a_latency_or_error_budget_is_a_usage_error() {
+    let out = loadrunner()
+        .args(["run", "-H", "http://127.0.0.1:9", "--search", "10:10:2s:50"])
+        .args(["--min-rps", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--p95-ms"), "{stderr}");
 }

@@ -55,6 +55,7 @@ pub fn load_test(name: &str) -> LoadTest {
         duration: Duration::from_secs(20),
         arrival_rate: None,
         stages: Vec::new(),
+        search: None,
         thresholds: None,
     };
     LoadTest {

@@ -20,7 +20,7 @@ metadata: {name: NAME}
 spec:
   target: {endpointRef: {name: minilm}}
   profiles:
-    - {name: warm, users: 4, spawnRate: 1, duration: 5s}
+    - {name: warm, users: 4, spawnRate: 1, duration: 8s}
     - {name: spike, users: 4, spawnRate: 4, duration: 3s}
   thresholds: {p95Ms: P95, maxErrorRate: 0.01}
 "#;
@@ -47,10 +47,14 @@ fn local(file: &Path, results: &Path, models: &Path) -> std::process::Output {
 }
 
 fn run(name: &str, p95: &str) -> (i32, LoadTest, PathBuf) {
+    run_manifest(name, &MANIFEST.replace("NAME", name).replace("P95", p95))
+}
+
+fn run_manifest(name: &str, manifest: &str) -> (i32, LoadTest, PathBuf) {
     let dir = std::env::temp_dir().join(format!("loadgate-local-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("test.yaml");
-    std::fs::write(&file, MANIFEST.replace("NAME", name).replace("P95", p95)).unwrap();
+    std::fs::write(&file, manifest).unwrap();
     let loadgate = PathBuf::from(env!("CARGO_BIN_EXE_loadgate"));
     let server = loadgate.with_file_name("model-server");
     assert!(
@@ -101,15 +105,16 @@ fn a_short_test_passes_end_to_end_with_reports() {
     // Each profile has its own numbers (a runner's outcome is never reused for the next one).
     assert_ne!(status.profiles[0].results, status.profiles[1].results);
     // The ramp (+1 user/s to 4) has a curve in two steps of 2 users (the first ends on a
-    // one-second window at 1 or 2) and held to its peak; the spike starts its users at once, so
-    // it has neither.
+    // one-second window at 1 or 2) and held to its peak (5 s at 4 users, so the step has the
+    // requests to be judged even on a slow machine); the spike starts its users at once, so it
+    // has neither.
     let warm = &status.profiles[0];
     let users: Vec<u32> = warm.curve.iter().map(|p| p.users).collect();
     assert!(users.len() == 2 && users[1] == 4, "{:?}", warm.curve);
     let capacity = status
         .capacity
         .as_ref()
-        .expect("the ramp's capacity on top");
+        .unwrap_or_else(|| panic!("the ramp's capacity on top: {:?}", warm.curve));
     assert_eq!(
         (capacity.profile.as_str(), capacity.max_users_within_budget),
         ("warm", 4)
@@ -197,4 +202,61 @@ fn a_run_without_a_verdict_exits_3() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A capacity search through local mode: the Job's arguments carry `--search` and the budgets,
+/// the runner climbs 20, 30, 40 req/s of health checks (cheap, so every step holds on any
+/// machine), and the status has one curve point per step with its offered rate and a capacity
+/// at the search's maximum.
+#[test]
+fn a_search_climbs_its_steps_into_the_curve_and_capacity() {
+    let manifest = r#"
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: minilm}
+spec:
+  model: /models/all-MiniLM-L6-v2
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: search}
+spec:
+  target: {endpointRef: {name: minilm}}
+  tasks:
+    - {name: health, weight: 1, request: {get: {path: /health}}}
+  profiles:
+    - name: find
+      users: 20
+      search: {startRps: 20, stepRps: 10, stepDuration: 2s, maxRps: 40}
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.01}
+"#;
+    let (code, test, out) = run_manifest("search", manifest);
+    let status = test.status.unwrap();
+    assert_eq!(
+        (code, status.phase, status.verdict),
+        (0, Some(LoadPhase::Passed), Some(Verdict::Pass)),
+        "{status:?}"
+    );
+    let find = &status.profiles[0];
+    let offered: Vec<Option<f64>> = find.curve.iter().map(|p| p.offered_rps).collect();
+    assert_eq!(
+        offered,
+        [Some(20.0), Some(30.0), Some(40.0)],
+        "{:?}",
+        find.curve
+    );
+    let capacity = status
+        .capacity
+        .as_ref()
+        .expect("the search's capacity on top");
+    assert_eq!(capacity.profile, "find");
+    assert!(
+        capacity
+            .message
+            .ends_with("(40 req/s offered), the search's maximum: no budget broke"),
+        "{}",
+        capacity.message
+    );
+    assert!(out.join("find.html").is_file());
+    let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
 }

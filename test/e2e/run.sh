@@ -218,9 +218,27 @@ spec:
   parallelism: 2
   profiles: [{name: ramp, users: 6, spawnRate: 1, duration: 10s}]
   thresholds: {p95Ms: 60000, maxErrorRate: 0.05}
+---
+# A capacity search over 2 pods: each offers half of 20, 30, 40 req/s (health checks, cheap
+# enough to hold on any machine); the operator adds their steps and offered rates up.
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: sharded-search}
+spec:
+  target: {endpointRef: {name: minilm}}
+  parallelism: 2
+  tasks: [{name: health, weight: 1, request: {get: {path: /health}}}]
+  profiles:
+    - {name: find, users: 20, search: {startRps: 20, stepRps: 10, stepDuration: 2s, maxRps: 40}}
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.05}
 EOF
-kubectl wait --for=condition=Complete lt/sharded --timeout=5m
-kubectl get lt/sharded
+kubectl wait --for=condition=Complete lt/sharded lt/sharded-search --timeout=5m
+kubectl get lt/sharded lt/sharded-search
+json_check lt/sharded-search "o['status']['verdict'] == 'Pass' and [p.get('offeredRps') for p in o['status']['profiles'][0]['curve']] == [20, 30, 40]" \
+  "the sharded search's steps did not add up to 20, 30, 40 req/s offered"
+json_check lt/sharded-search "o['status']['capacity']['message'].endswith('(40 req/s offered), the search' + chr(39) + 's maximum: no budget broke')" \
+  "the sharded search's capacity is not on top"
+echo "sharded search: $(kubectl get lt/sharded-search -o 'jsonpath={.status.capacity.message}')"
 json_check lt/sharded "o['status']['profiles'][0]['phase'] == 'Passed'" "the sharded ramp did not pass"
 json_check lt/sharded "0 <= o['status']['profiles'][0]['startSkewMs'] < 3000" \
   "the shards did not start together (startSkewMs)"

@@ -7,16 +7,23 @@
 use crate::load::Thresholds;
 use serde::{Deserialize, Serialize};
 
-/// One step of a ramp: the requests that finished while the user count was inside one band.
+/// One step of a ramp (the requests that finished while the user count was inside one band) or
+/// of a search (those that finished while one arrival rate was offered).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CurvePoint {
-    /// Users running at the end of the step (the most it reached).
+    /// Users running at the end of the step (the most it reached); in a search, the requests in
+    /// flight then.
     pub users: u32,
     /// Users running through the whole of the step's last second (the fewest a step that held
-    /// held with, so a capacity read from it errs low).
+    /// held with, so a capacity read from it errs low); in a search, the requests in flight at
+    /// the start of that second.
     pub users_throughout: u32,
+    /// A search: the arrival rate the step offered, requests per second (`rps` is what
+    /// finished; it falls behind once the endpoint cannot keep up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rps: Option<f64>,
     /// Seconds the step lasted.
     pub seconds: f64,
     /// Requests finished in the step.
@@ -38,8 +45,11 @@ pub struct CurvePoint {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BreakPoint {
-    /// Users at the end of the first step over budget.
+    /// Users at the end of the first step over budget (in a search, requests in flight).
     pub users: u32,
+    /// A search: the rate that step offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rps: Option<f64>,
     /// Its requests per second.
     pub rps: f64,
     /// The budget field broken: `p95Ms`, `p99Ms` or `maxErrorRate`.
@@ -60,6 +70,9 @@ pub struct Capacity {
     pub max_users_within_budget: u32,
     /// Requests per second of that step.
     pub max_rps_within_budget: f64,
+    /// A search: the rate that step offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rps: Option<f64>,
     /// The budget field that broke first (`p95Ms`, `p99Ms`, `maxErrorRate`); absent when none
     /// broke up to the profile's peak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +84,9 @@ pub struct Capacity {
 
 impl Capacity {
     /// "holds p95 < 500 ms and errors < 1% up to 23.0 req/s (12 users); breaks at 14 users:
-    /// p95 612 ms", for the budgets a ramp is judged on.
+    /// p95 612 ms", for the budgets a ramp is judged on; a search's names the offered rates:
+    /// "holds p95 < 500 ms up to 38.2 req/s (40 req/s offered); breaks at 50 req/s offered:
+    /// p95 612 ms".
     pub fn sentence(&self, thresholds: &Thresholds) -> String {
         let budgets = judged_budgets(thresholds);
         let holds = if budgets.is_empty() {
@@ -79,6 +94,12 @@ impl Capacity {
         } else {
             format!("holds {}", budgets.join(" and "))
         };
+        if let Some(offered) = self
+            .offered_rps
+            .or(self.broke_at.as_ref().and_then(|b| b.offered_rps))
+        {
+            return self.search_sentence(&holds, offered);
+        }
         let held = format!(
             "{holds} up to {:.1} req/s ({} users)",
             self.max_rps_within_budget, self.max_users_within_budget
@@ -92,6 +113,38 @@ impl Capacity {
             ),
             Some(at) => format!("{held}; breaks at {} users: {}", at.users, measured(at)),
         }
+    }
+}
+
+impl Capacity {
+    fn search_sentence(&self, holds: &str, offered: f64) -> String {
+        let held = format!(
+            "{holds} up to {:.1} req/s ({} req/s offered)",
+            self.max_rps_within_budget,
+            rate(offered)
+        );
+        match &self.broke_at {
+            None => format!("{held}, the search's maximum: no budget broke"),
+            Some(at) if self.offered_rps.is_none() => format!(
+                "breaks at the first step already ({} req/s offered: {})",
+                rate(at.offered_rps.unwrap_or(at.rps)),
+                measured(at)
+            ),
+            Some(at) => format!(
+                "{held}; breaks at {} req/s offered: {}",
+                rate(at.offered_rps.unwrap_or(at.rps)),
+                measured(at)
+            ),
+        }
+    }
+}
+
+/// A rate as a person writes it: whole when it is, else to a tenth.
+fn rate(rps: f64) -> String {
+    if (rps - rps.round()).abs() < 1e-9 {
+        format!("{rps:.0}")
+    } else {
+        format!("{rps:.1}")
     }
 }
 
@@ -136,9 +189,11 @@ mod tests {
         let broke = Capacity {
             max_users_within_budget: 12,
             max_rps_within_budget: 23.04,
+            offered_rps: None,
             limited_by: Some("p95Ms".into()),
             broke_at: Some(BreakPoint {
                 users: 14,
+                offered_rps: None,
                 rps: 24.0,
                 metric: "p95Ms".into(),
                 measured: 612.4,
@@ -168,6 +223,49 @@ mod tests {
         assert_eq!(
             at_once.sentence(&budgets()),
             "breaks at the first step already (14 users: p95 612 ms)"
+        );
+    }
+
+    #[test]
+    fn a_search_speaks_of_offered_rates() {
+        let broke = Capacity {
+            max_users_within_budget: 9,
+            max_rps_within_budget: 38.24,
+            offered_rps: Some(40.0),
+            limited_by: Some("p95Ms".into()),
+            broke_at: Some(BreakPoint {
+                users: 30,
+                offered_rps: Some(50.0),
+                rps: 41.0,
+                metric: "p95Ms".into(),
+                measured: 612.4,
+                budget: 500.0,
+            }),
+        };
+        assert_eq!(
+            broke.sentence(&budgets()),
+            "holds p95 < 500 ms and errors < 1% up to 38.2 req/s (40 req/s offered); breaks at 50 req/s offered: p95 612 ms"
+        );
+        let held = Capacity {
+            limited_by: None,
+            broke_at: None,
+            ..broke.clone()
+        };
+        assert!(
+            held.sentence(&budgets())
+                .ends_with("(40 req/s offered), the search's maximum: no budget broke"),
+            "{}",
+            held.sentence(&budgets())
+        );
+        let at_once = Capacity {
+            max_users_within_budget: 0,
+            max_rps_within_budget: 0.0,
+            offered_rps: None,
+            ..broke
+        };
+        assert_eq!(
+            at_once.sentence(&budgets()),
+            "breaks at the first step already (50 req/s offered: p95 612 ms)"
         );
     }
 }

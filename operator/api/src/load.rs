@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// each loops over the task mix until `duration` has passed. Open model (`arrival_rate` set):
 /// requests start at that rate whatever the answers do, at most `users` in flight, and latency
 /// counts from each request's scheduled start, so queueing is measured, not hidden (no
-/// coordinated omission).
+/// coordinated omission). A search (`search` set) is the open model with a rate that climbs
+/// step by step until the budgets break.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -35,6 +36,79 @@ pub struct LoadProfile {
     /// profile runs for the stages' total time and `users`/`spawnRate` are not used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// A capacity search (open model): the arrival rate climbs by `stepRps` every
+    /// `stepDuration` from `startRps` to `maxRps`, each step judged on its own histogram, and the
+    /// run stops once two steps in a row broke a latency or error budget. When set, the profile
+    /// runs for the steps' total time and `duration`/`spawnRate` are not used; `users` caps the
+    /// requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<Search>,
+}
+
+/// Most steps in one capacity search (its curve has one point per step, in the status).
+pub const MAX_SEARCH_STEPS: u32 = 24;
+
+/// A capacity search: the offered rate of each step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "crd", schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.startRps > 0.0 && self.stepRps > 0.0", "message": "startRps and stepRps must be > 0"},
+    {"rule": "self.maxRps >= self.startRps", "message": "maxRps must be at least startRps"},
+    {"rule": "self.stepRps <= 0.0 || (self.maxRps - self.startRps) / self.stepRps < 23.000001", "message": "a search has at most 24 steps: raise stepRps"},
+])))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Search {
+    /// Requests per second of the first step (> 0).
+    pub start_rps: f64,
+    /// Requests per second added at each next step (> 0).
+    pub step_rps: f64,
+    /// How long each step lasts: whole seconds, 2s to 1h (a step is judged on its own one-second
+    /// windows).
+    pub step_duration: Duration,
+    /// The highest rate a step may offer (≥ `startRps`); a search has at most 24 steps.
+    pub max_rps: f64,
+}
+
+impl Search {
+    /// Number of steps from `start_rps` up to `max_rps`.
+    pub fn steps(&self) -> u32 {
+        if !(self.start_rps > 0.0 && self.step_rps > 0.0 && self.max_rps >= self.start_rps) {
+            return 1;
+        }
+        // A hair of slack, so 10 + 3 × 0.1 reaches 10.3 however the floats round.
+        let more = ((self.max_rps - self.start_rps) / self.step_rps + 1e-9).floor();
+        (more.min(f64::from(u32::MAX - 1)) as u32) + 1
+    }
+
+    /// The offered rate of step `index` (0-based).
+    pub fn rate(&self, index: u32) -> f64 {
+        self.start_rps + self.step_rps * f64::from(index)
+    }
+
+    /// The whole search's time: every step.
+    pub fn run_time(&self) -> std::time::Duration {
+        self.step_duration.get().saturating_mul(self.steps())
+    }
+
+    /// The step running `elapsed` into the search, and `None` from its end on.
+    pub fn step_at(&self, elapsed: std::time::Duration) -> Option<u32> {
+        let step = self.step_duration.get();
+        if step.is_zero() {
+            return None;
+        }
+        let index = elapsed.as_nanos() / step.as_nanos();
+        u32::try_from(index).ok().filter(|&i| i < self.steps())
+    }
+
+    /// This search's share for one of `count` runners side by side.
+    fn share(&self, count: f64) -> Search {
+        Search {
+            start_rps: self.start_rps / count,
+            step_rps: self.step_rps / count,
+            step_duration: self.step_duration,
+            max_rps: self.max_rps / count,
+        }
+    }
 }
 
 /// One stage of an explicit load shape.
@@ -49,8 +123,12 @@ pub struct Stage {
 }
 
 impl LoadProfile {
-    /// How long the profile runs: the stages' total when stages are set, else `duration`.
+    /// How long the profile runs: a search's steps, the stages' total when stages are set, else
+    /// `duration`.
     pub fn run_time(&self) -> std::time::Duration {
+        if let Some(search) = &self.search {
+            return search.run_time();
+        }
         if self.stages.is_empty() {
             self.duration.get()
         } else {
@@ -60,8 +138,8 @@ impl LoadProfile {
 
     /// Runner `index` of `count` side by side (the operator's `parallelism`): this runner's share
     /// of the users, spawn rate, arrival rate and stage targets, so the runners together make
-    /// the profile's load. Users split as evenly as integers allow (the first runners take one
-    /// more); each runner keeps at least one user.
+    /// the profile's load (a search's rates split like the arrival rate). Users split as evenly
+    /// as integers allow (the first runners take one more); each runner keeps at least one user.
     pub fn shard(&self, index: u32, count: u32) -> LoadProfile {
         let count = count.max(1);
         let share = |users: u32| (users / count + u32::from(index < users % count)).max(1);
@@ -80,6 +158,44 @@ impl LoadProfile {
                     users: if s.users == 0 { 0 } else { share(s.users) },
                 })
                 .collect(),
+            search: self.search.map(|s| s.share(part)),
+        }
+    }
+
+    /// The shape in a few words: "4 users at +1/s for 5s", "120 req/s for 30s (at most 50 in
+    /// flight)", "3 stages over 40s (peak 100 users)", "a search from 10 to 200 req/s, +10
+    /// every 20s (at most 50 in flight)".
+    pub fn describe(&self) -> String {
+        let run = Duration(self.run_time());
+        if let Some(s) = &self.search {
+            return format!(
+                "a search from {} to {} req/s, +{} every {} (at most {} in flight)",
+                s.start_rps, s.max_rps, s.step_rps, s.step_duration, self.users
+            );
+        }
+        if let Some(rate) = self.arrival_rate {
+            return format!("{rate} req/s for {run} (at most {} in flight)", self.users);
+        }
+        if !self.stages.is_empty() {
+            let peak = self.stages.iter().map(|s| s.users).max().unwrap_or(0);
+            return format!(
+                "{} stages over {run} (peak {peak} users)",
+                self.stages.len()
+            );
+        }
+        format!(
+            "{} users at +{}/s for {}",
+            self.users, self.spawn_rate, self.duration
+        )
+    }
+
+    /// The load the plan offers `elapsed` into the profile, the level a step is cut on: a
+    /// search's arrival rate, else the users [`Self::planned_users`] has running; 0 from the end
+    /// of the run on.
+    pub fn planned_level(&self, elapsed: std::time::Duration) -> f64 {
+        match &self.search {
+            Some(search) => search.step_at(elapsed).map_or(0.0, |i| search.rate(i)),
+            None => f64::from(self.planned_users(elapsed)),
         }
     }
 
@@ -488,6 +604,12 @@ mod tests {
                 duration: Duration::from_secs(5),
                 users: 7,
             }],
+            search: Some(Search {
+                start_rps: 9.0,
+                step_rps: 3.0,
+                step_duration: Duration::from_secs(10),
+                max_rps: 30.0,
+            }),
         };
         let shards: Vec<LoadProfile> = (0..3).map(|i| profile.shard(i, 3)).collect();
         assert_eq!(
@@ -497,7 +619,46 @@ mod tests {
         assert_eq!(shards.iter().map(|s| s.stages[0].users).sum::<u32>(), 7);
         assert!((shards.iter().map(|s| s.spawn_rate).sum::<f64>() - 4.0).abs() < 1e-12);
         assert!((shards.iter().map(|s| s.arrival_rate.unwrap()).sum::<f64>() - 9.0).abs() < 1e-12);
+        let rates =
+            |f: fn(&Search) -> f64| shards.iter().map(|s| f(&s.search.unwrap())).sum::<f64>();
+        assert!((rates(|s| s.start_rps) - 9.0).abs() < 1e-12);
+        assert!((rates(|s| s.max_rps) - 30.0).abs() < 1e-12);
+        // Every shard climbs the same steps at the same times.
+        assert!(shards.iter().all(|s| s.search.unwrap().steps() == 8));
         assert_eq!(profile.shard(0, 1), profile);
+    }
+
+    #[test]
+    fn a_search_climbs_whole_steps_to_its_maximum() {
+        let search: Search = serde_json::from_str(
+            r#"{"startRps":10,"stepRps":0.1,"stepDuration":"5s","maxRps":10.3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            search.steps(),
+            4,
+            "10, 10.1, 10.2 and 10.3 despite float rounding"
+        );
+        assert_eq!(search.run_time(), std::time::Duration::from_secs(20));
+        let profile = LoadProfile {
+            name: "find".into(),
+            users: 50,
+            spawn_rate: 1.0,
+            duration: Duration::from_secs(999),
+            arrival_rate: None,
+            stages: Vec::new(),
+            search: Some(search),
+        };
+        assert_eq!(profile.run_time(), std::time::Duration::from_secs(20));
+        let at = |ms: u64| profile.planned_level(std::time::Duration::from_millis(ms));
+        assert_eq!((at(0), at(4_999), at(5_000)), (10.0, 10.0, 10.1));
+        assert!((at(19_999) - 10.3).abs() < 1e-9);
+        assert_eq!(at(20_000), 0.0, "the search has ended");
+        let uneven = Search {
+            max_rps: 10.25,
+            ..search
+        };
+        assert_eq!(uneven.steps(), 3, "a step never passes maxRps");
     }
 
     #[test]

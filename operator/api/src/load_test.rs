@@ -131,8 +131,9 @@ pub struct EndpointRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.spawnRate > 0.0", "message": "spawnRate must be > 0"},
+    {"rule": "has(self.search) || (has(self.spawnRate) && self.spawnRate > 0.0)", "message": "spawnRate must be > 0"},
     {"rule": "!has(self.arrivalRate) || self.arrivalRate > 0.0", "message": "arrivalRate must be > 0"},
+    {"rule": "!has(self.search) || (!has(self.arrivalRate) && !has(self.stages))", "message": "search sets its own rates: leave arrivalRate and stages out"},
 ]))]
 pub struct ProfileSpec {
     /// Name (ramp-up, sustained, spike, ...): names the Job, the report and the status row.
@@ -144,9 +145,12 @@ pub struct ProfileSpec {
     /// Peak number of concurrent users.
     #[schemars(range(min = 1, max = 100000))]
     pub users: u32,
-    /// Users started per second until `users` run.
+    /// Users started per second until `users` run (required but for a search).
+    #[serde(default)]
     pub spawn_rate: f64,
-    /// How long the profile runs, ramp included (ignored when `stages` is set).
+    /// How long the profile runs, ramp included (not used, and may be left out, with `stages`
+    /// or `search`).
+    #[serde(default)]
     pub duration: Duration,
     /// Open model: requests started per second whatever the answers do; `users` caps how many
     /// are in flight.
@@ -157,6 +161,15 @@ pub struct ProfileSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub stages: Vec<crate::load::Stage>,
+    /// A capacity search (open model): the arrival rate climbs by `stepRps` every
+    /// `stepDuration` from `startRps` up to `maxRps` (at most 24 steps), each step judged on
+    /// its own merged histogram against the latency and error budgets, and the runners stop
+    /// once two steps in a row broke one. `users` caps the requests in flight; `duration` and
+    /// `spawnRate` are not used. The profile passes when its first step held and, with a
+    /// `minRps` budget, when it held at least that rate; `status.profiles[].curve` has one point
+    /// per step and `capacity` the highest rate that held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::load::Search>,
     /// Budgets for this profile; each set field overrides the spec-level one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Thresholds>,
@@ -172,6 +185,7 @@ impl ProfileSpec {
             duration: self.duration,
             arrival_rate: self.arrival_rate,
             stages: self.stages.clone(),
+            search: self.search,
         }
     }
 

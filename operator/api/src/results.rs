@@ -51,6 +51,9 @@ pub struct StepResult {
     pub users: u32,
     /// This runner's users through the whole of the step's last second.
     pub users_throughout: u32,
+    /// A search: the rate this runner offered in the step (its share of the step's rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rps: Option<f64>,
     /// Seconds it lasted.
     pub seconds: f64,
     /// Its requests, with their histogram.

@@ -8,7 +8,7 @@
 //! also in the generated schema; `operator` tests that both refuse the same examples, and the
 //! end-to-end test applies them to a real apiserver.
 
-use crate::load::{TaskRequest, Thresholds, WaitTime};
+use crate::load::{Search, TaskRequest, Thresholds, WaitTime};
 use crate::load_test::LoadTestSpec;
 use crate::model_endpoint::ModelEndpointSpec;
 use std::time::Duration;
@@ -19,6 +19,9 @@ use std::time::Duration;
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Most explicit stages in one profile.
 pub const MAX_STAGES: usize = 32;
+pub use crate::load::MAX_SEARCH_STEPS;
+/// Longest step of a capacity search.
+pub const MAX_SEARCH_STEP: Duration = Duration::from_secs(3600);
 /// Most users one runner pod runs (each is a task with its own connection).
 pub const MAX_USERS_PER_RUNNER: u32 = 10_000;
 /// Longest task name (it is a CSV cell, a metric label and a report heading).
@@ -122,6 +125,60 @@ fn check_thresholds(field: &str, t: &Thresholds) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A capacity search: positive rates climbing in at most [`MAX_SEARCH_STEPS`] whole-second
+/// steps, and a latency or error budget to judge each step on (`budgets`: the profile's
+/// effective ones).
+fn check_search(at: &str, search: &Search, budgets: &Thresholds) -> Result<(), FieldError> {
+    for (name, v) in [
+        ("startRps", search.start_rps),
+        ("stepRps", search.step_rps),
+        ("maxRps", search.max_rps),
+    ] {
+        if !v.is_finite() || v <= 0.0 {
+            return err(format!("{at}.search.{name}"), "must be > 0");
+        }
+    }
+    if search.max_rps < search.start_rps {
+        return err(
+            format!("{at}.search.maxRps"),
+            format!("must be at least startRps ({})", search.start_rps),
+        );
+    }
+    let step = search.step_duration.get();
+    if step < Duration::from_secs(2) || step > MAX_SEARCH_STEP || step.subsec_nanos() != 0 {
+        return err(
+            format!("{at}.search.stepDuration"),
+            "must be whole seconds from 2s to 1h (each step is judged on its one-second windows)",
+        );
+    }
+    if search.steps() > MAX_SEARCH_STEPS {
+        return err(
+            format!("{at}.search"),
+            format!(
+                "climbs in {} steps from {} to {} req/s, and a search has at most \
+                 {MAX_SEARCH_STEPS} steps: raise stepRps",
+                search.steps(),
+                search.start_rps,
+                search.max_rps
+            ),
+        );
+    }
+    if search.run_time() > MAX_DURATION {
+        return err(
+            format!("{at}.search"),
+            "its steps add up to more than the 24h a spec may hold",
+        );
+    }
+    if budgets.p95_ms.is_none() && budgets.p99_ms.is_none() && budgets.max_error_rate.is_none() {
+        return err(
+            format!("{at}.search"),
+            "a search needs a p95Ms, p99Ms or maxErrorRate budget (the profile's or the spec's) \
+             to judge its steps on",
+        );
+    }
+    Ok(())
+}
+
 /// True when `name` is a DNS-1123 label (lowercase alphanumerics and '-', alphanumeric ends).
 fn dns_label(name: &str) -> bool {
     !name.is_empty()
@@ -203,7 +260,7 @@ impl LoadTestSpec {
                     ),
                 );
             }
-            if !p.spawn_rate.is_finite() || p.spawn_rate <= 0.0 {
+            if p.search.is_none() && (!p.spawn_rate.is_finite() || p.spawn_rate <= 0.0) {
                 return err(format!("{at}.spawnRate"), "must be > 0");
             }
             if p.arrival_rate.is_some_and(|r| !r.is_finite() || r <= 0.0) {
@@ -230,6 +287,15 @@ impl LoadTestSpec {
                     format!("{at}.stages"),
                     "the stages add up to more than the 24h a spec may hold",
                 );
+            }
+            if let Some(search) = &p.search {
+                if p.arrival_rate.is_some() || !p.stages.is_empty() {
+                    return err(
+                        format!("{at}.search"),
+                        "search sets its own rates: leave arrivalRate and stages out",
+                    );
+                }
+                check_search(&at, search, &p.effective_thresholds(&self.thresholds))?;
             }
             if p.load_profile().run_time().is_zero() {
                 return err(format!("{at}.duration"), "must be above 0s");

@@ -198,12 +198,10 @@ async fn run_manifest(
             Step::CreateJob { index, target_url } => {
                 let profile = &test.spec.profiles[*index];
                 say(format!(
-                    "profile {} ({} of {total}): {} users at +{}/s for {}",
+                    "profile {} ({} of {total}): {}",
                     profile.name,
                     index + 1,
-                    profile.users,
-                    profile.spawn_rate,
-                    profile.duration
+                    profile.load_profile().describe()
                 ));
                 job = if interrupt.is_set() {
                     JobState::Failed("interrupted before it started".into())
@@ -263,18 +261,8 @@ async fn run_profile(
         "--json".to_owned(),
         json.display().to_string(),
     ]);
-    // The runner prints the verdict too: give it the same budgets the status is judged on.
-    let budgets = profile.effective_thresholds(&test.spec.thresholds);
-    for (flag, value) in [
-        ("--p95-ms", budgets.p95_ms),
-        ("--p99-ms", budgets.p99_ms),
-        ("--max-error-rate", budgets.max_error_rate),
-        ("--min-rps", budgets.min_rps),
-    ] {
-        if let Some(value) = value {
-            argv.extend([flag.to_owned(), value.to_string()]);
-        }
-    }
+    // The runner prints the verdict too (the Job's arguments carry the profile's budgets): give
+    // it the per-task budgets the status is judged on as well.
     for task in &test.spec.task_thresholds {
         let t = task.thresholds;
         for (metric, value) in [

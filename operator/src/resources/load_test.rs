@@ -138,11 +138,13 @@ pub fn runner_args(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> 
         profile.name.clone(),
         "--users".to_owned(),
         profile.users.to_string(),
-        "--spawn-rate".to_owned(),
-        profile.spawn_rate.to_string(),
         "--run-time".to_owned(),
         profile.duration.to_string(),
     ];
+    // A search leaves it out (it is not used there).
+    if profile.spawn_rate > 0.0 {
+        args.extend(["--spawn-rate".to_owned(), profile.spawn_rate.to_string()]);
+    }
     if let Some(rate) = profile.arrival_rate {
         args.extend(["--arrival-rate".to_owned(), rate.to_string()]);
     }
@@ -152,6 +154,30 @@ pub fn runner_args(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> 
             format!("{}:{}", stage.duration, stage.users),
         ]);
     }
+    if let Some(s) = &profile.search {
+        args.extend([
+            "--search".to_owned(),
+            format!(
+                "{}:{}:{}:{}",
+                s.start_rps, s.step_rps, s.step_duration, s.max_rps
+            ),
+        ]);
+    }
+    // The profile's budgets: a search stops on them, and the runner's log states the verdict
+    // the status gives. `--exit-zero`: a broken budget is the profile's verdict, judged by the
+    // operator on the merged results, not a failed pod.
+    let budgets = profile.effective_thresholds(&spec.thresholds);
+    for (flag, value) in [
+        ("--p95-ms", budgets.p95_ms),
+        ("--p99-ms", budgets.p99_ms),
+        ("--max-error-rate", budgets.max_error_rate),
+        ("--min-rps", budgets.min_rps),
+    ] {
+        if let Some(value) = value {
+            args.extend([flag.to_owned(), value.to_string()]);
+        }
+    }
+    args.push("--exit-zero".to_owned());
     if let Some(wait) = &spec.wait_time {
         args.extend(["--wait-time".to_owned(), wait.to_string()]);
     }
@@ -352,6 +378,41 @@ mod tests {
         let tasks: Vec<loadgate_api::load::Task> =
             serde_json::from_str(run.tasks.as_deref().unwrap()).unwrap();
         assert_eq!(tasks, lt.spec.tasks);
+        // The profile's budgets, and a verdict that is the status's to give, not the pod's.
+        assert_eq!(run.thresholds.p95_ms, lt.spec.thresholds.p95_ms);
+        assert!(run.exit_zero && run.search.is_none());
+    }
+
+    /// A search profile runs as `--search` with its budgets, and without the spawn rate it does
+    /// not use.
+    #[test]
+    fn a_search_profile_runs_as_a_search_with_its_budgets() {
+        let mut lt = load_test("gate");
+        let search = loadgate_api::load::Search {
+            start_rps: 2.5,
+            step_rps: 5.0,
+            step_duration: loadgate_api::duration::Duration::from_secs(20),
+            max_rps: 100.0,
+        };
+        lt.spec.profiles[0].search = Some(search);
+        lt.spec.profiles[0].spawn_rate = 0.0;
+        lt.spec.profiles[0].thresholds = Some(loadgate_api::load::Thresholds {
+            min_rps: Some(15.0),
+            ..Default::default()
+        });
+        let profile = &lt.spec.profiles[0];
+        let mut args = vec!["loadrunner".to_owned()];
+        args.extend(runner_args(&lt, profile, "http://mini.ml.svc:8080"));
+        assert!(!args.iter().any(|a| a == "--spawn-rate"));
+        let cli = loadrunner::config::Cli::try_parse_from(&args).unwrap();
+        let loadrunner::config::Command::Run(run) = cli.command else {
+            panic!("not a run command")
+        };
+        assert_eq!(run.search, Some(search));
+        assert_eq!(
+            (run.thresholds.p95_ms, run.thresholds.min_rps),
+            (lt.spec.thresholds.p95_ms, Some(15.0))
+        );
     }
 
     #[test]

@@ -406,7 +406,13 @@ pub fn advance(
             let profile_spec = &spec.profiles[i];
             let thresholds = profile_spec.effective_thresholds(&spec.thresholds);
             let expected = usize::try_from(spec.parallelism.max(1)).unwrap_or(1);
-            let outcome = profile_result(summaries, expected, &thresholds, &spec.task_thresholds);
+            let outcome = profile_result(
+                summaries,
+                expected,
+                &thresholds,
+                &spec.task_thresholds,
+                profile_spec.search.is_some(),
+            );
             let profile = &mut st.profiles[i];
             profile.completion_time = Some(now.clone());
             match outcome {
@@ -569,7 +575,8 @@ pub struct ProfileResult {
 /// exact percentiles, then the profile's budgets and the per-task budgets checked; a ramp's
 /// curve made here from the runners' steps (added up step by step on their common clock) or,
 /// with only termination messages, from a lone runner's own curve, and its capacity judged here
-/// (a runner's own reading is not trusted).
+/// (a runner's own reading is not trusted). A `search` is judged on that capacity instead
+/// ([`loadrunner::gate::evaluate_search`]): it exists to break its budgets at the top.
 ///
 /// # Errors
 /// A message when not exactly `expected` results came (one per runner pod), or they do not
@@ -579,6 +586,7 @@ pub fn profile_result(
     expected: usize,
     thresholds: &Thresholds,
     task_thresholds: &[loadgate_api::load::TaskThresholds],
+    search: bool,
 ) -> Result<ProfileResult, String> {
     if runners.len() != expected {
         return Err(format!(
@@ -589,11 +597,10 @@ pub fn profile_result(
     let summaries: Vec<RunSummary> = runners.iter().map(|r| r.summary.clone()).collect();
     let merged = loadrunner::merge::merge(&summaries, thresholds).map_err(|e| e.to_string())?;
     let mut violations = merged.violations.clone();
-    violations.extend(loadrunner::gate::evaluate_tasks(
-        &merged.tasks,
-        task_thresholds,
-        &merged.profile,
-    )?);
+    // Unknown task names are an error for a search too, though its tasks are not judged.
+    let task_violations =
+        loadrunner::gate::evaluate_tasks(&merged.tasks, task_thresholds, &merged.profile)?;
+    violations.extend(task_violations);
     let t = &merged.total;
     let figures = ResultFigures {
         requests: i64::try_from(t.requests).unwrap_or(i64::MAX),
@@ -615,10 +622,18 @@ pub fn profile_result(
         None => merged.curve,
     };
     curve.truncate(loadrunner::capacity::MAX_CURVE_POINTS);
+    let capacity = loadrunner::capacity::knee(&curve, thresholds);
+    if search {
+        violations = loadrunner::gate::evaluate_search(
+            capacity.as_ref(),
+            thresholds,
+            &format!("profile {}", merged.profile),
+        );
+    }
     Ok(ProfileResult {
         figures,
         violations,
-        capacity: loadrunner::capacity::knee(&curve, thresholds),
+        capacity,
         curve,
         start_skew_ms: start_skew_ms(&summaries),
     })
@@ -918,6 +933,7 @@ mod tests {
         CurvePoint {
             users,
             users_throughout: users,
+            offered_rps: None,
             seconds: 2.0,
             requests: 100,
             rps: f64::from(users) * 2.0,
@@ -942,6 +958,7 @@ mod tests {
         ramp.capacity = Some(Capacity {
             max_users_within_budget: 1000,
             max_rps_within_budget: 1e9,
+            offered_rps: None,
             limited_by: None,
             broke_at: None,
         });
@@ -987,6 +1004,7 @@ mod tests {
             windows: 2,
             users,
             users_throughout: users - 1,
+            offered_rps: None,
             seconds: 2.0,
             stats: stats(50, 0, ms),
         };
@@ -1005,8 +1023,14 @@ mod tests {
             p95_ms: Some(500.0),
             ..Thresholds::default()
         };
-        let result =
-            profile_result(&[runner(1_000, 0), runner(1_250, 50)], 2, &budget, &[]).unwrap();
+        let result = profile_result(
+            &[runner(1_000, 0), runner(1_250, 50)],
+            2,
+            &budget,
+            &[],
+            false,
+        )
+        .unwrap();
         let users: Vec<(u32, u64)> = result.curve.iter().map(|p| (p.users, p.requests)).collect();
         assert_eq!(users, [(4, 100), (8, 100), (12, 100)]);
         // Half of the second step at 200 ms, half at 250: the merged p95 is the slower half's.
@@ -1022,7 +1046,7 @@ mod tests {
         // A runner whose frame was not read: nothing is added up, and nothing is claimed.
         let mut gone = runner(1_250, 0);
         gone.steps = None;
-        let result = profile_result(&[runner(1_000, 0), gone], 2, &budget, &[]).unwrap();
+        let result = profile_result(&[runner(1_000, 0), gone], 2, &budget, &[], false).unwrap();
         assert!(result.curve.is_empty() && result.capacity.is_none());
     }
 

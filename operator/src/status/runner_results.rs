@@ -253,6 +253,7 @@ mod tests {
                 windows: 2,
                 users: 2,
                 users_throughout: 1,
+                offered_rps: None,
                 seconds: 2.0,
                 stats: message.total.clone(),
             }],
