@@ -98,7 +98,8 @@ grep -E '^  (phase|verdict):' "$status"
 shopt -s nullglob
 reports=("$results"/quickstart/*.html)
 shopt -u nullglob
-((${#reports[@]} == 3)) || { echo "want 3 HTML reports in $results/quickstart, found ${#reports[@]}" >&2; exit 1; }
+# One per profile, and report.html: the whole test's page from its merged report.
+((${#reports[@]} == 4)) || { echo "want 4 HTML reports in $results/quickstart, found ${#reports[@]}" >&2; exit 1; }
 python3 scripts/check-report.py "${reports[@]}"
 
 step "Helm chart, CRD copies, Argo CD health checks"

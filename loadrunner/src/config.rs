@@ -146,6 +146,12 @@ pub struct RunArgs {
     #[arg(long, env = "LOADRUNNER_RESULTS_LOG")]
     pub results_log: bool,
 
+    /// Write the full results (the summary, a ramp's or search's steps, the once-a-second
+    /// windows) as JSON here: what the results frame carries, for a caller on this machine
+    /// (`loadgate local`).
+    #[arg(long, value_name = "FILE")]
+    pub results_json: Option<PathBuf>,
+
     /// Exit 0 once the run completed and its results are written, even when a budget broke:
     /// the caller judges them (the operator passes it, so a broken budget is the profile's
     /// verdict, not a failed pod).

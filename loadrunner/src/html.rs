@@ -2,11 +2,13 @@
 //! view time) with charts of users, requests/s, failures/s and p50/p95 latency over time (the
 //! p95 budget drawn as a line), a ramp's capacity (latency against users, the budget, the knee
 //! and the break marked, and the curve's table), the per-task stats table, failures, and the
-//! verdict.
+//! verdict; for one runner's run ([`render`]) or, one section per profile, for a whole run of
+//! a LoadTest from its merged report ([`render_test`]).
 
-use crate::stats::{HistoryRow, Stats};
+use crate::stats::Stats;
 use loadgate_api::capacity::{Capacity, CurvePoint};
 use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
+use loadgate_api::report::{HistoryPoint, TestReport};
 use std::fmt::Write as _;
 
 fn escape(s: &str) -> String {
@@ -196,7 +198,7 @@ fn capacity_section(out: &mut String, summary: &RunSummary, thresholds: &Thresho
     if summary.curve.is_empty() {
         return;
     }
-    out.push_str("<h2>Capacity</h2>");
+    out.push_str("<h3>Capacity</h3>");
     if let Some(capacity) = &summary.capacity {
         let _ = write!(
             out,
@@ -253,26 +255,98 @@ fn row(out: &mut String, s: &RequestStats) {
     );
 }
 
+/// One profile's part of a report.
+pub struct Section<'a> {
+    /// Its summary (merged, for several runners), verdict, curve and capacity.
+    pub summary: &'a RunSummary,
+    /// The budgets it was judged on.
+    pub thresholds: &'a Thresholds,
+    /// Once a second.
+    pub history: &'a [HistoryPoint],
+    /// Failures by (method, name, reason) with their count, when known (a lone runner's).
+    pub failures: Vec<(&'a str, &'a str, &'a str, u64)>,
+}
+
 /// The report for one run, judged against `thresholds`.
 pub fn render(summary: &RunSummary, stats: &Stats, thresholds: &Thresholds) -> String {
-    let history: &[HistoryRow] = &stats.history;
-    let series = |f: &dyn Fn(&HistoryRow) -> f64| history.iter().map(f).collect::<Vec<f64>>();
-    let verdict = if summary.passed {
-        ("PASS", "#1a7f37")
-    } else {
-        ("FAIL", "#cf222e")
+    let history = crate::history::of_stats(stats);
+    let section = Section {
+        summary,
+        thresholds,
+        history: &history,
+        failures: stats
+            .failures
+            .iter()
+            .map(|((method, name, error), count)| {
+                (method.as_str(), name.as_str(), error.as_str(), *count)
+            })
+            .collect(),
     };
+    page(
+        &format!("loadrunner: {}", summary.profile),
+        &format!("loadrunner report: {}", summary.profile),
+        &[section],
+    )
+}
+
+/// One page for a whole run of a LoadTest: every profile that finished, in order, each with its
+/// verdict, charts (budget lines drawn), capacity (the knee and the break marked) and tables.
+pub fn render_test(report: &TestReport) -> String {
+    let sections: Vec<Section<'_>> = report
+        .profiles
+        .iter()
+        .map(|p| Section {
+            summary: &p.summary,
+            thresholds: &p.thresholds,
+            history: &p.history,
+            failures: Vec::new(),
+        })
+        .collect();
+    let passed = report.profiles.iter().all(|p| p.summary.passed);
+    let mut heading = format!(
+        "LoadTest {} — run {}, generation {}",
+        report.test, report.run, report.generation
+    );
+    if report.profiles.is_empty() {
+        heading.push_str(" (no profile finished)");
+    } else {
+        heading.push_str(if passed { ": PASS" } else { ": FAIL" });
+    }
+    page(&format!("loadgate: {}", report.test), &heading, &sections)
+}
+
+fn page(title: &str, heading: &str, sections: &[Section<'_>]) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>loadrunner: {name}</title><style>
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>
 body{{font:14px system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcaption{{font-weight:600}} .capacity{{font-size:16px;font-weight:600}} .verdict{{font-size:20px;font-weight:700;color:{colour}}}
-</style></head><body><h1>loadrunner report: {name}</h1><p class="verdict">{text}</p>"#,
-        name = escape(&summary.profile),
-        colour = verdict.1,
-        text = verdict.0
+td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcaption{{font-weight:600}} .capacity{{font-size:16px;font-weight:600}} .verdict{{font-size:20px;font-weight:700}} .pass{{color:#1a7f37}} .fail{{color:#cf222e}}
+</style></head><body><h1>{heading}</h1>"#,
+        title = escape(title),
+        heading = escape(heading),
     );
+    for s in sections {
+        section(&mut out, s, sections.len() > 1);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn section(out: &mut String, s: &Section<'_>, titled: bool) {
+    let summary = s.summary;
+    let thresholds = s.thresholds;
+    let history = s.history;
+    let series = |f: &dyn Fn(&HistoryPoint) -> f64| history.iter().map(f).collect::<Vec<f64>>();
+    if titled {
+        let _ = write!(out, "<h2>Profile {}</h2>", escape(&summary.profile));
+    }
+    let (text, class) = if summary.passed {
+        ("PASS", "pass")
+    } else {
+        ("FAIL", "fail")
+    };
+    let _ = write!(out, r#"<p class="verdict {class}">{text}</p>"#);
     let _ = write!(
         out,
         "<p>{} users peak, {:.1} s; {} requests, {} failures ({:.2}%), {:.1} req/s.</p>",
@@ -293,48 +367,46 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
     if summary.interrupted {
         out.push_str("<p><strong>Interrupted:</strong> the run was stopped early; this is what was measured.</p>");
     }
-    out.push_str(&chart(
-        "Users",
-        "",
-        &[("users", "#0969da", series(&|r| f64::from(r.users)))],
-        None,
-    ));
-    out.push_str(&chart(
-        "Requests and failures per second",
-        "/s",
-        &[
-            (
-                "requests/s",
-                "#1a7f37",
-                series(&|r| r.window.requests as f64),
-            ),
-            (
-                "failures/s",
-                "#cf222e",
-                series(&|r| r.window.failures as f64),
-            ),
-        ],
-        None,
-    ));
-    out.push_str(&chart(
-        "Latency (each second's requests)",
-        " ms",
-        &[
-            ("p50", "#0969da", series(&|r| r.window.p50_ms())),
-            ("p95", "#bf8700", series(&|r| r.window.p95_ms())),
-        ],
-        thresholds.p95_ms,
-    ));
-    capacity_section(&mut out, summary, thresholds);
-    out.push_str("<h2>Requests</h2><table><tr><th>Method</th><th>Name</th><th>Requests</th><th>Failures</th><th>Error rate</th><th>req/s</th><th>Mean ms</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Max ms</th></tr>");
-    for task in &summary.tasks {
-        row(&mut out, task);
+    if history.is_empty() {
+        out.push_str(
+            "<p>No per-second history: only the runners' termination messages were read.</p>",
+        );
+    } else {
+        out.push_str(&chart(
+            "Users",
+            "",
+            &[("users", "#0969da", series(&|r| f64::from(r.users)))],
+            None,
+        ));
+        out.push_str(&chart(
+            "Requests and failures per second",
+            "/s",
+            &[
+                ("requests/s", "#1a7f37", series(&|r| r.requests as f64)),
+                ("failures/s", "#cf222e", series(&|r| r.failures as f64)),
+            ],
+            None,
+        ));
+        out.push_str(&chart(
+            "Latency (each second's requests)",
+            " ms",
+            &[
+                ("p50", "#0969da", series(&|r| r.p50_ms)),
+                ("p95", "#bf8700", series(&|r| r.p95_ms)),
+            ],
+            thresholds.p95_ms,
+        ));
     }
-    row(&mut out, &summary.total);
+    capacity_section(out, summary, thresholds);
+    out.push_str("<h3>Requests</h3><table><tr><th>Method</th><th>Name</th><th>Requests</th><th>Failures</th><th>Error rate</th><th>req/s</th><th>Mean ms</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Max ms</th></tr>");
+    for task in &summary.tasks {
+        row(out, task);
+    }
+    row(out, &summary.total);
     out.push_str("</table>");
-    if !stats.failures.is_empty() {
-        out.push_str("<h2>Failures</h2><table><tr><th>Method</th><th>Name</th><th>Error</th><th>Occurrences</th></tr>");
-        for ((method, name, error), count) in &stats.failures {
+    if !s.failures.is_empty() {
+        out.push_str("<h3>Failures</h3><table><tr><th>Method</th><th>Name</th><th>Error</th><th>Occurrences</th></tr>");
+        for (method, name, error, count) in &s.failures {
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{count}</td></tr>",
@@ -345,8 +417,6 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
         }
         out.push_str("</table>");
     }
-    out.push_str("</body></html>\n");
-    out
 }
 
 #[cfg(test)]
@@ -407,7 +477,7 @@ mod tests {
         };
         let html = render(&summary, &stats, &thresholds);
         for wanted in [
-            "<h2>Capacity</h2>",
+            "<h3>Capacity</h3>",
             "holds p95 &lt; 500 ms up to 50.0 req/s (20 users); breaks at 30 users: p95 900 ms",
             "p95 budget 500 ms",
             "holds 20 users",
@@ -425,5 +495,69 @@ mod tests {
         summary.curve.clear();
         summary.capacity = None;
         assert!(!render(&summary, &stats, &thresholds).contains("Capacity"));
+    }
+
+    #[test]
+    fn a_whole_tests_page_has_every_profile_and_a_searchs_offered_axis() {
+        use loadgate_api::report::{ProfileReport, TestReport};
+        let stats = Stats::new(&[]);
+        let summary = |name: &str, passed: bool| RunSummary {
+            profile: name.into(),
+            duration_seconds: 10.0,
+            users: 30,
+            total: stats.total.summary(10.0),
+            tasks: Vec::new(),
+            violations: Vec::new(),
+            passed,
+            interrupted: false,
+            start_delay: None,
+            started_at_ms: None,
+            results: None,
+            curve: Vec::new(),
+            capacity: None,
+        };
+        let mut search = summary("find", true);
+        search.curve = [10.0, 20.0, 30.0]
+            .map(|rate| CurvePoint {
+                offered_rps: Some(rate),
+                ..point(3, rate * 10.0)
+            })
+            .to_vec();
+        let history = vec![HistoryPoint {
+            second: 0,
+            users: 3,
+            requests: 10,
+            failures: 0,
+            p50_ms: 5.0,
+            p95_ms: 9.0,
+        }];
+        let report = TestReport {
+            test: "quick".into(),
+            run: "initial".into(),
+            generation: 2,
+            profiles: vec![
+                ProfileReport {
+                    summary: summary("ramp", false),
+                    thresholds: Thresholds::default(),
+                    history: Vec::new(),
+                },
+                ProfileReport {
+                    summary: search,
+                    thresholds: Thresholds::default(),
+                    history,
+                },
+            ],
+        };
+        let html = render_test(&report);
+        for wanted in [
+            "LoadTest quick — run initial, generation 2: FAIL",
+            "<h2>Profile ramp</h2>",
+            "<h2>Profile find</h2>",
+            "No per-second history",
+            "Latency against req/s offered",
+            "<th>Offered req/s</th>",
+        ] {
+            assert!(html.contains(wanted), "{wanted} missing");
+        }
     }
 }

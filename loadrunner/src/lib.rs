@@ -15,6 +15,7 @@ pub mod config;
 pub mod corpus;
 pub mod engine;
 pub mod gate;
+pub mod history;
 pub mod html;
 pub mod merge;
 pub mod report;
@@ -282,6 +283,7 @@ pub async fn run_command(
         termination_summary,
         start_at,
         results_log,
+        results_json,
         exit_zero,
         thresholds,
         task_budgets,
@@ -369,18 +371,21 @@ pub async fn run_command(
         summary.curve.clear();
         summary.capacity = None;
     }
-    let frame = results_log.then(|| {
-        results_frame::encode(&RunResults {
-            summary: summary.clone(),
-            steps: outcome
-                .stats
-                .steps
-                .iter()
-                .flat_map(|s| s.rows.iter().map(capacity::StepRow::result))
-                .collect(),
-            windows: outcome.stats.windows.clone(),
-        })
-    });
+    let results = || RunResults {
+        summary: summary.clone(),
+        steps: outcome
+            .stats
+            .steps
+            .iter()
+            .flat_map(|s| s.rows.iter().map(capacity::StepRow::result))
+            .collect(),
+        windows: outcome.stats.windows.clone(),
+    };
+    if let Some(path) = &results_json {
+        let text = serde_json::to_string(&results()).expect("results serialise; this is a bug");
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let frame = results_log.then(|| results_frame::encode(&results()));
     summary.results = frame.as_ref().map(|f| f.reference);
     if let Some(prefix) = &csv {
         report::write_csvs(prefix, &outcome.stats, summary.duration_seconds)

@@ -27,6 +27,28 @@ pub enum Command {
     /// status the operator would write is printed, reports go to results/. Exit 0 pass, 1 a
     /// budget broke, 2 bad manifest, 3 no verdict (endpoint never ready, runner failed, timeout).
     Local(crate::local::LocalArgs),
+    /// Fetch a LoadTest's merged report from its ConfigMap (it outlives the runner Jobs and
+    /// their pods) and write it as one self-contained HTML page, or as JSON.
+    Report(ReportArgs),
+}
+
+/// `loadgate report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The LoadTest.
+    pub name: String,
+    /// Its namespace (default: the kubeconfig's).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Where to write it (default NAME.html, or NAME.json with --json); `-` for stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The run to show (the `loadgate.dev/run` annotation's value); default: the latest.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Write the report's JSON instead of HTML.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `loadgate crds`.

@@ -117,6 +117,7 @@ pub mod apiserver {
     use kube::client::Body;
 
     /// One expected call and its answer.
+    #[derive(Clone)]
     pub struct Expect {
         /// HTTP method.
         pub method: http::Method,

@@ -4,7 +4,8 @@
 //!
 //! Layout: [`resources`] builds the child objects (pure), [`status`] computes statuses and the
 //! LoadTest state machine (pure), [`controllers`] does the I/O around them; [`metrics`],
-//! [`http`] and [`telemetry`] serve the operator itself.
+//! [`http`] and [`telemetry`] serve the operator itself; [`reports`] keeps each run's merged
+//! report in a ConfigMap that outlives the pods.
 #![deny(missing_docs)]
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod leader;
 pub mod local;
 pub mod metrics;
+pub mod reports;
 pub mod resources;
 pub mod status;
 pub mod telemetry;

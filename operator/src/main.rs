@@ -22,6 +22,24 @@ fn main() -> ExitCode {
                 .expect("a tokio runtime starts; this is a bug");
             runtime.block_on(loadgate::local::run(args))
         }
+        Command::Report(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts; this is a bug");
+            match runtime.block_on(loadgate::reports::command(&args)) {
+                Ok(path) => {
+                    if path != "-" {
+                        eprintln!("loadgate report: wrote {path}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("loadgate report: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Operator(args) => {
             loadgate::telemetry::init(args.log_format);
             tracing::info!(config = ?args, "starting the operator");

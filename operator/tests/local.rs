@@ -102,6 +102,19 @@ fn a_short_test_passes_end_to_end_with_reports() {
             );
         }
     }
+    // One page for the whole test, from the same merged report the operator keeps.
+    let page = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert!(
+        page.contains("<h2>Profile warm</h2>") && page.contains("<h2>Profile spike</h2>"),
+        "the test's page has both profiles"
+    );
+    let report: loadgate_api::report::TestReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report.profiles.len(), 2);
+    assert!(
+        report.profiles.iter().all(|p| !p.history.is_empty()),
+        "each profile's seconds are in its report"
+    );
     // Each profile has its own numbers (a runner's outcome is never reused for the next one).
     assert_ne!(status.profiles[0].results, status.profiles[1].results);
     // The ramp (+1 user/s to 4) has a curve in two steps of 2 users (the first ends on a

@@ -438,6 +438,20 @@ kubectl wait --for=delete job -l loadgate.dev/loadtest=tidy --timeout=60s
 json_check lt/tidy "all(p['results']['requests'] > 0 for p in o['status']['profiles'])" \
   "the results of a test whose Jobs were cleaned up are gone"
 echo "tidy: Jobs deleted after the test, $(kubectl get lt/tidy -o 'jsonpath={.status.summary.requests}') requests still in status"
+# The merged report outlives the pods: fetched from the LoadTest's ConfigMap after its Jobs
+# are gone, one page with both profiles, and the JSON with each profile's seconds.
+"$bins/loadgate" report tidy -o "$work/tidy-report.html"
+grep -qF '<h2>Profile a</h2>' "$work/tidy-report.html" && grep -qF '<h2>Profile b</h2>' "$work/tidy-report.html" ||
+  fail "loadgate report tidy: the page lacks a profile"
+"$bins/loadgate" report tidy --json -o - | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert [p["summary"]["profile"] for p in r["profiles"]] == ["a", "b"], r
+assert all(p["history"] and p["summary"]["total"]["requests"] > 0 for p in r["profiles"]), r
+' || fail "loadgate report tidy --json: not both profiles with their history"
+kubectl get configmap tidy-report -o 'jsonpath={.metadata.ownerReferences[0].kind}' | grep -qx LoadTest ||
+  fail "the report ConfigMap is not owned by its LoadTest"
+echo "tidy: report fetched after the Jobs were deleted ($(wc -c <"$work/tidy-report.html") bytes of HTML)"
 
 step "7f. a ModelEndpoint becoming Ready wakes the LoadTest waiting for it (no polling)"
 kubectl apply -f - <<'YAML'

@@ -5,6 +5,7 @@
 //! - [`load`]: the load spec (profiles, tasks, wait time, thresholds) and the run summary;
 //! - [`capacity`]: a ramp's load curve and the capacity read from it;
 //! - [`results`]: a runner pod's full results, read from its log past the 4 KiB message;
+//! - [`report`]: the merged report of a run that outlives its pods;
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
 //!   the [`conditions`] vocabulary, [`validate`] (the Rust twin of every schema rule), and
@@ -17,6 +18,7 @@ pub mod capacity;
 pub mod duration;
 pub mod embed;
 pub mod load;
+pub mod report;
 pub mod results;
 
 #[cfg(feature = "crd")]

@@ -88,6 +88,19 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         },
         Err(e) => return Err(e),
     };
+    // The report first: a status that names a profile's result has its report stored.
+    if let Some((index, report)) = &plan.report {
+        let generation = crate::resources::load_test::generation(test);
+        let stored = crate::reports::StoredProfile {
+            run: run.clone(),
+            generation,
+            index: *index,
+            finished_at_ms: unix_ms(),
+            report: report.clone(),
+        };
+        let hash = crate::resources::load_test::run_hash(&run, generation);
+        crate::reports::store(&ctx.client, test, &hash, &stored).await?;
+    }
     if test.status.as_ref() != Some(&plan.status) {
         super::apply_status(ctx, test, &plan.status).await?;
     }
@@ -103,6 +116,12 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A finished test: its Jobs are deleted `ttlSecondsAfterFinished` after its end (their
@@ -530,6 +549,20 @@ mod tests {
                 complete_job,
             ),
             expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
+            // The first report of this test: its ConfigMap is created, owned by the test.
+            not_found(REPORT),
+            expect(
+                Method::POST,
+                "/api/v1/namespaces/ml/configmaps",
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "gate-report", "namespace": "ml"}}),
+            ),
+            expect(
+                Method::PATCH,
+                REPORT,
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "gate-report", "namespace": "ml"}}),
+            ),
             status_patch(&test),
             event(),
         ]);
@@ -537,12 +570,25 @@ mod tests {
             .await
             .unwrap();
         let bodies = verifier.await.unwrap();
-        let profile = &bodies[2]["status"]["profiles"][0];
+        assert_eq!(
+            bodies[3]["metadata"]["ownerReferences"][0]["kind"],
+            "LoadTest"
+        );
+        let data = bodies[4]["data"].as_object().unwrap();
+        let (key, stored) = data.iter().next().unwrap();
+        assert!(key.ends_with(".00.ramp-up.json"), "{key}");
+        let stored: crate::reports::StoredProfile =
+            serde_json::from_str(stored.as_str().unwrap()).unwrap();
+        assert_eq!(
+            (stored.run.as_str(), stored.report.summary.total.requests),
+            ("initial", 100)
+        );
+        let profile = &bodies[5]["status"]["profiles"][0];
         assert_eq!(profile["phase"], "Passed");
         assert_eq!(profile["results"]["requests"], 100);
         assert!((profile["results"]["p95Ms"].as_f64().unwrap() - 10.0).abs() < 0.1);
-        assert_eq!(bodies[2]["status"]["profiles"][1]["phase"], "Pending");
-        assert_eq!(bodies[3]["reason"], "ProfilePassed");
+        assert_eq!(bodies[5]["status"]["profiles"][1]["phase"], "Pending");
+        assert_eq!(bodies[6]["reason"], "ProfilePassed");
     }
 
     /// Reproduced on a real control plane before the fix: a foreign pod carrying the Job's
@@ -567,6 +613,8 @@ mod tests {
                 serde_json::json!([{"type": "Complete", "status": "True"}]),
             ),
             expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
+            report_stored()[0].clone(),
+            report_stored()[1].clone(),
             status_patch(&test),
             event(),
             event(),
@@ -575,7 +623,7 @@ mod tests {
             .await
             .unwrap();
         let bodies = verifier.await.unwrap();
-        let status = &bodies[3]["status"];
+        let status = &bodies[5]["status"];
         assert_eq!(status["profiles"][0]["results"]["requests"], 100);
         assert_eq!(status["phase"], "Passed");
     }
@@ -591,6 +639,18 @@ mod tests {
     fn event() -> crate::fixtures::apiserver::Expect {
         event_post()
     }
+
+    /// A finished profile's report stored: the ConfigMap read (there already), then patched.
+    fn report_stored() -> [crate::fixtures::apiserver::Expect; 2] {
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "gate-report", "namespace": "ml"}});
+        [
+            expect(Method::GET, REPORT, cm.clone()),
+            expect(Method::PATCH, REPORT, cm),
+        ]
+    }
+
+    const REPORT: &str = "/api/v1/namespaces/ml/configmaps/gate-report";
 
     fn status_patch(test: &LoadTest) -> crate::fixtures::apiserver::Expect {
         expect(Method::PATCH, format!("{BASE}/status"), echo(test))
@@ -732,6 +792,8 @@ mod tests {
                 "/api/v1/namespaces/ml/pods",
                 pod_list("Succeeded", None, &slow.to_string()),
             ),
+            report_stored()[0].clone(),
+            report_stored()[1].clone(),
             status_patch(&test),
             event(),
             event(),
@@ -741,7 +803,7 @@ mod tests {
             .unwrap();
         assert_eq!(action, Action::await_change());
         let bodies = verifier.await.unwrap();
-        let status = &bodies[3]["status"];
+        let status = &bodies[5]["status"];
         assert_eq!(
             (status["phase"].as_str(), status["verdict"].as_str()),
             (Some("Failed"), Some("Fail"))
@@ -753,7 +815,7 @@ mod tests {
             "{passed}"
         );
         assert_eq!(
-            (bodies[4]["reason"].as_str(), bodies[5]["reason"].as_str()),
+            (bodies[6]["reason"].as_str(), bodies[7]["reason"].as_str()),
             (Some("ProfileFailed"), Some("TestFailed"))
         );
     }

@@ -19,8 +19,8 @@ use crate::status::load_test::{
 };
 use clap::Args;
 use kube::ResourceExt;
-use loadgate_api::load::RunSummary;
 use loadgate_api::load_test::{LoadPhase, LoadTest};
+use loadgate_api::results::RunResults;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -182,8 +182,10 @@ async fn run_manifest(
     let mut job = JobState::Missing;
     let ready = EndpointState::Ready { url: url.clone() };
     let total = test.spec.profiles.len();
+    let mut reports = Vec::new();
     loop {
         plan = advance(&test, &plan.status, &ready, &job, &now());
+        reports.extend(plan.report.take().map(|(_, report)| report));
         // The runner ran to completion inside `run_profile`, so its outcome is consumed here.
         job = JobState::Missing;
         for event in &plan.events {
@@ -226,6 +228,21 @@ async fn run_manifest(
     if let Some(capacity) = &plan.status.capacity {
         say(format!("capacity: {}", capacity.message));
     }
+    // The same merged report the operator keeps in its ConfigMap, and its one-page HTML.
+    let report = loadgate_api::report::TestReport {
+        test: name.clone(),
+        run: run.clone(),
+        generation: crate::resources::load_test::generation(&test),
+        profiles: reports,
+    };
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(
+        out.join("report.html"),
+        loadrunner::html::render_test(&report),
+    )?;
     test.status = Some(plan.status);
     let yaml = serde_saphyr::to_string(&test)
         .map_err(|e| anyhow::anyhow!("cannot print the status: {e}"))?;
@@ -247,6 +264,7 @@ async fn run_profile(
     let profile = &test.spec.profiles[index];
     let prefix = out.join(&profile.name);
     let json = out.join(format!("{}.json", profile.name));
+    let results = out.join(format!("{}.results.json", profile.name));
     let mut argv = vec!["loadrunner".to_owned()];
     argv.extend(
         runner_args(test, profile, url)
@@ -260,6 +278,8 @@ async fn run_profile(
         format!("{}.html", prefix.display()),
         "--json".to_owned(),
         json.display().to_string(),
+        "--results-json".to_owned(),
+        results.display().to_string(),
     ]);
     // The runner prints the verdict too (the Job's arguments carry the profile's budgets): give
     // it the per-task budgets the status is judged on as well.
@@ -291,12 +311,13 @@ async fn run_profile(
         return JobState::Failed("runner arguments are not a run".into());
     };
     match loadrunner::run_command(*run_args, interrupt.wait()).await {
-        Ok(_) => match std::fs::read_to_string(&json)
+        // The full results, as the operator reads them from a pod's log: steps and windows.
+        Ok(_) => match std::fs::read_to_string(&results)
             .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<RunSummary>(&t).map_err(|e| e.to_string()))
+            .and_then(|t| serde_json::from_str::<RunResults>(&t).map_err(|e| e.to_string()))
         {
-            Ok(summary) => JobState::Succeeded(vec![RunnerResults::summary_only(summary)]),
-            Err(e) => JobState::Failed(format!("no summary at {}: {e}", json.display())),
+            Ok(full) => JobState::Succeeded(vec![RunnerResults::full(full)]),
+            Err(e) => JobState::Failed(format!("no results at {}: {e}", results.display())),
         },
         Err(e) => JobState::Failed(format!("{e:#}")),
     }

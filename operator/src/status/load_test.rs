@@ -17,7 +17,8 @@ use loadgate_api::load_test::{
     LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileSpec, ProfileStatus, ResultFigures,
     RunRecord, TestCapacity, Verdict,
 };
-use loadgate_api::results::StepResult;
+use loadgate_api::report::ProfileReport;
+use loadgate_api::results::{RunResults, StepResult, WindowResult};
 use std::time::Duration;
 
 /// What the operator saw of the target.
@@ -62,6 +63,8 @@ pub struct RunnerResults {
     /// A ramp's steps on the shards' common clock, from its results frame; `None` when only the
     /// termination message was read (the pod's log gone, or a runner without `--results-log`).
     pub steps: Option<Vec<StepResult>>,
+    /// Its once-a-second windows on the common clock, from its results frame (`None` as above).
+    pub windows: Option<Vec<WindowResult>>,
 }
 
 impl RunnerResults {
@@ -70,6 +73,16 @@ impl RunnerResults {
         Self {
             summary,
             steps: None,
+            windows: None,
+        }
+    }
+
+    /// What a runner's full results give.
+    pub fn full(results: RunResults) -> Self {
+        Self {
+            summary: results.summary,
+            steps: Some(results.steps),
+            windows: Some(results.windows),
         }
     }
 }
@@ -112,6 +125,9 @@ pub struct Plan {
     pub requeue: Option<Duration>,
     /// Events to publish.
     pub events: Vec<Transition>,
+    /// A profile that finished in this step: its index and merged report, for the report store
+    /// (the controller writes it before the status that names the profile's result).
+    pub report: Option<(usize, ProfileReport)>,
 }
 
 /// Safety-net requeue while waiting for the endpoint: its changes wake the controller (a watch
@@ -189,6 +205,7 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
             reason: "RunStarted",
             note: format!("run {run} of {} profiles started", test.spec.profiles.len()),
         }],
+        report: None,
     }
 }
 
@@ -265,11 +282,13 @@ pub fn advance(
     let elapsed = elapsed_since(st.start_time.as_ref(), now);
     let current = st.profiles.iter().position(|p| !profile_finished(p.phase));
     let current_job = current.and_then(|i| st.profiles[i].job.clone());
-    let plan = |st: LoadTestStatus, step, requeue, events| Plan {
+    let mut report = None;
+    let plan = |st: LoadTestStatus, step, requeue, events, report| Plan {
         status: st,
         step,
         requeue,
         events,
+        report,
     };
 
     if elapsed > spec.timeout.get() {
@@ -309,7 +328,7 @@ pub fn advance(
                         Some((reasons::ENDPOINT_TIMEOUT, message)),
                         now,
                     );
-                    return plan(st, Step::Wait, None, events);
+                    return plan(st, Step::Wait, None, events, None);
                 }
                 st.phase = Some(LoadPhase::WaitingForEndpoint);
                 let waiting = format!("waiting for ModelEndpoint {name} to be Ready: {message}");
@@ -317,7 +336,7 @@ pub fn advance(
                 let until_timeout =
                     spec.endpoint_timeout.get().saturating_sub(elapsed) + Duration::from_secs(1);
                 let requeue = ENDPOINT_POLL.min(until_timeout);
-                return plan(st, Step::Wait, Some(requeue), Vec::new());
+                return plan(st, Step::Wait, Some(requeue), Vec::new(), None);
             }
         }
     } else if let EndpointState::NotReady { message } = endpoint {
@@ -335,7 +354,7 @@ pub fn advance(
 
     let Some(i) = current else {
         let events = finish(&mut st, test, None, now);
-        return plan(st, Step::Wait, None, events);
+        return plan(st, Step::Wait, None, events, None);
     };
     let total = st.profiles.len();
     let name = st.profiles[i].name.clone();
@@ -422,7 +441,9 @@ pub fn advance(
                     curve,
                     capacity,
                     start_skew_ms,
+                    report: profile_report,
                 }) => {
+                    report = Some((i, profile_report));
                     profile.phase = if violations.is_empty() {
                         ProfilePhase::Passed
                     } else {
@@ -464,11 +485,11 @@ pub fn advance(
             st.profiles[i].message.clone().unwrap_or_default()
         );
         events.extend(finish(&mut st, test, Some((error_reason, message)), now));
-        return plan(st, Step::Wait, None, events);
+        return plan(st, Step::Wait, None, events, None);
     }
     if st.profiles.iter().all(|p| profile_finished(p.phase)) {
         events.extend(finish(&mut st, test, None, now));
-        return plan(st, Step::Wait, None, events);
+        return plan(st, Step::Wait, None, events, report);
     }
     let running = st
         .profiles
@@ -487,7 +508,7 @@ pub fn advance(
     } else {
         RUNNING_POLL
     };
-    plan(st, step, Some(requeue), events)
+    plan(st, step, Some(requeue), events, report)
 }
 
 /// Ends the run in Error while a profile may be running: that profile errors too, and its Job
@@ -509,6 +530,7 @@ fn abort_run(
         step: current_job.map_or(Step::Wait, Step::DeleteJob),
         requeue: None,
         events,
+        report: None,
     }
 }
 
@@ -569,6 +591,8 @@ pub struct ProfileResult {
     pub capacity: Option<Capacity>,
     /// Several runners: how far apart their loads began, ms.
     pub start_skew_ms: Option<i64>,
+    /// The merged report: the summary judged as above, and the runners' seconds added up.
+    pub report: ProfileReport,
 }
 
 /// One profile's figures and broken budgets from its runners' results: histograms merged into
@@ -619,7 +643,7 @@ pub fn profile_result(
     let steps: Option<Vec<&[StepResult]>> = runners.iter().map(|r| r.steps.as_deref()).collect();
     let mut curve = match steps {
         Some(steps) => loadrunner::capacity::merge_steps(&steps)?,
-        None => merged.curve,
+        None => merged.curve.clone(),
     };
     curve.truncate(loadrunner::capacity::MAX_CURVE_POINTS);
     let capacity = loadrunner::capacity::knee(&curve, thresholds);
@@ -630,7 +654,28 @@ pub fn profile_result(
             &format!("profile {}", merged.profile),
         );
     }
+    let windows: Option<Vec<&[WindowResult]>> =
+        runners.iter().map(|r| r.windows.as_deref()).collect();
+    let history = match windows {
+        Some(windows) => loadrunner::history::merge_windows(&windows)?,
+        None => Vec::new(),
+    };
+    let mut summary = merged;
+    summary.passed = violations.is_empty();
+    summary.violations.clone_from(&violations);
+    summary.curve.clone_from(&curve);
+    summary.capacity.clone_from(&capacity);
+    summary.results = None;
+    let report = ProfileReport {
+        summary,
+        thresholds: *thresholds,
+        history: loadgate_api::report::bucket_history(
+            &history,
+            loadgate_api::report::MAX_HISTORY_POINTS,
+        ),
+    };
     Ok(ProfileResult {
+        report,
         figures,
         violations,
         capacity,
@@ -1018,6 +1063,17 @@ mod tests {
                 step(2, 4, 200 + slow),
                 step(4, 6, 900),
             ]),
+            windows: Some(
+                (0..6)
+                    .map(|window| WindowResult {
+                        window,
+                        users: window + 1,
+                        requests: 0,
+                        failures: 0,
+                        histogram: None,
+                    })
+                    .collect(),
+            ),
         };
         let budget = Thresholds {
             p95_ms: Some(500.0),
@@ -1039,15 +1095,25 @@ mod tests {
             "{:?}",
             result.curve
         );
-        let capacity = result.capacity.unwrap();
+        let capacity = result.capacity.clone().unwrap();
         assert_eq!(capacity.max_users_within_budget, 6);
         assert_eq!(capacity.broke_at.unwrap().users, 12);
         assert_eq!(result.start_skew_ms, Some(250));
+        // The report: the merged summary judged as the status is, and the seconds added up.
+        let report = &result.report;
+        assert_eq!(report.summary.capacity, result.capacity);
+        assert_eq!(report.summary.passed, result.violations.is_empty());
+        assert_eq!(
+            report.history.iter().map(|p| p.users).collect::<Vec<_>>(),
+            [2, 4, 6, 8, 10, 12]
+        );
         // A runner whose frame was not read: nothing is added up, and nothing is claimed.
         let mut gone = runner(1_250, 0);
         gone.steps = None;
+        gone.windows = None;
         let result = profile_result(&[runner(1_000, 0), gone], 2, &budget, &[], false).unwrap();
         assert!(result.curve.is_empty() && result.capacity.is_none());
+        assert!(result.report.history.is_empty());
     }
 
     #[test]

@@ -127,10 +127,7 @@ pub fn with_frame(
             .chain(results.steps.iter().map(|s| &s.stats)),
     )?;
     results.summary.results = Some(reference);
-    Ok(RunnerResults {
-        summary: results.summary,
-        steps: Some(results.steps),
-    })
+    Ok(RunnerResults::full(results))
 }
 
 /// The summaries of a Complete Job's pods with the pods' names, one per completion index in

@@ -1,0 +1,104 @@
+//! A profile's once-a-second history for its report: one runner's own ([`of_stats`]), or
+//! several runners' windows added up second by second on their common clock
+//! ([`merge_windows`]): counts summed, histograms merged, so each second's percentiles are those
+//! of all its requests (at the windows' 2 significant digits).
+
+use crate::stats::{Entry, Stats};
+use loadgate_api::report::HistoryPoint;
+use loadgate_api::results::WindowResult;
+use std::collections::BTreeMap;
+
+/// One runner's history as its report draws it.
+pub fn of_stats(stats: &Stats) -> Vec<HistoryPoint> {
+    stats
+        .history
+        .iter()
+        .enumerate()
+        .map(|(i, row)| HistoryPoint {
+            second: u32::try_from(i).unwrap_or(u32::MAX),
+            users: row.users,
+            requests: row.window.requests,
+            failures: row.window.failures,
+            p50_ms: row.window.p50_ms(),
+            p95_ms: row.window.p95_ms(),
+        })
+        .collect()
+}
+
+/// Several runners' windows added up second by second.
+///
+/// # Errors
+/// When a window's histogram does not decode, or its counts overflow.
+pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, String> {
+    let mut by_second: BTreeMap<u32, Vec<&WindowResult>> = BTreeMap::new();
+    for windows in runners {
+        for window in *windows {
+            by_second.entry(window.window).or_default().push(window);
+        }
+    }
+    let mut history = Vec::with_capacity(by_second.len());
+    for (second, parts) in by_second {
+        let mut entry = Entry::new("second", "");
+        let mut users = 0u32;
+        for part in parts {
+            users = users.saturating_add(part.users);
+            let histogram = match &part.histogram {
+                Some(encoded) => {
+                    crate::codec::decode(encoded).map_err(|e| format!("window {second}: {e}"))?
+                }
+                // No request was sent in that second (none, or all shed).
+                None => hdrhistogram::Histogram::new(2).expect("2 digits are valid; this is a bug"),
+            };
+            entry
+                .add_counts(&histogram, part.requests, part.failures, 0)
+                .map_err(|e| format!("window {second}: {e}"))?;
+        }
+        history.push(HistoryPoint {
+            second,
+            users,
+            requests: entry.requests,
+            failures: entry.failures,
+            p50_ms: entry.percentile_ms(0.5),
+            p95_ms: entry.percentile_ms(0.95),
+        });
+    }
+    Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(second: u32, users: u32, ms: &[u64]) -> WindowResult {
+        let mut entry = Entry::new("w", "");
+        for &m in ms {
+            entry.record(m * 1000, false, false, 0);
+        }
+        WindowResult {
+            window: second,
+            users,
+            requests: entry.requests,
+            failures: 0,
+            histogram: (entry.requests > 0)
+                .then(|| crate::codec::encode(&crate::codec::coarsen(&entry.histogram))),
+        }
+    }
+
+    #[test]
+    fn runners_seconds_add_up_on_the_common_clock() {
+        let a = [window(0, 1, &[10; 10]), window(1, 2, &[10; 10])];
+        // The second runner began a second late: its first window is the common clock's 1.
+        let b = [window(1, 1, &[100; 10]), window(2, 1, &[])];
+        let history = merge_windows(&[&a, &b]).unwrap();
+        let got: Vec<(u32, u32, u64)> = history
+            .iter()
+            .map(|p| (p.second, p.users, p.requests))
+            .collect();
+        assert_eq!(got, [(0, 1, 10), (1, 3, 20), (2, 1, 0)]);
+        // Half at 10 ms, half at 100: p95 is the slow half's.
+        assert!((history[1].p95_ms - 100.0).abs() < 1.0, "{history:?}");
+        let mut forged = b.clone();
+        forged[0].histogram = Some("not a histogram".into());
+        assert!(merge_windows(&[&a, &forged]).is_err());
+    }
+}
