@@ -286,6 +286,7 @@ pub fn render(summary: &RunSummary, stats: &Stats, thresholds: &Thresholds) -> S
         &format!("loadrunner: {}", summary.profile),
         &format!("loadrunner report: {}", summary.profile),
         &[section],
+        false,
     )
 }
 
@@ -312,10 +313,16 @@ pub fn render_test(report: &TestReport) -> String {
     } else {
         heading.push_str(if passed { ": PASS" } else { ": FAIL" });
     }
-    page(&format!("loadgate: {}", report.test), &heading, &sections)
+    page(
+        &format!("loadgate: {}", report.test),
+        &heading,
+        &sections,
+        true,
+    )
 }
 
-fn page(title: &str, heading: &str, sections: &[Section<'_>]) -> String {
+/// A page of `sections`, each under its profile's name when `titled`.
+fn page(title: &str, heading: &str, sections: &[Section<'_>], titled: bool) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -327,7 +334,7 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
         heading = escape(heading),
     );
     for s in sections {
-        section(&mut out, s, sections.len() > 1);
+        section(&mut out, s, titled);
     }
     out.push_str("</body></html>\n");
     out
@@ -347,10 +354,14 @@ fn section(out: &mut String, s: &Section<'_>, titled: bool) {
         ("FAIL", "fail")
     };
     let _ = write!(out, r#"<p class="verdict {class}">{text}</p>"#);
+    let load = if summary.curve.iter().any(|p| p.offered_rps.is_some()) {
+        format!("a search, at most {} requests in flight", summary.users)
+    } else {
+        format!("{} users peak", summary.users)
+    };
     let _ = write!(
         out,
-        "<p>{} users peak, {:.1} s; {} requests, {} failures ({:.2}%), {:.1} req/s.</p>",
-        summary.users,
+        "<p>{load}, {:.1} s; {} requests, {} failures ({:.2}%), {:.1} req/s.</p>",
         summary.duration_seconds,
         summary.total.requests,
         summary.total.failures,

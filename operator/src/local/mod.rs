@@ -14,9 +14,8 @@ pub mod manifest;
 pub mod server;
 
 use crate::resources::load_test::{requested_run, runner_args};
-use crate::status::load_test::{
-    EndpointState, JobState, RunnerResults, Step, advance, now, start_run,
-};
+use crate::status::load_test::{EndpointState, JobState, Step, advance, now, start_run};
+use crate::status::profile_results::RunnerResults;
 use clap::Args;
 use kube::ResourceExt;
 use loadgate_api::load_test::{LoadPhase, LoadTest};
@@ -266,11 +265,7 @@ async fn run_profile(
     let json = out.join(format!("{}.json", profile.name));
     let results = out.join(format!("{}.results.json", profile.name));
     let mut argv = vec!["loadrunner".to_owned()];
-    argv.extend(
-        runner_args(test, profile, url)
-            .into_iter()
-            .filter(|a| a != "--termination-summary" && a != "/dev/termination-log"),
-    );
+    argv.extend(runner_args(test, profile, url));
     argv.extend([
         "--csv".to_owned(),
         prefix.display().to_string(),

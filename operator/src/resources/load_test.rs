@@ -127,7 +127,8 @@ pub fn start_at(parallelism: i32, now: std::time::SystemTime) -> Option<u64> {
     })
 }
 
-/// Runner arguments for one profile (without `--shard`, which comes from the pod's index).
+/// Runner arguments for one profile, as a Job and local mode both run it (the Job adds where
+/// results go and `--shard`, which comes from the pod's index).
 pub fn runner_args(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> Vec<String> {
     let spec = &test.spec;
     let mut args = vec![
@@ -194,8 +195,6 @@ pub fn runner_args(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> 
     args.extend([
         "--ready-timeout".to_owned(),
         format!("{RUNNER_READY_TIMEOUT_SECS}s"),
-        "--termination-summary".to_owned(),
-        "/dev/termination-log".to_owned(),
     ]);
     args
 }
@@ -213,8 +212,13 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
     ]));
     let mut args = runner_args(test, runner.profile, runner.target_url);
     // $(SHARD_INDEX) is expanded by the kubelet from the env below.
-    // The full results, past the message's 4 KiB: read back through the pod's log.
-    args.push("--results-log".to_owned());
+    // The compact summary in the termination message, and the full results, past its 4 KiB,
+    // read back through the pod's log.
+    args.extend([
+        "--termination-summary".to_owned(),
+        "/dev/termination-log".to_owned(),
+        "--results-log".to_owned(),
+    ]);
     if let Some(at) = runner.start_at_ms {
         args.extend(["--start-at".to_owned(), at.to_string()]);
     }

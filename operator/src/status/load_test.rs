@@ -1,7 +1,7 @@
 //! The LoadTest state machine, pure: given the test, its status and what the operator observed
 //! (the endpoint, the current profile's Job and its pods' summaries, the clock), the next status
 //! and the one action to take. The controller does the I/O; `loadgate local` shares the result
-//! code ([`profile_result`], [`finish`]).
+//! code ([`profile_result`], in [`super::profile_results`], and [`finish`]).
 //!
 //! A run goes Pending → WaitingForEndpoint → Running (one profile after another) → Passed,
 //! Failed or Error. Everything needed to resume lives in the status and the Jobs, so an operator
@@ -10,16 +10,19 @@
 use crate::resources::load_test::job_name;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use loadgate_api::capacity::{Capacity, CurvePoint};
+use loadgate_api::capacity::Capacity;
 use loadgate_api::conditions::{ConditionUpdate, Time, reasons, set_condition, types};
-use loadgate_api::load::{RunSummary, Thresholds, Violation};
+use loadgate_api::load::{Thresholds, Violation};
 use loadgate_api::load_test::{
-    LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileSpec, ProfileStatus, ResultFigures,
-    RunRecord, TestCapacity, Verdict,
+    LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus, ResultFigures, RunRecord,
+    Verdict,
 };
 use loadgate_api::report::ProfileReport;
-use loadgate_api::results::{RunResults, StepResult, WindowResult};
 use std::time::Duration;
+
+use super::profile_results::{
+    ProfileResult, RunnerResults, overall_figures, profile_result, test_capacity,
+};
 
 /// What the operator saw of the target.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,38 +56,6 @@ pub enum JobState {
     Foreign(String),
     /// Failed (a pod failed or was evicted, or the deadline passed).
     Failed(String),
-}
-
-/// What one runner pod left.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunnerResults {
-    /// Its summary: from its results frame when that was read, else its termination message.
-    pub summary: RunSummary,
-    /// A ramp's steps on the shards' common clock, from its results frame; `None` when only the
-    /// termination message was read (the pod's log gone, or a runner without `--results-log`).
-    pub steps: Option<Vec<StepResult>>,
-    /// Its once-a-second windows on the common clock, from its results frame (`None` as above).
-    pub windows: Option<Vec<WindowResult>>,
-}
-
-impl RunnerResults {
-    /// What a termination message alone gives.
-    pub fn summary_only(summary: RunSummary) -> Self {
-        Self {
-            summary,
-            steps: None,
-            windows: None,
-        }
-    }
-
-    /// What a runner's full results give.
-    pub fn full(results: RunResults) -> Self {
-        Self {
-            summary: results.summary,
-            steps: Some(results.steps),
-            windows: Some(results.windows),
-        }
-    }
 }
 
 /// What to do besides writing the status.
@@ -578,182 +549,6 @@ fn profile_note(
     note
 }
 
-/// What one profile measured, as its status row carries it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProfileResult {
-    /// Merged figures.
-    pub figures: ResultFigures,
-    /// Budgets broken.
-    pub violations: Vec<Violation>,
-    /// A ramp's curve: the runners' steps added up, or a lone runner's own curve.
-    pub curve: Vec<CurvePoint>,
-    /// A ramp's capacity, judged here on `curve` against the profile's budgets.
-    pub capacity: Option<Capacity>,
-    /// Several runners: how far apart their loads began, ms.
-    pub start_skew_ms: Option<i64>,
-    /// The merged report: the summary judged as above, and the runners' seconds added up.
-    pub report: ProfileReport,
-}
-
-/// One profile's figures and broken budgets from its runners' results: histograms merged into
-/// exact percentiles, then the profile's budgets and the per-task budgets checked; a ramp's
-/// curve made here from the runners' steps (added up step by step on their common clock) or,
-/// with only termination messages, from a lone runner's own curve, and its capacity judged here
-/// (a runner's own reading is not trusted). A `search` is judged on that capacity instead
-/// ([`loadrunner::gate::evaluate_search`]): it exists to break its budgets at the top.
-///
-/// # Errors
-/// A message when not exactly `expected` results came (one per runner pod), or they do not
-/// merge.
-pub fn profile_result(
-    runners: &[RunnerResults],
-    expected: usize,
-    thresholds: &Thresholds,
-    task_thresholds: &[loadgate_api::load::TaskThresholds],
-    search: bool,
-) -> Result<ProfileResult, String> {
-    if runners.len() != expected {
-        return Err(format!(
-            "{} summaries for {expected} runner pods: exactly one per pod counts",
-            runners.len()
-        ));
-    }
-    let summaries: Vec<RunSummary> = runners.iter().map(|r| r.summary.clone()).collect();
-    let merged = loadrunner::merge::merge(&summaries, thresholds).map_err(|e| e.to_string())?;
-    let mut violations = merged.violations.clone();
-    // Unknown task names are an error for a search too, though its tasks are not judged.
-    let task_violations =
-        loadrunner::gate::evaluate_tasks(&merged.tasks, task_thresholds, &merged.profile)?;
-    violations.extend(task_violations);
-    let t = &merged.total;
-    let figures = ResultFigures {
-        requests: i64::try_from(t.requests).unwrap_or(i64::MAX),
-        failures: i64::try_from(t.failures).unwrap_or(i64::MAX),
-        not_sent: i64::try_from(t.not_sent).unwrap_or(i64::MAX),
-        error_rate: t.error_rate,
-        rps: t.rps,
-        p50_ms: t.p50_ms,
-        p95_ms: t.p95_ms,
-        p99_ms: t.p99_ms,
-        max_ms: t.max_ms,
-    };
-    if merged.interrupted {
-        return Err("a runner was interrupted before the profile ended".to_owned());
-    }
-    let steps: Option<Vec<&[StepResult]>> = runners.iter().map(|r| r.steps.as_deref()).collect();
-    let mut curve = match steps {
-        Some(steps) => loadrunner::capacity::merge_steps(&steps)?,
-        None => merged.curve.clone(),
-    };
-    curve.truncate(loadrunner::capacity::MAX_CURVE_POINTS);
-    let capacity = loadrunner::capacity::knee(&curve, thresholds);
-    if search {
-        violations = loadrunner::gate::evaluate_search(
-            capacity.as_ref(),
-            thresholds,
-            &format!("profile {}", merged.profile),
-        );
-    }
-    let windows: Option<Vec<&[WindowResult]>> =
-        runners.iter().map(|r| r.windows.as_deref()).collect();
-    let history = match windows {
-        Some(windows) => loadrunner::history::merge_windows(&windows)?,
-        None => Vec::new(),
-    };
-    let mut summary = merged;
-    summary.passed = violations.is_empty();
-    summary.violations.clone_from(&violations);
-    summary.curve.clone_from(&curve);
-    summary.capacity.clone_from(&capacity);
-    summary.results = None;
-    let report = ProfileReport {
-        summary,
-        thresholds: *thresholds,
-        history: loadgate_api::report::bucket_history(
-            &history,
-            loadgate_api::report::MAX_HISTORY_POINTS,
-        ),
-    };
-    Ok(ProfileResult {
-        report,
-        figures,
-        violations,
-        capacity,
-        curve,
-        start_skew_ms: start_skew_ms(&summaries),
-    })
-}
-
-/// How far apart several runners' loads began, ms (`None` for one runner, or when a summary does
-/// not say when it began).
-fn start_skew_ms(summaries: &[RunSummary]) -> Option<i64> {
-    if summaries.len() < 2 {
-        return None;
-    }
-    let starts: Option<Vec<u64>> = summaries.iter().map(|s| s.started_at_ms).collect();
-    let starts = starts?;
-    let (first, last) = (starts.iter().min()?, starts.iter().max()?);
-    i64::try_from(last - first).ok()
-}
-
-/// The capacity that binds over the test: the ramp with the lowest rate inside its budgets.
-pub fn test_capacity(
-    profiles: &[ProfileStatus],
-    spec_thresholds: &Thresholds,
-    specs: &[ProfileSpec],
-) -> Option<TestCapacity> {
-    profiles
-        .iter()
-        .filter_map(|p| p.capacity.as_ref().map(|c| (p, c)))
-        .min_by(|(_, a), (_, b)| a.max_rps_within_budget.total_cmp(&b.max_rps_within_budget))
-        .map(|(p, c)| {
-            let thresholds = specs
-                .iter()
-                .find(|s| s.name == p.name)
-                .map_or(*spec_thresholds, |s| {
-                    s.effective_thresholds(spec_thresholds)
-                });
-            TestCapacity {
-                max_rps_within_budget: c.max_rps_within_budget,
-                max_users_within_budget: c.max_users_within_budget,
-                limited_by: c.limited_by.clone(),
-                profile: p.name.clone(),
-                message: format!("{}: {}", p.name, c.sentence(&thresholds)),
-            }
-        })
-}
-
-/// Totals over the profiles that have results; latency figures are the worst profile's.
-pub fn overall_figures(profiles: &[ProfileStatus]) -> Option<ResultFigures> {
-    let with: Vec<&ResultFigures> = profiles.iter().filter_map(|p| p.results.as_ref()).collect();
-    if with.is_empty() {
-        return None;
-    }
-    // Saturating: a status must never panic the operator, whatever a summary claimed.
-    let sum = |f: fn(&ResultFigures) -> i64| with.iter().fold(0i64, |a, x| a.saturating_add(f(x)));
-    let (requests, failures, not_sent) = (
-        sum(|f| f.requests),
-        sum(|f| f.failures),
-        sum(|f| f.not_sent),
-    );
-    let worst = |f: fn(&ResultFigures) -> f64| with.iter().map(|x| f(x)).fold(0.0, f64::max);
-    Some(ResultFigures {
-        requests,
-        failures,
-        not_sent,
-        error_rate: if requests == 0 {
-            0.0
-        } else {
-            failures as f64 / requests as f64
-        },
-        rps: worst(|f| f.rps),
-        p50_ms: worst(|f| f.p50_ms),
-        p95_ms: worst(|f| f.p95_ms),
-        p99_ms: worst(|f| f.p99_ms),
-        max_ms: worst(|f| f.max_ms),
-    })
-}
-
 /// Ends the run: phase, verdict, summary, completion time and the final conditions. `error`
 /// (reason, message) ends it in Error; otherwise the profiles' verdicts decide.
 pub fn finish(
@@ -877,8 +672,10 @@ pub fn now() -> Time {
 mod tests {
     use super::*;
     use crate::fixtures::{at, load_test};
+    use loadgate_api::capacity::CurvePoint;
     use loadgate_api::conditions::{find, is_true};
-    use loadgate_api::load::RequestStats;
+    use loadgate_api::load::{RequestStats, RunSummary};
+    use loadgate_api::results::{StepResult, WindowResult};
 
     fn ready() -> EndpointState {
         EndpointState::Ready {

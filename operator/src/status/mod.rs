@@ -3,4 +3,5 @@
 
 pub mod load_test;
 pub mod model_endpoint;
+pub mod profile_results;
 pub mod runner_results;

@@ -13,7 +13,7 @@
 //! the message, falls back to the message when the log or the frame is gone or cut, and refuses
 //! a frame that checks out but contradicts the message (one of the two is forged).
 
-use crate::status::load_test::RunnerResults;
+use crate::status::profile_results::RunnerResults;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::ResourceExt;
