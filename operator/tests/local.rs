@@ -223,13 +223,9 @@ fn a_run_without_a_verdict_exits_3() {
 /// at the search's maximum.
 #[test]
 fn a_search_climbs_its_steps_into_the_curve_and_capacity() {
-    let manifest = r#"
-apiVersion: loadgate.dev/v1alpha1
-kind: ModelEndpoint
-metadata: {name: minilm}
-spec:
-  model: /models/all-MiniLM-L6-v2
----
+    // The same ModelEndpoint as MANIFEST's, then a search.
+    let endpoint = MANIFEST.split("---").next().unwrap();
+    let search = r#"
 apiVersion: loadgate.dev/v1alpha1
 kind: LoadTest
 metadata: {name: search}
@@ -243,7 +239,8 @@ spec:
       search: {startRps: 20, stepRps: 10, stepDuration: 2s, maxRps: 40}
   thresholds: {p95Ms: 60000, maxErrorRate: 0.01}
 "#;
-    let (code, test, out) = run_manifest("search", manifest);
+    let manifest = format!("{endpoint}---{search}");
+    let (code, test, out) = run_manifest("search", &manifest);
     let status = test.status.unwrap();
     assert_eq!(
         (code, status.phase, status.verdict),

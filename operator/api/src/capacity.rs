@@ -200,30 +200,35 @@ mod tests {
                 budget: 500.0,
             }),
         };
+        let [broke, held, at_once] = sentences(&broke);
         assert_eq!(
-            broke.sentence(&budgets()),
+            broke,
             "holds p95 < 500 ms and errors < 1% up to 23.0 req/s (12 users); breaks at 14 users: p95 612 ms"
         );
+        assert!(
+            held.ends_with("the profile's peak: no budget broke"),
+            "{held}"
+        );
+        assert_eq!(
+            at_once,
+            "breaks at the first step already (14 users: p95 612 ms)"
+        );
+    }
+
+    /// The sentences of `broke`, of it holding to the end, and of it breaking at once.
+    fn sentences(broke: &Capacity) -> [String; 3] {
         let held = Capacity {
             limited_by: None,
             broke_at: None,
             ..broke.clone()
         };
-        assert!(
-            held.sentence(&budgets())
-                .ends_with("the profile's peak: no budget broke"),
-            "{}",
-            held.sentence(&budgets())
-        );
         let at_once = Capacity {
             max_users_within_budget: 0,
             max_rps_within_budget: 0.0,
-            ..broke
+            offered_rps: None,
+            ..broke.clone()
         };
-        assert_eq!(
-            at_once.sentence(&budgets()),
-            "breaks at the first step already (14 users: p95 612 ms)"
-        );
+        [broke, &held, &at_once].map(|c| c.sentence(&budgets()))
     }
 
     #[test]
@@ -242,29 +247,17 @@ mod tests {
                 budget: 500.0,
             }),
         };
+        let [broke, held, at_once] = sentences(&broke);
         assert_eq!(
-            broke.sentence(&budgets()),
+            broke,
             "holds p95 < 500 ms and errors < 1% up to 38.2 req/s (40 req/s offered); breaks at 50 req/s offered: p95 612 ms"
         );
-        let held = Capacity {
-            limited_by: None,
-            broke_at: None,
-            ..broke.clone()
-        };
         assert!(
-            held.sentence(&budgets())
-                .ends_with("(40 req/s offered), the search's maximum: no budget broke"),
-            "{}",
-            held.sentence(&budgets())
+            held.ends_with("(40 req/s offered), the search's maximum: no budget broke"),
+            "{held}"
         );
-        let at_once = Capacity {
-            max_users_within_budget: 0,
-            max_rps_within_budget: 0.0,
-            offered_rps: None,
-            ..broke
-        };
         assert_eq!(
-            at_once.sentence(&budgets()),
+            at_once,
             "breaks at the first step already (50 req/s offered: p95 612 ms)"
         );
     }
