@@ -441,8 +441,10 @@ echo "tidy: Jobs deleted after the test, $(kubectl get lt/tidy -o 'jsonpath={.st
 # The merged report outlives the pods: fetched from the LoadTest's ConfigMap after its Jobs
 # are gone, one page with both profiles, and the JSON with each profile's seconds.
 "$bins/loadgate" report tidy -o "$work/tidy-report.html"
-grep -qF '<h2>Profile a</h2>' "$work/tidy-report.html" && grep -qF '<h2>Profile b</h2>' "$work/tidy-report.html" ||
-  fail "loadgate report tidy: the page lacks a profile"
+for profile in a b; do
+  grep -qF "<h2>Profile $profile</h2>" "$work/tidy-report.html" ||
+    fail "loadgate report tidy: the page lacks profile $profile"
+done
 "$bins/loadgate" report tidy --json -o - | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
