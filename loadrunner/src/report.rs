@@ -1,9 +1,11 @@
 //! Reports: Locust-format CSVs (the same headers and row conventions, so existing Locust tooling
 //! reads them unchanged) and the JSON run summary. Written in full when a run ends, also after
-//! SIGTERM.
+//! SIGTERM. The same CSVs come from a merged report of several runners too
+//! ([`merged_stats_csv`], [`merged_history_csv`]).
 
-use crate::stats::{Figures, Stats};
-use loadgate_api::load::RunSummary;
+use crate::stats::{Entry, Figures, Stats};
+use loadgate_api::load::{RequestStats, RunSummary};
+use loadgate_api::report::ProfileReport;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,7 @@ fn percentile_cells(figures: &Figures) -> String {
         .percentiles_ms
         .iter()
         .map(|ms| {
-            if figures.requests == 0 {
+            if figures.requests == 0 || !ms.is_finite() {
                 "N/A".to_owned()
             } else {
                 format!("{ms:.0}")
@@ -49,14 +51,19 @@ fn stats_row(out: &mut String, name: (&str, &str), entry: &Figures, elapsed: f64
             0.0
         }
     };
+    // A merged row whose histogram is gone has no median (see [`merged_stats_csv`]).
+    let median = if entry.p50_ms().is_finite() {
+        format!("{:.0}", entry.p50_ms())
+    } else {
+        "N/A".to_owned()
+    };
     let _ = writeln!(
         out,
-        "{},{},{},{},{:.0},{:.2},{:.2},{:.2},{:.2},{:.4},{:.4},{}",
+        "{},{},{},{},{median},{:.2},{:.2},{:.2},{:.2},{:.4},{:.4},{}",
         cell(name.0),
         cell(name.1),
         entry.requests,
         entry.failures,
-        entry.p50_ms(),
         entry.mean_ms,
         entry.min_ms,
         entry.max_ms(),
@@ -148,6 +155,102 @@ pub fn write_csvs(prefix: &Path, stats: &Stats, elapsed: f64) -> std::io::Result
     Ok(())
 }
 
+/// `_stats.csv` of a merged report: a row per task, then `Aggregated`, each from its merged
+/// histogram (exact percentiles); a row whose histogram was not kept has `N/A` percentiles.
+/// Response sizes are not merged (0).
+pub fn merged_stats_csv(report: &ProfileReport) -> String {
+    let summary = &report.summary;
+    let elapsed = summary.duration_seconds;
+    let mut out = format!("{STATS_HEADER}
+");
+    for stats in summary.tasks.iter().chain([&summary.total]) {
+        let mut entry = Entry::new(&stats.name, &stats.method);
+        let figures = match crate::merge::decode(stats) {
+            Ok(histogram) => {
+                let added =
+                    entry.add_counts(&histogram, stats.requests, stats.failures, stats.not_sent);
+                // The mean as summarised (exact); the histogram gives the rest.
+                added.map_or_else(
+                    |_| unknown(stats),
+                    |()| Figures {
+                        mean_ms: stats.mean_ms,
+                        ..Figures::of(&entry)
+                    },
+                )
+            }
+            Err(_) => unknown(stats),
+        };
+        stats_row(
+            &mut out,
+            (stats.method.as_str(), stats.name.as_str()),
+            &figures,
+            elapsed,
+        );
+    }
+    out
+}
+
+/// Figures of a row whose histogram is gone: counts, mean and max as summarised, percentiles
+/// unknown (written `N/A`: the median column too).
+fn unknown(stats: &RequestStats) -> Figures {
+    let mut percentiles_ms = [f64::NAN; crate::stats::PERCENTILES.len()];
+    percentiles_ms[crate::stats::PERCENTILES.len() - 1] = stats.max_ms;
+    Figures {
+        requests: stats.requests,
+        failures: stats.failures,
+        bytes: 0,
+        mean_ms: stats.mean_ms,
+        min_ms: 0.0,
+        percentiles_ms,
+    }
+}
+
+/// `_stats_history.csv` of a merged report: one `Aggregated` row per second (or bucket) with the
+/// report's p50 and p95; the percentiles it does not keep are `N/A`, as are the running totals'
+/// latencies (the counts are summed).
+pub fn merged_history_csv(report: &ProfileReport) -> String {
+    let start = report.summary.started_at_ms.unwrap_or(0) / 1000;
+    let mut out = format!("{HISTORY_HEADER}
+");
+    let (mut requests, mut failures) = (0u64, 0u64);
+    for point in &report.history {
+        requests = requests.saturating_add(point.requests);
+        failures = failures.saturating_add(point.failures);
+        let percentiles: Vec<String> = crate::stats::PERCENTILES
+            .iter()
+            .map(|&q| match q {
+                _ if point.requests == 0 => "N/A".to_owned(),
+                0.5 => format!("{:.0}", point.p50_ms),
+                0.95 => format!("{:.0}", point.p95_ms),
+                _ => "N/A".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{},{},,Aggregated,{:.2},{:.2},{},{requests},{failures},N/A,N/A,N/A,N/A,0.00",
+            start + u64::from(point.second),
+            point.users,
+            point.requests as f64,
+            point.failures as f64,
+            percentiles.join(","),
+        );
+    }
+    out
+}
+
+/// Writes a merged report's `_stats.csv` and `_stats_history.csv` next to `prefix`.
+///
+/// # Errors
+/// When a file cannot be written.
+pub fn write_merged_csvs(prefix: &Path, report: &ProfileReport) -> std::io::Result<()> {
+    if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let [stats_path, history_path, ..] = csv_paths(prefix);
+    std::fs::write(stats_path, merged_stats_csv(report))?;
+    std::fs::write(history_path, merged_history_csv(report))
+}
+
 /// Writes the JSON summary.
 ///
 /// # Errors
@@ -235,6 +338,57 @@ mod tests {
             t.percentile_ms(1.0),
             old_avg_size(t)
         );
+    }
+
+    #[test]
+    fn a_merged_report_writes_locust_csvs_with_its_exact_percentiles() {
+        let mut stats = Stats::new(&[("embed".into(), "POST".into())]);
+        for ms in 1..=100 {
+            stats.record(&Sample {
+                task: 0,
+                latency: Duration::from_millis(ms),
+                outcome: Outcome::Ok { bytes: 0 },
+                start_delay: None,
+            });
+        }
+        let summary = RunSummary {
+            profile: "p".into(),
+            duration_seconds: 10.0,
+            users: 1,
+            total: stats.total.summary(10.0),
+            tasks: vec![stats.tasks[0].summary(10.0)],
+            violations: Vec::new(),
+            passed: true,
+            interrupted: false,
+            start_delay: None,
+            started_at_ms: Some(1_700_000_000_000),
+            results: None,
+            curve: Vec::new(),
+            capacity: None,
+        };
+        let mut report = ProfileReport {
+            summary,
+            thresholds: loadgate_api::load::Thresholds::default(),
+            history: vec![loadgate_api::report::HistoryPoint {
+                second: 3,
+                users: 1,
+                requests: 100,
+                failures: 0,
+                p50_ms: 50.0,
+                p95_ms: 95.0,
+            }],
+        };
+        // The runner's own CSV, row for row, from the merged histograms.
+        assert_eq!(merged_stats_csv(&report), stats_csv(&stats, 10.0));
+        let history = merged_history_csv(&report);
+        assert!(
+            history.contains("\n1700000003,1,,Aggregated,100.00,0.00,50,N/A,N/A,N/A,N/A,95,N/A,"),
+            "{history}"
+        );
+        // A task whose histogram was not kept: its percentiles are unknown, not made up.
+        report.summary.tasks[0].histogram = None;
+        let row = merged_stats_csv(&report).lines().nth(1).unwrap().to_owned();
+        assert!(row.starts_with("POST,embed,100,0,N/A,") && row.ends_with(",N/A,100"), "{row}");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct ReportArgs {
     /// Write the report's JSON instead of HTML.
     #[arg(long)]
     pub json: bool,
+    /// Also write each profile's Locust-format CSVs, merged across its runner pods:
+    /// PREFIX<profile>_stats.csv and PREFIX<profile>_stats_history.csv.
+    #[arg(long, value_name = "PREFIX")]
+    pub csv: Option<String>,
 }
 
 /// `loadgate crds`.

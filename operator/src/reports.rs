@@ -215,6 +215,13 @@ pub async fn command(args: &crate::config::ReportArgs) -> anyhow::Result<String>
         Err(e) => return Err(e.into()),
     };
     let report = assemble(&args.name, &data, args.run.as_deref()).map_err(anyhow::Error::msg)?;
+    if let Some(prefix) = &args.csv {
+        for profile in &report.profiles {
+            let at = std::path::PathBuf::from(format!("{prefix}{}", profile.summary.profile));
+            loadrunner::report::write_merged_csvs(&at, profile)
+                .map_err(|e| anyhow::anyhow!("cannot write the CSVs at {}: {e}", at.display()))?;
+        }
+    }
     let text = if args.json {
         serde_json::to_string_pretty(&report)?
     } else {

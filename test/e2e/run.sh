@@ -440,7 +440,13 @@ json_check lt/tidy "all(p['results']['requests'] > 0 for p in o['status']['profi
 echo "tidy: Jobs deleted after the test, $(kubectl get lt/tidy -o 'jsonpath={.status.summary.requests}') requests still in status"
 # The merged report outlives the pods: fetched from the LoadTest's ConfigMap after its Jobs
 # are gone, one page with both profiles, and the JSON with each profile's seconds.
-"$bins/loadgate" report tidy -o "$work/tidy-report.html"
+"$bins/loadgate" report tidy -o "$work/tidy-report.html" --csv "$work/tidy-"
+for profile in a b; do
+  head -1 "$work/tidy-${profile}_stats.csv" | grep -q '^Type,Name,Request Count,Failure Count,Median' ||
+    fail "loadgate report --csv: no Locust-format stats CSV for profile $profile"
+  grep -q '^,Aggregated,' "$work/tidy-${profile}_stats.csv" ||
+    fail "loadgate report --csv: no Aggregated row for profile $profile"
+done
 for profile in a b; do
   grep -qF "<h2>Profile $profile</h2>" "$work/tidy-report.html" ||
     fail "loadgate report tidy: the page lacks profile $profile"
