@@ -161,8 +161,7 @@ pub fn write_csvs(prefix: &Path, stats: &Stats, elapsed: f64) -> std::io::Result
 pub fn merged_stats_csv(report: &ProfileReport) -> String {
     let summary = &report.summary;
     let elapsed = summary.duration_seconds;
-    let mut out = format!("{STATS_HEADER}
-");
+    let mut out = format!("{STATS_HEADER}\n");
     for stats in summary.tasks.iter().chain([&summary.total]) {
         let mut entry = Entry::new(&stats.name, &stats.method);
         let figures = match crate::merge::decode(stats) {
@@ -210,8 +209,7 @@ fn unknown(stats: &RequestStats) -> Figures {
 /// latencies (the counts are summed).
 pub fn merged_history_csv(report: &ProfileReport) -> String {
     let start = report.summary.started_at_ms.unwrap_or(0) / 1000;
-    let mut out = format!("{HISTORY_HEADER}
-");
+    let mut out = format!("{HISTORY_HEADER}\n");
     let (mut requests, mut failures) = (0u64, 0u64);
     for point in &report.history {
         requests = requests.saturating_add(point.requests);
@@ -388,7 +386,10 @@ mod tests {
         // A task whose histogram was not kept: its percentiles are unknown, not made up.
         report.summary.tasks[0].histogram = None;
         let row = merged_stats_csv(&report).lines().nth(1).unwrap().to_owned();
-        assert!(row.starts_with("POST,embed,100,0,N/A,") && row.ends_with(",N/A,100"), "{row}");
+        assert!(
+            row.starts_with("POST,embed,100,0,N/A,") && row.ends_with(",N/A,100"),
+            "{row}"
+        );
     }
 
     #[test]
