@@ -81,10 +81,15 @@ async fn start_server() -> (SocketAddr, Arc<Hits>) {
 }
 
 /// A ramp to 8 users' curve: 3+ steps, rising, the last held at the peak (a step's users are
-/// the most it reached, even when its last window ends in the drain with users stopping).
+/// the most it reached, even when its last window ends in the drain with users stopping). A
+/// step ends on a one-second beat that users start on too, so the user who starts on that beat
+/// may count in the step before: two steps may end with the same users, never fewer.
 fn rises_to_eight(curve: &[loadgate_api::capacity::CurvePoint]) -> bool {
     let users: Vec<u32> = curve.iter().map(|p| p.users).collect();
-    users.len() >= 3 && users.windows(2).all(|w| w[0] < w[1]) && users.ends_with(&[8])
+    users.len() >= 3
+        && users.windows(2).all(|w| w[0] <= w[1])
+        && users[0] < users[users.len() - 1]
+        && users.ends_with(&[8])
 }
 
 fn get_task(name: &str, weight: u32, path: &str) -> Task {
@@ -719,7 +724,9 @@ async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
     let broke = capacity
         .broke_at
         .expect("the ramp passes the server's capacity");
-    assert!((5..=7).contains(&broke.users), "{broke:?} {curve:?}");
+    // Each shard starts its users two at a time on the same beats (+0.5/s each), so the step
+    // that broke ended with 6 users, or 8 when the beat's users started just before its end.
+    assert!((5..=8).contains(&broke.users), "{broke:?} {curve:?}");
     assert!((110.0..200.0).contains(&broke.measured), "{broke:?}");
 }
 
