@@ -38,7 +38,7 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
         stats.snapshot(whole.shard(index, pods).users);
     }
     stats.finish();
-    let summary = loadrunner::summarize(
+    let summary = loadrunner::summary::summarize(
         &whole.shard(index, pods),
         &loadrunner::engine::RunOutcome {
             stats: stats.clone(),

@@ -1,10 +1,40 @@
 //! The `loadrunner` command line, Locust-flavoured: `-H/--host`, `-u/--users`, `-r/--spawn-rate`,
-//! `-t/--run-time`, `--csv PREFIX`; plus thresholds that turn a run into a gate.
+//! `-t/--run-time`, `--csv PREFIX`; plus thresholds that turn a run into a gate. The load flags
+//! are one way to build a [`RunSpec`] ([`RunArgs::run_spec`]); `--spec` hands one over whole.
 
+use crate::UsageError;
+use crate::outputs::RunOutputs;
 use clap::{Args, Parser, Subcommand};
 use loadgate_api::duration::Duration;
-use loadgate_api::load::{Search, Stage, TaskThresholds, Thresholds, WaitTime};
+use loadgate_api::load::{LoadProfile, Search, Stage, Task, TaskThresholds, Thresholds, WaitTime};
+use loadgate_api::run_spec::{MAX_RUN_SPEC_BYTES, Readiness, RunSpec, Shard};
 use std::path::PathBuf;
+
+/// The flags that build a [`RunSpec`]: `--spec` replaces them all.
+const SPEC_FLAGS: [&str; 22] = [
+    "host",
+    "users",
+    "spawn_rate",
+    "run_time",
+    "arrival_rate",
+    "stages",
+    "search",
+    "profile_name",
+    "tasks",
+    "wait_time",
+    "seed",
+    "request_timeout",
+    "ready_timeout",
+    "ready_path",
+    "no_wait_ready",
+    "start_at",
+    "exit_zero",
+    "p95_ms",
+    "p99_ms",
+    "max_error_rate",
+    "min_rps",
+    "task_budgets",
+];
 
 /// loadrunner: a Locust-like HTTP load generator with exact percentiles and a pass/fail gate.
 #[derive(Debug, Parser)]
@@ -27,9 +57,20 @@ pub enum Command {
 /// `loadrunner run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The whole run as one JSON value (a run spec: target, profile, tasks, budgets, shard, as
+    /// the operator writes it into each runner pod), or a file holding it; replaces the load
+    /// flags. `--shard` still picks this runner's share; report and `--resolve` flags apply.
+    #[arg(long, value_name = "JSON|FILE", conflicts_with_all = SPEC_FLAGS)]
+    pub spec: Option<String>,
+
     /// Base URL of the target, e.g. http://127.0.0.1:8080 (http only).
-    #[arg(short = 'H', long, env = "LOADRUNNER_HOST")]
-    pub host: String,
+    #[arg(
+        short = 'H',
+        long,
+        env = "LOADRUNNER_HOST",
+        required_unless_present = "spec"
+    )]
+    pub host: Option<String>,
 
     /// Peak number of concurrent users.
     #[arg(short = 'u', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -166,6 +207,154 @@ pub struct RunArgs {
     /// maxErrorRate or minRps, e.g. --task-budget "embed batch:p95Ms=800".
     #[arg(long = "task-budget", value_name = "TASK:METRIC=VALUE", value_parser = parse_task_budget)]
     pub task_budgets: Vec<TaskThresholds>,
+}
+
+impl RunArgs {
+    /// The run these arguments ask for: `--spec`'s, or one built from the load flags; `--shard`
+    /// sets the share either way. It is checked by [`RunSpec::validate`] before it runs.
+    ///
+    /// # Errors
+    /// [`UsageError`] naming the flag (or the spec's field) that cannot be run.
+    pub fn run_spec(&self) -> Result<RunSpec, UsageError> {
+        let mut spec = match &self.spec {
+            Some(arg) => read_spec(arg)?,
+            None => self.flags_spec()?,
+        };
+        if let Some((index, count)) = self.shard {
+            spec.shard = Shard { index, count };
+        }
+        spec.validate().map_err(|e| {
+            if self.spec.is_some() {
+                UsageError(format!("--spec: {e}"))
+            } else {
+                UsageError(format!("{}: {}", flag_of(&e.field), e.message))
+            }
+        })?;
+        Ok(spec)
+    }
+
+    /// The reports these arguments ask for.
+    pub fn outputs(&self) -> RunOutputs {
+        RunOutputs {
+            csv: self.csv.clone(),
+            html: self.html.clone(),
+            json: self.json.clone(),
+            results_json: self.results_json.clone(),
+            termination_summary: self.termination_summary.clone(),
+            results_log: self.results_log,
+        }
+    }
+
+    fn flags_spec(&self) -> Result<RunSpec, UsageError> {
+        let host = self.host.clone().unwrap_or_default();
+        crate::target::parse_host(&host)?;
+        let thresholds = Thresholds::from(self.thresholds);
+        if self.search.is_some() {
+            if self.arrival_rate.is_some() || !self.stages.is_empty() {
+                return Err(UsageError(
+                    "--search sets its own rates: leave out --arrival-rate and --stage".to_owned(),
+                ));
+            }
+            if thresholds.p95_ms.is_none()
+                && thresholds.p99_ms.is_none()
+                && thresholds.max_error_rate.is_none()
+            {
+                return Err(UsageError(
+                    "--search judges each step on --p95-ms, --p99-ms or --max-error-rate: set one"
+                        .to_owned(),
+                ));
+            }
+        }
+        let profile = LoadProfile {
+            name: self.profile_name.clone(),
+            users: self.users,
+            spawn_rate: self.spawn_rate,
+            duration: self.run_time,
+            arrival_rate: self.arrival_rate,
+            stages: self.stages.clone(),
+            search: self.search,
+        };
+        Ok(RunSpec {
+            readiness: Readiness {
+                path: self.ready_path.clone(),
+                timeout: self.ready_timeout,
+                wait: !self.no_wait_ready,
+            },
+            tasks: load_tasks(self.tasks.as_deref())?,
+            wait_time: self.wait_time,
+            thresholds,
+            task_thresholds: self.task_budgets.clone(),
+            seed: self.seed,
+            request_timeout: self.request_timeout,
+            start_at_ms: self.start_at,
+            caller_judges: self.exit_zero,
+            ..RunSpec::new(host, profile)
+        })
+    }
+}
+
+/// The flag that set a run spec's `field`, to name it in an error about flags.
+fn flag_of(field: &str) -> &str {
+    const FLAGS: [(&str, &str); 19] = [
+        ("shard", "--shard"),
+        ("target", "--host"),
+        ("readiness.path", "--ready-path"),
+        ("readiness.timeout", "--ready-timeout"),
+        ("profile.name", "--profile-name"),
+        ("profile.users", "--users"),
+        ("profile.spawnRate", "--spawn-rate"),
+        ("profile.duration", "--run-time"),
+        ("profile.arrivalRate", "--arrival-rate"),
+        ("profile.stages", "--stage"),
+        ("profile.search", "--search"),
+        ("taskThresholds", "--task-budget"),
+        ("tasks", "--tasks"),
+        ("thresholds.p95Ms", "--p95-ms"),
+        ("thresholds.p99Ms", "--p99-ms"),
+        ("thresholds.maxErrorRate", "--max-error-rate"),
+        ("thresholds.minRps", "--min-rps"),
+        ("waitTime", "--wait-time"),
+        ("requestTimeout", "--request-timeout"),
+    ];
+    FLAGS
+        .iter()
+        .find(|(prefix, _)| {
+            field
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+        .map_or(field, |(_, flag)| flag)
+}
+
+/// `--spec`: inline JSON when it starts with `{`, else a file of it; bounded before it is read.
+fn read_spec(arg: &str) -> Result<RunSpec, UsageError> {
+    let text = if arg.trim_start().starts_with('{') {
+        arg.to_owned()
+    } else {
+        let bad = |e: &dyn std::fmt::Display| UsageError(format!("--spec {arg}: {e}"));
+        let size = std::fs::metadata(arg).map_err(|e| bad(&e))?.len();
+        if size > MAX_RUN_SPEC_BYTES as u64 {
+            return Err(bad(&format!(
+                "{size} bytes; a run spec holds at most {MAX_RUN_SPEC_BYTES}"
+            )));
+        }
+        std::fs::read_to_string(arg).map_err(|e| bad(&e))?
+    };
+    RunSpec::from_json(&text).map_err(|e| UsageError(format!("--spec: {e}")))
+}
+
+/// The task mix of `--tasks`: inline JSON when it starts with `[`, else a file of JSON.
+fn load_tasks(arg: Option<&str>) -> Result<Vec<Task>, UsageError> {
+    let Some(arg) = arg else {
+        return Ok(loadgate_api::load::default_tasks());
+    };
+    if arg.trim_start().starts_with('[') {
+        return serde_json::from_str(arg)
+            .map_err(|e| UsageError(format!("--tasks (inline JSON): {e}")));
+    }
+    let text =
+        std::fs::read_to_string(arg).map_err(|e| UsageError(format!("--tasks {arg}: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| UsageError(format!("--tasks {arg}: {e}")))
 }
 
 /// Parses "TASK:METRIC=VALUE" into a one-budget [`TaskThresholds`].
@@ -439,5 +628,71 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown metric")
         );
+    }
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let mut argv = vec!["loadrunner", "run"];
+        argv.extend_from_slice(args);
+        let Command::Run(run) = Cli::try_parse_from(argv)?.command else {
+            panic!("run expected")
+        };
+        Ok(*run)
+    }
+
+    /// The flags and `--spec` build the same run; a spec replaces the load flags (mixing them is
+    /// refused), `--shard` still picks the share, and a flag's error names the flag.
+    #[test]
+    fn flags_and_a_spec_build_the_same_run() {
+        let flags = run_args(&[
+            "-H",
+            "http://127.0.0.1:9",
+            "-u",
+            "4",
+            "-t",
+            "5s",
+            "--p95-ms",
+            "300",
+            "--shard",
+            "1/2",
+        ])
+        .unwrap()
+        .run_spec()
+        .unwrap();
+        assert_eq!(
+            (flags.profile.users, flags.shard.index, flags.shard.count),
+            (4, 1, 2)
+        );
+        let json = flags.to_container_arg();
+        let from_spec = run_args(&["--spec", &json]).unwrap().run_spec().unwrap();
+        assert_eq!(from_spec, flags);
+        let reshard = run_args(&["--spec", &json, "--shard", "0/2"])
+            .unwrap()
+            .run_spec()
+            .unwrap();
+        assert_eq!(reshard.shard.index, 0);
+        let file = std::env::temp_dir().join(format!("run-spec-{}.json", std::process::id()));
+        std::fs::write(&file, &json).unwrap();
+        let from_file = run_args(&["--spec", file.to_str().unwrap()])
+            .unwrap()
+            .run_spec()
+            .unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(from_file, flags);
+        let mixed = run_args(&["--spec", &json, "-u", "9"]).unwrap_err();
+        assert_eq!(mixed.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert_eq!(
+            run_args(&[]).unwrap_err().kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let too_few = run_args(&["-H", "http://x:1", "-u", "1", "--shard", "0/2"])
+            .unwrap()
+            .run_spec()
+            .unwrap_err();
+        assert!(too_few.0.starts_with("--shard: "), "{}", too_few.0);
+        let forged = run_args(&["--spec", r#"{"target": "http://x:1"}"#])
+            .unwrap()
+            .run_spec()
+            .unwrap_err();
+        assert!(forged.0.contains("profile"), "{}", forged.0);
     }
 }

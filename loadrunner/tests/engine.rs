@@ -344,7 +344,7 @@ async fn load_not_sent_counts_as_failed_requests_and_fails_the_error_budget() {
         max_error_rate: Some(0.1),
         ..Thresholds::default()
     };
-    let summary = loadrunner::summarize(&profile, &outcome, &budget, &[]);
+    let summary = loadrunner::summary::summarize(&profile, &outcome, &budget, &[]);
     assert!(!summary.passed);
     assert_eq!(summary.violations[0].metric, "maxErrorRate");
     assert_eq!(summary.total.not_sent, total.not_sent);
@@ -454,7 +454,11 @@ async fn cli_writes_locust_csvs_and_gates_with_exit_codes() {
         Some(2),
         "a budget for an unknown task is a usage error"
     );
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such task"));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("--task-budget: no task is named \"nope\""),
+        "{stderr}"
+    );
 
     let stats = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
     assert_eq!(
@@ -618,7 +622,7 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
         Some(2)
     );
     let ramp = engine::run(ramp_plan.clone(), std::future::pending(), |_, _| {}).await;
-    let summary = loadrunner::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
+    let summary = loadrunner::summary::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
     // Steps end on one-second windows, and users start on about the same beat, so where a step
     // ends moves by a user or two; the claims err low both ways: the knee is the users that ran
     // through a held step's last second (1–4), the break the most a broken step reached (5–7).
@@ -760,7 +764,7 @@ async fn a_search_finds_the_rate_a_fixed_rate_run_holds_and_stops_after_the_brea
         "stopped after the break, {:?} in",
         outcome.elapsed
     );
-    let summary = loadrunner::summarize(&search.profile, &outcome, &budget, &[]);
+    let summary = loadrunner::summary::summarize(&search.profile, &outcome, &budget, &[]);
     let offered: Vec<f64> = summary.curve.iter().filter_map(|p| p.offered_rps).collect();
     assert!(
         offered.len() == summary.curve.len()

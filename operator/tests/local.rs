@@ -217,7 +217,7 @@ fn a_run_without_a_verdict_exits_3() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A capacity search through local mode: the Job's arguments carry `--search` and the budgets,
+/// A capacity search through local mode: the run spec carries the search and the budgets,
 /// the runner climbs 20, 30, 40 req/s of health checks (cheap, so every step holds on any
 /// machine), and the status has one curve point per step with its offered rate and a capacity
 /// at the search's maximum.

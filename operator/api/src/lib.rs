@@ -6,6 +6,8 @@
 //! - [`capacity`]: a ramp's load curve and the capacity read from it;
 //! - [`results`]: a runner pod's full results, read from its log past the 4 KiB message;
 //! - [`report`]: the merged report of a run that outlives its pods;
+//! - [`run_spec`]: everything one runner runs, as one value (the operator → runner pods);
+//! - [`rules`]: the spec checks a LoadTest and a run spec share;
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
 //!   the [`conditions`] vocabulary, [`validate`] (the Rust twin of every schema rule), and
@@ -20,6 +22,8 @@ pub mod embed;
 pub mod load;
 pub mod report;
 pub mod results;
+pub mod rules;
+pub mod run_spec;
 
 #[cfg(feature = "crd")]
 pub mod conditions;

@@ -24,9 +24,13 @@ pub struct LoadProfile {
     /// Peak number of concurrent users (≥ 1).
     #[cfg_attr(feature = "crd", schemars(range(min = 1)))]
     pub users: u32,
-    /// Users started per second until `users` run (> 0); `users` starts them all at once.
+    /// Users started per second until `users` run (> 0; not used, and may be left out, by a
+    /// search); `users` starts them all at once.
+    #[serde(default)]
     pub spawn_rate: f64,
-    /// How long the profile runs, ramp included.
+    /// How long the profile runs, ramp included (not used, and may be left out, with `stages`
+    /// or `search`).
+    #[serde(default)]
     pub duration: Duration,
     /// Open model: requests started per second (> 0); `users` caps how many are in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]

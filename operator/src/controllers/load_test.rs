@@ -507,7 +507,11 @@ mod tests {
         let args = bodies[2]["spec"]["template"]["spec"]["containers"][0]["args"]
             .as_array()
             .unwrap();
-        assert!(args.iter().any(|a| a == "http://mini.ml.svc:8080"));
+        // The runners load the endpoint's Service, as the one run spec they are handed says.
+        let spec = args.iter().position(|a| a == "--spec").unwrap() + 1;
+        let spec =
+            loadgate_api::run_spec::RunSpec::from_json(args[spec].as_str().unwrap()).unwrap();
+        assert_eq!(spec.target, "http://mini.ml.svc:8080");
         assert_eq!(bodies[3]["status"]["phase"], "Running");
         assert_eq!(bodies[3]["status"]["profiles"][0]["job"], job_name.as_str());
         assert_eq!(bodies[4]["reason"], "ProfileStarted");

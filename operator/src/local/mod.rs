@@ -1,6 +1,6 @@
 //! `loadgate local -f FILE`: the operator's LoadTest on one machine, no cluster. It starts
 //! model-server as a child process as a pod would run it, waits on its readiness as the probe
-//! does, runs each profile with the loadrunner engine using the very arguments the runner Job
+//! does, runs each profile with the loadrunner engine on the very run spec the runner Job's pods
 //! would get, and drives the same state machine ([`crate::status::load_test`]) the operator
 //! drives, so the status it prints is the one the operator would write. Reports (CSV, HTML,
 //! JSON) land in `results/<test>/`.
@@ -13,13 +13,12 @@
 pub mod manifest;
 pub mod server;
 
-use crate::resources::load_test::{requested_run, runner_args};
+use crate::resources::load_test::{requested_run, run_spec};
 use crate::status::load_test::{EndpointState, JobState, Step, advance, now, start_run};
 use crate::status::profile_results::RunnerResults;
 use clap::Args;
 use kube::ResourceExt;
 use loadgate_api::load_test::{LoadPhase, LoadTest};
-use loadgate_api::results::RunResults;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -251,7 +250,8 @@ async fn run_manifest(
     Ok(test)
 }
 
-/// One profile through the real runner CLI, with the Job's arguments plus report paths.
+/// One profile through the runner's engine, with the run spec the Job's pods would get, and
+/// report paths here.
 async fn run_profile(
     test: &LoadTest,
     index: usize,
@@ -262,58 +262,18 @@ async fn run_profile(
 ) -> JobState {
     let profile = &test.spec.profiles[index];
     let prefix = out.join(&profile.name);
-    let json = out.join(format!("{}.json", profile.name));
-    let results = out.join(format!("{}.results.json", profile.name));
-    let mut argv = vec!["loadrunner".to_owned()];
-    argv.extend(runner_args(test, profile, url));
-    argv.extend([
-        "--csv".to_owned(),
-        prefix.display().to_string(),
-        "--html".to_owned(),
-        format!("{}.html", prefix.display()),
-        "--json".to_owned(),
-        json.display().to_string(),
-        "--results-json".to_owned(),
-        results.display().to_string(),
-    ]);
-    // The runner prints the verdict too (the Job's arguments carry the profile's budgets): give
-    // it the per-task budgets the status is judged on as well.
-    for task in &test.spec.task_thresholds {
-        let t = task.thresholds;
-        for (metric, value) in [
-            ("p95Ms", t.p95_ms),
-            ("p99Ms", t.p99_ms),
-            ("maxErrorRate", t.max_error_rate),
-            ("minRps", t.min_rps),
-        ] {
-            if let Some(value) = value {
-                argv.extend([
-                    "--task-budget".to_owned(),
-                    format!("{}:{metric}={value}", task.task),
-                ]);
-            }
-        }
-    }
-    if started_here {
-        // Its readiness has just been waited on, as the probe does.
-        argv.push("--no-wait-ready".to_owned());
-    }
-    let cli = match <loadrunner::config::Cli as clap::Parser>::try_parse_from(&argv) {
-        Ok(cli) => cli,
-        Err(e) => return JobState::Failed(format!("runner arguments: {e}")),
+    let mut spec = run_spec(test, profile, url);
+    // Its readiness has just been waited on, as the probe does.
+    spec.readiness.wait = !started_here;
+    let outputs = loadrunner::outputs::RunOutputs {
+        csv: Some(prefix.clone()),
+        html: Some(out.join(format!("{}.html", profile.name))),
+        json: Some(out.join(format!("{}.json", profile.name))),
+        ..Default::default()
     };
-    let loadrunner::config::Command::Run(run_args) = cli.command else {
-        return JobState::Failed("runner arguments are not a run".into());
-    };
-    match loadrunner::run_command(*run_args, interrupt.wait()).await {
+    match loadrunner::run::execute(&spec, &[], &outputs, interrupt.wait()).await {
         // The full results, as the operator reads them from a pod's log: steps and windows.
-        Ok(_) => match std::fs::read_to_string(&results)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<RunResults>(&t).map_err(|e| e.to_string()))
-        {
-            Ok(full) => JobState::Succeeded(vec![RunnerResults::full(full)]),
-            Err(e) => JobState::Failed(format!("no results at {}: {e}", results.display())),
-        },
+        Ok(finished) => JobState::Succeeded(vec![RunnerResults::full(finished.results)]),
         Err(e) => JobState::Failed(format!("{e:#}")),
     }
 }

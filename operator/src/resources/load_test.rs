@@ -1,6 +1,7 @@
 //! A LoadTest's children: one runner Job per profile and run. The Job is Indexed with
-//! `parallelism` pods; pod i runs share i of the profile (`loadrunner run --shard i/N`) and leaves
-//! its summary, histograms included, in its termination message for the operator to merge.
+//! `parallelism` pods; each gets the profile's [`RunSpec`] as one JSON value, runs share i of it
+//! (`loadrunner run --spec JSON --shard i/N`), leaves its compact summary in its termination
+//! message and prints its full results at the end of its log for the operator to merge.
 
 use super::{bounded_name, hardened, labels};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use loadgate_api::load_test::{LoadTest, ProfileSpec, RUN_ANNOTATION};
+use loadgate_api::run_spec::RunSpec;
 use std::collections::BTreeMap;
 
 /// Container and label name of the runner.
@@ -127,76 +129,29 @@ pub fn start_at(parallelism: i32, now: std::time::SystemTime) -> Option<u64> {
     })
 }
 
-/// Runner arguments for one profile, as a Job and local mode both run it (the Job adds where
-/// results go and `--shard`, which comes from the pod's index).
-pub fn runner_args(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> Vec<String> {
+/// The run one profile's runners carry out, as a Job's pods and local mode both run it: the
+/// whole profile (each pod takes its share from its index), the task mix, the profile's
+/// budgets and the test's task budgets. `caller_judges`: a broken budget is the profile's
+/// verdict, given on the merged results, not a failed pod.
+pub fn run_spec(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> RunSpec {
     let spec = &test.spec;
-    let mut args = vec![
-        "run".to_owned(),
-        "--host".to_owned(),
-        target_url.to_owned(),
-        "--profile-name".to_owned(),
-        profile.name.clone(),
-        "--users".to_owned(),
-        profile.users.to_string(),
-        "--run-time".to_owned(),
-        profile.duration.to_string(),
-    ];
-    // A search leaves it out (it is not used there).
-    if profile.spawn_rate > 0.0 {
-        args.extend(["--spawn-rate".to_owned(), profile.spawn_rate.to_string()]);
+    let mut run = RunSpec::new(target_url, profile.load_profile());
+    run.readiness.timeout = loadgate_api::duration::Duration::from_secs(RUNNER_READY_TIMEOUT_SECS);
+    if !spec.tasks.is_empty() {
+        run.tasks.clone_from(&spec.tasks);
     }
-    if let Some(rate) = profile.arrival_rate {
-        args.extend(["--arrival-rate".to_owned(), rate.to_string()]);
-    }
-    for stage in &profile.stages {
-        args.extend([
-            "--stage".to_owned(),
-            format!("{}:{}", stage.duration, stage.users),
-        ]);
-    }
-    if let Some(s) = &profile.search {
-        args.extend([
-            "--search".to_owned(),
-            format!(
-                "{}:{}:{}:{}",
-                s.start_rps, s.step_rps, s.step_duration, s.max_rps
-            ),
-        ]);
-    }
-    // The profile's budgets: a search stops on them, and the runner's log states the verdict
-    // the status gives. `--exit-zero`: a broken budget is the profile's verdict, judged by the
-    // operator on the merged results, not a failed pod.
-    let budgets = profile.effective_thresholds(&spec.thresholds);
-    for (flag, value) in [
-        ("--p95-ms", budgets.p95_ms),
-        ("--p99-ms", budgets.p99_ms),
-        ("--max-error-rate", budgets.max_error_rate),
-        ("--min-rps", budgets.min_rps),
-    ] {
-        if let Some(value) = value {
-            args.extend([flag.to_owned(), value.to_string()]);
-        }
-    }
-    args.push("--exit-zero".to_owned());
-    if let Some(wait) = &spec.wait_time {
-        args.extend(["--wait-time".to_owned(), wait.to_string()]);
-    }
-    args.extend([
-        "--tasks".to_owned(),
-        serde_json::to_string(&spec.tasks).expect("tasks serialise; this is a bug"),
-    ]);
+    run.wait_time = spec.wait_time.unwrap_or_default();
+    run.thresholds = profile.effective_thresholds(&spec.thresholds);
+    run.task_thresholds.clone_from(&spec.task_thresholds);
     if let Some(timeout) = spec.runner.request_timeout {
-        args.extend(["--request-timeout".to_owned(), timeout.to_string()]);
+        run.request_timeout = timeout;
     }
-    if let Some(seed) = spec.runner.seed {
-        args.extend(["--seed".to_owned(), seed.to_string()]);
+    // The schema holds it ≥ 0.
+    if let Some(seed) = spec.runner.seed.and_then(|s| u64::try_from(s).ok()) {
+        run.seed = seed;
     }
-    args.extend([
-        "--ready-timeout".to_owned(),
-        format!("{RUNNER_READY_TIMEOUT_SECS}s"),
-    ]);
-    args
+    run.caller_judges = true;
+    run
 }
 
 /// The runner Job of one profile.
@@ -210,22 +165,22 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
         (RUN_LABEL.to_owned(), run_hash(runner.run, generation(test))),
         (GENERATION_LABEL.to_owned(), generation(test).to_string()),
     ]));
-    let mut args = runner_args(test, runner.profile, runner.target_url);
-    // $(SHARD_INDEX) is expanded by the kubelet from the env below.
-    // The compact summary in the termination message, and the full results, past its 4 KiB,
-    // read back through the pod's log.
-    args.extend([
+    let mut run = run_spec(test, runner.profile, runner.target_url);
+    run.shard.count = u32::try_from(parallelism).unwrap_or(1);
+    run.start_at_ms = runner.start_at_ms;
+    // One JSON value holds the run; $(SHARD_INDEX), expanded by the kubelet from the env below,
+    // picks the pod's share. The compact summary goes in the termination message, and the full
+    // results, past its 4 KiB, are read back through the pod's log.
+    let args = vec![
+        "run".to_owned(),
+        "--spec".to_owned(),
+        run.to_container_arg(),
+        "--shard".to_owned(),
+        format!("$(SHARD_INDEX)/{parallelism}"),
         "--termination-summary".to_owned(),
         "/dev/termination-log".to_owned(),
         "--results-log".to_owned(),
-    ]);
-    if let Some(at) = runner.start_at_ms {
-        args.extend(["--start-at".to_owned(), at.to_string()]);
-    }
-    args.extend([
-        "--shard".to_owned(),
-        format!("$(SHARD_INDEX)/{parallelism}"),
-    ]);
+    ];
     let container = Container {
         name: APP.to_owned(),
         image: Some(
@@ -335,28 +290,32 @@ mod tests {
         assert_eq!(spec.completion_mode.as_deref(), Some("Indexed"));
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
         let args = c.args.as_ref().unwrap();
-        assert_eq!(args.last().unwrap(), "$(SHARD_INDEX)/3");
         assert!(
             args.windows(2)
                 .any(|w| w == ["--termination-summary", "/dev/termination-log"])
+                && args
+                    .windows(2)
+                    .any(|w| w == ["--shard", "$(SHARD_INDEX)/3"])
+                && args.iter().any(|a| a == "--results-log")
         );
-        // The shards begin on one clock and print their full results for pods/log.
-        assert!(
-            args.windows(2)
-                .any(|w| w == ["--start-at", "1700000000000"])
-        );
-        assert!(args.iter().any(|a| a == "--results-log"));
-        // The real runner takes these arguments.
+        // The real runner takes these arguments: one spec, the pod's share of it, and the
+        // shards' common clock.
         let mut argv = vec!["loadrunner".to_owned()];
         argv.extend(args.iter().map(|a| a.replace("$(SHARD_INDEX)", "2")));
         let cli = loadrunner::config::Cli::try_parse_from(&argv).unwrap();
         let loadrunner::config::Command::Run(run) = cli.command else {
             panic!("not a run command")
         };
+        let spec = run.run_spec().unwrap();
         assert_eq!(
-            (run.start_at, run.results_log, run.shard),
-            (Some(1_700_000_000_000), true, Some((2, 3)))
+            (spec.start_at_ms, spec.shard, run.results_log),
+            (
+                Some(1_700_000_000_000),
+                loadgate_api::run_spec::Shard { index: 2, count: 3 },
+                true
+            )
         );
+        assert_eq!(spec.profile, profile.load_profile());
         assert_eq!(
             job.metadata.name.as_deref(),
             Some(job_name(&lt, &profile.name, "initial").as_str())
@@ -364,31 +323,29 @@ mod tests {
         assert_eq!(job.metadata.owner_references.unwrap()[0].kind, "LoadTest");
     }
 
-    /// The arguments the operator writes are ones the real runner CLI accepts, and mean the spec.
+    /// The run the operator hands a runner means the LoadTest's profile: its load, tasks and
+    /// budgets, and a verdict that is the status's to give, not the pod's.
     #[test]
-    fn runner_accepts_the_arguments() {
-        let lt = load_test("gate");
+    fn the_run_spec_is_the_profile_with_its_budgets_and_tasks() {
+        let mut lt = load_test("gate");
+        lt.spec.profiles[0].thresholds = Some(loadgate_api::load::Thresholds {
+            min_rps: Some(15.0),
+            ..Default::default()
+        });
         let profile = &lt.spec.profiles[0];
-        let mut args = vec!["loadrunner".to_owned()];
-        args.extend(runner_args(&lt, profile, "http://mini.ml.svc:8080"));
-        args.extend(["--shard".to_owned(), "1/2".to_owned()]);
-        let cli = loadrunner::config::Cli::try_parse_from(&args).unwrap();
-        let loadrunner::config::Command::Run(run) = cli.command else {
-            panic!("not a run command")
-        };
-        assert_eq!(run.users, profile.users);
-        assert_eq!(run.run_time, profile.duration);
-        assert_eq!(run.shard, Some((1, 2)));
-        let tasks: Vec<loadgate_api::load::Task> =
-            serde_json::from_str(run.tasks.as_deref().unwrap()).unwrap();
-        assert_eq!(tasks, lt.spec.tasks);
-        // The profile's budgets, and a verdict that is the status's to give, not the pod's.
-        assert_eq!(run.thresholds.p95_ms, lt.spec.thresholds.p95_ms);
-        assert!(run.exit_zero && run.search.is_none());
+        let run = run_spec(&lt, profile, "http://mini.ml.svc:8080");
+        assert_eq!(run.profile, profile.load_profile());
+        assert_eq!(run.tasks, lt.spec.tasks);
+        assert_eq!(
+            (run.thresholds.p95_ms, run.thresholds.min_rps),
+            (lt.spec.thresholds.p95_ms, Some(15.0))
+        );
+        assert_eq!(run.task_thresholds, lt.spec.task_thresholds);
+        assert!(run.caller_judges && run.readiness.wait);
+        assert_eq!(run.validate(), Ok(()));
     }
 
-    /// A search profile runs as `--search` with its budgets, and without the spawn rate it does
-    /// not use.
+    /// A search profile's spec passes the runner's checks without the spawn rate it does not use.
     #[test]
     fn a_search_profile_runs_as_a_search_with_its_budgets() {
         let mut lt = load_test("gate");
@@ -400,23 +357,11 @@ mod tests {
         };
         lt.spec.profiles[0].search = Some(search);
         lt.spec.profiles[0].spawn_rate = 0.0;
-        lt.spec.profiles[0].thresholds = Some(loadgate_api::load::Thresholds {
-            min_rps: Some(15.0),
-            ..Default::default()
-        });
-        let profile = &lt.spec.profiles[0];
-        let mut args = vec!["loadrunner".to_owned()];
-        args.extend(runner_args(&lt, profile, "http://mini.ml.svc:8080"));
-        assert!(!args.iter().any(|a| a == "--spawn-rate"));
-        let cli = loadrunner::config::Cli::try_parse_from(&args).unwrap();
-        let loadrunner::config::Command::Run(run) = cli.command else {
-            panic!("not a run command")
-        };
-        assert_eq!(run.search, Some(search));
-        assert_eq!(
-            (run.thresholds.p95_ms, run.thresholds.min_rps),
-            (lt.spec.thresholds.p95_ms, Some(15.0))
-        );
+        let run = run_spec(&lt, &lt.spec.profiles[0], "http://mini.ml.svc:8080");
+        assert_eq!(run.profile.search, Some(search));
+        assert_eq!(run.validate(), Ok(()));
+        let back = loadgate_api::run_spec::RunSpec::from_json(&run.to_container_arg()).unwrap();
+        assert_eq!(back, run);
     }
 
     #[test]

@@ -1,0 +1,76 @@
+//! What a run prints while it runs and when it ends: a live progress line on a terminal (a log
+//! line every 10 s otherwise) and the closing summary with its verdict.
+
+use crate::stats;
+use loadgate_api::load::{RunSummary, Thresholds};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// The summary a run ends with on standard output: totals, broken budgets, an open model's
+/// late starts, the capacity sentence and the verdict.
+pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
+    let t = &summary.total;
+    println!(
+        "{}: {} requests, {} failures ({:.2}%), {:.1} req/s over {:.1}s; p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        summary.profile,
+        t.requests,
+        t.failures,
+        t.error_rate * 100.0,
+        t.rps,
+        summary.duration_seconds,
+        t.p50_ms,
+        t.p95_ms,
+        t.p99_ms,
+        t.max_ms
+    );
+    for v in &summary.violations {
+        println!("FAIL {}", v.message);
+    }
+    if let Some(delay) = &summary.start_delay {
+        println!(
+            "open model: requests started up to {:.1} ms late (p95 {:.1} ms); {} not sent, counted as failures ({} dropped for want of a free user, {} still waiting at the end)",
+            delay.max_ms,
+            delay.p95_ms,
+            t.not_sent,
+            delay.dropped,
+            t.not_sent.saturating_sub(delay.dropped)
+        );
+    }
+    if let Some(capacity) = &summary.capacity {
+        println!("capacity: {}", capacity.sentence(thresholds));
+    }
+    if summary.interrupted {
+        println!("INTERRUPTED: the run was stopped early; reports hold what was measured");
+    }
+    println!("{}", if summary.passed { "PASS" } else { "FAIL" });
+}
+
+/// A live line on a terminal (users, RPS, p95, failures), a log line every 10 s otherwise.
+pub fn progress_printer(
+    peak_users: u32,
+) -> impl FnMut(&stats::HistoryRow, Instant) + Send + 'static {
+    let tty = std::io::stderr().is_terminal();
+    move |row, started| {
+        let secs = started.elapsed().as_secs();
+        let (w, t) = (&row.window, &row.total);
+        if tty {
+            eprint!(
+                "\r[{secs:>4}s] users {}/{peak_users}  rps {:>7.1}  p95 {:>7.1} ms  failures {} ({:.2}%)   ",
+                row.users,
+                w.requests as f64,
+                w.p95_ms(),
+                t.failures,
+                t.error_rate() * 100.0
+            );
+        } else if secs % 10 == 0 {
+            tracing::info!(
+                elapsed_s = secs,
+                users = row.users,
+                rps = w.requests,
+                p95_ms = w.p95_ms(),
+                failures = t.failures,
+                "progress"
+            );
+        }
+    }
+}

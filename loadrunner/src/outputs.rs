@@ -1,0 +1,77 @@
+//! Where a run's results go on this machine, none of it part of the [`RunSpec`]: Locust-format
+//! CSVs, the HTML page, the JSON summary, the full results as JSON, the compact summary of a
+//! Kubernetes termination message, and the results frame printed last on standard output.
+//!
+//! [`RunSpec`]: loadgate_api::run_spec::RunSpec
+
+use crate::results_frame::{self, Frame};
+use crate::stats::Stats;
+use crate::{html, merge, report};
+use anyhow::Context;
+use loadgate_api::load::{RunSummary, Thresholds};
+use loadgate_api::results::RunResults;
+use std::path::PathBuf;
+
+/// The reports a run writes; each unset one is not written.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutputs {
+    /// Locust-format CSVs: PREFIX_stats.csv, _stats_history.csv, _failures.csv, _exceptions.csv.
+    pub csv: Option<PathBuf>,
+    /// A self-contained HTML report.
+    pub html: Option<PathBuf>,
+    /// The JSON run summary.
+    pub json: Option<PathBuf>,
+    /// The full results (summary, steps, once-a-second windows) as JSON.
+    pub results_json: Option<PathBuf>,
+    /// The summary as compact JSON of at most 4096 bytes, for `/dev/termination-log`.
+    pub termination_summary: Option<PathBuf>,
+    /// Print the full results as a frame at the end of standard output, named in the summary.
+    pub results_log: bool,
+}
+
+impl RunOutputs {
+    /// Writes every file asked for. With `results_log`, `summary` (and so the JSON summary and
+    /// the termination message) names the frame it returns, which the caller prints last.
+    ///
+    /// # Errors
+    /// When a file cannot be written, or the summary cannot be made to fit a termination
+    /// message.
+    pub fn write(
+        &self,
+        summary: &mut RunSummary,
+        results: &RunResults,
+        stats: &Stats,
+        thresholds: &Thresholds,
+    ) -> anyhow::Result<Option<Frame>> {
+        if let Some(path) = &self.results_json {
+            let text = serde_json::to_string(results).expect("results serialise; this is a bug");
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let frame = self.results_log.then(|| results_frame::encode(results));
+        summary.results = frame.as_ref().map(|f| f.reference);
+        if let Some(prefix) = &self.csv {
+            report::write_csvs(prefix, stats, summary.duration_seconds)
+                .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;
+        }
+        if let Some(path) = &self.html {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(path, html::render(summary, stats, thresholds))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(path) = &self.json {
+            report::write_json(path, summary)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if let Some(path) = &self.termination_summary {
+            let compact = merge::compact_summary(summary, merge::TERMINATION_MESSAGE_LIMIT)
+                .map_err(|e| anyhow::anyhow!("--termination-summary: {e}"))?;
+            std::fs::write(path, compact)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(frame)
+    }
+}

@@ -1,0 +1,63 @@
+//! A finished run's [`RunSummary`]: its totals, per-task rows, a ramp's or search's curve and
+//! capacity, and the verdict of its budgets (a search is judged on what its steps found).
+
+use crate::{capacity, engine, gate};
+use loadgate_api::load::{
+    LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds,
+};
+
+/// Builds the summary and verdict of a finished run.
+pub fn summarize(
+    profile: &LoadProfile,
+    outcome: &engine::RunOutcome,
+    thresholds: &Thresholds,
+    task_budgets: &[TaskThresholds],
+) -> RunSummary {
+    let elapsed = outcome.elapsed.as_secs_f64();
+    let total = outcome.stats.total.summary(elapsed);
+    let tasks: Vec<RequestStats> = outcome
+        .stats
+        .tasks
+        .iter()
+        .map(|t| t.summary(elapsed))
+        .collect();
+    let curve: Vec<_> = outcome
+        .stats
+        .steps
+        .iter()
+        .flat_map(capacity::Steps::curve)
+        .collect();
+    let capacity = capacity::knee(&curve, thresholds);
+    let scope = format!("profile {}", profile.name);
+    let violations = if profile.search.is_some() {
+        // A search is judged on what its steps found, not on the whole run (task budgets too
+        // would break by design at the top of the climb).
+        gate::evaluate_search(capacity.as_ref(), thresholds, &scope)
+    } else {
+        let mut violations = gate::evaluate(&total, thresholds, &scope);
+        // Task names were checked before the run; an unknown one here cannot happen.
+        violations
+            .extend(gate::evaluate_tasks(&tasks, task_budgets, &profile.name).unwrap_or_default());
+        violations
+    };
+    let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
+        p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
+        max_ms: h.max() as f64 / 1000.0,
+        dropped: outcome.dropped,
+    });
+    RunSummary {
+        profile: profile.name.clone(),
+        duration_seconds: elapsed,
+        users: profile.users,
+        tasks,
+        passed: violations.is_empty() && !outcome.interrupted,
+        violations,
+        total,
+        interrupted: outcome.interrupted,
+        start_delay,
+        started_at_ms: None,
+        results: None,
+        capacity,
+        curve,
+    }
+}
