@@ -13,9 +13,10 @@ use crate::resources::load_test::{
     start_at,
 };
 use crate::status::load_test::{
-    EndpointState, JobState, Plan, Step, advance, cleanup_in, is_current_run, now, refuse,
-    reject_spec, start_run,
+    advance, cleanup_in, is_current_run, refuse, reject_spec, start_run,
 };
+use crate::status::now;
+use crate::status::plan::{EndpointState, JobState, Plan, Step};
 use crate::status::runner_results;
 use crate::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
@@ -435,8 +436,8 @@ mod tests {
     use super::*;
     use crate::fixtures::apiserver::{client, condition, event_post, expect, not_found};
     use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
-    use crate::status::load_test::{EndpointState, JobState};
     use crate::status::model_endpoint::endpoint_status;
+    use crate::status::plan::{EndpointState, JobState};
     use http::Method;
 
     const BASE: &str = "/apis/loadgate.dev/v1alpha1/namespaces/ml/loadtests/gate";

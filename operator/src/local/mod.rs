@@ -14,7 +14,9 @@ pub mod manifest;
 pub mod server;
 
 use crate::resources::load_test::{requested_run, run_spec};
-use crate::status::load_test::{EndpointState, JobState, Step, advance, now, start_run};
+use crate::status::load_test::{advance, start_run};
+use crate::status::now;
+use crate::status::plan::{EndpointState, JobState, Step};
 use crate::status::profile_results::RunnerResults;
 use clap::Args;
 use kube::ResourceExt;

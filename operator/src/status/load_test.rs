@@ -1,105 +1,26 @@
 //! The LoadTest state machine, pure: given the test, its status and what the operator observed
 //! (the endpoint, the current profile's Job and its pods' summaries, the clock), the next status
-//! and the one action to take. The controller does the I/O; `loadgate local` shares the result
-//! code ([`profile_result`], in [`super::profile_results`], and [`finish`]).
+//! and the one action to take ([`super::plan`] holds both vocabularies). The controller does the
+//! I/O; `loadgate local` drives the same machine. A profile's result is read by
+//! [`super::profile_results`], and a run's end (verdict, conditions) set by [`super::run_end`].
 //!
 //! A run goes Pending → WaitingForEndpoint → Running (one profile after another) → Passed,
 //! Failed or Error. Everything needed to resume lives in the status and the Jobs, so an operator
 //! restarted mid-test picks up where it was, and nothing measured is lost.
 
 use crate::resources::load_test::job_name;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::ResourceExt;
+use k8s_openapi::jiff::SignedDuration;
 use loadgate_api::capacity::Capacity;
-use loadgate_api::conditions::{ConditionUpdate, Time, reasons, set_condition, types};
+use loadgate_api::conditions::{Time, reasons};
 use loadgate_api::load::{Thresholds, Violation};
 use loadgate_api::load_test::{
     LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus, ResultFigures, RunRecord,
-    Verdict,
 };
-use loadgate_api::report::ProfileReport;
 use std::time::Duration;
 
-use super::profile_results::{
-    ProfileResult, RunnerResults, overall_figures, profile_result, test_capacity,
-};
-
-/// What the operator saw of the target.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EndpointState {
-    /// Serving at this URL (a Ready ModelEndpoint, or a plain `target.url`).
-    Ready {
-        /// Base URL.
-        url: String,
-    },
-    /// Not (yet) Ready; the message says why.
-    NotReady {
-        /// Its Ready condition's message, or why it cannot be found.
-        message: String,
-    },
-}
-
-/// What the operator saw of the current profile's Job.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobState {
-    /// No such Job.
-    Missing,
-    /// Pods still running.
-    Running,
-    /// Complete: the results of each completion index, from the Job's own pods.
-    Succeeded(Vec<RunnerResults>),
-    /// Complete, but its results cannot be trusted (a foreign or duplicate pod, a garbled,
-    /// oversized or hostile summary): the message names the pod.
-    BadResults(String),
-    /// A Job under this run's name that is not this run's (another owner, run or generation):
-    /// never adopted, never changed.
-    Foreign(String),
-    /// Failed (a pod failed or was evicted, or the deadline passed).
-    Failed(String),
-}
-
-/// What to do besides writing the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Nothing: wait for a change (or the requeue).
-    Wait,
-    /// Create the runner Job of profile `index` against `target_url`.
-    CreateJob {
-        /// Index into `spec.profiles`.
-        index: usize,
-        /// Base URL the runners load.
-        target_url: String,
-    },
-    /// Delete a Job whose load must stop (timeout, endpoint lost).
-    DeleteJob(String),
-}
-
-/// A transition worth an Event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
-    /// Warning (true) or Normal.
-    pub warning: bool,
-    /// PascalCase reason.
-    pub reason: &'static str,
-    /// For a person.
-    pub note: String,
-}
-
-/// The outcome of one step of the state machine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    /// The status to write (the controller skips the write when nothing changed).
-    pub status: LoadTestStatus,
-    /// The action.
-    pub step: Step,
-    /// Check again after this long even without a change.
-    pub requeue: Option<Duration>,
-    /// Events to publish.
-    pub events: Vec<Transition>,
-    /// A profile that finished in this step: its index and merged report, for the report store
-    /// (the controller writes it before the status that names the profile's result).
-    pub report: Option<(usize, ProfileReport)>,
-}
+use super::plan::{EndpointState, JobState, Plan, Step, Transition};
+use super::profile_results::{ProfileResult, profile_result};
+use super::run_end::{finish, set_in_progress};
 
 /// Safety-net requeue while waiting for the endpoint: its changes wake the controller (a watch
 /// maps each ModelEndpoint to the LoadTests that target it), so this only bounds a missed
@@ -549,132 +470,16 @@ fn profile_note(
     note
 }
 
-/// Ends the run: phase, verdict, summary, completion time and the final conditions. `error`
-/// (reason, message) ends it in Error; otherwise the profiles' verdicts decide.
-pub fn finish(
-    st: &mut LoadTestStatus,
-    test: &LoadTest,
-    error: Option<(&'static str, String)>,
-    now: &Time,
-) -> Vec<Transition> {
-    let generation = test.metadata.generation;
-    st.summary = overall_figures(&st.profiles);
-    st.capacity = test_capacity(&st.profiles, &test.spec.thresholds, &test.spec.profiles);
-    st.completion_time = Some(now.clone());
-    st.verdict = Some(Verdict::Fail);
-    let (phase, reason, message) = match error {
-        Some((reason, message)) => (LoadPhase::Error, reason, message),
-        None => {
-            let broken: Vec<&str> = st
-                .profiles
-                .iter()
-                .flat_map(|p| p.violations.iter().map(|v| v.message.as_str()))
-                .collect();
-            // The answer on top: where the endpoint falls over, when a ramp measured it.
-            let capacity = st
-                .capacity
-                .as_ref()
-                .map_or(String::new(), |c| format!("{}; ", c.message));
-            if broken.is_empty() {
-                st.verdict = Some(Verdict::Pass);
-                let p95 = st.summary.as_ref().map_or(0.0, |s| s.p95_ms);
-                let message = format!(
-                    "{capacity}all {} profiles stayed inside their budgets (worst p95 {p95:.0} ms)",
-                    st.profiles.len()
-                );
-                (LoadPhase::Passed, reasons::THRESHOLDS_MET, message)
-            } else {
-                (
-                    LoadPhase::Failed,
-                    reasons::THRESHOLDS_EXCEEDED,
-                    format!("{capacity}{}", broken.join("; ")),
-                )
-            }
-        }
-    };
-    st.phase = Some(phase);
-    let passed = phase == LoadPhase::Passed;
-    let done_reason = if passed { reasons::FINISHED } else { reason };
-    for update in [
-        ConditionUpdate::new(
-            types::COMPLETE,
-            Some(true),
-            done_reason,
-            format!(
-                "run {} finished: {message}",
-                st.run.as_deref().unwrap_or("")
-            ),
-        ),
-        ConditionUpdate::new(types::PASSED, Some(passed), reason, message.clone()),
-        ConditionUpdate::new(types::READY, Some(passed), reason, message.clone()),
-        ConditionUpdate::new(types::RECONCILING, Some(false), reasons::FINISHED, ""),
-        ConditionUpdate::new(
-            types::STALLED,
-            Some(!passed),
-            reason,
-            if passed {
-                String::new()
-            } else {
-                message.clone()
-            },
-        ),
-    ] {
-        set_condition(&mut st.conditions, update, generation, now);
-    }
-    let name = test.name_any();
-    vec![Transition {
-        warning: !passed,
-        reason: match phase {
-            LoadPhase::Passed => "TestPassed",
-            LoadPhase::Failed => "TestFailed",
-            _ => "TestError",
-        },
-        note: format!("{name}: {message}"),
-    }]
-}
-
-fn set_in_progress(
-    st: &mut LoadTestStatus,
-    test: &LoadTest,
-    reason: &'static str,
-    message: String,
-    now: &Time,
-) {
-    let generation = test.metadata.generation;
-    for update in [
-        ConditionUpdate::new(
-            types::COMPLETE,
-            Some(false),
-            reasons::IN_PROGRESS,
-            message.clone(),
-        ),
-        ConditionUpdate::new(types::PASSED, None, reasons::IN_PROGRESS, "no verdict yet"),
-        ConditionUpdate::new(
-            types::READY,
-            Some(false),
-            reasons::IN_PROGRESS,
-            message.clone(),
-        ),
-        ConditionUpdate::new(types::RECONCILING, Some(true), reason, message),
-        ConditionUpdate::new(types::STALLED, Some(false), reasons::IN_PROGRESS, ""),
-    ] {
-        set_condition(&mut st.conditions, update, generation, now);
-    }
-}
-
-/// `now` as a Kubernetes time (second precision, as the apiserver stores it).
-pub fn now() -> Time {
-    let now = Timestamp::now();
-    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{at, load_test};
+    use crate::status::profile_results::RunnerResults;
     use loadgate_api::capacity::CurvePoint;
+    use loadgate_api::conditions::types;
     use loadgate_api::conditions::{find, is_true};
     use loadgate_api::load::{RequestStats, RunSummary};
+    use loadgate_api::load_test::Verdict;
     use loadgate_api::results::{StepResult, WindowResult};
 
     fn ready() -> EndpointState {

@@ -3,5 +3,16 @@
 
 pub mod load_test;
 pub mod model_endpoint;
+pub mod plan;
 pub mod profile_results;
+pub mod run_end;
 pub mod runner_results;
+
+use k8s_openapi::jiff::Timestamp;
+use loadgate_api::conditions::Time;
+
+/// `now` as a Kubernetes time (second precision, as the apiserver stores it).
+pub fn now() -> Time {
+    let now = Timestamp::now();
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}

@@ -1,0 +1,85 @@
+//! The state machine's vocabulary: what the operator observed ([`EndpointState`], [`JobState`])
+//! going in, and what one step says to do ([`Plan`]: the status to write, one [`Step`], a
+//! requeue, the [`Transition`]s worth an Event, a finished profile's report) coming out.
+
+use super::profile_results::RunnerResults;
+use loadgate_api::load_test::LoadTestStatus;
+use loadgate_api::report::ProfileReport;
+use std::time::Duration;
+
+/// What the operator saw of the target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndpointState {
+    /// Serving at this URL (a Ready ModelEndpoint, or a plain `target.url`).
+    Ready {
+        /// Base URL.
+        url: String,
+    },
+    /// Not (yet) Ready; the message says why.
+    NotReady {
+        /// Its Ready condition's message, or why it cannot be found.
+        message: String,
+    },
+}
+
+/// What the operator saw of the current profile's Job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobState {
+    /// No such Job.
+    Missing,
+    /// Pods still running.
+    Running,
+    /// Complete: the results of each completion index, from the Job's own pods.
+    Succeeded(Vec<RunnerResults>),
+    /// Complete, but its results cannot be trusted (a foreign or duplicate pod, a garbled,
+    /// oversized or hostile summary): the message names the pod.
+    BadResults(String),
+    /// A Job under this run's name that is not this run's (another owner, run or generation):
+    /// never adopted, never changed.
+    Foreign(String),
+    /// Failed (a pod failed or was evicted, or the deadline passed).
+    Failed(String),
+}
+
+/// What to do besides writing the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing: wait for a change (or the requeue).
+    Wait,
+    /// Create the runner Job of profile `index` against `target_url`.
+    CreateJob {
+        /// Index into `spec.profiles`.
+        index: usize,
+        /// Base URL the runners load.
+        target_url: String,
+    },
+    /// Delete a Job whose load must stop (timeout, endpoint lost).
+    DeleteJob(String),
+}
+
+/// A transition worth an Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// For a person.
+    pub note: String,
+}
+
+/// The outcome of one step of the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The status to write (the controller skips the write when nothing changed).
+    pub status: LoadTestStatus,
+    /// The action.
+    pub step: Step,
+    /// Check again after this long even without a change.
+    pub requeue: Option<Duration>,
+    /// Events to publish.
+    pub events: Vec<Transition>,
+    /// A profile that finished in this step: its index and merged report, for the report store
+    /// (the controller writes it before the status that names the profile's result).
+    pub report: Option<(usize, ProfileReport)>,
+}
