@@ -4,6 +4,7 @@
 //! ([`crate::infer`]), never from the async runtime.
 
 mod activation;
+mod amx;
 mod attention;
 mod bert;
 pub mod candle;

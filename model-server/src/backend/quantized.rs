@@ -45,6 +45,29 @@ pub fn supported() -> bool {
     false
 }
 
+/// Which instructions run a layer's integer products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX512-VNNI's `VPDPBUSD`, 8 rows x 48 columns in zmm registers.
+    Vnni,
+    /// AMX's `TDPBUSD` on 16 x 64-byte tiles (Sapphire Rapids and later): 16 rows x 48 columns
+    /// per tile triple, 16 x 16 x 64 multiply-adds an instruction.
+    Amx,
+}
+
+impl Kernel {
+    /// AMX where the CPU has it and the kernel lets this process use it, else VNNI.
+    /// `MODEL_SERVER_INT8_KERNEL=vnni` forces VNNI (to compare the two side by side).
+    pub fn best() -> Kernel {
+        let forced_vnni = std::env::var("MODEL_SERVER_INT8_KERNEL").is_ok_and(|v| v == "vnni");
+        if !forced_vnni && super::amx::enabled() {
+            Kernel::Amx
+        } else {
+            Kernel::Vnni
+        }
+    }
+}
+
 /// Whether a layer of this shape can be quantized: whole groups and whole panels.
 pub fn fits(inputs: usize, outputs: usize) -> bool {
     inputs.is_multiple_of(GROUP) && inputs > OUTLIERS && outputs.is_multiple_of(NR)
@@ -72,6 +95,7 @@ pub struct QuantizedLinear {
     /// what one unit of zero point adds to the column's product.
     correction: Vec<f32>,
     activation: Option<Activation>,
+    kernel: Kernel,
 }
 
 impl QuantizedLinear {
@@ -168,12 +192,27 @@ impl QuantizedLinear {
             scales,
             correction,
             activation: None,
+            kernel: Kernel::best(),
         })
     }
 
     /// `(inputs, outputs)`.
     pub fn shape(&self) -> (usize, usize) {
         (self.inputs, self.outputs)
+    }
+
+    /// The same layer on `kernel` (which must be [`Kernel::Vnni`] or what [`Kernel::best`]
+    /// found: AMX only where it is enabled).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        if kernel == Kernel::Vnni || super::amx::enabled() {
+            self.kernel = kernel;
+        }
+        self
+    }
+
+    /// The kernel its products run on.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// The same layer followed by `activation`.
@@ -281,11 +320,11 @@ fn product(
     }
 }
 
-/// The columns of panels `range`, every row.
+/// The columns of panels `range`, every row, on the layer's kernel.
 ///
 /// # Safety
 /// `x` holds `rows` quantized rows of the layer's width, `out` points at `rows * outputs`
-/// floats, no other thread writes these columns, and the CPU has AVX-512 F/BW and VNNI.
+/// floats, no other thread writes these columns, and the CPU runs the layer's kernel.
 unsafe fn panel_range(
     x: &Rows,
     rows: usize,
@@ -293,60 +332,89 @@ unsafe fn panel_range(
     out: Out,
     range: std::ops::Range<usize>,
 ) {
-    use vnni::tile;
-    let (k, n) = (layer.inputs, layer.outputs);
-    let quads = k / 4;
-    for p in range.clone() {
-        // SAFETY (all pointer arithmetic below): p < n / NR and the row tiles cover rows
-        // 0..rows, so every tile lies inside its buffer.
-        unsafe {
-            let tile_at = |row: usize| Tile {
-                q: x.q.as_ptr().add(row * k),
-                k,
-                zero: x.zero.as_ptr().add(row),
-                scale: x.scale.as_ptr().add(row),
-                outliers: x.outliers.as_ptr().add(row * OUTLIERS),
-                weights: layer.panels.as_ptr().add(p * quads * 3).cast::<i8>(),
-                outlier_weights: layer.outlier_weights.as_ptr().add(p * OUTLIERS * NR),
-                bias: layer.bias.as_ptr().add(p * NR),
-                scales: layer.scales.as_ptr().add(p * NR),
-                correction: layer.correction.as_ptr().add(p * NR),
-                n,
-                c: out.0.add(row * n + p * NR),
-            };
-            each_row_tile!(rows, tile_at, tile);
+    // SAFETY (all pointer arithmetic in `tile_at`): p < n / NR and the row tiles cover rows
+    // 0..rows, so every tile lies inside its buffer.
+    let tile_at = |p: usize, row: usize| unsafe { tile_at(x, layer, out, p, row) };
+    match layer.kernel {
+        Kernel::Vnni => {
+            for p in range.clone() {
+                // SAFETY: as above; the CPU has VNNI.
+                unsafe { each_row_tile!(rows, |row| tile_at(p, row), vnni_tile) };
+            }
         }
+        // SAFETY: as above; `Kernel::Amx` is only chosen where AMX is enabled.
+        Kernel::Amx => unsafe { super::amx::panels(rows, range.clone(), tile_at) },
     }
     if let Some(activation) = layer.activation {
         // SAFETY: these columns of every row are this thread's, and finished.
-        unsafe { activate_columns(out, rows, n, range.start * NR..range.end * NR, activation) };
+        unsafe {
+            activate_columns(
+                out,
+                rows,
+                layer.outputs,
+                range.start * NR..range.end * NR,
+                activation,
+            )
+        };
+    }
+}
+
+/// The VNNI kernel, named for [`each_row_tile`].
+unsafe fn vnni_tile<const ROWS: usize>(tile: &Tile) {
+    // SAFETY: the caller's.
+    unsafe { vnni::tile::<ROWS>(tile) }
+}
+
+/// The operands of the tile at `row` of panel `p`.
+///
+/// # Safety
+/// `p` is a panel of the layer and `row` a row of `x`, `out` holds its rows.
+unsafe fn tile_at(x: &Rows, layer: &QuantizedLinear, out: Out, p: usize, row: usize) -> Tile {
+    let (k, n) = (layer.inputs, layer.outputs);
+    let quads = k / 4;
+    // SAFETY: the caller's bounds keep every offset inside its buffer.
+    unsafe {
+        Tile {
+            q: x.q.as_ptr().add(row * k),
+            k,
+            zero: x.zero.as_ptr().add(row),
+            scale: x.scale.as_ptr().add(row),
+            outliers: x.outliers.as_ptr().add(row * OUTLIERS),
+            weights: layer.panels.as_ptr().add(p * quads * 3).cast::<i8>(),
+            outlier_weights: layer.outlier_weights.as_ptr().add(p * OUTLIERS * NR),
+            bias: layer.bias.as_ptr().add(p * NR),
+            scales: layer.scales.as_ptr().add(p * NR),
+            correction: layer.correction.as_ptr().add(p * NR),
+            n,
+            c: out.0.add(row * n + p * NR),
+        }
     }
 }
 
 /// One tile's operands: rows `0..ROWS` from these pointers, the panel's NR columns.
-struct Tile {
+pub(super) struct Tile {
     /// Quantized rows, `k` bytes apart; `zero`, `scale`: one per row.
-    q: *const u8,
-    k: usize,
-    zero: *const i32,
-    scale: *const f32,
+    pub(super) q: *const u8,
+    pub(super) k: usize,
+    pub(super) zero: *const i32,
+    pub(super) scale: *const f32,
     /// `OUTLIERS` f32 per row.
-    outliers: *const f32,
+    pub(super) outliers: *const f32,
     /// The panel: `k / 4` quads of 192 bytes, 64-byte aligned.
-    weights: *const i8,
+    pub(super) weights: *const i8,
     /// The panel's `OUTLIERS x NR` f32 weights.
-    outlier_weights: *const f32,
+    pub(super) outlier_weights: *const f32,
     /// The panel's first column of `bias`, `correction`, and `scales` (groups `n` apart).
-    bias: *const f32,
-    scales: *const f32,
-    correction: *const f32,
-    n: usize,
+    pub(super) bias: *const f32,
+    pub(super) scales: *const f32,
+    pub(super) correction: *const f32,
+    pub(super) n: usize,
     /// Where row 0 of the tile goes; rows `n` floats apart.
-    c: *mut f32,
+    pub(super) c: *mut f32,
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-mod vnni {
+pub(super) mod vnni {
     //! Placeholder so the module type-checks off x86-64; [`super::supported`] is false there.
     use super::Tile;
     pub unsafe fn tile<const ROWS: usize>(_: &Tile) {
@@ -358,7 +426,7 @@ mod vnni {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod vnni {
+pub(super) mod vnni {
     //! The VNNI micro-kernel: up to 8 rows x 48 columns of i32 sums (24 zmm), three weight
     //! vectors per quad of inputs, each row's four bytes broadcast into `VPDPBUSD`.
     use super::{GROUP, NR, OUTLIERS, Tile};
@@ -407,17 +475,17 @@ mod vnni {
         }
     }
 
-    /// Computes one tile of `ROWS` rows into `c`.
+    /// Starts rows `0..rows` of a tile in `c`: bias - row scale * zero * correction + the
+    /// outlier channels' f32 product.
     ///
     /// # Safety
-    /// Every pointer in `tile` covers the rows and columns described there; the CPU has AVX-512
-    /// F/BW and VNNI.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn tile<const ROWS: usize>(tile: &Tile) {
+    /// As [`tile`], for `rows` rows.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn start_rows(tile: &Tile, rows: usize) {
         // SAFETY: the caller bounds every row and column this reads or writes.
         unsafe {
-            // c = bias - row scale * zero * correction + outliers · outlier_weights, in f32.
-            for r in 0..ROWS {
+            for r in 0..rows {
                 let minus_zero = _mm512_set1_ps(-(*tile.scale.add(r)) * *tile.zero.add(r) as f32);
                 let mut acc = [0, 16, 32].map(|j| {
                     _mm512_fmadd_ps(
@@ -438,6 +506,44 @@ mod vnni {
                     _mm512_storeu_ps(c.add(16 * j), *v);
                 }
             }
+        }
+    }
+
+    /// Adds row `r`'s integer sums of group `g` (its 48 columns) to `c`, scaled by the row's
+    /// and the columns' scales.
+    ///
+    /// # Safety
+    /// As [`tile`], for row `r` and group `g`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn add_group_row(tile: &Tile, g: usize, r: usize, sums: &[__m512i; 3]) {
+        // SAFETY: the caller bounds the row, the group and the panel's columns.
+        unsafe {
+            let scales = tile.scales.add(g * tile.n);
+            let row_scale = _mm512_set1_ps(*tile.scale.add(r));
+            let c = tile.c.add(r * tile.n);
+            for (j, v) in sums.iter().enumerate() {
+                let scale = _mm512_mul_ps(row_scale, _mm512_loadu_ps(scales.add(16 * j)));
+                let sum = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(*v),
+                    scale,
+                    _mm512_loadu_ps(c.add(16 * j)),
+                );
+                _mm512_storeu_ps(c.add(16 * j), sum);
+            }
+        }
+    }
+
+    /// Computes one tile of `ROWS` rows into `c`.
+    ///
+    /// # Safety
+    /// Every pointer in `tile` covers the rows and columns described there; the CPU has AVX-512
+    /// F/BW and VNNI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn tile<const ROWS: usize>(tile: &Tile) {
+        // SAFETY: the caller bounds every row and column this reads or writes.
+        unsafe {
+            start_rows(tile, ROWS);
             for g in 0..tile.k / GROUP {
                 let mut acc: [[__m512i; 3]; ROWS] = [[_mm512_setzero_si512(); 3]; ROWS];
                 let first_quad = g * GROUP / 4;
@@ -454,19 +560,8 @@ mod vnni {
                         acc[2] = _mm512_dpbusd_epi32(acc[2], a, w2);
                     }
                 }
-                let scales = tile.scales.add(g * tile.n);
-                for (r, acc) in acc.iter().enumerate() {
-                    let row_scale = _mm512_set1_ps(*tile.scale.add(r));
-                    let c = tile.c.add(r * tile.n);
-                    for (j, v) in acc.iter().enumerate() {
-                        let scale = _mm512_mul_ps(row_scale, _mm512_loadu_ps(scales.add(16 * j)));
-                        let sum = _mm512_fmadd_ps(
-                            _mm512_cvtepi32_ps(*v),
-                            scale,
-                            _mm512_loadu_ps(c.add(16 * j)),
-                        );
-                        _mm512_storeu_ps(c.add(16 * j), sum);
-                    }
+                for (r, sums) in acc.iter().enumerate() {
+                    add_group_row(tile, g, r, sums);
                 }
             }
         }
@@ -539,7 +634,18 @@ mod tests {
             let bias = noise(outputs, 5);
             let layer = QuantizedLinear::new(&matrix, inputs, outputs, bias.clone(), &channel_max)?;
             assert!(layer.outliers.contains(&3) && layer.outliers.contains(&(inputs - 1)));
-            for rows in [1, 7, 8, 9, 17] {
+            // Both kernels where the CPU has AMX (it is the default there), VNNI elsewhere.
+            assert_eq!(layer.kernel() == Kernel::Amx, super::super::amx::enabled());
+            let mut kernels = vec![layer.kernel()];
+            if layer.kernel() == Kernel::Amx {
+                kernels.push(Kernel::Vnni);
+            }
+            let mut layer = layer;
+            for (kernel, rows) in kernels
+                .into_iter()
+                .flat_map(|k| [1, 7, 8, 9, 15, 16, 17, 33].map(|rows| (k, rows)))
+            {
+                layer = layer.with_kernel(kernel);
                 let mut x = noise(rows * inputs, rows as u32 + 1);
                 for r in 0..rows {
                     x[r * inputs + 3] = 250.0 * (r as f32 - 3.0);
@@ -555,7 +661,7 @@ mod tests {
                         let want = want[r * outputs + c];
                         assert!(
                             (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                            "{rows}x{inputs}x{outputs} [{r},{c}]: {got} vs {want}"
+                            "{kernel:?} {rows}x{inputs}x{outputs} [{r},{c}]: {got} vs {want}"
                         );
                         let exact = f64::from(bias[c])
                             + (0..inputs)
