@@ -85,8 +85,9 @@ impl Config {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// Three C tiles' sums, row-major: row `r`'s 48 i32 at `r * 48`.
+/// One group's three C tiles, row-major: row `r`'s 48 i32 at `r * 48`.
 #[repr(C, align(64))]
+#[derive(Clone, Copy)]
 struct Sums([i32; TILE_ROWS * 48]);
 
 #[cfg(target_arch = "x86_64")]
@@ -103,8 +104,13 @@ pub unsafe fn panels(_: usize, _: Range<usize>, _: impl Fn(usize, usize) -> Tile
 /// [`enabled`] is true; `tile_at` gives tiles whose pointers cover their rows (16, or the rows
 /// left) and the panel's columns, which no other thread writes.
 pub unsafe fn panels(rows: usize, panels: Range<usize>, tile_at: impl Fn(usize, usize) -> Tile) {
+    if panels.is_empty() || rows == 0 {
+        return;
+    }
     let full = rows / TILE_ROWS * TILE_ROWS;
-    let mut sums = Sums([0; TILE_ROWS * 48]);
+    // Every group's sums of one tile (36 KiB at 1536 inputs: L1), scaled once they are all in.
+    let groups = tile_at(panels.start, 0).k / GROUP;
+    let mut sums = vec![Sums([0; TILE_ROWS * 48]); groups];
     // SAFETY: the caller's bounds, and AMX is enabled; each configuration is loaded before the
     // tiles it shapes, and the tiles are released at the end.
     unsafe {
@@ -138,20 +144,18 @@ unsafe fn configure(config: &Config) {
 }
 
 #[cfg(target_arch = "x86_64")]
-/// One tile of `rows` rows (the loaded configuration's) x the panel's 48 columns into `c`.
+/// One tile of `rows` rows (the loaded configuration's) x the panel's 48 columns into `c`: every
+/// group's integer sums on the tiles, then [`finish`] in registers, eight rows at a time.
 ///
 /// # Safety
-/// As [`panels`], with the configuration for `rows` loaded.
+/// As [`panels`], with the configuration for `rows` loaded; `sums` has one entry per group.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn tile(tile: &Tile, rows: usize, sums: &mut Sums) {
-    use super::quantized::vnni::{add_group_row, start_rows};
-    use std::arch::x86_64::_mm512_load_si512;
+unsafe fn tile(tile: &Tile, rows: usize, sums: &mut [Sums]) {
     const QUAD_BYTES: usize = 192;
     // SAFETY: the caller bounds every row and column; the A tiles read `rows` rows of 64 bytes
-    // inside the group, the B tiles 16 quads of the panel, the stores fill `sums`.
+    // inside the group, the B tiles 16 quads of the panel, the stores fill one `Sums` each.
     unsafe {
-        start_rows(tile, rows);
-        for g in 0..tile.k / GROUP {
+        for (g, group) in sums.iter_mut().enumerate() {
             std::arch::asm!(
                 "tilezero tmm0",
                 "tilezero tmm1",
@@ -179,7 +183,7 @@ unsafe fn tile(tile: &Tile, rows: usize, sums: &mut Sums) {
                     options(nostack, readonly),
                 );
             }
-            let out = sums.0.as_mut_ptr();
+            let out = group.0.as_mut_ptr();
             std::arch::asm!(
                 "tilestored [{c0} + {stride} * 1], tmm0",
                 "tilestored [{c1} + {stride} * 1], tmm1",
@@ -190,10 +194,82 @@ unsafe fn tile(tile: &Tile, rows: usize, sums: &mut Sums) {
                 stride = in(reg) 48usize * 4,
                 options(nostack),
             );
-            for r in 0..rows {
-                let row = sums.0.as_ptr().add(r * 48);
-                let row_sums = [0, 16, 32].map(|j| _mm512_load_si512(row.add(j).cast()));
-                add_group_row(tile, g, r, &row_sums);
+        }
+        let mut row = 0;
+        while row + 8 <= rows {
+            finish::<8>(tile, sums, row);
+            row += 8;
+        }
+        match rows - row {
+            0 => {}
+            1 => finish::<1>(tile, sums, row),
+            2 => finish::<2>(tile, sums, row),
+            3 => finish::<3>(tile, sums, row),
+            4 => finish::<4>(tile, sums, row),
+            5 => finish::<5>(tile, sums, row),
+            6 => finish::<6>(tile, sums, row),
+            _ => finish::<7>(tile, sums, row),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+/// Rows `first..first + R` of the tile from every group's sums:
+/// `c = bias - scale * zero * correction + scale * Σ_g (column scale_g * sum_g) + outliers · W`,
+/// all of a row's 48 columns in registers until the one store.
+///
+/// # Safety
+/// As [`tile`], for these rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn finish<const R: usize>(tile: &Tile, sums: &[Sums], first: usize) {
+    use super::quantized::{NR, OUTLIERS};
+    use std::arch::x86_64::{
+        _mm512_cvtepi32_ps, _mm512_fmadd_ps, _mm512_load_si512, _mm512_loadu_ps, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+    // SAFETY: the caller bounds the rows, the groups and the panel's columns.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 3]; R];
+        for (g, group) in sums.iter().enumerate() {
+            let scales = tile.scales.add(g * tile.n);
+            let scale = [0, 16, 32].map(|j| _mm512_loadu_ps(scales.add(j)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = group.0.as_ptr().add((first + r) * 48);
+                for (j, v) in acc.iter_mut().enumerate() {
+                    let sum = _mm512_cvtepi32_ps(_mm512_load_si512(row.add(16 * j).cast()));
+                    *v = _mm512_fmadd_ps(sum, scale[j], *v);
+                }
+            }
+        }
+        let bias = [0, 16, 32].map(|j| _mm512_loadu_ps(tile.bias.add(j)));
+        let correction = [0, 16, 32].map(|j| _mm512_loadu_ps(tile.correction.add(j)));
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let row_scale = *tile.scale.add(first + r);
+            let minus_zero = _mm512_set1_ps(-row_scale * *tile.zero.add(first + r) as f32);
+            let row_scale = _mm512_set1_ps(row_scale);
+            for (j, v) in acc.iter_mut().enumerate() {
+                *v = _mm512_fmadd_ps(
+                    row_scale,
+                    *v,
+                    _mm512_fmadd_ps(minus_zero, correction[j], bias[j]),
+                );
+            }
+        }
+        for o in 0..OUTLIERS {
+            let w = tile.outlier_weights.add(o * NR);
+            let w = [0, 16, 32].map(|j| _mm512_loadu_ps(w.add(j)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*tile.outliers.add((first + r) * OUTLIERS + o));
+                for (j, v) in acc.iter_mut().enumerate() {
+                    *v = _mm512_fmadd_ps(a, w[j], *v);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let c = tile.c.add((first + r) * tile.n);
+            for (j, v) in acc.iter().enumerate() {
+                _mm512_storeu_ps(c.add(16 * j), *v);
             }
         }
     }

@@ -32,7 +32,7 @@ pub const GROUP: usize = 128;
 /// Input channels kept in f32.
 pub const OUTLIERS: usize = 16;
 /// Output columns per packed panel: three 16-lane vectors.
-const NR: usize = 48;
+pub(super) const NR: usize = 48;
 
 /// Whether this CPU runs the int8 kernel (AVX-512 F/BW with VNNI).
 pub fn supported() -> bool {
