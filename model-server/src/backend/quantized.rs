@@ -643,7 +643,7 @@ mod tests {
             let mut layer = layer;
             for (kernel, rows) in kernels
                 .into_iter()
-                .flat_map(|k| [1, 7, 8, 9, 15, 16, 17, 33].map(|rows| (k, rows)))
+                .flat_map(|k| [1, 7, 8, 9, 15, 16, 17, 32, 33, 49].map(|rows| (k, rows)))
             {
                 layer = layer.with_kernel(kernel);
                 let mut x = noise(rows * inputs, rows as u32 + 1);
