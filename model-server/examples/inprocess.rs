@@ -37,7 +37,11 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("DTYPE={other}: expected f32 or int8"),
     }
     let ids = tokenizer.encode(0, SENTENCE, true)?;
-    let kernel = model_server::backend::linear::Kernel::detect().name();
+    let kernel = if dtype == "int8" {
+        model_server::backend::quantized::Kernel::best().name()
+    } else {
+        model_server::backend::linear::Kernel::detect().name()
+    };
     // As the server runs a lone request: one text is one pass split with the helper thread; more
     // texts are sharded over the threads (the server's queue shares them out over its workers).
     let helper = model_server::backend::team::Helper::spawn("helper".into())?;

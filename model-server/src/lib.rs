@@ -147,7 +147,8 @@ async fn load_model(
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_len)?;
         if dtype == config::Dtype::Int8 {
             let layers = backend.quantize_int8(&tokenizer)?;
-            tracing::info!(layers, "dense layers quantized to int8");
+            let kernel = backend::quantized::Kernel::best().name();
+            tracing::info!(layers, kernel, "dense layers quantized to int8");
         }
         tracing::info!(dir = %files.dir.display(), max_input_length = max_len, pooling = files.pooling.as_str(), dtype = dtype.as_str(), "model loaded");
         anyhow::Ok((backend, tokenizer, files.pooling.as_str()))

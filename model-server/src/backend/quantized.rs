@@ -56,6 +56,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Its name in logs and benchmarks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Vnni => "int8-vnni",
+            Kernel::Amx => "int8-amx",
+        }
+    }
+
     /// AMX where the CPU has it and the kernel lets this process use it, else VNNI.
     /// `MODEL_SERVER_INT8_KERNEL=vnni` forces VNNI (to compare the two side by side).
     pub fn best() -> Kernel {
