@@ -98,7 +98,12 @@ pub struct RunArgs {
     /// STEP more every STEP_DURATION up to MAX, judges each step on its own histogram against
     /// --p95-ms/--p99-ms/--max-error-rate, and stops once two steps in a row broke one, e.g.
     /// --search 10:10:20s:200. `--users` caps the requests in flight; replaces -r/-t.
-    #[arg(long, value_name = "START:STEP:STEP_DURATION:MAX", value_parser = parse_search)]
+    #[arg(
+        long,
+        value_name = "START:STEP:STEP_DURATION:MAX",
+        value_parser = parse_search,
+        conflicts_with_all = ["arrival_rate", "stages"]
+    )]
     pub search: Option<Search>,
 
     /// Profile name used in reports and messages.
@@ -249,21 +254,16 @@ impl RunArgs {
         let host = self.host.clone().unwrap_or_default();
         crate::target::parse_host(&host)?;
         let thresholds = Thresholds::from(self.thresholds);
-        if self.search.is_some() {
-            if self.arrival_rate.is_some() || !self.stages.is_empty() {
-                return Err(UsageError(
-                    "--search sets its own rates: leave out --arrival-rate and --stage".to_owned(),
-                ));
-            }
-            if thresholds.p95_ms.is_none()
-                && thresholds.p99_ms.is_none()
-                && thresholds.max_error_rate.is_none()
-            {
-                return Err(UsageError(
-                    "--search judges each step on --p95-ms, --p99-ms or --max-error-rate: set one"
-                        .to_owned(),
-                ));
-            }
+        // The run spec's rule names its fields (`p95Ms`); on the command line, name the flags.
+        if self.search.is_some()
+            && thresholds.p95_ms.is_none()
+            && thresholds.p99_ms.is_none()
+            && thresholds.max_error_rate.is_none()
+        {
+            return Err(UsageError(
+                "--search judges each step on --p95-ms, --p99-ms or --max-error-rate: set one"
+                    .to_owned(),
+            ));
         }
         let profile = LoadProfile {
             name: self.profile_name.clone(),
@@ -678,6 +678,18 @@ mod tests {
             .unwrap();
         std::fs::remove_file(&file).unwrap();
         assert_eq!(from_file, flags);
+        let both = run_args(&[
+            "-H",
+            "http://x:1",
+            "--search",
+            "1:1:2s:2",
+            "--arrival-rate",
+            "3",
+        ]);
+        assert_eq!(
+            both.unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
         let mixed = run_args(&["--spec", &json, "-u", "9"]).unwrap_err();
         assert_eq!(mixed.kind(), clap::error::ErrorKind::ArgumentConflict);
         assert_eq!(

@@ -7,8 +7,9 @@
 //! repacked; a tile of rows is 16 rows of the quantized activations, `k` bytes apart.
 //!
 //! Per panel and 16 rows, each group of [`GROUP`] inputs is two A tiles times three B tiles into
-//! three C tiles (rows x 48 columns), stored to a 3 KiB scratch and scaled into the f32 output
-//! by the VNNI kernel's own epilogue; the prologue (bias, zero point, outliers) is shared too.
+//! three C tiles (rows x 48 columns), stored to that group's 3 KiB of scratch; once every group
+//! is in, [`finish`] scales them in registers, eight rows at a time, and adds the bias, the zero
+//! point's correction and the f32 outlier product before the one store.
 //!
 //! Linux hands AMX's 8 KiB tile state to a process only on request
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); [`enabled`] asks once, and the

@@ -422,7 +422,7 @@ pub(super) struct Tile {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) mod vnni {
+mod vnni {
     //! Placeholder so the module type-checks off x86-64; [`super::supported`] is false there.
     use super::Tile;
     pub unsafe fn tile<const ROWS: usize>(_: &Tile) {
@@ -434,7 +434,7 @@ pub(super) mod vnni {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) mod vnni {
+mod vnni {
     //! The VNNI micro-kernel: up to 8 rows x 48 columns of i32 sums (24 zmm), three weight
     //! vectors per quad of inputs, each row's four bytes broadcast into `VPDPBUSD`.
     use super::{GROUP, NR, OUTLIERS, Tile};
@@ -490,7 +490,7 @@ pub(super) mod vnni {
     /// As [`tile`], for `rows` rows.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn start_rows(tile: &Tile, rows: usize) {
+    unsafe fn start_rows(tile: &Tile, rows: usize) {
         // SAFETY: the caller bounds every row and column this reads or writes.
         unsafe {
             for r in 0..rows {
@@ -524,7 +524,7 @@ pub(super) mod vnni {
     /// As [`tile`], for row `r` and group `g`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn add_group_row(tile: &Tile, g: usize, r: usize, sums: &[__m512i; 3]) {
+    unsafe fn add_group_row(tile: &Tile, g: usize, r: usize, sums: &[__m512i; 3]) {
         // SAFETY: the caller bounds the row, the group and the panel's columns.
         unsafe {
             let scales = tile.scales.add(g * tile.n);
