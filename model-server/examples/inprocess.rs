@@ -2,8 +2,10 @@
 //! bench/model_server.py runs it beside the same measurement on sentence-transformers (PyTorch).
 //!
 //! Usage: inprocess MODEL_DIR [SECONDS_PER_BATCH_SIZE] [BATCH_SIZES, default 1,8,32] — prints one
-//! JSON line per batch size, naming the matrix kernel this CPU runs. `DTYPE=int8` measures the
-//! int8 layers (`--dtype int8`).
+//! JSON line per batch size, naming the matrix kernel this CPU runs and how much of the process is
+//! on huge pages. `DTYPE=int8` measures the int8 layers (`--dtype int8`). `GAP_US=600` sleeps that
+//! long between passes, as the worker idles between a lone HTTP client's requests (the pass runs
+//! slower after an idle gap on a VM: compare with and without).
 
 use model_server::backend::EmbeddingBackend;
 use model_server::backend::candle::CandleBert;
@@ -37,6 +39,10 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("DTYPE={other}: expected f32 or int8"),
     }
     let ids = tokenizer.encode(0, SENTENCE, true)?;
+    let gap = std::env::var("GAP_US")
+        .ok()
+        .map(|us| us.parse().map(Duration::from_micros))
+        .transpose()?;
     let kernel = if dtype == "int8" {
         model_server::backend::quantized::Kernel::best().name()
     } else {
@@ -63,13 +69,18 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             embed(&batch)?;
             latencies.push(t.elapsed().as_secs_f64());
+            if let Some(gap) = gap {
+                std::thread::sleep(gap);
+            }
         }
         let total = started.elapsed().as_secs_f64();
         latencies.sort_by(f64::total_cmp);
         let p50 = latencies[latencies.len() / 2] * 1000.0;
-        let rate = (latencies.len() * batch_size) as f64 / total;
+        let busy: f64 = latencies.iter().sum();
+        let rate = (latencies.len() * batch_size) as f64 / if gap.is_some() { busy } else { total };
+        let huge = model_server::backend::pages::anon_huge_page_bytes().unwrap_or(0) >> 20;
         println!(
-            r#"{{"engine":"candle","dtype":"{dtype}","kernel":"{kernel}","threads":{},"batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2}}}"#,
+            r#"{{"engine":"candle","dtype":"{dtype}","kernel":"{kernel}","threads":{},"batch":{batch_size},"tokens":{},"sentences_per_s":{rate:.1},"p50_ms":{p50:.2},"huge_page_mib":{huge}}}"#,
             rayon::current_num_threads(),
             ids.len()
         );

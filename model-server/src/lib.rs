@@ -150,7 +150,8 @@ async fn load_model(
             let kernel = backend::quantized::Kernel::best().name();
             tracing::info!(layers, kernel, "dense layers quantized to int8");
         }
-        tracing::info!(dir = %files.dir.display(), max_input_length = max_len, pooling = files.pooling.as_str(), dtype = dtype.as_str(), "model loaded");
+        let huge_page_mib = backend::pages::anon_huge_page_bytes().map(|b| b >> 20);
+        tracing::info!(dir = %files.dir.display(), max_input_length = max_len, pooling = files.pooling.as_str(), dtype = dtype.as_str(), huge_page_mib, "model loaded");
         anyhow::Ok((backend, tokenizer, files.pooling.as_str()))
     })
     .await

@@ -20,6 +20,7 @@
 #![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states its bounds.
 
 use super::activation::Activation;
+use super::pages::PageBuf;
 use super::team::Team;
 use super::tiles::{Out, activate_columns, each_row_tile, input_rows, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
@@ -76,7 +77,7 @@ pub struct Linear {
 
 enum Weights {
     /// Column panels: panel p holds columns `p*NR..(p+1)*NR`, `inputs` rows of NR floats.
-    Panels(Vec<Line>),
+    Panels(PageBuf<Line>),
     /// The `(in, out)` matrix for candle's matmul.
     Matrix(Tensor),
 }
@@ -188,10 +189,10 @@ impl Linear {
 }
 
 /// Rearranges a row-major `(inputs, outputs)` matrix into NR-wide column panels.
-fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize) -> Vec<Line> {
+fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize) -> PageBuf<Line> {
     const LINES: usize = avx512::NR / 16;
     let panels = outputs / avx512::NR;
-    let mut packed = vec![Line([0.0; 16]); panels * inputs * LINES];
+    let mut packed = PageBuf::filled(panels * inputs * LINES, Line([0.0; 16]));
     for p in 0..panels {
         for k in 0..inputs {
             let src = &matrix[k * outputs + p * avx512::NR..][..avx512::NR];

@@ -10,6 +10,7 @@ mod bert;
 pub mod candle;
 mod dense;
 pub mod linear;
+pub mod pages;
 pub mod quantized;
 mod simd;
 pub mod team;

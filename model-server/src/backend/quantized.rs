@@ -23,6 +23,7 @@
 #![allow(unsafe_code)] // VNNI intrinsics and raw tile pointers; each unsafe block states its bounds.
 
 use super::activation::Activation;
+use super::pages::PageBuf;
 use super::team::Team;
 use super::tiles::{Out, activate_columns, each_row_tile, input_rows, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
@@ -96,7 +97,7 @@ pub struct QuantizedLinear {
     outlier_weights: Vec<f32>,
     bias: Vec<f32>,
     /// Panel p, quad q: NR columns x 4 inputs (`4q..4q+4`), byte `4c + t` = `w[4q + t][c]`.
-    panels: Vec<Line>,
+    panels: PageBuf<Line>,
     /// `[group][column]`: the weight scale.
     scales: Vec<f32>,
     /// Per column: Σ over groups of scale * (Σ of the column's quantized weights in the group),
@@ -165,7 +166,7 @@ impl QuantizedLinear {
         }
         let panel_count = outputs / NR;
         let quads = inputs / 4;
-        let mut panels = vec![Line([0; 64]); panel_count * quads * 3];
+        let mut panels = PageBuf::filled(panel_count * quads * 3, Line([0; 64]));
         for p in 0..panel_count {
             for q in 0..quads {
                 let bytes: &mut [i8] = bytemuck_lines(&mut panels[(p * quads + q) * 3..][..3]);
