@@ -2,9 +2,11 @@
 //! tokenization, queueing for a batch, and normalisation of the answer.
 //!
 //! Pipeline: [`Infer::embed`] takes a permit from a semaphore of `max_concurrent_requests`
-//! (none left → [`InferError::Overloaded`] at once, never a wait), tokenizes on tokio's blocking
-//! pool (never on the async workers that answer `/health`; each text is first cut to a bound
-//! derived from the maximum sequence length, so a 1 MB text costs what a 32 KiB one does) and
+//! (none left → [`InferError::Overloaded`] at once, never a wait), tokenizes (a request of up to
+//! [`INLINE_TOKENIZE_BYTES`] of text in place, in microseconds; longer ones on tokio's blocking
+//! pool, so the async workers that answer `/health` never hold a long text; each text is first
+//! cut to a bound derived from the maximum sequence length, so a 1 MB text costs what a 32 KiB
+//! one does) and
 //! drops the texts, sends the token ids to the batching actor ([`queue`]), which hands batches of
 //! texts to the inference worker threads ([`worker`]), and awaits the vectors.
 
@@ -20,6 +22,12 @@ use request::Request;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::{Semaphore, mpsc};
+
+/// Requests with at most this many bytes of text are tokenized on the async worker that holds
+/// them: that takes tens of microseconds, less than the two thread hand-offs of the blocking pool
+/// (which, on a VM, cost a lone client's one-sentence request about as much as its tokenizing).
+/// Anything longer goes to the blocking pool, so `/health` never waits behind a long text.
+const INLINE_TOKENIZE_BYTES: usize = 1024;
 
 /// Limits on requests and batches; the defaults live on the CLI flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +230,7 @@ impl Infer {
         options: EmbedOptions,
     ) -> Result<Embeddings, InferError> {
         let texts: Vec<String> = texts.into();
+        let texts_bytes: usize = texts.iter().map(String::len).sum();
         let inner = &*self.inner;
         if texts.is_empty() {
             return Err(InferError::Empty);
@@ -240,18 +249,23 @@ impl Infer {
                 .map_err(|_| InferError::Overloaded {
                     limit: inner.limits.max_concurrent_requests,
                 })?;
-        // Off the async workers: a long text takes milliseconds to tokenize, and the texts are
-        // dropped as soon as their ids exist (the ids are all the queue keeps).
+        // The texts are dropped as soon as their ids exist (the ids are all the queue keeps).
         let tokenizer = inner.tokenizer.clone();
-        let ids = tokio::task::spawn_blocking(move || {
+        let encode = move || {
             texts
                 .iter()
                 .enumerate()
                 .map(|(i, text)| tokenizer.encode(i, text, options.truncate))
                 .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|_| InferError::ShuttingDown)??;
+        };
+        let ids = if texts_bytes <= INLINE_TOKENIZE_BYTES {
+            encode()?
+        } else {
+            // Off the async workers: a long text takes milliseconds to tokenize.
+            tokio::task::spawn_blocking(encode)
+                .await
+                .map_err(|_| InferError::ShuttingDown)??
+        };
         let prompt_tokens = ids.iter().map(Vec::len).sum();
         let (request, answer) = Request::new(ids, permit);
         // The channel has as many slots as there are permits, so this never waits.
