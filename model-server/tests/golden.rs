@@ -108,6 +108,30 @@ async fn matches_sentence_transformers_one_by_one_and_batched() {
         .await
         .unwrap()
         .vectors;
+    // The texts of up to 64 tokens alone: every pass runs them back to back, unpadded (the
+    // batch above holds texts of 182 and 256 tokens, so its passes may pad).
+    let short: Vec<usize> = (0..texts.len())
+        .filter(|&i| reference.cases[i].tokens <= 64)
+        .collect();
+    assert!(short.len() >= 10);
+    let short_texts: Vec<String> = short.iter().map(|&i| texts[i].clone()).collect();
+    let unpadded = infer
+        .embed(short_texts.as_slice(), EmbedOptions::default())
+        .await
+        .unwrap()
+        .vectors;
+    for (&i, vector) in short.iter().zip(&unpadded) {
+        let diff = max_abs_diff(vector, &reference.cases[i].embedding);
+        assert!(
+            diff <= 1e-5,
+            "case {i} in an unpadded batch: max abs diff {diff}"
+        );
+        let padded_diff = max_abs_diff(vector, &batched[i]);
+        assert!(
+            padded_diff <= 1e-6,
+            "case {i}: unpadded differs from padded by {padded_diff}"
+        );
+    }
     let mut worst = (0.0f32, 1.0f64);
     for (i, case) in reference.cases.iter().enumerate() {
         let ids = tokenizer.encode(i, &case.text, true).unwrap();

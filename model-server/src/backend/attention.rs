@@ -21,18 +21,19 @@
 use super::simd::wide_fn;
 use super::team::Team;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
+use std::ops::Range;
 
 /// Longest sequence the fused kernel runs; longer batches go through candle's batched gemm.
 pub const FUSED_MAX_SEQ: usize = 64;
 
-/// The attention of one padded batch; applied to the QKV rows with `apply_op1_no_bwd`.
+/// The attention of one pass; applied to the QKV rows with `apply_op1_no_bwd`. Each text
+/// attends over its own rows only, so a pass may hold its texts padded to one length (with the
+/// mask marking the padding) or back to back with no padding at all.
 pub struct FusedAttention<'a> {
-    /// Additive mask per (text, position): 0 where attended, `f32::MIN` on padding.
+    /// Additive mask per row: 0 where attended, `f32::MIN` on padding.
     pub mask: &'a [f32],
-    /// Texts in the batch.
-    pub batch: usize,
-    /// Padded length of each.
-    pub seq: usize,
+    /// Each text's rows, in order, covering every row; none longer than [`FUSED_MAX_SEQ`].
+    pub texts: &'a [Range<usize>],
     /// Attention heads.
     pub heads: usize,
     /// Width of each head (query scale already folded into the query weights).
@@ -69,8 +70,9 @@ impl CustomOp1 for FusedAttention<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (batch, seq, heads) = (self.batch, self.seq, self.heads);
+        let heads = self.heads;
         let hidden = heads * self.head_size;
+        let rows = self.texts.last().map_or(0, |t| t.end);
         let stride = 3 * hidden;
         let Some((start, end)) = layout.contiguous_offsets() else {
             bail!("fused-attention: the QKV rows must be contiguous");
@@ -79,17 +81,25 @@ impl CustomOp1 for FusedAttention<'_> {
             bail!("fused-attention: only f32 is implemented");
         };
         let qkv = &data[start..end];
-        if qkv.len() != batch * seq * stride || self.mask.len() != batch * seq {
+        let contiguous = self.texts.windows(2).all(|w| w[0].end == w[1].start)
+            && self.texts.first().is_none_or(|t| t.start == 0);
+        let longest = self.texts.iter().map(ExactSizeIterator::len).max();
+        if qkv.len() != rows * stride
+            || self.mask.len() != rows
+            || !contiguous
+            || longest.is_some_and(|n| n > FUSED_MAX_SEQ)
+        {
             bail!(
-                "fused-attention: {} values and {} mask entries for {batch} x {seq} x {stride}",
+                "fused-attention: {} values and {} mask entries for {} texts of {rows} rows x {stride}",
                 qkv.len(),
-                self.mask.len()
+                self.mask.len(),
+                self.texts.len()
             );
         }
-        let mut out = vec![0f32; batch * seq * hidden];
+        let mut out = vec![0f32; rows * hidden];
         let context = Context(out.as_mut_ptr());
         let heads_of = |range: std::ops::Range<usize>| {
-            // SAFETY: `out` holds batch * seq * hidden floats and outlives both halves; each
+            // SAFETY: `out` holds rows * hidden floats and outlives both halves; each
             // half writes only the columns of its own heads.
             move || unsafe { attend(self, qkv, context, range) }
         };
@@ -100,7 +110,7 @@ impl CustomOp1 for FusedAttention<'_> {
             }
             _ => heads_of(0..heads)(),
         }
-        Ok((CpuStorage::F32(out), Shape::from((batch * seq, hidden))))
+        Ok((CpuStorage::F32(out), Shape::from((rows, hidden))))
     }
 }
 
@@ -108,8 +118,8 @@ wide_fn! {
     /// The context columns of heads `range`, for every text and position.
     ///
     /// # Safety
-    /// `out` points at `batch * seq * hidden` floats that no other thread writes in these
-    /// heads' columns; `qkv` holds `batch * seq * 3 * hidden` floats.
+    /// `out` points at `rows * hidden` floats that no other thread writes in these heads'
+    /// columns; `qkv` holds `rows * 3 * hidden` floats, and `texts` covers rows `0..rows`.
     unsafe fn attend(
         attention: &FusedAttention<'_>,
         qkv: &[f32],
@@ -118,18 +128,19 @@ wide_fn! {
     ) {
         let FusedAttention {
             mask,
-            batch,
-            seq,
+            texts,
             heads,
             head_size,
             ..
         } = *attention;
         let hidden = heads * head_size;
         let stride = 3 * hidden;
-        let mut scores = vec![0f32; seq];
-        for b in 0..batch {
-            let rows = &qkv[b * seq * stride..(b + 1) * seq * stride];
-            let mask = &mask[b * seq..(b + 1) * seq];
+        let mut scores_buffer = [0f32; FUSED_MAX_SEQ];
+        for text in texts {
+            let (first, seq) = (text.start, text.len());
+            let scores = &mut scores_buffer[..seq];
+            let rows = &qkv[first * stride..text.end * stride];
+            let mask = &mask[text.clone()];
             for h in range.clone() {
                 let (q_at, k_at, v_at) = (
                     h * head_size,
@@ -150,10 +161,10 @@ wide_fn! {
                         sum += *score;
                     }
                     let inv = 1.0 / sum;
-                    // SAFETY: row (b, i), head h: inside `out`, and this thread's columns.
+                    // SAFETY: row first + i, head h: inside `out`, and this thread's columns.
                     let o = unsafe {
                         std::slice::from_raw_parts_mut(
-                            out.0.add((b * seq + i) * hidden + q_at),
+                            out.0.add((first + i) * hidden + q_at),
                             head_size,
                         )
                     };
@@ -195,11 +206,11 @@ mod tests {
             .iter()
             .flat_map(|&n| (0..seq).map(move |j| if j < n { 0.0 } else { f32::MIN }))
             .collect();
-        let qkv = Tensor::from_vec(values, (batch * seq, 3 * hidden), &Device::Cpu)?;
+        let padded: Vec<Range<usize>> = (0..batch).map(|b| b * seq..(b + 1) * seq).collect();
+        let qkv = Tensor::from_vec(values.clone(), (batch * seq, 3 * hidden), &Device::Cpu)?;
         let fused = qkv.apply_op1_no_bwd(&FusedAttention {
             mask: &mask,
-            batch,
-            seq,
+            texts: &padded,
             heads,
             head_size,
             team: None,
@@ -208,8 +219,7 @@ mod tests {
         let split = helper.pass(|team| {
             qkv.apply_op1_no_bwd(&FusedAttention {
                 mask: &mask,
-                batch,
-                seq,
+                texts: &padded,
                 heads,
                 head_size,
                 team: Some(team),
@@ -221,6 +231,37 @@ mod tests {
             .max(0)?
             .to_scalar::<f32>()?;
         assert_eq!(same, 0.0, "split over the helper changes nothing");
+
+        // The same texts back to back, without their padding rows: the same context, bit for bit.
+        let stride = 3 * hidden;
+        let mut packed_values = Vec::new();
+        let mut packed = Vec::new();
+        for (b, &n) in lengths.iter().enumerate() {
+            let start = packed.last().map_or(0, |r: &Range<usize>| r.end);
+            packed.push(start..start + n);
+            packed_values.extend_from_slice(&values[b * seq * stride..(b * seq + n) * stride]);
+        }
+        let rows = packed.last().unwrap().end;
+        let packed_qkv = Tensor::from_vec(packed_values, (rows, stride), &Device::Cpu)?;
+        let packed_context = packed_qkv
+            .apply_op1_no_bwd(&FusedAttention {
+                mask: &vec![0.0; rows],
+                texts: &packed,
+                heads,
+                head_size,
+                team: None,
+            })?
+            .to_vec2::<f32>()?;
+        let padded_context = fused.to_vec2::<f32>()?;
+        for (b, text) in packed.iter().enumerate() {
+            for (i, row) in text.clone().enumerate() {
+                assert_eq!(
+                    packed_context[row],
+                    padded_context[b * seq + i],
+                    "text {b} row {i}"
+                );
+            }
+        }
 
         let split = |i: usize| -> Result<Tensor> {
             qkv.reshape((batch, seq, 3, heads, head_size))?

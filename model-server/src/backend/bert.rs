@@ -173,6 +173,48 @@ impl Bert {
         self.forward_observed(ids, mask, team, &mut |_, _| Ok(()))
     }
 
+    /// Runs the encoder over `texts` back to back, with no padding: the last hidden state has
+    /// one row per token, `(Σ len, hidden)`, text `i`'s rows after text `i - 1`'s. Every layer
+    /// but attention works row by row, so this is the padded pass's arithmetic less the padding
+    /// rows (a pass of mixed lengths pads every text to its longest); each text's vectors are
+    /// bit for bit the padded pass's.
+    ///
+    /// # Errors
+    /// A text longer than [`FUSED_MAX_SEQ`] (pad those: [`Self::forward`]), or none at all.
+    pub fn forward_packed(&self, texts: &[&[u32]], team: Option<&Team>) -> Result<Tensor> {
+        let mut spans = Vec::with_capacity(texts.len());
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        for text in texts {
+            if text.is_empty() || text.len() > FUSED_MAX_SEQ {
+                bail!(
+                    "packed pass: a text of {} tokens (1..={FUSED_MAX_SEQ} run packed)",
+                    text.len()
+                );
+            }
+            spans.push(ids.len()..ids.len() + text.len());
+            ids.extend_from_slice(text);
+            positions.extend(0..text.len() as u32);
+        }
+        if ids.is_empty() {
+            bail!("packed pass: no texts");
+        }
+        let device = self.position_and_type.device();
+        let rows = ids.len();
+        let words = self
+            .word_embeddings
+            .forward(&Tensor::from_vec(ids, rows, device)?)?;
+        let positions = self
+            .position_and_type
+            .index_select(&Tensor::from_vec(positions, rows, device)?, 0)?;
+        let attention = AttentionRows {
+            mask: vec![0.0; rows],
+            texts: spans,
+            padded: None,
+        };
+        self.encode((words + positions)?, &attention, team, &mut |_, _| Ok(()))
+    }
+
     /// [`Self::forward`], showing `observe` every dense layer's input.
     ///
     /// # Errors
@@ -185,35 +227,44 @@ impl Bert {
         observe: Observer,
     ) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
-        let hidden = self.heads * self.head_size;
         let words = self.word_embeddings.forward(&ids.flatten_all()?)?;
         let positions = self
             .position_and_type
             .narrow(0, 0, seq)?
             .repeat((batch, 1))?;
-        let x = (words + positions)?;
-        x.inplace_op1(&self.embeddings_norm)?;
-
         // Hugging Face's extended mask: 0 where attended, the dtype's minimum where padded.
         let additive: Vec<f32> = mask
             .iter()
             .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
             .collect();
-        let additive_tensor = Tensor::from_vec(additive.clone(), (batch, 1, 1, seq), ids.device())?;
-        let additive = (additive, additive_tensor);
+        let padded = if seq > FUSED_MAX_SEQ {
+            let tensor = Tensor::from_vec(additive.clone(), (batch, 1, 1, seq), ids.device())?;
+            Some((batch, seq, tensor))
+        } else {
+            None
+        };
+        let attention = AttentionRows {
+            mask: additive,
+            texts: (0..batch).map(|b| b * seq..(b + 1) * seq).collect(),
+            padded,
+        };
+        self.encode((words + positions)?, &attention, team, observe)
+    }
 
-        let mut x = x;
+    /// Embedding LayerNorm, then every layer, from the summed word and position embeddings.
+    fn encode(
+        &self,
+        embeddings: Tensor,
+        attention: &AttentionRows,
+        team: Option<&Team>,
+        observe: Observer,
+    ) -> Result<Tensor> {
+        embeddings.inplace_op1(&self.embeddings_norm)?;
+        let mut x = embeddings;
         for (index, layer) in self.layers.iter().enumerate() {
             let mut observe_layer =
                 |slot: usize, input: &Tensor| observe(index * DENSE_PER_LAYER + slot, input);
-            x = self.layer(
-                layer,
-                &x,
-                &additive,
-                (batch, seq, hidden),
-                team,
-                &mut observe_layer,
-            )?;
+            x = self.layer(layer, &x, attention, team, &mut observe_layer)?;
         }
         Ok(x)
     }
@@ -248,23 +299,15 @@ impl Bert {
         &self,
         layer: &Layer,
         x: &Tensor,
-        additive_mask: &(Vec<f32>, Tensor),
-        (batch, seq, hidden): (usize, usize, usize),
+        attention: &AttentionRows,
         team: Option<&Team>,
         observe: Observer,
     ) -> Result<Tensor> {
         observe(0, x)?;
+        let hidden = self.heads * self.head_size;
         let qkv = layer.qkv.forward(x, team)?;
-        let context = if seq <= FUSED_MAX_SEQ {
-            qkv.apply_op1_no_bwd(&FusedAttention {
-                mask: &additive_mask.0,
-                batch,
-                seq,
-                heads: self.heads,
-                head_size: self.head_size,
-                team,
-            })?
-        } else {
+        let context = if let Some((batch, seq, additive)) = &attention.padded {
+            let (batch, seq) = (*batch, *seq);
             // (batch * seq, 3 * hidden) -> three (batch, heads, seq, head_size) tensors.
             let qkv = qkv.reshape((batch, seq, 3, self.heads, self.head_size))?;
             let split = |i: usize| {
@@ -274,13 +317,21 @@ impl Bert {
                     .contiguous()
             };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&additive_mask.1)?;
+            let scores = q.matmul(&k.t()?)?.broadcast_add(additive)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((batch * seq, hidden))?
+        } else {
+            qkv.apply_op1_no_bwd(&FusedAttention {
+                mask: &attention.mask,
+                texts: &attention.texts,
+                heads: self.heads,
+                head_size: self.head_size,
+                team,
+            })?
         };
 
         observe(1, &context)?;
@@ -293,6 +344,15 @@ impl Bert {
         out.inplace_op2(&attended, &layer.output_norm)?;
         Ok(out)
     }
+}
+
+/// Which rows of a pass attend to which: each text's rows, the additive mask per row (0 where
+/// attended, `f32::MIN` on padding), and for padded texts longer than [`FUSED_MAX_SEQ`] the
+/// `(batch, seq, mask)` candle's batched attention takes instead of the fused kernel.
+struct AttentionRows {
+    mask: Vec<f32>,
+    texts: Vec<std::ops::Range<usize>>,
+    padded: Option<(usize, usize, Tensor)>,
 }
 
 /// The contiguous f32 data of a tensor's storage, or an error naming the op.

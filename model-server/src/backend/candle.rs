@@ -5,6 +5,7 @@
 //! f32 by default: exact to sentence-transformers. [`CandleBert::quantize_int8`] turns the dense
 //! layers int8 (`--dtype int8`), calibrated on a built-in corpus ([`CALIBRATION`]) at load.
 
+use super::attention::FUSED_MAX_SEQ;
 use super::bert::Bert;
 use super::team::Team;
 use super::{BackendError, EmbeddingBackend};
@@ -171,13 +172,17 @@ impl CandleBert {
         Ok(vectors)
     }
 
-    /// One forward pass over `batch`, padded to its longest text.
+    /// One forward pass over `batch`: its texts back to back, or padded to the longest when
+    /// one is longer than the fused attention takes.
     fn pass(&self, batch: &[&[u32]], team: Option<&Team>) -> candle_core::Result<Vec<Vec<f32>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = batch.len();
         let cols = batch.iter().map(|s| s.len()).max().unwrap_or(0);
+        if (1..=FUSED_MAX_SEQ).contains(&cols) && batch.iter().all(|s| !s.is_empty()) {
+            return self.packed_pass(batch, team);
+        }
+        let rows = batch.len();
         let mut ids = Vec::with_capacity(rows * cols);
         let mut mask = Vec::with_capacity(rows * cols);
         for seq in batch {
@@ -199,6 +204,32 @@ impl CandleBert {
             .zip(mask.chunks_exact(cols))
             .map(|(tokens, mask)| pool(self.pooling, tokens, mask, self.dimensions))
             .collect())
+    }
+
+    /// [`Self::pass`] with no padding ([`Bert::forward_packed`]): one row per token.
+    fn packed_pass(
+        &self,
+        batch: &[&[u32]],
+        team: Option<&Team>,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let hidden = self
+            .model
+            .forward_packed(batch, team)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut rest = hidden.as_slice();
+        let mut vectors = Vec::with_capacity(batch.len());
+        for text in batch {
+            let (tokens, next) = rest.split_at(text.len() * self.dimensions);
+            vectors.push(pool(
+                self.pooling,
+                tokens,
+                &vec![1; text.len()],
+                self.dimensions,
+            ));
+            rest = next;
+        }
+        Ok(vectors)
     }
 }
 
