@@ -217,16 +217,14 @@ impl CandleBert {
             .forward_packed(batch, team)?
             .flatten_all()?
             .to_vec1::<f32>()?;
+        // Every row is a token: the mask keeps all of them.
+        let every_token = [1u32; FUSED_MAX_SEQ];
         let mut rest = hidden.as_slice();
         let mut vectors = Vec::with_capacity(batch.len());
         for text in batch {
             let (tokens, next) = rest.split_at(text.len() * self.dimensions);
-            vectors.push(pool(
-                self.pooling,
-                tokens,
-                &vec![1; text.len()],
-                self.dimensions,
-            ));
+            let mask = &every_token[..text.len()];
+            vectors.push(pool(self.pooling, tokens, mask, self.dimensions));
             rest = next;
         }
         Ok(vectors)
