@@ -15,10 +15,23 @@
 
 # Keep RUST_VERSION equal to the channel in rust-toolchain.toml (the build checks it).
 ARG RUST_VERSION=1.95.0
+# Shared by the three Dockerfiles:
+#   BINARIES=build (default)  compile the binary in a rust:*-slim-bookworm stage, as a user with
+#                             only Docker does;
+#   BINARIES=prebuilt         take it from target/images/context/out/bin/, where
+#                             scripts/build-images.sh puts the host's release build (stripped);
+#   BASE                      the runtime image: distroless cc-debian12 by default;
+#                             scripts/build-images.sh builds an equivalent one from this
+#                             machine's Debian packages (docker/runtime-base.Dockerfile) where no
+#                             base image can be pulled.
+# CI builds with BINARIES=prebuilt and its own BASE: every line after the binary stages is what
+# a user's build runs too.
+ARG BINARIES=build
+ARG BASE=gcr.io/distroless/cc-debian12:nonroot
 
-# --- build ----------------------------------------------------------------------------------
+# --- the binary: compiled here (build) or taken from the host (prebuilt) ----------------------
 # The slim Rust image carries gcc and libc6-dev, all that ring's C and assembly need (no OpenSSL).
-FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+FROM rust:${RUST_VERSION}-slim-bookworm AS binaries-build
 ARG RUST_VERSION
 WORKDIR /src
 # rust-toolchain.toml is only compared, not used: it lists rustfmt and clippy, which rustup
@@ -32,20 +45,30 @@ COPY Cargo.toml Cargo.lock ./
 COPY operator operator
 COPY loadrunner loadrunner
 COPY model-server model-server
+COPY test/kubelet test/kubelet
 # Cache mounts keep downloaded crates and compiled dependencies between builds (all three
-# Dockerfiles share them), so a source change recompiles only the workspace crates.
+# Dockerfiles share them), so a source change recompiles only the workspace crates. The binary
+# is stripped of its line tables, as scripts/build-images.sh strips the prebuilt one.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,id=loadgate-target,sharing=locked \
     cargo build --release --locked -p loadrunner --bin loadrunner \
- && install -D -m 0755 target/release/loadrunner /out/loadrunner
+ && install -D -m 0755 -s target/release/loadrunner /out/bin/loadrunner
+
+FROM scratch AS binaries-prebuilt
+COPY target/images/context/out/bin/loadrunner /out/bin/loadrunner
+
+# BINARIES picks one of the two stages above; the builder builds only the one picked.
+# hadolint ignore=DL3006
+FROM binaries-${BINARIES} AS binaries
 
 # --- runtime --------------------------------------------------------------------------------
-FROM gcr.io/distroless/cc-debian12:nonroot
+# hadolint ignore=DL3006
+FROM ${BASE}
 LABEL org.opencontainers.image.title="loadrunner" \
       org.opencontainers.image.description="loadgate's load generator: Locust-like profiles, exact HDR percentiles, a pass/fail gate" \
       org.opencontainers.image.source="https://github.com/loadgate/loadgate" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=builder /out/loadrunner /usr/local/bin/loadrunner
+COPY --from=binaries /out/bin/loadrunner /usr/local/bin/loadrunner
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/loadrunner"]

