@@ -19,6 +19,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dir=${LOADGATE_CLUSTER_DIR:-/tmp/loadgate-cluster}
 cache=${LOADGATE_CACHE:-$HOME/.cache/loadgate}
 etcd_port=${ETCD_PORT:-23790}
+# Set by test/node: the node's address on its pod bridge. The apiserver then listens on every
+# address of its network namespace (test/node runs everything in one of its own), advertises this
+# one as the `kubernetes` Service's endpoint, and every controller runs, endpoints included: the
+# real kubelet's pods have addresses of their own.
+node_ip=${CLUSTER_NODE_IP:-}
 apiserver_port=${APISERVER_PORT:-26443}
 
 say() { printf 'cluster: %s\n' "$*" >&2; }
@@ -64,7 +69,8 @@ certs() {
     -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver \
     -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' >"$pki/san.ext"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc%s\n' \
+    "${node_ip:+,IP:$node_ip,IP:10.96.0.1,DNS:kubernetes.default.svc.cluster.local}" >"$pki/san.ext"
   openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
     -CAcreateserial -days 2 -extfile "$pki/san.ext" -out "$pki/apiserver.crt" 2>/dev/null
   # The process kubelet's log endpoint (its serving certificate) and the apiserver's client
@@ -145,9 +151,15 @@ start() {
     --listen-client "127.0.0.1:$etcd_port" --listen-peer "127.0.0.1:$((etcd_port + 10))"
   wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+  local bind=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+  local controllers='*,-nodelifecycle,-nodeipam,-endpoint,-endpointslice,-endpointslicemirroring'
+  if [[ -n $node_ip ]]; then
+    bind=(--bind-address 0.0.0.0 --advertise-address "$node_ip")
+    controllers='*,-nodeipam'
+  fi
   start_bg apiserver "$kcp" kube-apiserver \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    "${bind[@]}" --secure-port "$apiserver_port" \
     --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
     --client-ca-file "$dir/pki/ca.crt" --token-auth-file "$dir/pki/tokens.csv" \
     --authorization-mode Node,RBAC \
@@ -160,20 +172,19 @@ start() {
     --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$dir/pki/apiserver-kubelet-client.key" \
     --enable-priority-and-fairness=false --profiling=false \
-    --endpoint-reconciler-type none \
     --cert-dir "$dir/pki/generated"
   wait_for kube-apiserver 120 kubectl --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz
 
-  # No node lifecycle (the process kubelet sends no leases), no node IPAM, and no endpoint
-  # controllers: Endpoints and EndpointSlices may not hold the pods' loopback addresses, so the
-  # process kubelet resolves Services itself.
+  # For the process kubelet: no node lifecycle (it sends no leases), no node IPAM, and no
+  # endpoint controllers: Endpoints and EndpointSlices may not hold the pods' loopback addresses,
+  # so the process kubelet resolves Services itself. With test/node's real kubelet, all of them.
   start_bg controller-manager "$kcp" kube-controller-manager \
     --kubeconfig "$dir/admin.kubeconfig" \
     --authentication-kubeconfig "$dir/admin.kubeconfig" \
     --authorization-kubeconfig "$dir/admin.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 0 \
     --leader-elect=false \
-    --controllers '*,-nodelifecycle,-nodeipam,-endpoint,-endpointslice,-endpointslicemirroring' \
+    --controllers "$controllers" \
     --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
     --concurrent-gc-syncs 5
   # The controller-manager is up once the service-account controller made the default account.
