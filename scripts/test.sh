@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: fetch the model weights the golden tests need,
 # check formatting and lints, run every test of the workspace, the quickstart in local mode, the
-# container images (built and run), the chart checks, and the end-to-end tests on a real control
-# plane (test/e2e/run.sh).
+# container images (built and run), the chart checks, the end-to-end tests on a real control
+# plane (test/e2e/run.sh, pods as processes) and on a real node (test/node/e2e.sh, the images on
+# the real kubelet).
 # Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user, chromium,
-# buildah, podman and runc (.ci/run installs them).
+# buildah, podman, runc, containerd, Debian's CNI plugins, iptables and iproute2 (.ci/run
+# installs them), and root (test/node/e2e.sh: a network namespace and containerd).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,11 +15,12 @@ step() { printf '\n==> %s\n' "$*"; }
 step "model weights"
 scripts/fetch-model.sh
 
-# The control plane for the end-to-end tests builds from Go modules (~9 min cold, cached after):
-# build it alongside the Rust steps, which leave cores idle while they link.
+# The control plane and the real node for the end-to-end tests build from Go modules (~9 and
+# ~3 more min cold, cached after): build them alongside the Rust steps, which leave cores idle
+# while they link.
 mkdir -p target
 kcp_log=target/kcp-build.log
-test/cluster/cluster.sh build >"$kcp_log" 2>&1 &
+{ test/cluster/cluster.sh build && test/node/node.sh build; } >"$kcp_log" 2>&1 &
 kcp_build=$!
 trap 'kill "$kcp_build" 2>/dev/null || true' EXIT
 
@@ -116,8 +119,11 @@ scripts/lint-chart.sh
 step "end to end on a real control plane (test/e2e/run.sh, about four minutes)"
 if ! wait "$kcp_build"; then
   cat "$kcp_log" >&2
-  echo "building the test control plane failed (test/cluster/cluster.sh build)" >&2
+  echo "building the test control plane or node failed (test/cluster/cluster.sh build, test/node/node.sh build)" >&2
   exit 1
 fi
 cat "$kcp_log"
 test/e2e/run.sh
+
+step "examples/quickstart.yaml on a real node: the Helm chart and the built images on the real kubelet, containerd and runc (test/node/e2e.sh, about two and a half minutes)"
+test/node/e2e.sh

@@ -216,13 +216,13 @@ clusterCIDR: $pod_cidr
 # Pod to Service to a pod on the same bridge: the reply must come back through the node for the
 # DNAT to be undone (br_netfilter cannot be loaded here), so masquerade everything.
 iptables: {masqueradeAll: true}
+nodePortAddresses: [primary]
 # Leave the host's conntrack sysctls alone (the sandbox may not write them).
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 EOF
   cat >"$dir/Corefile" <<EOF
 .:53 {
     errors
-    loop
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         kubeconfig $dir/cluster/admin.kubeconfig
         pods insecure
