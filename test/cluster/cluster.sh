@@ -32,35 +32,10 @@ die() {
   exit 1
 }
 
-# The Kubernetes release pinned in go.mod, stamped into the binaries (kubectl version, /version).
-k8s_version=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$here/go.mod")
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version \
--X k8s.io/component-base/version.gitMajor=$(cut -d. -f1 <<<"${k8s_version#v}") \
--X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$k8s_version") \
--X k8s.io/component-base/version.gitTreeState=clean"
+# shellcheck source=test/cluster/lib.sh
+source "$here/lib.sh"
 
-kcp_path() {
-  local key
-  key=$( (cat "$here/go.mod" "$here/go.sum" "$here/main.go"; go version; echo "$ldflags") | sha256sum | cut -c1-16)
-  echo "$cache/kcp-$key/kcp"
-}
-
-build() {
-  command -v go >/dev/null || die "go is required (Go 1.25 or newer)"
-  local kcp
-  kcp=$(kcp_path)
-  if [[ -x $kcp ]]; then
-    say "kcp cached: $kcp"
-  else
-    say "building kcp $k8s_version (kube-apiserver + kube-controller-manager + etcd; ~10-15 min cold on 2 cores)"
-    local start=$SECONDS
-    mkdir -p "$(dirname "$kcp")"
-    (cd "$here" && go build -trimpath -ldflags="$ldflags" -o "$kcp.part" .)
-    mv "$kcp.part" "$kcp"
-    say "built in $((SECONDS - start)) s: $kcp"
-  fi
-  echo "$kcp"
-}
+build() { k8s_go_build kcp "$here"; }
 
 certs() {
   local pki=$dir/pki
@@ -117,20 +92,6 @@ start_bg() { # NAME COMMAND...
   shift
   "$@" >"$dir/$name.log" 2>&1 &
   echo $! >"$dir/$name.pid"
-}
-
-wait_for() { # WHAT SECONDS COMMAND...
-  local what=$1 seconds=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      say "$what not ready after ${seconds}s; last log lines:"
-      tail -n 30 "$dir"/*.log >&2 || true
-      return 1
-    fi
-    sleep 0.5
-  done
 }
 
 start() {

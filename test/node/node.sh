@@ -41,35 +41,10 @@ die() {
 # hierarchies the kubelet and runc need.
 in_ns() { nsenter --net="/var/run/netns/$netns" "$@"; }
 
-# The release pinned in go.mod, stamped into the binary (the Node's kubeletVersion).
-k8s_version=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$here/go.mod")
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version \
--X k8s.io/component-base/version.gitMajor=$(cut -d. -f1 <<<"${k8s_version#v}") \
--X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$k8s_version") \
--X k8s.io/component-base/version.gitTreeState=clean"
+# shellcheck source=test/cluster/lib.sh
+source "$repo/test/cluster/lib.sh"
 
-knode_path() {
-  local key
-  key=$( (cat "$here/go.mod" "$here/go.sum" "$here/main.go"; go version; echo "$ldflags") | sha256sum | cut -c1-16)
-  echo "$cache/knode-$key/knode"
-}
-
-build() {
-  command -v go >/dev/null || die "go is required (Go 1.25 or newer)"
-  local knode
-  knode=$(knode_path)
-  if [[ -x $knode ]]; then
-    say "knode cached: $knode"
-  else
-    say "building knode (kubelet, kube-proxy, kube-scheduler, CoreDNS; ~3 min after kcp, longer cold)"
-    local start=$SECONDS
-    mkdir -p "$(dirname "$knode")"
-    (cd "$here" && go build -trimpath -ldflags="$ldflags" -o "$knode.part" .)
-    mv "$knode.part" "$knode"
-    say "built in $((SECONDS - start)) s: $knode"
-  fi
-  echo "$knode"
-}
+build() { k8s_go_build knode "$here"; }
 
 # The sandbox ("pause") image every pod starts with: Kubernetes' own pause.c from the pinned
 # k8s.io/kubernetes module, linked statically, in an image FROM scratch (none can be pulled).
@@ -96,20 +71,6 @@ start_bg() { # NAME COMMAND...: inside the namespace, logs in $dir/NAME.log
   shift
   in_ns "$@" >"$dir/$name.log" 2>&1 &
   echo $! >"$dir/$name.pid"
-}
-
-wait_for() { # WHAT SECONDS COMMAND...
-  local what=$1 seconds=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      say "$what not ready after ${seconds}s; last log lines:"
-      tail -n 30 "$dir"/*.log >&2 || true
-      return 1
-    fi
-    sleep 0.5
-  done
 }
 
 certs() { # the kubelet's client certificate (Node authorizer) and serving certificate
