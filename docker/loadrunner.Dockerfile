@@ -48,12 +48,14 @@ COPY model-server model-server
 COPY test/kubelet test/kubelet
 # Cache mounts keep downloaded crates and compiled dependencies between builds (all three
 # Dockerfiles share them), so a source change recompiles only the workspace crates. The binary
-# is stripped of its line tables, as scripts/build-images.sh strips the prebuilt one.
+# loses its line tables but keeps its symbols (backtraces name functions), as
+# scripts/build-images.sh strips the prebuilt one.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,id=loadgate-target,sharing=locked \
     cargo build --release --locked -p loadrunner --bin loadrunner \
- && install -D -m 0755 -s target/release/loadrunner /out/bin/loadrunner
+ && install -D -m 0755 target/release/loadrunner /out/bin/loadrunner \
+ && strip --strip-debug /out/bin/loadrunner
 
 FROM scratch AS binaries-prebuilt
 COPY target/images/context/out/bin/loadrunner /out/bin/loadrunner

@@ -52,12 +52,14 @@ COPY model-server model-server
 COPY test/kubelet test/kubelet
 # Cache mounts keep downloaded crates and compiled dependencies between builds (all three
 # Dockerfiles share them), so a source change recompiles only the workspace crates. The binary
-# is stripped of its line tables as scripts/build-images.sh strips the prebuilt one.
+# loses its line tables but keeps its symbols (backtraces name functions), as
+# scripts/build-images.sh strips the prebuilt one.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,id=loadgate-target,sharing=locked \
     cargo build --release --locked -p model-server --bin model-server \
- && install -D -m 0755 -s target/release/model-server /out/bin/model-server \
+ && install -D -m 0755 target/release/model-server /out/bin/model-server \
+ && strip --strip-debug /out/bin/model-server \
  && mkdir -p /out/cache /out/models
 
 FROM scratch AS binaries-prebuilt
