@@ -266,7 +266,8 @@ stop() {
   if [[ -d $dir/cluster ]]; then
     in_ns env LOADGATE_CLUSTER_DIR="$dir/cluster" "$repo/test/cluster/cluster.sh" stop || true
   fi
-  # Pod network namespaces containerd made, then the node's own.
+  # Whatever still runs in the node's namespace, the namespace itself, then what containerd
+  # mounted under $dir (the pods' network namespaces and root filesystems).
   if ip netns list | grep -qw "$netns"; then
     ip netns pids "$netns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns delete "$netns"
