@@ -75,6 +75,7 @@ fn main() {
             arrival_rate: None,
             stages: Vec::new(),
             search: None,
+            warmup: Default::default(),
         };
         for pods in [1u32, 10, 100] {
             // Simulate a few pods and reuse their frames for the rest: the frames' sizes and the

@@ -72,6 +72,7 @@ mod tests {
             arrival_rate,
             stages: Vec::new(),
             search,
+            warmup: Default::default(),
         }
     }
 

@@ -226,6 +226,12 @@ impl Steps {
         self.add_one(index, users, window, seconds);
     }
 
+    /// Passes over window `index` without measuring it (a warm-up second): no step counts it,
+    /// and no empty window stands in for it.
+    pub fn skip_window(&mut self, index: u32) {
+        self.next_window = self.next_window.max(index.saturating_add(1));
+    }
+
     fn add_one(&mut self, index: u32, users: u32, window: &Entry, seconds: f64) {
         self.next_window = index.saturating_add(1);
         // The plan just before the window's end: the last second of the run still counts, the
@@ -550,6 +556,7 @@ mod tests {
             arrival_rate: None,
             stages: Vec::new(),
             search: None,
+            warmup: Default::default(),
         }
     }
 

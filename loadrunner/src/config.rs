@@ -11,7 +11,7 @@ use loadgate_api::run_spec::{MAX_RUN_SPEC_BYTES, Readiness, RunSpec, Shard};
 use std::path::PathBuf;
 
 /// The flags that build a [`RunSpec`]: `--spec` replaces them all.
-const SPEC_FLAGS: [&str; 22] = [
+const SPEC_FLAGS: [&str; 25] = [
     "host",
     "users",
     "spawn_rate",
@@ -34,6 +34,9 @@ const SPEC_FLAGS: [&str; 22] = [
     "max_error_rate",
     "min_rps",
     "task_budgets",
+    "warmup",
+    "abort_on_fail",
+    "abort_after",
 ];
 
 /// loadrunner: a Locust-like HTTP load generator with exact percentiles and a pass/fail gate.
@@ -105,6 +108,21 @@ pub struct RunArgs {
         conflicts_with_all = ["arrival_rate", "stages"]
     )]
     pub search: Option<Search>,
+
+    /// Warm-up: send load from the start, but leave the requests that finish in the first
+    /// DURATION (whole seconds) out of every figure and budget; the history CSV keeps them,
+    /// marked `warm-up` in its Type column.
+    #[arg(long, value_name = "DURATION")]
+    pub warmup: Option<Duration>,
+
+    /// Stop the run as soon as --abort-after one-second windows in a row broke --p95-ms,
+    /// --p99-ms or --max-error-rate (the run fails, saying why and when).
+    #[arg(long)]
+    pub abort_on_fail: bool,
+
+    /// Windows in a row over budget before --abort-on-fail stops the run.
+    #[arg(long, value_name = "N", requires = "abort_on_fail", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub abort_after: Option<u32>,
 
     /// Profile name used in reports and messages.
     #[arg(long, default_value = "run")]
@@ -253,7 +271,11 @@ impl RunArgs {
     fn flags_spec(&self) -> Result<RunSpec, UsageError> {
         let host = self.host.clone().unwrap_or_default();
         crate::target::parse_host(&host)?;
-        let thresholds = Thresholds::from(self.thresholds);
+        let mut thresholds = Thresholds::from(self.thresholds);
+        if self.abort_on_fail {
+            thresholds.abort_on_fail = Some(true);
+            thresholds.abort_after = self.abort_after;
+        }
         // The run spec's rule names its fields (`p95Ms`); on the command line, name the flags.
         if self.search.is_some()
             && thresholds.p95_ms.is_none()
@@ -273,6 +295,7 @@ impl RunArgs {
             arrival_rate: self.arrival_rate,
             stages: self.stages.clone(),
             search: self.search,
+            warmup: self.warmup.unwrap_or_default(),
         };
         Ok(RunSpec {
             readiness: Readiness {
@@ -407,6 +430,7 @@ impl From<ThresholdArgs> for Thresholds {
             p99_ms: t.p99_ms,
             max_error_rate: t.max_error_rate,
             min_rps: t.min_rps,
+            ..Thresholds::default()
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct RunPlan {
     pub seed: u64,
     /// A search: the budgets its steps are judged on; it stops once two in a row broke one.
     pub search_budgets: Option<Thresholds>,
+    /// The profile's budgets, when they say `abortOnFail`: each second is judged on them, and
+    /// the load stops once `abortAfter` in a row broke one (not in a search).
+    pub abort_budgets: Option<Thresholds>,
 }
 
 /// What a run measured.
@@ -75,6 +78,14 @@ pub struct RunOutcome {
     pub dropped: u64,
     /// A search that stopped early: two steps in a row broke the budgets.
     pub stopped_at_break: bool,
+}
+
+impl RunOutcome {
+    /// The time the figures cover: the run's, less its warm-up.
+    pub fn measured(&self) -> Duration {
+        self.elapsed
+            .saturating_sub(self.stats.warmup_spent.unwrap_or_default())
+    }
 }
 
 /// How often a staged profile adjusts its user count.
@@ -99,14 +110,22 @@ pub async fn run(
     let running = Arc::new(AtomicU32::new(0));
     let mut stats = Stats::new(&task_names)
         .with_steps(&plan.whole, &plan.profile)
-        .starting_at_window(plan.first_window);
+        .starting_at_window(plan.first_window)
+        .warming_up_for(plan.profile.warmup_windows());
+    if let Some((budgets, windows)) = plan
+        .abort_budgets
+        .filter(|_| plan.profile.search.is_none())
+        .and_then(|b| Some((b, b.abort_windows()?)))
+    {
+        stats = stats.aborting_after(budgets, windows);
+    }
     if let Some(budgets) = plan
         .search_budgets
         .filter(|_| plan.profile.search.is_some())
     {
         stats = stats.stopping_on_break(budgets);
     }
-    let (break_tx, break_rx) = watch::channel(false);
+    let (break_tx, mut break_rx) = watch::channel(false);
     let aggregator = tokio::spawn(stats::aggregate(
         samples_rx,
         stats,
@@ -172,6 +191,8 @@ pub async fn run(
                 interrupted = true;
                 break;
             }
+            // `abortOnFail`: the aggregator saw enough seconds in a row over budget.
+            Ok(()) = break_rx.changed() => break,
         }
     }
     let _ = stop_tx.send(true);

@@ -57,6 +57,33 @@ pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> V
     violations
 }
 
+/// One second of load against the budgets `abortOnFail` watches (p95, p99, error rate): the
+/// first broken, in words ("p95 812 ms > budget 500 ms"), or `None` when it held.
+pub fn window_breaks(window: &crate::stats::Entry, budgets: &Thresholds) -> Option<String> {
+    let checks = [
+        ("p95", " ms", window.percentile_ms(0.95), budgets.p95_ms),
+        ("p99", " ms", window.percentile_ms(0.99), budgets.p99_ms),
+        (
+            "error rate",
+            "",
+            window.error_rate(),
+            budgets.max_error_rate,
+        ),
+    ];
+    checks
+        .into_iter()
+        .find_map(|(label, unit, measured, budget)| {
+            let budget = budget?;
+            (measured > budget).then(|| {
+                format!(
+                    "{label} {} > budget {}",
+                    fmt_value(measured, unit),
+                    fmt_value(budget, unit)
+                )
+            })
+        })
+}
+
 /// A capacity search's verdict: it exists to find where the budgets break, so its run as a
 /// whole is not held to them. It fails when its first step broke already (nothing held), when
 /// no step had enough requests to judge, or when the highest rate that held is under `minRps`.
@@ -371,6 +398,9 @@ mod tests {
             p99_ms: None,
             max_error_rate: Some(0.01),
             min_rps: Some(50.0),
+            abort_after: None,
+            abort_on_fail: None,
+            max_cold_start_seconds: None,
         };
         assert!(evaluate(&stats(400.0, 1, 60.0), &thresholds, "profile ramp").is_empty());
         let v = evaluate(&stats(612.0, 5, 20.0), &thresholds, "profile spike");

@@ -21,6 +21,7 @@ pub fn of_stats(stats: &Stats) -> Vec<HistoryPoint> {
             failures: row.window.failures,
             p50_ms: row.window.p50_ms(),
             p95_ms: row.window.p95_ms(),
+            warmup: row.warmup,
         })
         .collect()
 }
@@ -40,6 +41,7 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, S
     for (second, parts) in by_second {
         let mut entry = Entry::new("second", "");
         let mut users = 0u32;
+        let warmup = parts.iter().any(|p| p.warmup);
         for part in parts {
             users = users.saturating_add(part.users);
             let histogram = match &part.histogram {
@@ -60,6 +62,7 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, S
             failures: entry.failures,
             p50_ms: entry.percentile_ms(0.5),
             p95_ms: entry.percentile_ms(0.95),
+            warmup,
         });
     }
     Ok(history)
@@ -81,6 +84,7 @@ mod tests {
             failures: 0,
             histogram: (entry.requests > 0)
                 .then(|| crate::codec::encode(&crate::codec::coarsen(&entry.histogram))),
+            warmup: Default::default(),
         }
     }
 

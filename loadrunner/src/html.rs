@@ -485,6 +485,8 @@ mod tests {
                     budget: 500.0,
                 }),
             }),
+            aborted: None,
+            warmup_seconds: None,
         };
         let html = render(&summary, &stats, &thresholds);
         for wanted in [
@@ -526,6 +528,8 @@ mod tests {
             results: None,
             curve: Vec::new(),
             capacity: None,
+            aborted: None,
+            warmup_seconds: None,
         };
         let mut search = summary("find", true);
         search.curve = [10.0, 20.0, 30.0]
@@ -541,6 +545,7 @@ mod tests {
             failures: 0,
             p50_ms: 5.0,
             p95_ms: 9.0,
+            warmup: Default::default(),
         }];
         let report = TestReport {
             test: "quick".into(),
@@ -558,6 +563,7 @@ mod tests {
                     history,
                 },
             ],
+            cold_start_seconds: None,
         };
         let html = render_test(&report);
         for wanted in [

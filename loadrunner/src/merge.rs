@@ -12,7 +12,7 @@ use crate::codec::{self, HistogramError};
 use crate::gate;
 use hdrhistogram::Histogram;
 use loadgate_api::capacity::CurvePoint;
-use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
+use loadgate_api::load::{Abort, RequestStats, RunSummary, Thresholds, Violation};
 use std::collections::BTreeMap;
 
 pub use crate::codec::encode;
@@ -310,8 +310,20 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let violations = gate::evaluate(&total, thresholds, &format!("profile {}", first.profile));
+    let mut violations = gate::evaluate(&total, thresholds, &format!("profile {}", first.profile));
     let interrupted = summaries.iter().any(|s| s.interrupted);
+    let aborted = merged_abort(summaries);
+    if let Some(abort) = &aborted {
+        violations.push(Violation {
+            metric: "abortOnFail".to_owned(),
+            measured: abort.after_seconds,
+            budget: thresholds.abort_windows().map_or(0.0, f64::from),
+            message: format!(
+                "profile {} aborted after {:.0} s: {}",
+                first.profile, abort.after_seconds, abort.message
+            ),
+        });
+    }
     Ok(RunSummary {
         profile: first.profile.clone(),
         duration_seconds: seconds,
@@ -332,6 +344,43 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         results: None,
         capacity: curve_of_one(summaries).and_then(|c| capacity::knee(&c, thresholds)),
         curve: curve_of_one(summaries).unwrap_or_default(),
+        warmup_seconds: summaries
+            .iter()
+            .filter_map(|s| s.warmup_seconds)
+            .filter(|s| s.is_finite())
+            .reduce(f64::max),
+        aborted,
+    })
+}
+
+/// Longest abort message kept from a runner's summary (which may be forged).
+const MAX_ABORT_MESSAGE: usize = 240;
+
+/// Runners side by side each stop on their own windows: the profile was aborted when any was,
+/// first by the earliest (its reason), and it saved only what every runner left unrun (0 when
+/// one ran to the end).
+fn merged_abort(summaries: &[RunSummary]) -> Option<Abort> {
+    let first = summaries
+        .iter()
+        .filter_map(|s| s.aborted.as_ref())
+        .filter(|a| a.after_seconds.is_finite() && a.saved_seconds.is_finite())
+        .min_by(|a, b| a.after_seconds.total_cmp(&b.after_seconds))?;
+    let saved = summaries
+        .iter()
+        .map(|s| s.aborted.as_ref().map_or(0.0, |a| a.saved_seconds.max(0.0)))
+        .fold(f64::INFINITY, f64::min);
+    let mut message = first.message.clone();
+    if message.len() > MAX_ABORT_MESSAGE {
+        let mut end = MAX_ABORT_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    Some(Abort {
+        after_seconds: first.after_seconds,
+        saved_seconds: saved,
+        message,
     })
 }
 
@@ -377,6 +426,8 @@ mod tests {
             results: None,
             curve: Vec::new(),
             capacity: None,
+            aborted: None,
+            warmup_seconds: None,
         }
     }
 

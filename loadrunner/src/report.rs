@@ -84,6 +84,15 @@ pub fn stats_csv(stats: &Stats, elapsed: f64) -> String {
     out
 }
 
+/// The `Type` cell of a history row: empty as Locust writes `Aggregated` rows, `warm-up` for a
+/// warm-up second (kept for the record, counted in no figure; its running totals stay 0).
+fn history_type(warmup: bool) -> &'static str {
+    if warmup { WARMUP_TYPE } else { "" }
+}
+
+/// The `Type` a warm-up second's history row carries.
+pub const WARMUP_TYPE: &str = "warm-up";
+
 /// `_stats_history.csv`: one `Aggregated` row per second.
 pub fn history_csv(stats: &Stats) -> String {
     let mut out = format!("{HISTORY_HEADER}\n");
@@ -91,9 +100,10 @@ pub fn history_csv(stats: &Stats) -> String {
         let (w, t) = (&row.window, &row.total);
         let _ = writeln!(
             out,
-            "{},{},,Aggregated,{:.2},{:.2},{},{},{},{:.0},{:.2},{:.2},{:.2},{:.2}",
+            "{},{},{},Aggregated,{:.2},{:.2},{},{},{},{:.0},{:.2},{:.2},{:.2},{:.2}",
             row.timestamp,
             row.users,
+            history_type(row.warmup),
             w.requests as f64,
             w.failures as f64,
             percentile_cells(w),
@@ -212,8 +222,10 @@ pub fn merged_history_csv(report: &ProfileReport) -> String {
     let mut out = format!("{HISTORY_HEADER}\n");
     let (mut requests, mut failures) = (0u64, 0u64);
     for point in &report.history {
-        requests = requests.saturating_add(point.requests);
-        failures = failures.saturating_add(point.failures);
+        if !point.warmup {
+            requests = requests.saturating_add(point.requests);
+            failures = failures.saturating_add(point.failures);
+        }
         let percentiles: Vec<String> = crate::stats::PERCENTILES
             .iter()
             .map(|&q| match q {
@@ -225,9 +237,10 @@ pub fn merged_history_csv(report: &ProfileReport) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{},{},,Aggregated,{:.2},{:.2},{},{requests},{failures},N/A,N/A,N/A,N/A,0.00",
+            "{},{},{},Aggregated,{:.2},{:.2},{},{requests},{failures},N/A,N/A,N/A,N/A,0.00",
             start + u64::from(point.second),
             point.users,
+            history_type(point.warmup),
             point.requests as f64,
             point.failures as f64,
             percentiles.join(","),
@@ -363,6 +376,8 @@ mod tests {
             results: None,
             curve: Vec::new(),
             capacity: None,
+            aborted: None,
+            warmup_seconds: None,
         };
         let mut report = ProfileReport {
             summary,
@@ -374,6 +389,7 @@ mod tests {
                 failures: 0,
                 p50_ms: 50.0,
                 p95_ms: 95.0,
+                warmup: Default::default(),
             }],
         };
         // The runner's own CSV, row for row, from the merged histograms.

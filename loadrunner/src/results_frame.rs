@@ -250,6 +250,8 @@ mod tests {
                 capacity: None,
                 started_at_ms: Some(1),
                 results: None,
+                aborted: None,
+                warmup_seconds: None,
             },
             steps: vec![],
             windows: (0..windows)
@@ -259,6 +261,7 @@ mod tests {
                     requests: u64::from(w) * 7919 % 1000,
                     failures: 0,
                     histogram: Some(format!("{w:x}{}", "HISTOGRAM".repeat(w as usize % 17))),
+                    warmup: Default::default(),
                 })
                 .collect(),
         }

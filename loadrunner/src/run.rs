@@ -86,10 +86,16 @@ pub async fn execute(
         request_timeout: spec.request_timeout.get(),
         seed,
         search_budgets: spec.search_budgets(),
+        abort_budgets: spec.thresholds.abort_windows().map(|_| spec.thresholds),
     };
     tracing::info!(profile = %profile.name, users, spawn_rate = profile.spawn_rate, run_time = ?profile.run_time(), "starting load");
     let outcome = engine::run(plan, shutdown, console::progress_printer(users)).await;
-    if outcome.stopped_at_break {
+    if let Some((why, _)) = &outcome.stats.aborted {
+        tracing::warn!(
+            elapsed_s = outcome.elapsed.as_secs(),
+            "profile stopped on its budgets (abortOnFail): {why}"
+        );
+    } else if outcome.stopped_at_break {
         tracing::info!(
             elapsed_s = outcome.elapsed.as_secs(),
             "search stopped: two steps in a row broke a budget"

@@ -273,6 +273,8 @@ pub struct HistoryRow {
     pub users: u32,
     /// Requests in the last second.
     pub window: Figures,
+    /// A warm-up second: its requests are in `window` only, not in `total` or any figure.
+    pub warmup: bool,
     /// Everything so far.
     pub total: Figures,
 }
@@ -294,8 +296,19 @@ pub struct Stats {
     pub steps: Option<Steps>,
     /// A search: the budgets its steps are judged on, to stop once two in a row broke.
     stop_on_break: Option<Thresholds>,
-    /// Set once a search's break is confirmed: the load should stop.
+    /// Set once a search's break is confirmed, or an abort on budget: the load should stop.
     pub break_found: bool,
+    /// `abortOnFail`: the budgets each window is judged on, and how many in a row may break.
+    abort_on: Option<(Thresholds, u32)>,
+    /// Windows in a row that broke a budget (with `abort_on`).
+    broken_in_a_row: u32,
+    /// Why the load was stopped on its budgets, and when (since the stats began).
+    pub aborted: Option<(String, Duration)>,
+    /// Windows of warm-up: their requests count in no figure.
+    warmup_windows: u32,
+    /// How long the warm-up took, from the stats' start to the end of its last window.
+    pub warmup_spent: Option<Duration>,
+    started: Instant,
     /// Once a second, on the common clock: what a runner's results carry for merged history.
     pub windows: Vec<WindowResult>,
     /// The common clock's window of this runner's first one (its start's lag behind the
@@ -324,7 +337,32 @@ impl Stats {
             first_window: 0,
             window: Entry::new("Aggregated", ""),
             window_started: Instant::now(),
+            abort_on: None,
+            broken_in_a_row: 0,
+            aborted: None,
+            warmup_windows: 0,
+            warmup_spent: None,
+            started: Instant::now(),
         }
+    }
+
+    /// Leaves the first `windows` seconds out of every figure (they stay in the history,
+    /// marked).
+    pub fn warming_up_for(mut self, windows: u32) -> Self {
+        self.warmup_windows = windows;
+        self
+    }
+
+    /// `abortOnFail`: judges each counted window against `budgets` (p95, p99, error rate) and
+    /// stops the load ([`Self::break_found`], [`Self::aborted`]) once `windows` in a row broke
+    /// one.
+    pub fn aborting_after(mut self, budgets: Thresholds, windows: u32) -> Self {
+        self.abort_on = Some((budgets, windows.max(1)));
+        self
+    }
+
+    fn warming_up(&self) -> bool {
+        self.windows.len() < self.warmup_windows as usize
     }
 
     /// Also measures a ramp's or a search's steps, cut on the whole profile `plan` (every shard
@@ -358,6 +396,10 @@ impl Stats {
             Outcome::NotSent(why) => (Some(why.reason()), true, 0),
         };
         let failed = reason.is_some();
+        if self.warming_up() {
+            self.window.record(micros, failed, not_sent, bytes);
+            return;
+        }
         if let Some(reason) = reason {
             let task = &self.tasks[sample.task];
             *self
@@ -386,10 +428,12 @@ impl Stats {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let warmup = self.warming_up();
         self.history.push(HistoryRow {
             timestamp,
             users,
             window: Figures::of(&self.window),
+            warmup,
             total: Figures::of(&self.total),
         });
         let now = Instant::now();
@@ -399,7 +443,14 @@ impl Stats {
         let seconds = now
             .saturating_duration_since(self.window_started)
             .as_secs_f64();
-        if let Some(steps) = &mut self.steps {
+        if warmup {
+            if let Some(steps) = &mut self.steps {
+                steps.skip_window(index);
+            }
+            if self.windows.len() + 1 == self.warmup_windows as usize {
+                self.warmup_spent = Some(now.saturating_duration_since(self.started));
+            }
+        } else if let Some(steps) = &mut self.steps {
             steps.add_window(index, users, &self.window, seconds);
             if let Some(budgets) = &self.stop_on_break
                 && !self.break_found
@@ -409,16 +460,47 @@ impl Stats {
                 self.break_found = true;
             }
         }
+        if !warmup {
+            self.judge_window(now);
+        }
         self.windows.push(WindowResult {
             window: index,
             users,
             requests: self.window.requests,
             failures: self.window.failures,
+            warmup,
             histogram: (self.window.sent() > 0)
                 .then(|| crate::codec::encode(&crate::codec::coarsen(&self.window.histogram))),
         });
         self.window.reset();
         self.window_started = now;
+    }
+
+    /// `abortOnFail`: counts the window just closed against the budgets; once enough in a row
+    /// broke one, records why and asks the load to stop. A window with no request sent neither
+    /// breaks nor mends the streak (nothing was measured).
+    fn judge_window(&mut self, now: Instant) {
+        let Some((budgets, windows)) = self.abort_on else {
+            return;
+        };
+        if self.aborted.is_some() || self.window.requests == 0 {
+            return;
+        }
+        let broken = crate::gate::window_breaks(&self.window, &budgets);
+        match broken {
+            Some(why) => {
+                self.broken_in_a_row += 1;
+                if self.broken_in_a_row >= windows {
+                    let message = format!(
+                        "{windows} one-second window{} in a row over budget (last: {why})",
+                        if windows == 1 { "" } else { "s" }
+                    );
+                    self.aborted = Some((message, now.saturating_duration_since(self.started)));
+                    self.break_found = true;
+                }
+            }
+            None => self.broken_in_a_row = 0,
+        }
     }
 
     /// Ends the run: closes the last step.

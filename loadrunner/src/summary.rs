@@ -3,7 +3,7 @@
 
 use crate::{capacity, engine, gate};
 use loadgate_api::load::{
-    LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds,
+    Abort, LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds, Violation,
 };
 
 /// Builds the summary and verdict of a finished run.
@@ -13,7 +13,7 @@ pub fn summarize(
     thresholds: &Thresholds,
     task_budgets: &[TaskThresholds],
 ) -> RunSummary {
-    let elapsed = outcome.elapsed.as_secs_f64();
+    let elapsed = outcome.measured().as_secs_f64();
     let total = outcome.stats.total.summary(elapsed);
     let tasks: Vec<RequestStats> = outcome
         .stats
@@ -29,7 +29,7 @@ pub fn summarize(
         .collect();
     let capacity = capacity::knee(&curve, thresholds);
     let scope = format!("profile {}", profile.name);
-    let violations = if profile.search.is_some() {
+    let mut violations = if profile.search.is_some() {
         // A search is judged on what its steps found, not on the whole run (task budgets too
         // would break by design at the top of the climb).
         gate::evaluate_search(capacity.as_ref(), thresholds, &scope)
@@ -40,6 +40,25 @@ pub fn summarize(
             .extend(gate::evaluate_tasks(&tasks, task_budgets, &profile.name).unwrap_or_default());
         violations
     };
+    let aborted = outcome.stats.aborted.as_ref().map(|(why, at)| {
+        let planned = profile.run_time().as_secs_f64();
+        Abort {
+            after_seconds: at.as_secs_f64(),
+            saved_seconds: (planned - outcome.elapsed.as_secs_f64()).max(0.0),
+            message: why.clone(),
+        }
+    });
+    if let Some(abort) = &aborted {
+        violations.push(Violation {
+            metric: "abortOnFail".to_owned(),
+            measured: abort.after_seconds,
+            budget: thresholds.abort_windows().map_or(0.0, f64::from),
+            message: format!(
+                "{scope} aborted after {:.0} s: {}",
+                abort.after_seconds, abort.message
+            ),
+        });
+    }
     let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
         p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
         max_ms: h.max() as f64 / 1000.0,
@@ -59,5 +78,7 @@ pub fn summarize(
         results: None,
         capacity,
         curve,
+        warmup_seconds: outcome.stats.warmup_spent.map(|spent| spent.as_secs_f64()),
+        aborted,
     }
 }

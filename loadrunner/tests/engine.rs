@@ -19,14 +19,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Requests served, and the server's two service slots (`/slot/{ms}`).
-struct Hits(AtomicU64, tokio::sync::Semaphore);
+/// Requests served, the server's two service slots (`/slot/{ms}`), and when `/cold/{ms}` was
+/// first hit.
+struct Hits(
+    AtomicU64,
+    tokio::sync::Semaphore,
+    std::sync::OnceLock<Instant>,
+);
 
 impl Default for Hits {
     fn default() -> Self {
-        Self(AtomicU64::new(0), tokio::sync::Semaphore::new(SLOTS))
+        Self(
+            AtomicU64::new(0),
+            tokio::sync::Semaphore::new(SLOTS),
+            std::sync::OnceLock::new(),
+        )
     }
 }
+
+/// `/cold/{ms}` takes `ms` for this long after its first request (a cold server), 20 ms after.
+const COLD_FOR: Duration = Duration::from_millis(1500);
 
 /// `/slot/{ms}` serves at most this many requests at once, each taking `ms`.
 const SLOTS: usize = 2;
@@ -65,6 +77,18 @@ async fn start_server() -> (SocketAddr, Arc<Hits>) {
                 |State(h): State<Arc<Hits>>, Path(ms): Path<u64>| async move {
                     let _slot = h.1.acquire().await.unwrap();
                     h.0.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    "served"
+                },
+            ),
+        )
+        .route(
+            "/cold/{ms}",
+            get(
+                |State(h): State<Arc<Hits>>, Path(ms): Path<u64>| async move {
+                    h.0.fetch_add(1, Ordering::SeqCst);
+                    let cold = h.2.get_or_init(Instant::now).elapsed() < COLD_FOR;
+                    let ms = if cold { ms } else { 20 };
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     "served"
                 },
@@ -109,6 +133,7 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
         arrival_rate: None,
         stages: Vec::new(),
         search: None,
+        warmup: SpecDuration::default(),
     };
     RunPlan {
         whole: profile.clone(),
@@ -123,6 +148,7 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
         request_timeout: Duration::from_secs(5),
         seed: 42,
         search_budgets: None,
+        abort_budgets: None,
     }
 }
 
@@ -839,4 +865,115 @@ fn a_search_without_a_latency_or_error_budget_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--p95-ms"), "{stderr}");
+}
+
+/// A server slow only in its first 1.5 s: with a 2 s warm-up its slow seconds are sent and kept
+/// in the history (marked), but no figure, rate or budget counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_seconds_are_sent_and_kept_but_not_counted() {
+    let (addr, _) = start_server().await;
+    let mut plan = plan(addr, vec![get_task("cold", 1, "/cold/300")], 2, 100.0, 5);
+    plan.profile.warmup = SpecDuration::from_secs(2);
+    plan.whole = plan.profile.clone();
+    let budgets = Thresholds {
+        p99_ms: Some(100.0),
+        ..Thresholds::default()
+    };
+    let outcome = engine::run(plan.clone(), std::future::pending(), |_, _| {}).await;
+    let stats = &outcome.stats;
+    let warm: Vec<bool> = stats.history.iter().map(|r| r.warmup).collect();
+    assert_eq!(&warm[..3], [true, true, false], "{warm:?}");
+    assert!(stats.windows[0].warmup && !stats.windows[2].warmup);
+    // The cold seconds were sent and answered slowly...
+    let first = &stats.history[0].window;
+    assert!(first.requests > 0 && first.p95_ms() >= 300.0, "{first:?}");
+    // ...but the totals hold only the counted seconds: their sum, fast.
+    let counted: u64 = stats
+        .history
+        .iter()
+        .filter(|r| !r.warmup)
+        .map(|r| r.window.requests)
+        .sum();
+    assert_eq!(stats.total.requests, counted);
+    assert!(
+        stats.total.percentile_ms(0.95) < 100.0,
+        "{}",
+        stats.total.percentile_ms(0.95)
+    );
+    let summary = loadrunner::summary::summarize(&plan.profile, &outcome, &budgets, &[]);
+    assert!(summary.passed, "{:?}", summary.violations);
+    let spent = summary.warmup_seconds.unwrap();
+    assert!((1.9..2.6).contains(&spent), "warm-up took {spent} s");
+    // The rate is over the counted time, not the whole run.
+    assert!(
+        (summary.duration_seconds - (outcome.elapsed.as_secs_f64() - spent)).abs() < 1e-6,
+        "{} s measured",
+        summary.duration_seconds
+    );
+    // The history CSV keeps Locust's columns and marks the warm-up rows in Type.
+    let csv = loadrunner::report::history_csv(stats);
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(rows[0].split(',').nth(2) == Some("warm-up") && rows[0].contains(",Aggregated,"));
+    assert_eq!(rows[2].split(',').nth(2), Some(""));
+    // Without the warm-up, a server as cold fails the same budget.
+    let (addr, _) = start_server().await;
+    let mut cold = plan;
+    cold.target = Target {
+        addr,
+        host_header: addr.to_string(),
+    };
+    cold.profile.warmup = SpecDuration::default();
+    cold.whole = cold.profile.clone();
+    let outcome = engine::run(cold.clone(), std::future::pending(), |_, _| {}).await;
+    let summary = loadrunner::summary::summarize(&cold.profile, &outcome, &budgets, &[]);
+    assert!(!summary.passed && summary.warmup_seconds.is_none());
+}
+
+/// `abortOnFail`: a server always over budget stops a 20 s profile after `abortAfter` seconds,
+/// failing it with the reason and the time it saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_fail_stops_a_profile_that_stays_over_budget() {
+    let (addr, _) = start_server().await;
+    let budgets = Thresholds {
+        p95_ms: Some(10.0),
+        abort_on_fail: Some(true),
+        abort_after: Some(2),
+        ..Thresholds::default()
+    };
+    let mut plan = plan(addr, vec![get_task("slow", 1, "/sleep/40")], 2, 100.0, 20);
+    plan.abort_budgets = Some(budgets);
+    let started = Instant::now();
+    let outcome = engine::run(plan.clone(), std::future::pending(), |_, _| {}).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let (why, at) = outcome.stats.aborted.clone().expect("aborted");
+    assert!(
+        why.starts_with("2 one-second windows in a row over budget (last: p95 4"),
+        "{why}"
+    );
+    assert!((1.9..4.0).contains(&at.as_secs_f64()), "{at:?}");
+    let summary = loadrunner::summary::summarize(&plan.profile, &outcome, &budgets, &[]);
+    assert!(!summary.passed);
+    let abort = summary.aborted.unwrap();
+    assert!(abort.saved_seconds > 14.0, "{abort:?}");
+    let violation = summary
+        .violations
+        .iter()
+        .find(|v| v.metric == "abortOnFail")
+        .unwrap();
+    assert!(
+        violation.message.starts_with("profile test aborted after "),
+        "{}",
+        violation.message
+    );
+    // A server inside the budget is never stopped.
+    let mut fine = plan;
+    fine.profile.duration = SpecDuration::from_secs(3);
+    fine.whole = fine.profile.clone();
+    fine.scenario = Arc::new(Scenario::new(vec![get_task("ok", 1, "/ok")], 1).unwrap());
+    let outcome = engine::run(fine, std::future::pending(), |_, _| {}).await;
+    assert!(outcome.stats.aborted.is_none() && outcome.elapsed >= Duration::from_secs(3));
 }

@@ -56,6 +56,7 @@ pub fn load_test(name: &str) -> LoadTest {
         arrival_rate: None,
         stages: Vec::new(),
         search: None,
+        warmup: Duration::default(),
         thresholds: None,
     };
     LoadTest {
@@ -81,6 +82,7 @@ pub fn load_test(name: &str) -> LoadTest {
             endpoint_timeout: Duration::from_secs(60),
             ttl_seconds_after_finished: None,
             runner: RunnerSettings::default(),
+            baseline: None,
         },
         status: None,
     }

@@ -41,6 +41,9 @@ pub struct StoredProfile {
     pub finished_at_ms: u64,
     /// The report.
     pub report: ProfileReport,
+    /// The target's cold start in this run (`status.coldStartSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_seconds: Option<f64>,
 }
 
 /// The key of one profile's report: the run's hash (run name and generation), then the profile.
@@ -125,6 +128,7 @@ pub fn assemble(
         test: test.to_owned(),
         run: first.run.clone(),
         generation: first.generation,
+        cold_start_seconds: first.cold_start_seconds,
         profiles: profiles.into_iter().map(|s| s.report).collect(),
     })
 }
@@ -264,6 +268,7 @@ mod tests {
             generation: 1,
             index,
             finished_at_ms: at,
+            cold_start_seconds: None,
             report: ProfileReport {
                 summary,
                 thresholds: Thresholds::default(),

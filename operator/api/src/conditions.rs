@@ -42,6 +42,9 @@ pub mod reasons {
     pub const THRESHOLDS_MET: &str = "ThresholdsMet";
     /// A profile broke a budget.
     pub const THRESHOLDS_EXCEEDED: &str = "ThresholdsExceeded";
+    /// A profile stayed over budget and was stopped early (`thresholds.abortOnFail`); the
+    /// profiles after it were skipped.
+    pub const ABORTED_ON_BUDGET: &str = "AbortedOnBudget";
     /// The test could not produce a verdict (runner failed, timeout, bad results).
     pub const ERROR: &str = "Error";
     /// The whole test ran past `timeout`.

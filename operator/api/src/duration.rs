@@ -33,6 +33,11 @@ impl Duration {
     pub const fn get(self) -> std::time::Duration {
         self.0
     }
+
+    /// True for zero (serde's `skip_serializing_if` of optional durations).
+    pub const fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
 }
 
 impl FromStr for Duration {

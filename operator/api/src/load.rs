@@ -47,6 +47,11 @@ pub struct LoadProfile {
     /// requests in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<Search>,
+    /// Warm-up: load is sent from the start, but requests that finish in the first `warmup`
+    /// (counted in whole one-second windows) are left out of every figure, curve and budget;
+    /// they stay in the history CSV, marked `warm-up`. Shorter than the run.
+    #[serde(default, skip_serializing_if = "Duration::is_zero")]
+    pub warmup: Duration,
 }
 
 /// Most steps in one capacity search (its curve has one point per step, in the status).
@@ -163,7 +168,15 @@ impl LoadProfile {
                 })
                 .collect(),
             search: self.search.map(|s| s.share(part)),
+            warmup: self.warmup,
         }
+    }
+
+    /// One-second windows of warm-up: `warmup` rounded up to whole seconds.
+    pub fn warmup_windows(&self) -> u32 {
+        let warmup = self.warmup.get();
+        let whole = warmup.as_secs() + u64::from(warmup.subsec_nanos() > 0);
+        u32::try_from(whole).unwrap_or(u32::MAX)
     }
 
     /// The shape in a few words: "4 users at +1/s for 5s", "120 req/s for 30s (at most 50 in
@@ -401,6 +414,35 @@ pub struct Thresholds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
     pub min_rps: Option<f64>,
+    /// Stop a profile as soon as `abortAfter` one-second windows in a row broke the p95, p99 or
+    /// error-rate budget: the profile fails, the profiles after it are skipped (reason
+    /// `AbortedOnBudget`) and the status says how much time that saved. With several runner
+    /// pods each stops on its own windows. Not for a search (it stops at its own break) nor a
+    /// task's budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_on_fail: Option<bool>,
+    /// Windows in a row over budget before `abortOnFail` stops the profile (default 5, ≥ 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 1, max = 3600)))]
+    pub abort_after: Option<u32>,
+    /// Most seconds the target ModelEndpoint's latest rollout took from pod creation to Ready
+    /// (its `status.coldStartSeconds`; in local mode the child server's). A test-wide budget:
+    /// set it in `spec.thresholds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
+    pub max_cold_start_seconds: Option<f64>,
+}
+
+/// Windows in a row over budget before `abortOnFail` stops a profile, unless `abortAfter` says.
+pub const DEFAULT_ABORT_AFTER: u32 = 5;
+
+impl Thresholds {
+    /// Windows in a row over budget that stop the profile, when `abortOnFail` is on.
+    pub fn abort_windows(&self) -> Option<u32> {
+        self.abort_on_fail
+            .filter(|on| *on)
+            .map(|_| self.abort_after.unwrap_or(DEFAULT_ABORT_AFTER).max(1))
+    }
 }
 
 /// Budgets for one task of the mix (by its name), checked on that task's own numbers.
@@ -477,7 +519,8 @@ pub struct RequestStats {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Violation {
-    /// `p95Ms`, `p99Ms`, `maxErrorRate` or `minRps`.
+    /// The budget's field: `p95Ms`, `p99Ms`, `maxErrorRate`, `minRps`, `abortOnFail`,
+    /// `maxColdStartSeconds`, or a `spec.baseline` field.
     pub metric: String,
     /// What was measured.
     pub measured: f64,
@@ -523,6 +566,25 @@ pub struct RunSummary {
     /// The full results this runner printed last in its log ([`crate::results`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<crate::results::ResultsRef>,
+    /// Seconds of warm-up left out of every figure (`warmup`), absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_seconds: Option<f64>,
+    /// Set when the runner stopped the profile early on its budgets (`abortOnFail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Abort>,
+}
+
+/// A profile stopped early because its windows stayed over budget (`thresholds.abortOnFail`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Abort {
+    /// Seconds into the profile it stopped at.
+    pub after_seconds: f64,
+    /// Seconds of its planned run it did not run.
+    pub saved_seconds: f64,
+    /// For a person: "5 windows in a row over budget (last: p95 812 ms > budget 500 ms)".
+    pub message: String,
 }
 
 /// How late open-model requests started against their schedule.
@@ -614,6 +676,7 @@ mod tests {
                 step_duration: Duration::from_secs(10),
                 max_rps: 30.0,
             }),
+            warmup: Default::default(),
         };
         let shards: Vec<LoadProfile> = (0..3).map(|i| profile.shard(i, 3)).collect();
         assert_eq!(
@@ -652,6 +715,7 @@ mod tests {
             arrival_rate: None,
             stages: Vec::new(),
             search: Some(search),
+            warmup: Default::default(),
         };
         assert_eq!(profile.run_time(), std::time::Duration::from_secs(20));
         let at = |ms: u64| profile.planned_level(std::time::Duration::from_millis(ms));

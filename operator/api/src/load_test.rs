@@ -100,6 +100,41 @@ pub struct LoadTestSpec {
     /// The runner pods.
     #[serde(default)]
     pub runner: RunnerSettings,
+    /// Regression budgets against a baseline: by default the last finished run of this
+    /// LoadTest that passed its budgets, or with `loadTestRef` the latest passed run of another
+    /// LoadTest of this namespace. The baseline compared against is kept in
+    /// `status.baseline`; a run with none passes this check and says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSpec>,
+}
+
+/// How much worse than its baseline a run may be; each unset budget is not checked. Compared
+/// profile by profile (by name) and on the test's capacity.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BaselineSpec {
+    /// Most p95 increase over the baseline's, percent (10 allows 518 → 569 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_p95_increase_percent: Option<f64>,
+    /// Most p99 increase over the baseline's, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_p99_increase_percent: Option<f64>,
+    /// Most requests-per-second decrease from the baseline's, percent (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_rps_decrease_percent: Option<f64>,
+    /// Most decrease of `status.capacity.maxRpsWithinBudget` from the baseline's, percent
+    /// (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_capacity_decrease_percent: Option<f64>,
+    /// Take the baseline from this LoadTest of the namespace (its latest passed run) instead of
+    /// this one's own previous runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub load_test_ref: Option<String>,
 }
 
 /// A ModelEndpoint of this namespace, or any URL: exactly one.
@@ -170,6 +205,11 @@ pub struct ProfileSpec {
     /// per step and `capacity` the highest rate that held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<crate::load::Search>,
+    /// Warm-up (e.g. `10s`): load is sent from the start, but requests that finish in these
+    /// first seconds (whole one-second windows) are not counted in the figures, the curve or
+    /// the budgets; the history CSV keeps them, marked `warm-up`. Shorter than the run.
+    #[serde(default, skip_serializing_if = "Duration::is_zero")]
+    pub warmup: Duration,
     /// Budgets for this profile; each set field overrides the spec-level one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Thresholds>,
@@ -186,6 +226,7 @@ impl ProfileSpec {
             arrival_rate: self.arrival_rate,
             stages: self.stages.clone(),
             search: self.search,
+            warmup: self.warmup,
         }
     }
 
@@ -197,6 +238,9 @@ impl ProfileSpec {
             p99_ms: own.p99_ms.or(global.p99_ms),
             max_error_rate: own.max_error_rate.or(global.max_error_rate),
             min_rps: own.min_rps.or(global.min_rps),
+            abort_on_fail: own.abort_on_fail.or(global.abort_on_fail),
+            abort_after: own.abort_after.or(global.abort_after),
+            max_cold_start_seconds: global.max_cold_start_seconds,
         }
     }
 }
@@ -276,6 +320,8 @@ pub enum ProfilePhase {
     Failed,
     /// No numbers (runner failed, timeout).
     Error,
+    /// Not run: an earlier profile was aborted on its budgets (`thresholds.abortOnFail`).
+    Skipped,
 }
 
 /// The verdict.
@@ -406,6 +452,35 @@ pub struct RunRecord {
     pub completion_time: Option<Time>,
 }
 
+/// The baseline a run is compared against.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineStatus {
+    /// The LoadTest it comes from (this one, or `spec.baseline.loadTestRef`).
+    pub load_test: String,
+    /// Its run: the latest that passed its budgets; absent when there is none yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<RunRecord>,
+    /// For a person: "within 10% of run 3f2a9c1" or "no baseline yet: ...".
+    pub message: String,
+}
+
+/// Why a run stopped early (`thresholds.abortOnFail`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortStatus {
+    /// The profile that was stopped.
+    pub profile: String,
+    /// Profiles not run because of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    /// Seconds of planned load not run: the rest of the aborted profile and the skipped
+    /// profiles' run time.
+    pub saved_seconds: f64,
+    /// For a person.
+    pub message: String,
+}
+
 /// What the operator observed and measured.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -444,6 +519,21 @@ pub struct LoadTestStatus {
     /// The previous run's results, kept when the test is run again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<RunRecord>,
+    /// Seconds the target ModelEndpoint's latest rollout took from pod creation to Ready (its
+    /// `status.coldStartSeconds` when this run started; in local mode the child server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_seconds: Option<f64>,
+    /// With `spec.baseline`: the run this one is compared against, and what the comparison
+    /// found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineStatus>,
+    /// Budgets of the whole test it broke, beside each profile's own: `maxColdStartSeconds` and
+    /// the `spec.baseline` budgets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// Set when a profile was stopped early on its budgets (`thresholds.abortOnFail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<AbortStatus>,
     /// `Complete`, `Passed`, `Ready`, `Reconciling`, `Stalled`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

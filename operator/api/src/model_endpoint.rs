@@ -179,6 +179,10 @@ pub struct ModelEndpointStatus {
     /// In-cluster URL of the Service, e.g. `http://NAME.NAMESPACE.svc:8080`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Cold start of the latest rollout: the slowest of its pods from creation to Ready (the
+    /// pods' own `creationTimestamp` and Ready condition), seconds; absent until one is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_seconds: Option<f64>,
     /// `Ready`, `Progressing`, `Degraded`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

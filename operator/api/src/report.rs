@@ -23,6 +23,9 @@ pub struct HistoryPoint {
     pub p50_ms: f64,
     /// Their p95 latency, ms.
     pub p95_ms: f64,
+    /// A warm-up second: shown, but left out of every figure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warmup: bool,
 }
 
 /// One profile's merged report.
@@ -51,6 +54,9 @@ pub struct TestReport {
     pub generation: i64,
     /// The profiles that finished, in spec order.
     pub profiles: Vec<ProfileReport>,
+    /// The target's cold start, seconds (`status.coldStartSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_seconds: Option<f64>,
 }
 
 /// Most history points a stored profile report keeps: a longer run's seconds are added up into
@@ -79,6 +85,7 @@ pub fn bucket_history(history: &[HistoryPoint], max: usize) -> Vec<HistoryPoint>
                 failures: chunk.iter().map(|p| p.failures).sum(),
                 p50_ms: worst.p50_ms,
                 p95_ms: worst.p95_ms,
+                warmup: chunk.iter().all(|p| p.warmup),
             }
         })
         .collect()
@@ -98,6 +105,7 @@ mod tests {
                 failures: u64::from(i == 7),
                 p50_ms: 5.0,
                 p95_ms: if i == 7 { 900.0 } else { 10.0 },
+                warmup: false,
             })
             .collect();
         let short = bucket_history(&history, MAX_HISTORY_POINTS);

@@ -72,6 +72,9 @@ pub struct WindowResult {
     pub requests: u64,
     /// Of which failed.
     pub failures: u64,
+    /// A warm-up window: kept for the history, left out of every figure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warmup: bool,
     /// Their latencies (HdrHistogram V2 + DEFLATE, base64, µs, 2 significant digits: a
     /// one-second window needs no more, and a 1 h run's windows stay under a MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -108,10 +108,36 @@ pub(crate) fn check_thresholds(field: &str, t: &Thresholds) -> Result<(), FieldE
         ("p95Ms", t.p95_ms),
         ("p99Ms", t.p99_ms),
         ("minRps", t.min_rps),
+        ("maxColdStartSeconds", t.max_cold_start_seconds),
     ] {
         if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
             return err(format!("{field}.{name}"), "must be ≥ 0");
         }
+    }
+    if t.abort_after.is_some_and(|n| !(1..=3600).contains(&n)) {
+        return err(format!("{field}.abortAfter"), "must be between 1 and 3600");
+    }
+    Ok(())
+}
+
+/// Budgets that judge the whole test or stop a profile make no sense on one task of the mix
+/// (`test_wide`: also not on one profile).
+pub(crate) fn check_scoped_thresholds(
+    field: &str,
+    t: &Thresholds,
+    test_wide: bool,
+) -> Result<(), FieldError> {
+    if t.max_cold_start_seconds.is_some() {
+        return err(
+            format!("{field}.maxColdStartSeconds"),
+            "is a test-wide budget: set it in spec.thresholds",
+        );
+    }
+    if test_wide && (t.abort_on_fail.is_some() || t.abort_after.is_some()) {
+        return err(
+            format!("{field}.abortOnFail"),
+            "stops a whole profile: set it in spec.thresholds or a profile's thresholds",
+        );
     }
     Ok(())
 }
@@ -225,6 +251,27 @@ pub(crate) fn check_load(
     if p.run_time().is_zero() {
         return err(format!("{at}.duration"), "must be above 0s");
     }
+    if !p.warmup.is_zero() && u64::from(p.warmup_windows()) >= p.run_time().as_secs() {
+        return err(
+            format!("{at}.warmup"),
+            format!(
+                "{} leaves nothing to measure in a run of {}",
+                p.warmup,
+                crate::duration::Duration(p.run_time())
+            ),
+        );
+    }
+    if budgets.abort_windows().is_some()
+        && p.search.is_none()
+        && budgets.p95_ms.is_none()
+        && budgets.p99_ms.is_none()
+        && budgets.max_error_rate.is_none()
+    {
+        return err(
+            format!("{at}.thresholds.abortOnFail"),
+            "needs a p95Ms, p99Ms or maxErrorRate budget to judge each second on",
+        );
+    }
     Ok(())
 }
 
@@ -272,6 +319,7 @@ pub(crate) fn check_tasks(
             );
         }
         check_thresholds(&format!("{budgets_at}[{i}]"), &t.thresholds)?;
+        check_scoped_thresholds(&format!("{budgets_at}[{i}]"), &t.thresholds, true)?;
     }
     Ok(())
 }

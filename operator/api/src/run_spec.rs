@@ -253,6 +253,7 @@ mod tests {
             arrival_rate: None,
             stages: Vec::new(),
             search: None,
+            warmup: Default::default(),
         }
     }
 

@@ -16,7 +16,8 @@ pub use crate::rules::{
     MAX_USERS_PER_RUNNER, TARGET_URL_PATTERN, target_url_ok,
 };
 use crate::rules::{
-    check_duration, check_load, check_tasks, check_thresholds, check_wait_time, err,
+    check_duration, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
+    check_wait_time, err,
 };
 
 /// Longest LoadTest name: it is the value of the `loadgate.dev/loadtest` label on every Job and
@@ -107,6 +108,7 @@ impl LoadTestSpec {
             }
             if let Some(t) = &p.thresholds {
                 check_thresholds(&format!("{at}.thresholds"), t)?;
+                check_scoped_thresholds(&format!("{at}.thresholds"), t, false)?;
             }
         }
         check_tasks(
@@ -126,6 +128,55 @@ impl LoadTestSpec {
         }
         if self.ttl_seconds_after_finished.is_some_and(|t| t < 0) {
             return err("spec.ttlSecondsAfterFinished", "must be ≥ 0");
+        }
+        if self.thresholds.max_cold_start_seconds.is_some() && self.target.endpoint_ref.is_none() {
+            return err(
+                "spec.thresholds.maxColdStartSeconds",
+                "needs target.endpointRef: a URL target has no cold start to measure",
+            );
+        }
+        if let Some(baseline) = &self.baseline {
+            for (name, v, most) in [
+                (
+                    "maxP95IncreasePercent",
+                    baseline.max_p95_increase_percent,
+                    f64::MAX,
+                ),
+                (
+                    "maxP99IncreasePercent",
+                    baseline.max_p99_increase_percent,
+                    f64::MAX,
+                ),
+                (
+                    "maxRpsDecreasePercent",
+                    baseline.max_rps_decrease_percent,
+                    100.0,
+                ),
+                (
+                    "maxCapacityDecreasePercent",
+                    baseline.max_capacity_decrease_percent,
+                    100.0,
+                ),
+            ] {
+                if v.is_some_and(|v| !v.is_finite() || !(0.0..=most).contains(&v)) {
+                    return err(
+                        format!("spec.baseline.{name}"),
+                        if most == 100.0 {
+                            "must be between 0 and 100"
+                        } else {
+                            "must be ≥ 0"
+                        },
+                    );
+                }
+            }
+            if let Some(name) = &baseline.load_test_ref
+                && (name.len() > MAX_ENDPOINT_NAME || !dns_label(name))
+            {
+                return err(
+                    "spec.baseline.loadTestRef",
+                    "must be a LoadTest name (a DNS label of at most 63 characters)",
+                );
+            }
         }
         Ok(())
     }
@@ -207,6 +258,45 @@ impl ModelEndpointSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The field `validate` names for a LoadTest spec given as JSON, `None` when it passes.
+    fn refused_field(spec: &str) -> Option<String> {
+        let spec: LoadTestSpec = serde_json::from_str(spec).unwrap();
+        spec.validate().err().map(|e| e.field)
+    }
+
+    #[test]
+    fn the_new_gates_are_checked_naming_their_field() {
+        let spec = |profile: &str, thresholds: &str| {
+            format!(
+                r#"{{"target":{{"url":"http://127.0.0.1:1"}},"profiles":[{{"name":"p","users":1,"spawnRate":1,"duration":"5s"{profile}}}],"thresholds":{{{thresholds}}}}}"#
+            )
+        };
+        assert_eq!(refused_field(&spec(r#","warmup":"2s""#, "")), None);
+        assert_eq!(
+            refused_field(&spec(r#","warmup":"5s""#, "")).as_deref(),
+            Some("spec.profiles[0].warmup"),
+            "a warm-up as long as the run leaves nothing to measure"
+        );
+        assert_eq!(
+            refused_field(&spec("", r#""abortOnFail":true"#)).as_deref(),
+            Some("spec.profiles[0].thresholds.abortOnFail"),
+            "nothing to judge the seconds on"
+        );
+        assert_eq!(
+            refused_field(&spec("", r#""abortOnFail":true,"p95Ms":5"#)),
+            None
+        );
+        assert_eq!(
+            refused_field(&spec(r#","thresholds":{"maxColdStartSeconds":5}"#, "")).as_deref(),
+            Some("spec.profiles[0].thresholds.maxColdStartSeconds")
+        );
+        assert_eq!(
+            refused_field(&spec("", r#""maxColdStartSeconds":5"#)).as_deref(),
+            Some("spec.thresholds.maxColdStartSeconds"),
+            "a URL target has no cold start"
+        );
+    }
 
     #[test]
     fn target_urls_are_exactly_plain_http_authorities() {

@@ -68,7 +68,23 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         // only from a spec that keeps every rule of the CRD.
         status => {
             match validate_load_test_name(&test.name_any()).and_then(|()| test.spec.validate()) {
-                Ok(()) => start_run(test, status, &run, &now),
+                Ok(()) => {
+                    let mut plan = start_run(test, status, &run, &now);
+                    if let Some(other) = test
+                        .spec
+                        .baseline
+                        .as_ref()
+                        .and_then(|b| b.load_test_ref.as_deref())
+                    {
+                        // Another LoadTest's latest passed run: read once, as the run starts,
+                        // and kept in the status with the figures it compares.
+                        let tests: Api<LoadTest> = Api::namespaced(ctx.client.clone(), &namespace);
+                        let source = tests.get_opt(other).await?.and_then(|t| t.status);
+                        plan.status.baseline =
+                            crate::status::gates::pick_baseline(test, source.as_ref());
+                    }
+                    plan
+                }
                 Err(e) => reject_spec(test, status, &run, e.to_string(), &now),
             }
         }
@@ -98,6 +114,7 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
             index: *index,
             finished_at_ms: unix_ms(),
             report: report.clone(),
+            cold_start_seconds: plan.status.cold_start_seconds,
         };
         let hash = crate::resources::load_test::run_hash(&run, generation);
         crate::reports::store(&ctx.client, test, &hash, &stored).await?;
@@ -181,6 +198,7 @@ async fn observe_endpoint(
     if let Some(url) = &target.url {
         return Ok(EndpointState::Ready {
             url: url.trim_end_matches('/').to_owned(),
+            cold_start_seconds: None,
         });
     }
     let Some(reference) = &target.endpoint_ref else {
@@ -201,7 +219,10 @@ async fn observe_endpoint(
     let serving =
         is_true(&status.conditions, types::READY) || (running && status.ready_replicas > 0);
     Ok(if serving && !url.is_empty() {
-        EndpointState::Ready { url }
+        EndpointState::Ready {
+            url,
+            cold_start_seconds: status.cold_start_seconds,
+        }
     } else {
         EndpointState::NotReady {
             message: find(&status.conditions, types::READY)
@@ -221,7 +242,10 @@ async fn observe_job(
     let Some(profile) = status.profiles.iter().find(|p| {
         !matches!(
             p.phase,
-            ProfilePhase::Passed | ProfilePhase::Failed | ProfilePhase::Error
+            ProfilePhase::Passed
+                | ProfilePhase::Failed
+                | ProfilePhase::Error
+                | ProfilePhase::Skipped
         )
     }) else {
         return Ok(JobState::Missing);
@@ -725,6 +749,7 @@ mod tests {
         let start = start_run(&test, None, "initial", &now()).status;
         let ready = EndpointState::Ready {
             url: "http://mini.ml.svc:8080".into(),
+            cold_start_seconds: None,
         };
         test.status = Some(advance(&test, &start, &ready, &JobState::Missing, &now()).status);
         test

@@ -4,14 +4,14 @@
 
 use crate::context::Context;
 use crate::resources::FIELD_MANAGER;
-use crate::resources::model_endpoint::{deployment, service};
+use crate::resources::model_endpoint::{deployment, selector_of, service};
 use crate::resources::not_owned;
-use crate::status::model_endpoint::{blocked_status, endpoint_status};
+use crate::status::model_endpoint::{blocked_status, cold_start_seconds, endpoint_status};
 use crate::status::now;
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use loadgate_api::conditions::{is_true, reasons, types};
@@ -74,7 +74,16 @@ async fn reconcile_endpoint(endpoint: &ModelEndpoint, ctx: &Context) -> Result<A
     {
         return refused(ctx, endpoint, "Service", e).await;
     }
-    let status = endpoint_status(endpoint, Some(&live), &now());
+    let mut status = endpoint_status(endpoint, Some(&live), &now());
+    if is_true(&status.conditions, types::READY) {
+        // Rolled out and serving: every pod left is the latest rollout's.
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        let selector = selector_of(endpoint);
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        if let Some(seconds) = cold_start_seconds(&list.items) {
+            status.cold_start_seconds = Some(seconds);
+        }
+    }
     if endpoint.status.as_ref() != Some(&status) {
         let was_ready = endpoint
             .status
@@ -169,6 +178,26 @@ mod tests {
         )
     }
 
+    /// The endpoint's pods listed once it is Ready: `ready_after` seconds from creation to
+    /// Ready for each.
+    fn list_pods(ready_after: &[i64]) -> crate::fixtures::apiserver::Expect {
+        let items: Vec<serde_json::Value> = ready_after
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "metadata": {"name": "mini-abc", "creationTimestamp": at(100).0.to_string()},
+                    "status": {"conditions": [{"type": "Ready", "status": "True",
+                        "lastTransitionTime": at(100 + s).0.to_string()}]},
+                })
+            })
+            .collect();
+        expect(
+            Method::GET,
+            "/api/v1/namespaces/ml/pods",
+            serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+        )
+    }
+
     fn apply_service(ep: &ModelEndpoint) -> crate::fixtures::apiserver::Expect {
         let svc = serde_json::to_value(service(ep)).unwrap();
         expect(Method::PATCH, "/api/v1/namespaces/ml/services/mini", svc)
@@ -188,6 +217,7 @@ mod tests {
             not_found("/api/v1/namespaces/ml/services/mini"),
             apply_deployment(),
             apply_service(&ep),
+            list_pods(&[2, 3]),
             expect(
                 Method::PATCH,
                 format!("{BASE}/status"),
@@ -204,11 +234,13 @@ mod tests {
             bodies[2]["spec"]["template"]["spec"]["containers"][0]["image"],
             "example/model-server:test"
         );
-        let conditions = bodies[4]["status"]["conditions"].as_array().unwrap();
+        let conditions = bodies[5]["status"]["conditions"].as_array().unwrap();
         let ready = conditions.iter().find(|c| c["type"] == "Ready").unwrap();
         assert_eq!(ready["status"], "True");
-        assert_eq!(bodies[4]["status"]["url"], "http://mini.ml.svc:8080");
-        assert_eq!(bodies[5]["reason"], "EndpointReady");
+        assert_eq!(bodies[5]["status"]["url"], "http://mini.ml.svc:8080");
+        // The slowest pod's creation to Ready.
+        assert_eq!(bodies[5]["status"]["coldStartSeconds"], 3.0);
+        assert_eq!(bodies[6]["reason"], "EndpointReady");
     }
 
     #[tokio::test]
@@ -225,14 +257,15 @@ mod tests {
             not_found("/api/v1/namespaces/ml/services/mini"),
             apply_deployment(),
             apply_service(&ep),
+            list_pods(&[]),
         ]);
         timeout_after_1s(reconcile(Arc::new(ep), context(client)))
             .await
             .unwrap();
         assert_eq!(
             verifier.await.unwrap().len(),
-            4,
-            "no status write, no event"
+            5,
+            "the pods listed, then no status write, no event"
         );
     }
 

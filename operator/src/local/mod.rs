@@ -135,7 +135,11 @@ async fn run_manifest(
         ));
         test.spec.parallelism = 1;
     }
+    // The last run here, kept in status.yaml: its figures become `status.previous`, and its
+    // passed run the baseline (as the operator keeps them in the status it re-runs).
+    let last = read_status(&out.join("status.yaml"));
     let mut server = None;
+    let mut cold_start_seconds = None;
     let url = match &endpoint {
         Some(endpoint) => {
             let binary = model_server_binary(args.model_server_bin.as_deref());
@@ -163,6 +167,8 @@ async fn run_manifest(
                 seen.join(" → "),
                 waited.as_secs_f64()
             ));
+            // Local mode's cold start: from the child's start to its first 200 on /health.
+            cold_start_seconds = Some(waited.as_secs_f64());
             let url = format!("http://{}", child.addr);
             server = Some(child);
             url
@@ -177,10 +183,25 @@ async fn run_manifest(
             .to_owned(),
     };
 
-    let run = requested_run(&test);
-    let mut plan = start_run(&test, None, &run, &now());
+    let run = local_run_name(&test);
+    let mut plan = start_run(&test, last.as_ref(), &run, &now());
+    if let Some(other) = test
+        .spec
+        .baseline
+        .as_ref()
+        .and_then(|b| b.load_test_ref.as_deref())
+    {
+        let source = read_status(&args.results.join(other).join("status.yaml"));
+        plan.status.baseline = crate::status::gates::pick_baseline(&test, source.as_ref());
+    }
+    if let Some(baseline) = &plan.status.baseline {
+        say(format!("baseline: {}", baseline.message));
+    }
     let mut job = JobState::Missing;
-    let ready = EndpointState::Ready { url: url.clone() };
+    let ready = EndpointState::Ready {
+        url: url.clone(),
+        cold_start_seconds,
+    };
     let total = test.spec.profiles.len();
     let mut reports = Vec::new();
     loop {
@@ -234,6 +255,7 @@ async fn run_manifest(
         run: run.clone(),
         generation: crate::resources::load_test::generation(&test),
         profiles: reports,
+        cold_start_seconds: plan.status.cold_start_seconds,
     };
     std::fs::write(
         out.join("report.json"),
@@ -250,6 +272,35 @@ async fn run_manifest(
     println!("{yaml}");
     say(format!("reports in {}/", out.display()));
     Ok(test)
+}
+
+/// The status a previous run here left in `path`, when there is one that reads; a file that
+/// does not is said and ignored (the run goes on without a baseline).
+fn read_status(path: &Path) -> Option<loadgate_api::load_test::LoadTestStatus> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_saphyr::from_str::<LoadTest>(&text) {
+        Ok(test) => test.status,
+        Err(e) => {
+            say(format!(
+                "{}: not a LoadTest status ({e}); ignored",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+/// The run's name: the `loadgate.dev/run` annotation, else the UTC time it starts
+/// (`local-20261204t201530z`), so each run here is told apart in `previous` and `baseline`.
+fn local_run_name(test: &LoadTest) -> String {
+    if test
+        .annotations()
+        .contains_key(loadgate_api::load_test::RUN_ANNOTATION)
+    {
+        return requested_run(test);
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    format!("local-{}", now.strftime("%Y%m%dt%H%M%Sz"))
 }
 
 /// One profile through the runner's engine, with the run spec the Job's pods would get, and

@@ -238,6 +238,15 @@ fn selector(endpoint: &ModelEndpoint) -> std::collections::BTreeMap<String, Stri
     all
 }
 
+/// The endpoint's pod selector as a label query (`key=value,...`), for listing its pods.
+pub fn selector_of(endpoint: &ModelEndpoint) -> String {
+    selector(endpoint)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The ClusterIP Service on the endpoint's port.
 pub fn service(endpoint: &ModelEndpoint) -> Service {
     Service {

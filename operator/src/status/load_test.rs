@@ -14,10 +14,11 @@ use loadgate_api::capacity::Capacity;
 use loadgate_api::conditions::{Time, reasons};
 use loadgate_api::load::{Thresholds, Violation};
 use loadgate_api::load_test::{
-    LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus, ResultFigures, RunRecord,
+    AbortStatus, LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus, ResultFigures,
 };
 use std::time::Duration;
 
+use super::gates;
 use super::plan::{EndpointState, JobState, Plan, Step, Transition};
 use super::profile_results::{ProfileResult, profile_result};
 use super::run_end::{finish, set_in_progress};
@@ -36,23 +37,19 @@ pub fn is_current_run(test: &LoadTest, status: &LoadTestStatus, run: &str) -> bo
 
 /// A fresh status for run `run`, keeping the last finished run in `previous`.
 pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, now: &Time) -> Plan {
-    let previous = status.and_then(|s| {
-        let phase = s.phase?;
-        if phase.is_finished() {
-            Some(RunRecord {
-                run: s.run.clone().unwrap_or_default(),
-                generation: s.observed_generation,
-                phase,
-                verdict: s.verdict,
-                summary: s.summary.clone(),
-                capacity: s.capacity.clone(),
-                profiles: s.profiles.clone(),
-                completion_time: s.completion_time.clone(),
-            })
-        } else {
-            s.previous.clone()
-        }
-    });
+    let previous = status.and_then(|s| gates::record_of(s).or_else(|| s.previous.clone()));
+    // Its own previous runs hold the baseline, unless `loadTestRef` names another LoadTest's
+    // (the caller reads that one and sets it with `gates::pick_baseline`).
+    let own_baseline = test
+        .spec
+        .baseline
+        .as_ref()
+        .is_some_and(|b| b.load_test_ref.is_none());
+    let baseline = if own_baseline {
+        gates::pick_baseline(test, status)
+    } else {
+        None
+    };
     let mut status = LoadTestStatus {
         observed_generation: test.metadata.generation,
         run: Some(run.to_owned()),
@@ -78,6 +75,7 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
             })
             .collect(),
         previous,
+        baseline,
         conditions: status.map(|s| s.conditions.clone()).unwrap_or_default(),
         ..LoadTestStatus::default()
     };
@@ -198,8 +196,12 @@ pub fn advance(
     let phase = st.phase.unwrap_or(LoadPhase::Pending);
     if matches!(phase, LoadPhase::Pending | LoadPhase::WaitingForEndpoint) {
         match endpoint {
-            EndpointState::Ready { url } => {
+            EndpointState::Ready {
+                url,
+                cold_start_seconds,
+            } => {
                 st.target_url = Some(url.clone());
+                st.cold_start_seconds = *cold_start_seconds;
                 st.phase = Some(LoadPhase::Running);
             }
             EndpointState::NotReady { message } => {
@@ -356,11 +358,16 @@ pub fn advance(
                             &thresholds,
                         ),
                     });
+                    let aborted = report.as_ref().and_then(|(_, r)| r.summary.aborted.clone());
                     profile.results = Some(figures);
                     profile.violations = violations;
                     profile.curve = curve;
                     profile.capacity = capacity;
                     profile.start_skew_ms = start_skew_ms;
+                    if let Some(abort) = aborted {
+                        profile.message = Some(format!("aborted on budget: {}", abort.message));
+                        skip_after_abort(&mut st, spec, i, &abort, now);
+                    }
                 }
                 Err(message) => {
                     error_reason = reasons::BAD_RESULTS;
@@ -429,8 +436,50 @@ fn abort_run(
 fn profile_finished(phase: ProfilePhase) -> bool {
     matches!(
         phase,
-        ProfilePhase::Passed | ProfilePhase::Failed | ProfilePhase::Error
+        ProfilePhase::Passed | ProfilePhase::Failed | ProfilePhase::Error | ProfilePhase::Skipped
     )
+}
+
+/// Profile `i` was stopped on its budgets (`abortOnFail`): the profiles after it are skipped,
+/// and the status says why and what it saved (the rest of that profile and their run time).
+fn skip_after_abort(
+    st: &mut LoadTestStatus,
+    spec: &loadgate_api::load_test::LoadTestSpec,
+    i: usize,
+    abort: &loadgate_api::load::Abort,
+    now: &Time,
+) {
+    let name = st.profiles[i].name.clone();
+    let mut skipped = Vec::new();
+    let mut saved = abort.saved_seconds;
+    for (profile, profile_spec) in st.profiles.iter_mut().zip(&spec.profiles).skip(i + 1) {
+        if profile.phase != ProfilePhase::Pending {
+            continue;
+        }
+        profile.phase = ProfilePhase::Skipped;
+        profile.message = Some(format!(
+            "skipped: profile {name} was aborted on its budgets"
+        ));
+        profile.completion_time = Some(now.clone());
+        saved += profile_spec.load_profile().run_time().as_secs_f64();
+        skipped.push(profile.name.clone());
+    }
+    let message = format!(
+        "profile {name} stopped after {:.0} s: {}; {} skipped, {saved:.0} s of load saved",
+        abort.after_seconds,
+        abort.message,
+        match skipped.len() {
+            0 => "no profile".to_owned(),
+            1 => "1 profile".to_owned(),
+            n => format!("{n} profiles"),
+        }
+    );
+    st.aborted = Some(AbortStatus {
+        profile: name,
+        skipped,
+        saved_seconds: saved,
+        message,
+    });
 }
 
 fn mark_error(profile: &mut ProfileStatus, message: &str, now: &Time) {
@@ -485,6 +534,7 @@ mod tests {
     fn ready() -> EndpointState {
         EndpointState::Ready {
             url: "http://mini.ml.svc:8080".into(),
+            cold_start_seconds: Some(4.0),
         }
     }
 
@@ -524,6 +574,8 @@ mod tests {
             results: None,
             curve: Vec::new(),
             capacity: None,
+            warmup_seconds: None,
+            aborted: None,
         }
     }
 
@@ -672,6 +724,7 @@ mod tests {
                         users: window + 1,
                         requests: 0,
                         failures: 0,
+                        warmup: false,
                         histogram: None,
                     })
                     .collect(),
@@ -716,6 +769,62 @@ mod tests {
         let result = profile_result(&[runner(1_000, 0), gone], 2, &budget, &[], false).unwrap();
         assert!(result.curve.is_empty() && result.capacity.is_none());
         assert!(result.report.history.is_empty());
+    }
+
+    #[test]
+    fn a_profile_aborted_on_budget_skips_the_rest_and_says_what_it_saved() {
+        let test = load_test("abort");
+        let mut aborted = summary("ramp-up", 900, 0);
+        aborted.aborted = Some(loadgate_api::load::Abort {
+            after_seconds: 5.0,
+            saved_seconds: 15.0,
+            message: "5 one-second windows in a row over budget (last: p95 900 ms > budget 500 ms)"
+                .into(),
+        });
+        let start = start_run(&test, None, "initial", &at(0));
+        let plan = advance(&test, &start.status, &ready(), &JobState::Missing, &at(1));
+        assert!(matches!(plan.step, Step::CreateJob { index: 0, .. }));
+        let done = advance(
+            &test,
+            &plan.status,
+            &ready(),
+            &JobState::Succeeded(vec![RunnerResults::summary_only(aborted)]),
+            &at(10),
+        );
+        let st = &done.status;
+        assert_eq!(done.step, Step::Wait, "no Job for the skipped profile");
+        assert_eq!(
+            (st.phase, st.profiles[0].phase, st.profiles[1].phase),
+            (
+                Some(LoadPhase::Failed),
+                ProfilePhase::Failed,
+                ProfilePhase::Skipped
+            )
+        );
+        let abort = st.aborted.as_ref().unwrap();
+        // The 15 s the aborted profile did not run, and the 20 s skipped one.
+        assert_eq!(
+            (abort.saved_seconds, abort.skipped.clone()),
+            (35.0, vec!["spike".to_owned()])
+        );
+        assert_eq!(
+            abort.message,
+            "profile ramp-up stopped after 5 s: 5 one-second windows in a row over budget \
+             (last: p95 900 ms > budget 500 ms); 1 profile skipped, 35 s of load saved"
+        );
+        let passed = find(&st.conditions, types::PASSED).unwrap();
+        assert_eq!(
+            (passed.status.as_str(), passed.reason.as_str()),
+            ("False", "AbortedOnBudget")
+        );
+        assert!(is_true(&st.conditions, types::COMPLETE));
+        assert!(
+            passed.message.contains("35 s of load saved"),
+            "{}",
+            passed.message
+        );
+        // The target's cold start, as the endpoint reported it when the run began.
+        assert_eq!(st.cold_start_seconds, Some(4.0));
     }
 
     #[test]

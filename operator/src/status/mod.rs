@@ -1,6 +1,7 @@
 //! Pure status computation: what the operator observed in, the status (and, for LoadTests, the
 //! next step) out. No I/O and an explicit clock, so every branch is unit-tested.
 
+pub mod gates;
 pub mod load_test;
 pub mod model_endpoint;
 pub mod plan;

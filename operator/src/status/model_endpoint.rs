@@ -1,11 +1,37 @@
 //! ModelEndpoint status from its Deployment: replica counts, the Service URL, and `Ready` /
 //! `Progressing` / `Degraded` (plus kstatus' `Reconciling` / `Stalled`) from the Deployment's
-//! real rollout state.
+//! real rollout state; the rollout's cold start from its pods ([`cold_start_seconds`]).
 
 use crate::resources::model_endpoint::service_url;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use loadgate_api::conditions::{ConditionUpdate, Time, is_true, reasons, set_condition, types};
 use loadgate_api::model_endpoint::{ModelEndpoint, ModelEndpointStatus};
+
+/// The cold start of a rolled-out endpoint: the slowest of its serving pods from creation to
+/// Ready, seconds, from the pods' own `creationTimestamp` and Ready condition (as the kubelet
+/// set it). Pods being deleted, not Ready, or without both times are left out; `None` when none
+/// is left.
+pub fn cold_start_seconds(pods: &[Pod]) -> Option<f64> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let created = pod.metadata.creation_timestamp.as_ref()?.0;
+            let ready = pod
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "Ready" && c.status == "True")?
+                .last_transition_time
+                .as_ref()?
+                .0;
+            let seconds = ready.duration_since(created).as_secs_f64();
+            (seconds >= 0.0).then_some(seconds)
+        })
+        .reduce(f64::max)
+}
 
 /// The status `endpoint` should have, given its Deployment as the apiserver returned it.
 pub fn endpoint_status(
@@ -155,6 +181,40 @@ mod tests {
     use super::*;
     use crate::fixtures::{at, deployment_with, endpoint};
     use loadgate_api::conditions::find;
+
+    fn pod(created: i64, ready: Option<i64>, deleting: bool) -> Pod {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        Pod {
+            metadata: kube::api::ObjectMeta {
+                creation_timestamp: Some(at(created)),
+                deletion_timestamp: deleting.then(|| at(created + 100)),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready.is_some() { "True" } else { "False" }.into(),
+                    last_transition_time: Some(at(ready.unwrap_or(created))),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn cold_start_is_the_slowest_serving_pod_from_creation_to_ready() {
+        let pods = [
+            pod(100, Some(103), false),
+            pod(100, Some(107), false),
+            // An old pod on its way out, and one not Ready: neither is the rollout's.
+            pod(0, Some(90), true),
+            pod(100, None, false),
+        ];
+        assert_eq!(cold_start_seconds(&pods), Some(7.0));
+        assert_eq!(cold_start_seconds(&pods[2..]), None);
+    }
 
     #[test]
     fn ready_only_when_the_rollout_is_done_and_pods_are_ready() {

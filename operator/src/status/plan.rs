@@ -14,6 +14,9 @@ pub enum EndpointState {
     Ready {
         /// Base URL.
         url: String,
+        /// The ModelEndpoint's `status.coldStartSeconds` (local mode: the child server's);
+        /// `None` for a URL target.
+        cold_start_seconds: Option<f64>,
     },
     /// Not (yet) Ready; the message says why.
     NotReady {

@@ -22,27 +22,44 @@ pub fn finish(
     st.capacity = test_capacity(&st.profiles, &test.spec.thresholds, &test.spec.profiles);
     st.completion_time = Some(now.clone());
     st.verdict = Some(Verdict::Fail);
+    // The whole run's gates (cold start, baseline) are judged on a run that has numbers.
+    st.violations = if error.is_none() {
+        super::gates::judge(test, st)
+    } else {
+        Vec::new()
+    };
     let (phase, reason, message) = match error {
         Some((reason, message)) => (LoadPhase::Error, reason, message),
         None => {
             let broken: Vec<&str> = st
-                .profiles
+                .violations
                 .iter()
-                .flat_map(|p| p.violations.iter().map(|v| v.message.as_str()))
+                .chain(st.profiles.iter().flat_map(|p| &p.violations))
+                .map(|v| v.message.as_str())
                 .collect();
             // The answer on top: where the endpoint falls over, when a ramp measured it.
             let capacity = st
                 .capacity
                 .as_ref()
                 .map_or(String::new(), |c| format!("{}; ", c.message));
+            let baseline = st
+                .baseline
+                .as_ref()
+                .map_or(String::new(), |b| format!("; baseline: {}", b.message));
             if broken.is_empty() {
                 st.verdict = Some(Verdict::Pass);
                 let p95 = st.summary.as_ref().map_or(0.0, |s| s.p95_ms);
                 let message = format!(
-                    "{capacity}all {} profiles stayed inside their budgets (worst p95 {p95:.0} ms)",
+                    "{capacity}all {} profiles stayed inside their budgets (worst p95 {p95:.0} ms){baseline}",
                     st.profiles.len()
                 );
                 (LoadPhase::Passed, reasons::THRESHOLDS_MET, message)
+            } else if let Some(aborted) = &st.aborted {
+                (
+                    LoadPhase::Failed,
+                    reasons::ABORTED_ON_BUDGET,
+                    format!("{capacity}{}; {}", aborted.message, broken.join("; ")),
+                )
             } else {
                 (
                     LoadPhase::Failed,

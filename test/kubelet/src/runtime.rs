@@ -224,6 +224,7 @@ impl Kubelet {
                 .clone()
                 .unwrap_or_else(|| "Always".into()),
             failed: None,
+            ready_since: None,
         };
         let mut containers = Vec::new();
         let planned: Result<Vec<_>, String> = spec
@@ -326,6 +327,11 @@ impl Kubelet {
         }
         let reports: Vec<ContainerReport> =
             pod.containers.iter().map(|c| c.report.clone()).collect();
+        if !crate::status::all_ready(&reports) {
+            pod.report.ready_since = None;
+        } else if pod.report.ready_since.is_none() {
+            pod.report.ready_since = Some(now());
+        }
         let status = json!({ "status": pod_status(&pod.report, &reports) });
         if pod.last_sent.as_ref() == Some(&status) {
             return;
@@ -348,11 +354,13 @@ impl LocalPod {
             labels: self.labels.clone(),
             ip: self.report.ip,
             ready: self.stopping.is_none()
-                && !self.containers.is_empty()
-                && self
-                    .containers
-                    .iter()
-                    .all(|c| matches!(c.report.state, ContainerState::Running { ready: true, .. })),
+                && crate::status::all_ready(
+                    &self
+                        .containers
+                        .iter()
+                        .map(|c| c.report.clone())
+                        .collect::<Vec<_>>(),
+                ),
             ports: self
                 .containers
                 .iter()

@@ -65,6 +65,17 @@ pub struct PodReport {
     pub restart_policy: String,
     /// Why the pod could not start at all (phase Failed with this message).
     pub failed: Option<String>,
+    /// When every container last became ready (the Ready condition's `lastTransitionTime`, as
+    /// a real kubelet sets it); `None` while not all are.
+    pub ready_since: Option<Time>,
+}
+
+/// Whether every container runs and passes its readiness probe.
+pub fn all_ready(containers: &[ContainerReport]) -> bool {
+    !containers.is_empty()
+        && containers
+            .iter()
+            .all(|c| matches!(c.state, ContainerState::Running { ready: true, .. }))
 }
 
 /// The pod phase: Running while any container may still run; Succeeded/Failed once all have
@@ -98,15 +109,22 @@ pub fn phase(pod: &PodReport, containers: &[ContainerReport]) -> &'static str {
 /// The whole PodStatus.
 pub fn pod_status(pod: &PodReport, containers: &[ContainerReport]) -> PodStatus {
     let phase = phase(pod, containers);
-    let all_ready = !containers.is_empty()
-        && containers
-            .iter()
-            .all(|c| matches!(c.state, ContainerState::Running { ready: true, .. }));
+    let all_ready = all_ready(containers);
     let condition = |type_: &str, status: bool| PodCondition {
         type_: type_.to_owned(),
         status: if status { "True" } else { "False" }.to_owned(),
         last_transition_time: Some(pod.started.clone()),
         ..PodCondition::default()
+    };
+    // Readiness moves on its own clock: from the pod's start to when every container passed.
+    let readiness = |type_: &str| PodCondition {
+        last_transition_time: Some(
+            pod.ready_since
+                .clone()
+                .filter(|_| all_ready)
+                .unwrap_or_else(|| pod.started.clone()),
+        ),
+        ..condition(type_, all_ready)
     };
     PodStatus {
         phase: Some(phase.to_owned()),
@@ -124,8 +142,8 @@ pub fn pod_status(pod: &PodReport, containers: &[ContainerReport]) -> PodStatus 
         conditions: Some(vec![
             condition("PodScheduled", true),
             condition("Initialized", true),
-            condition("ContainersReady", all_ready),
-            condition("Ready", all_ready),
+            readiness("ContainersReady"),
+            readiness("Ready"),
         ]),
         container_statuses: Some(containers.iter().map(container_status).collect()),
         ..PodStatus::default()
@@ -210,6 +228,7 @@ mod tests {
             started: t(),
             restart_policy: policy.into(),
             failed: None,
+            ready_since: None,
         }
     }
 
@@ -266,7 +285,26 @@ mod tests {
         let status = pod_status(&pod("Always"), &[running(true)]);
         assert_eq!(ready_of(&status), "True");
         assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.10"));
-        assert_eq!(status.container_statuses.unwrap()[0].restart_count, 1);
+        assert_eq!(
+            status.container_statuses.clone().unwrap()[0].restart_count,
+            1
+        );
+        // Ready moves when the probe passed, not when the pod started: a cold start is read
+        // from it.
+        let ready_at = Time(Timestamp::from_second(7).unwrap());
+        let mut warmed = pod("Always");
+        warmed.ready_since = Some(ready_at.clone());
+        let conditions = pod_status(&warmed, &[running(true)]).conditions.unwrap();
+        let since = |type_: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .unwrap()
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(since("Ready"), Some(ready_at));
+        assert_eq!(since("PodScheduled"), Some(t()));
     }
 
     #[test]

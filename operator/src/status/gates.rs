@@ -1,0 +1,379 @@
+//! The gates on a whole run, beside each profile's own budgets: the cold start of the target
+//! (`thresholds.maxColdStartSeconds`) and the regression against a baseline run
+//! (`spec.baseline`). [`pick_baseline`] chooses the run compared against when a run starts (the
+//! latest passed run of this LoadTest, or of `loadTestRef`), so the figures it names are the
+//! ones in `status.baseline`; [`judge`] compares at the run's end.
+//!
+//! A baseline is compared profile by profile (same name, both with results): p95, p99 and
+//! requests per second; and on the test's capacity (`status.capacity.maxRpsWithinBudget`).
+//! Violations name both runs: "p95 612 ms is +18% over the baseline's 518 ms (run 3f2a9c1) in
+//! profile sustained".
+
+use loadgate_api::load::Violation;
+use loadgate_api::load_test::{
+    BaselineSpec, BaselineStatus, LoadPhase, LoadTest, LoadTestStatus, RunRecord, Verdict,
+};
+
+/// A finished run as a record kept in the status.
+pub fn record_of(status: &LoadTestStatus) -> Option<RunRecord> {
+    let phase = status.phase.filter(|p| p.is_finished())?;
+    Some(RunRecord {
+        run: status.run.clone().unwrap_or_default(),
+        generation: status.observed_generation,
+        phase,
+        verdict: status.verdict,
+        summary: status.summary.clone(),
+        capacity: status.capacity.clone(),
+        profiles: status.profiles.clone(),
+        completion_time: status.completion_time.clone(),
+    })
+}
+
+/// The latest run of LoadTest `name` that passed its budgets, from its status: its current run
+/// when that passed, else the baseline that run was compared against when it came from `name`
+/// itself (the latest passed before it).
+pub fn latest_passed(name: &str, status: Option<&LoadTestStatus>) -> Option<RunRecord> {
+    let status = status?;
+    if status.phase == Some(LoadPhase::Passed) && status.verdict == Some(Verdict::Pass) {
+        return record_of(status);
+    }
+    status
+        .baseline
+        .as_ref()
+        .filter(|b| b.load_test == name)
+        .and_then(|b| b.record.clone())
+}
+
+/// The baseline of a run starting now, when `test` has `spec.baseline`: from `source`, the
+/// status of the LoadTest it names (this one's previous status, or `loadTestRef`'s).
+pub fn pick_baseline(test: &LoadTest, source: Option<&LoadTestStatus>) -> Option<BaselineStatus> {
+    let spec = test.spec.baseline.as_ref()?;
+    let own = test.metadata.name.clone().unwrap_or_default();
+    let load_test = spec.load_test_ref.clone().unwrap_or(own);
+    let record = latest_passed(&load_test, source);
+    let message = match &record {
+        Some(r) => format!("compared with run {} of LoadTest {load_test}", r.run),
+        None => format!("no baseline yet: LoadTest {load_test} has no passed run to compare with"),
+    };
+    Some(BaselineStatus {
+        load_test,
+        record,
+        message,
+    })
+}
+
+/// The whole run's gates at its end: the cold-start budget and the baseline's. Sets
+/// `status.baseline.message` to what the comparison found.
+pub fn judge(test: &LoadTest, st: &mut LoadTestStatus) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if let Some(budget) = test.spec.thresholds.max_cold_start_seconds {
+        violations.extend(cold_start(st.cold_start_seconds, budget));
+    }
+    let mut kept = st.baseline.take();
+    if let (Some(spec), Some(baseline)) = (&test.spec.baseline, kept.as_mut()) {
+        match &baseline.record {
+            None => {
+                baseline.message = format!(
+                    "no baseline yet: LoadTest {} has no passed run to compare with, so this check passes",
+                    baseline.load_test
+                );
+            }
+            Some(record) => {
+                let found = compare(spec, st_figures(st), record);
+                baseline.message = if found.is_empty() {
+                    format!(
+                        "within the baseline's budgets against run {} of LoadTest {}",
+                        record.run, baseline.load_test
+                    )
+                } else {
+                    format!(
+                        "{} regression(s) against run {} of LoadTest {}",
+                        found.len(),
+                        record.run,
+                        baseline.load_test
+                    )
+                };
+                violations.extend(found);
+            }
+        }
+    }
+    st.baseline = kept;
+    violations
+}
+
+fn cold_start(measured: Option<f64>, budget: f64) -> Option<Violation> {
+    match measured {
+        Some(seconds) if seconds <= budget => None,
+        Some(seconds) => Some(Violation {
+            metric: "maxColdStartSeconds".to_owned(),
+            measured: seconds,
+            budget,
+            message: format!(
+                "cold start {seconds:.1} s > budget {budget:.1} s (pod creation to Ready)"
+            ),
+        }),
+        // A budget that cannot be checked does not pass quietly.
+        None => Some(Violation {
+            metric: "maxColdStartSeconds".to_owned(),
+            measured: 0.0,
+            budget,
+            message: "no cold start was recorded for the target: the budget cannot be checked"
+                .to_owned(),
+        }),
+    }
+}
+
+/// The figures of this run a baseline is compared on.
+struct Current<'a> {
+    profiles: &'a [loadgate_api::load_test::ProfileStatus],
+    capacity_rps: Option<f64>,
+}
+
+fn st_figures(st: &LoadTestStatus) -> Current<'_> {
+    Current {
+        profiles: &st.profiles,
+        capacity_rps: st.capacity.as_ref().map(|c| c.max_rps_within_budget),
+    }
+}
+
+/// Percent change from `base` to `now` (+18.0 for 518 → 612); `None` when `base` is not a
+/// positive finite number (nothing to compare a change with).
+fn change_percent(base: f64, now: f64) -> Option<f64> {
+    (base.is_finite() && now.is_finite() && base > 0.0).then(|| (now - base) / base * 100.0)
+}
+
+fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let run = &base.run;
+    for profile in now.profiles {
+        let Some(figures) = &profile.results else {
+            continue;
+        };
+        let Some(before) = base
+            .profiles
+            .iter()
+            .find(|p| p.name == profile.name)
+            .and_then(|p| p.results.as_ref())
+        else {
+            continue;
+        };
+        let scope = format!("profile {}", profile.name);
+        for (metric, label, budget, was, is) in [
+            (
+                "maxP95IncreasePercent",
+                "p95",
+                spec.max_p95_increase_percent,
+                before.p95_ms,
+                figures.p95_ms,
+            ),
+            (
+                "maxP99IncreasePercent",
+                "p99",
+                spec.max_p99_increase_percent,
+                before.p99_ms,
+                figures.p99_ms,
+            ),
+        ] {
+            let (Some(budget), Some(change)) = (budget, change_percent(was, is)) else {
+                continue;
+            };
+            if change > budget {
+                violations.push(Violation {
+                    metric: metric.to_owned(),
+                    measured: change,
+                    budget,
+                    message: format!(
+                        "{label} {is:.0} ms is +{change:.0}% over the baseline's {was:.0} ms (run {run}) in {scope}, budget +{budget}%"
+                    ),
+                });
+            }
+        }
+        if let (Some(budget), Some(change)) = (
+            spec.max_rps_decrease_percent,
+            change_percent(before.rps, figures.rps),
+        ) && -change > budget
+        {
+            violations.push(Violation {
+                metric: "maxRpsDecreasePercent".to_owned(),
+                measured: -change,
+                budget,
+                message: format!(
+                    "throughput {:.1} req/s is {:.0}% under the baseline's {:.1} req/s (run {run}) in {scope}, budget -{budget}%",
+                    figures.rps, -change, before.rps
+                ),
+            });
+        }
+    }
+    let base_capacity = base.capacity.as_ref().map(|c| c.max_rps_within_budget);
+    if let (Some(budget), Some(was)) = (spec.max_capacity_decrease_percent, base_capacity) {
+        let is = now.capacity_rps.unwrap_or(0.0);
+        if let Some(change) = change_percent(was, is)
+            && -change > budget
+        {
+            violations.push(Violation {
+                metric: "maxCapacityDecreasePercent".to_owned(),
+                measured: -change,
+                budget,
+                message: format!(
+                    "capacity {is:.1} req/s is {:.0}% under the baseline's {was:.1} req/s (run {run}), budget -{budget}%",
+                    -change
+                ),
+            });
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{at, load_test};
+    use loadgate_api::load_test::{ProfilePhase, ProfileStatus, ResultFigures, TestCapacity};
+
+    fn profile(name: &str, p95: f64, rps: f64) -> ProfileStatus {
+        ProfileStatus {
+            name: name.into(),
+            phase: ProfilePhase::Passed,
+            job: None,
+            results: Some(ResultFigures {
+                requests: 100,
+                p95_ms: p95,
+                p99_ms: p95 * 1.5,
+                rps,
+                ..ResultFigures::default()
+            }),
+            users: Some(4),
+            violations: Vec::new(),
+            capacity: None,
+            curve: Vec::new(),
+            start_skew_ms: None,
+            message: None,
+            start_time: None,
+            completion_time: None,
+        }
+    }
+
+    fn finished(run: &str, phase: LoadPhase, p95: f64, rps: f64) -> LoadTestStatus {
+        LoadTestStatus {
+            run: Some(run.into()),
+            phase: Some(phase),
+            verdict: Some(if phase == LoadPhase::Passed {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            }),
+            profiles: vec![profile("sustained", p95, rps)],
+            capacity: Some(TestCapacity {
+                max_rps_within_budget: rps,
+                max_users_within_budget: 4,
+                limited_by: None,
+                profile: "sustained".into(),
+                message: String::new(),
+            }),
+            completion_time: Some(at(10)),
+            ..LoadTestStatus::default()
+        }
+    }
+
+    fn with_baseline(spec: BaselineSpec) -> LoadTest {
+        let mut test = load_test("lt");
+        test.spec.baseline = Some(spec);
+        test
+    }
+
+    #[test]
+    fn the_baseline_is_the_latest_passed_run_and_survives_failed_runs() {
+        let test = with_baseline(BaselineSpec::default());
+        let first = pick_baseline(&test, None).unwrap();
+        assert!(first.record.is_none() && first.message.starts_with("no baseline yet"));
+        let passed = finished("3f2a9c1", LoadPhase::Passed, 518.0, 20.0);
+        let picked = pick_baseline(&test, Some(&passed)).unwrap();
+        assert_eq!(picked.record.as_ref().unwrap().run, "3f2a9c1");
+        // A failed run after it keeps comparing with the passed one, not with itself.
+        let mut failed = finished("bad", LoadPhase::Failed, 900.0, 10.0);
+        failed.baseline = Some(picked.clone());
+        let next = pick_baseline(&test, Some(&failed)).unwrap();
+        assert_eq!(next.record.unwrap().run, "3f2a9c1");
+        // Another LoadTest's baseline chain is never borrowed as this one's own.
+        let mut foreign = failed.clone();
+        foreign.baseline.as_mut().unwrap().load_test = "other".into();
+        assert!(
+            pick_baseline(&test, Some(&foreign))
+                .unwrap()
+                .record
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn regressions_name_both_runs_and_the_budget() {
+        let test = with_baseline(BaselineSpec {
+            max_p95_increase_percent: Some(10.0),
+            max_rps_decrease_percent: Some(20.0),
+            max_capacity_decrease_percent: Some(20.0),
+            ..BaselineSpec::default()
+        });
+        let base = finished("3f2a9c1", LoadPhase::Passed, 518.0, 20.0);
+        let mut st = finished("next", LoadPhase::Passed, 612.0, 15.0);
+        st.baseline = pick_baseline(&test, Some(&base));
+        let violations = judge(&test, &mut st);
+        let messages: Vec<&str> = violations.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(violations.len(), 3, "{messages:#?}");
+        assert!(
+            messages[0].starts_with(
+                "p95 612 ms is +18% over the baseline's 518 ms (run 3f2a9c1) in profile sustained"
+            ),
+            "{}",
+            messages[0]
+        );
+        assert!(messages[1].contains("25% under the baseline's 20.0 req/s"));
+        assert!(messages[2].starts_with("capacity 15.0 req/s is 25% under"));
+        assert!(
+            st.baseline
+                .unwrap()
+                .message
+                .starts_with("3 regression(s) against run 3f2a9c1")
+        );
+        // Within budget: no violation, and the message says what it was compared with.
+        let mut close = finished("ok", LoadPhase::Passed, 540.0, 19.0);
+        close.baseline = pick_baseline(&test, Some(&base));
+        assert!(judge(&test, &mut close).is_empty());
+        assert!(close.baseline.unwrap().message.contains("run 3f2a9c1"));
+    }
+
+    #[test]
+    fn the_first_run_passes_the_baseline_check_and_says_so() {
+        let test = with_baseline(BaselineSpec {
+            max_p95_increase_percent: Some(0.0),
+            ..BaselineSpec::default()
+        });
+        let mut st = finished("first", LoadPhase::Passed, 612.0, 15.0);
+        st.baseline = pick_baseline(&test, None);
+        assert!(judge(&test, &mut st).is_empty());
+        assert!(
+            st.baseline
+                .unwrap()
+                .message
+                .contains("so this check passes")
+        );
+    }
+
+    #[test]
+    fn a_cold_start_budget_is_checked_and_never_passes_unmeasured() {
+        let mut test = load_test("lt");
+        test.spec.thresholds.max_cold_start_seconds = Some(5.0);
+        let mut st = LoadTestStatus {
+            cold_start_seconds: Some(7.25),
+            ..LoadTestStatus::default()
+        };
+        let v = judge(&test, &mut st);
+        assert_eq!(
+            v[0].message,
+            "cold start 7.2 s > budget 5.0 s (pod creation to Ready)"
+        );
+        st.cold_start_seconds = Some(1.5);
+        assert!(judge(&test, &mut st).is_empty());
+        st.cold_start_seconds = None;
+        assert_eq!(judge(&test, &mut st)[0].metric, "maxColdStartSeconds");
+    }
+}
