@@ -111,6 +111,10 @@ fn a_short_test_passes_end_to_end_with_reports() {
     let report: loadgate_api::report::TestReport =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report.profiles.len(), 2);
+    // The child server's cold start (spawn to its first 200 on /health), in status and report.
+    let cold = status.cold_start_seconds.expect("cold start recorded");
+    assert!(cold > 0.0 && cold < 60.0, "{cold}");
+    assert_eq!(report.cold_start_seconds, Some(cold));
     assert!(
         report.profiles.iter().all(|p| !p.history.is_empty()),
         "each profile's seconds are in its report"
