@@ -33,6 +33,8 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
                 latency: Duration::from_secs_f64(ms / 1000.0),
                 outcome: Outcome::Ok { bytes: 1_600 },
                 start_delay: None,
+                quality: None,
+                texts: 0,
             });
         }
         stats.snapshot(whole.shard(index, pods).users);

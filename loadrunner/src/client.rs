@@ -91,24 +91,37 @@ impl Connection {
 
     /// Sends one request and reads the whole response, within the timeout.
     pub async fn send(&mut self, method: &str, path: &str, body: Option<Bytes>) -> Outcome {
+        self.send_keeping_body(method, path, body).await.0
+    }
+
+    /// [`Self::send`], also handing back a successful response's body (to check its content).
+    pub async fn send_keeping_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> (Outcome, Option<Bytes>) {
         let timeout = self.timeout;
         match tokio::time::timeout(timeout, self.exchange(method, path, body)).await {
-            Ok(Ok((status, bytes))) if status < 400 => Outcome::Ok { bytes },
-            Ok(Ok((status, bytes))) => Outcome::Failed {
-                reason: format!("HTTPError {status}"),
-                bytes,
-            },
+            Ok(Ok((status, body))) if status < 400 => {
+                (Outcome::Ok { bytes: body.len() }, Some(body))
+            }
+            Ok(Ok((status, body))) => (
+                Outcome::Failed {
+                    reason: format!("HTTPError {status}"),
+                    bytes: body.len(),
+                },
+                None,
+            ),
             Ok(Err(reason)) => {
                 self.sender = None;
-                Outcome::Failed { reason, bytes: 0 }
+                (Outcome::Failed { reason, bytes: 0 }, None)
             }
             Err(_) => {
                 // The response may still arrive on this connection: start a fresh one.
                 self.sender = None;
-                Outcome::Failed {
-                    reason: format!("Timeout: no response within {} ms", timeout.as_millis()),
-                    bytes: 0,
-                }
+                let reason = format!("Timeout: no response within {} ms", timeout.as_millis());
+                (Outcome::Failed { reason, bytes: 0 }, None)
             }
         }
     }
@@ -118,7 +131,7 @@ impl Connection {
         method: &str,
         path: &str,
         body: Option<Bytes>,
-    ) -> Result<(u16, usize), String> {
+    ) -> Result<(u16, Bytes), String> {
         let host = self.host.clone();
         let sender = self.connect().await?;
         sender
@@ -145,6 +158,6 @@ impl Connection {
             .collect()
             .await
             .map_err(|e| format!("ConnectionError: reading body: {e}"))?;
-        Ok((status, body.to_bytes().len()))
+        Ok((status, body.to_bytes()))
     }
 }

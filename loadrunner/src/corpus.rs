@@ -63,6 +63,11 @@ impl Corpus {
         Self { texts }
     }
 
+    /// The first `n` texts (fewer when the corpus is smaller).
+    pub fn first(&self, n: usize) -> Vec<String> {
+        self.texts.iter().take(n).cloned().collect()
+    }
+
     /// A random text.
     pub fn pick<'a>(&'a self, rng: &mut Rng) -> &'a str {
         &self.texts[rng.below(self.texts.len() as u64) as usize]

@@ -279,6 +279,8 @@ async fn run_open(
                     latency: scheduled.elapsed(),
                     outcome: Outcome::NotSent(NotSent::QueueFull),
                     start_delay: None,
+                    texts: request.texts,
+                    quality: None,
                 };
                 // Waits only while the aggregator is behind by a full channel.
                 let _ = samples.send(sample).await;
@@ -296,6 +298,7 @@ async fn run_open(
             samples.clone(),
             running.clone(),
         );
+        let scenario = plan.scenario.clone();
         requests.spawn(async move {
             let permit = match permit {
                 Some(permit) => permit,
@@ -310,6 +313,8 @@ async fn run_open(
                             latency: scheduled.elapsed(),
                             outcome: Outcome::NotSent(NotSent::RunEnded),
                             start_delay: None,
+                            texts: request.texts,
+                            quality: None,
                         };
                         let _ = samples.send(sample).await;
                         return;
@@ -325,8 +330,16 @@ async fn run_open(
             };
             running.fetch_add(1, Ordering::Relaxed);
             let start_delay = scheduled.elapsed();
-            let outcome = conn.send(request.method, &request.path, request.body).await;
+            let (outcome, answer) = send(
+                &mut conn,
+                &request.check,
+                request.method,
+                &request.path,
+                request.body,
+            )
+            .await;
             let latency = scheduled.elapsed();
+            let quality = check_quality(&scenario, request.check.as_deref(), answer);
             running.fetch_sub(1, Ordering::Relaxed);
             pool.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             drop(permit);
@@ -335,6 +348,8 @@ async fn run_open(
                 latency,
                 outcome,
                 start_delay: Some(start_delay),
+                texts: request.texts,
+                quality,
             };
             let _ = samples.send(sample).await;
         });
@@ -369,14 +384,24 @@ async fn user(
     while !*stop.borrow() && id < limit.load(Ordering::Relaxed) {
         let request = plan.scenario.next(&mut rng);
         let sent = Instant::now();
-        let outcome = conn.send(request.method, &request.path, request.body).await;
+        let (outcome, answer) = send(
+            &mut conn,
+            &request.check,
+            request.method,
+            &request.path,
+            request.body,
+        )
+        .await;
         let latency = sent.elapsed();
+        let quality = check_quality(&plan.scenario, request.check.as_deref(), answer);
         if samples
             .send(Sample {
                 task: request.task,
                 latency,
                 outcome,
                 start_delay: None,
+                texts: request.texts,
+                quality,
             })
             .await
             .is_err()
@@ -399,4 +424,30 @@ async fn user(
         }
     }
     running.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Sends one request, keeping the answer's body only when it is a quality sample (`check`).
+async fn send(
+    conn: &mut Connection,
+    check: &Option<Vec<usize>>,
+    method: &'static str,
+    path: &str,
+    body: Option<bytes::Bytes>,
+) -> (Outcome, Option<bytes::Bytes>) {
+    if check.is_some() {
+        conn.send_keeping_body(method, path, body).await
+    } else {
+        (conn.send(method, path, body).await, None)
+    }
+}
+
+/// A quality sample's answer checked against its reference vectors (after the latency is taken,
+/// so the check never counts in it); `None` for other requests and failed ones.
+fn check_quality(
+    scenario: &Scenario,
+    sent: Option<&[usize]>,
+    answer: Option<bytes::Bytes>,
+) -> Option<crate::quality::Check> {
+    let (plan, sent, answer) = (scenario.quality()?, sent?, answer?);
+    Some(plan.check(&answer, sent))
 }

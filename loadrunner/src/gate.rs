@@ -262,8 +262,9 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         method: String::new(),
         requests,
         failures,
-        // A Locust CSV does not say which failures were never sent.
+        // A Locust CSV does not say which failures were never sent, nor how many texts.
         not_sent: 0,
+        embeddings: 0,
         error_rate: loadgate_api::load::error_rate(failures, requests),
         rps: num(rps_col)?,
         mean_ms: num(avg_col)?,
@@ -335,6 +336,7 @@ mod tests {
             p99_ms: p95,
             max_ms: p95,
             histogram: None,
+            embeddings: 0,
         }
     }
 

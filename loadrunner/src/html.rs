@@ -487,6 +487,7 @@ mod tests {
             }),
             aborted: None,
             warmup_seconds: None,
+            quality: None,
         };
         let html = render(&summary, &stats, &thresholds);
         for wanted in [
@@ -530,6 +531,7 @@ mod tests {
             capacity: None,
             aborted: None,
             warmup_seconds: None,
+            quality: None,
         };
         let mut search = summary("find", true);
         search.curve = [10.0, 20.0, 30.0]
@@ -556,11 +558,13 @@ mod tests {
                     summary: summary("ramp", false),
                     thresholds: Thresholds::default(),
                     history: Vec::new(),
+                    efficiency: None,
                 },
                 ProfileReport {
                     summary: search,
                     thresholds: Thresholds::default(),
                     history,
+                    efficiency: None,
                 },
             ],
             cold_start_seconds: None,

@@ -7,7 +7,8 @@
 //! what users send; [`engine`] runs the users (spawn rate, deadline, drain; [`arrivals`] for the
 //! open model) over [`client`] (keep-alive HTTP/1.1) into [`stats`] (HDR histograms, windows,
 //! [`history`]); [`capacity`] cuts a ramp's or search's steps and finds the knee; [`summary`] and
-//! [`gate`] turn it into a summary and a verdict; [`console`] prints progress and the summary;
+//! [`gate`] turn it into a summary and a verdict; [`quality`] checks sampled embed answers
+//! against vectors taken on the idle endpoint; [`console`] prints progress and the summary;
 //! [`outputs`] writes the reports ([`report`]: Locust CSVs, JSON; [`html`]: the page). Parallel
 //! runners' results travel in [`results_frame`] and the bounded histograms of [`codec`], and
 //! [`merge`] adds them up.
@@ -25,6 +26,7 @@ pub mod history;
 pub mod html;
 pub mod merge;
 pub mod outputs;
+pub mod quality;
 pub mod report;
 pub mod results_frame;
 pub mod rng;

@@ -12,7 +12,7 @@ use crate::codec::{self, HistogramError};
 use crate::gate;
 use hdrhistogram::Histogram;
 use loadgate_api::capacity::CurvePoint;
-use loadgate_api::load::{Abort, RequestStats, RunSummary, Thresholds, Violation};
+use loadgate_api::load::{Abort, QualityResult, RequestStats, RunSummary, Thresholds, Violation};
 use std::collections::BTreeMap;
 
 pub use crate::codec::encode;
@@ -193,6 +193,7 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
     }
     let failures = sum("failures", |p| p.failures)?;
     let not_sent = sum("notSent", |p| p.not_sent)?;
+    let embeddings = sum("embeddings", |p| p.embeddings)?;
     // Means are over sent requests (never-sent ones have no latency).
     let sent = |p: &RequestStats| p.requests.saturating_sub(p.not_sent) as f64;
     let latency_sum: f64 = parts.iter().map(|p| p.mean_ms * sent(p)).sum();
@@ -202,6 +203,7 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
         method: first.method.clone(),
         requests,
         failures,
+        embeddings,
         not_sent,
         error_rate: loadgate_api::load::error_rate(failures, requests),
         rps: if seconds > 0.0 {
@@ -313,6 +315,13 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
     let mut violations = gate::evaluate(&total, thresholds, &format!("profile {}", first.profile));
     let interrupted = summaries.iter().any(|s| s.interrupted);
     let aborted = merged_abort(summaries);
+    let quality = merged_quality(summaries);
+    if let Some(violation) = quality
+        .as_ref()
+        .and_then(|q| q.violation(&format!("profile {}", first.profile)))
+    {
+        violations.push(violation);
+    }
     if let Some(abort) = &aborted {
         violations.push(Violation {
             metric: "abortOnFail".to_owned(),
@@ -350,6 +359,27 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
             .filter(|s| s.is_finite())
             .reduce(f64::max),
         aborted,
+        quality,
+    })
+}
+
+/// Runners' quality checks added up: samples and failures summed, the lowest cosine kept; `None`
+/// when no runner checked (a count that overflows reads as the most a runner could send).
+fn merged_quality(summaries: &[RunSummary]) -> Option<QualityResult> {
+    let parts: Vec<&QualityResult> = summaries
+        .iter()
+        .filter_map(|s| s.quality.as_ref())
+        .collect();
+    let first = parts.first()?;
+    Some(QualityResult {
+        sampled: parts.iter().fold(0u64, |n, q| n.saturating_add(q.sampled)),
+        bad: parts.iter().fold(0u64, |n, q| n.saturating_add(q.bad)),
+        worst_cosine: parts
+            .iter()
+            .filter_map(|q| q.worst_cosine)
+            .filter(|c| c.is_finite())
+            .reduce(f64::min),
+        min_cosine: first.min_cosine,
     })
 }
 
@@ -428,6 +458,7 @@ mod tests {
             capacity: None,
             aborted: None,
             warmup_seconds: None,
+            quality: None,
         }
     }
 
@@ -448,6 +479,8 @@ mod tests {
                 latency: Duration::from_millis(ms),
                 outcome: Outcome::Ok { bytes: 1 },
                 start_delay: None,
+                quality: None,
+                texts: 0,
             };
             if i % 2 == 0 {
                 one.record(&sample)
@@ -514,6 +547,8 @@ mod tests {
                     latency: Duration::from_micros(low + next() % spread),
                     outcome: Outcome::Ok { bytes: 1 },
                     start_delay: None,
+                    quality: None,
+                    texts: 0,
                 });
             }
         }
@@ -563,6 +598,8 @@ mod tests {
                 latency: Duration::from_micros(1_000 + (i * 7_919) % 4_000_000),
                 outcome: Outcome::Ok { bytes: 1 },
                 start_delay: None,
+                quality: None,
+                texts: 0,
             });
         }
         let full = serde_json::to_string(&summary(&stats, 60.0)).unwrap();
@@ -594,6 +631,8 @@ mod tests {
                 latency: Duration::from_millis(1 + i % 20),
                 outcome,
                 start_delay: None,
+                quality: None,
+                texts: 0,
             });
         }
         stats

@@ -360,6 +360,8 @@ mod tests {
                 latency: Duration::from_millis(ms),
                 outcome: Outcome::Ok { bytes: 0 },
                 start_delay: None,
+                quality: None,
+                texts: 0,
             });
         }
         let summary = RunSummary {
@@ -378,6 +380,7 @@ mod tests {
             capacity: None,
             aborted: None,
             warmup_seconds: None,
+            quality: None,
         };
         let mut report = ProfileReport {
             summary,
@@ -391,6 +394,7 @@ mod tests {
                 p95_ms: 95.0,
                 warmup: Default::default(),
             }],
+            efficiency: None,
         };
         // The runner's own CSV, row for row, from the merged histograms.
         assert_eq!(merged_stats_csv(&report), stats_csv(&stats, 10.0));
@@ -440,6 +444,8 @@ mod tests {
                     latency: Duration::from_micros(50 + x % 2_000_000),
                     outcome,
                     start_delay: None,
+                    quality: None,
+                    texts: 0,
                 };
                 stats.record(&sample);
                 window.record(&sample);

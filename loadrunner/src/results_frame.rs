@@ -234,6 +234,7 @@ mod tests {
             p99_ms: 1.0,
             max_ms: 1.0,
             histogram: None,
+            embeddings: 0,
         };
         RunResults {
             summary: RunSummary {
@@ -252,6 +253,7 @@ mod tests {
                 results: None,
                 aborted: None,
                 warmup_seconds: None,
+                quality: None,
             },
             steps: vec![],
             windows: (0..windows)

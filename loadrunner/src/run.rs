@@ -57,7 +57,7 @@ pub async fn execute(
         .map_err(|e| UsageError(format!("run spec: {e}")))?;
     let shard = spec.shard;
     let seed = spec.seed.wrapping_add(u64::from(shard.index));
-    let scenario =
+    let mut scenario =
         Scenario::new(spec.tasks.clone(), seed).map_err(|e| UsageError(e.to_string()))?;
     // Check budget task names now, not after minutes of load.
     let names: Vec<RequestStats> = scenario
@@ -72,6 +72,9 @@ pub async fn execute(
         let path = &spec.readiness.path;
         let waited = target::wait_ready(&target, path, spec.readiness.timeout.get()).await?;
         tracing::info!(target = %spec.target, waited_ms = waited.as_millis() as u64, "target ready");
+    }
+    if let Some(quality) = &spec.quality {
+        scenario = with_reference(scenario, quality, &target, spec.request_timeout.get()).await?;
     }
     let profile = spec.shard_profile();
     let users = profile.users;
@@ -107,6 +110,9 @@ pub async fn execute(
     let mut summary =
         summary::summarize(&profile, &outcome, &spec.thresholds, &spec.task_thresholds);
     summary.started_at_ms = Some(clock.started_at_ms);
+    if let Some(quality) = &spec.quality {
+        summary::add_quality(&mut summary, &outcome.stats.quality, quality);
+    }
     if shard.count > 1 {
         // One shard's curve is not the profile's: its users are a share. Its steps travel in
         // the results frame, where the operator adds them up with the other shards'.
@@ -138,6 +144,45 @@ pub async fn execute(
         Verdict::Fail
     };
     Ok(Finished { results, verdict })
+}
+
+/// Embeds the scenario's reference texts one at a time on the idle target (the first embed
+/// task's path), so its quality samples have vectors to be held to.
+async fn with_reference(
+    scenario: Scenario,
+    quality: &loadgate_api::load::Quality,
+    target: &engine::Target,
+    timeout: Duration,
+) -> anyhow::Result<Scenario> {
+    let Some(path) = scenario.tasks().iter().find_map(|t| match &t.request {
+        loadgate_api::load::TaskRequest::Embed { path, .. } if t.weight > 0 => Some(path.clone()),
+        _ => None,
+    }) else {
+        return Err(UsageError("quality needs an embed task with a weight above 0".into()).into());
+    };
+    let texts = crate::quality::reference_texts(scenario.corpus());
+    let mut connection =
+        crate::client::Connection::new(target.addr, target.host_header.clone(), timeout);
+    let started = std::time::Instant::now();
+    let reference = tokio::time::timeout(
+        crate::quality::REFERENCE_TIMEOUT,
+        crate::quality::Reference::embed(&mut connection, &path, texts),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "quality: the reference texts took over {:?} to embed",
+            crate::quality::REFERENCE_TIMEOUT
+        )
+    })?
+    .map_err(|e| anyhow::anyhow!("quality: {e}"))?;
+    tracing::info!(
+        texts = reference.texts.len(),
+        normalised = reference.normalised,
+        took_ms = started.elapsed().as_millis() as u64,
+        "quality: reference vectors taken one text at a time"
+    );
+    Ok(scenario.checking_quality(crate::quality::QualityPlan::new(quality, reference)))
 }
 
 /// Where this runner's load begins on the shards' common clock.

@@ -1,6 +1,7 @@
 //! The task mix a user runs: weighted picks of [`Task`]s and their request payloads.
 
 use crate::corpus::Corpus;
+use crate::quality::QualityPlan;
 use crate::rng::Rng;
 use bytes::Bytes;
 use loadgate_api::load::{Task, TaskRequest};
@@ -42,6 +43,10 @@ pub struct Prepared {
     pub path: String,
     /// JSON body for POST.
     pub body: Option<Bytes>,
+    /// Texts it asks to embed (0 but for embed tasks).
+    pub texts: u32,
+    /// A quality sample: the reference texts it sends, whose answers are checked.
+    pub check: Option<Vec<usize>>,
 }
 
 /// The validated task mix.
@@ -50,6 +55,7 @@ pub struct Scenario {
     tasks: Vec<Task>,
     cumulative: Vec<u64>,
     corpus: Corpus,
+    quality: Option<std::sync::Arc<QualityPlan>>,
 }
 
 impl Scenario {
@@ -93,7 +99,24 @@ impl Scenario {
             tasks,
             cumulative,
             corpus: Corpus::new(seed, 1024),
+            quality: None,
         })
+    }
+
+    /// Samples embed requests for `plan`'s quality check.
+    pub fn checking_quality(mut self, plan: QualityPlan) -> Self {
+        self.quality = Some(std::sync::Arc::new(plan));
+        self
+    }
+
+    /// The quality check, when the run makes one.
+    pub fn quality(&self) -> Option<&QualityPlan> {
+        self.quality.as_deref()
+    }
+
+    /// The corpus embed tasks draw from.
+    pub fn corpus(&self) -> &Corpus {
+        &self.corpus
     }
 
     /// The tasks, in spec order.
@@ -110,6 +133,8 @@ impl Scenario {
         let ticket = rng.below(total);
         let task = self.cumulative.partition_point(|&c| c <= ticket);
         let request = &self.tasks[task].request;
+        let mut count = 0u32;
+        let mut check = None;
         let body = match request {
             TaskRequest::Get { .. } => None,
             TaskRequest::Post { body, .. } => Some(Bytes::from(body.clone())),
@@ -119,7 +144,15 @@ impl Scenario {
                 ..
             } => {
                 let n = rng.range_inclusive(u64::from(*min_texts), u64::from(*max_texts));
-                let texts: Vec<&str> = (0..n).map(|_| self.corpus.pick(rng)).collect();
+                count = u32::try_from(n).unwrap_or(u32::MAX);
+                check = self.quality.as_ref().and_then(|q| q.sample(rng, n));
+                let texts: Vec<&str> = match (&check, &self.quality) {
+                    (Some(sent), Some(q)) => sent
+                        .iter()
+                        .map(|&i| q.reference.texts[i].as_str())
+                        .collect(),
+                    _ => (0..n).map(|_| self.corpus.pick(rng)).collect(),
+                };
                 let body = serde_json::to_vec(&serde_json::json!({ "texts": texts }))
                     .expect("serialising strings cannot fail; this is a bug");
                 Some(Bytes::from(body))
@@ -130,6 +163,8 @@ impl Scenario {
             method: request.method(),
             path: request.path().to_owned(),
             body,
+            texts: count,
+            check,
         }
     }
 }

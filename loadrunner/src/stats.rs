@@ -37,6 +37,10 @@ pub struct Sample {
     pub outcome: Outcome,
     /// Open model: how late the request started against its schedule.
     pub start_delay: Option<Duration>,
+    /// Texts the request asked to embed (counted as embeddings when it succeeded).
+    pub texts: u32,
+    /// A quality sample's check of its answer.
+    pub quality: Option<crate::quality::Check>,
 }
 
 /// Counts and latencies of one task (or of all).
@@ -59,6 +63,8 @@ pub struct Entry {
     pub bytes: u64,
     /// Exact sum of the sent requests' latencies, µs (for the mean).
     pub sum_micros: u128,
+    /// Texts embedded by the successful requests.
+    pub embeddings: u64,
 }
 
 impl Entry {
@@ -74,6 +80,7 @@ impl Entry {
             not_sent: 0,
             bytes: 0,
             sum_micros: 0,
+            embeddings: 0,
         }
     }
 
@@ -104,6 +111,7 @@ impl Entry {
         self.not_sent += other.not_sent;
         self.bytes += other.bytes;
         self.sum_micros += other.sum_micros;
+        self.embeddings += other.embeddings;
     }
 
     /// Adds another runner's counts and latencies (decoded from its results), with overflow
@@ -139,6 +147,7 @@ impl Entry {
         self.not_sent = 0;
         self.bytes = 0;
         self.sum_micros = 0;
+        self.embeddings = 0;
     }
 
     /// Latency at quantile `q` (0–1) of the sent requests in milliseconds; 0 with none.
@@ -179,6 +188,7 @@ impl Entry {
             method: self.method.clone(),
             requests: self.requests,
             failures: self.failures,
+            embeddings: self.embeddings,
             not_sent: self.not_sent,
             error_rate: self.error_rate(),
             rps: if elapsed > 0.0 {
@@ -308,6 +318,8 @@ pub struct Stats {
     warmup_windows: u32,
     /// How long the warm-up took, from the stats' start to the end of its last window.
     pub warmup_spent: Option<Duration>,
+    /// Quality samples checked (outside the warm-up).
+    pub quality: crate::quality::Tally,
     started: Instant,
     /// Once a second, on the common clock: what a runner's results carry for merged history.
     pub windows: Vec<WindowResult>,
@@ -342,6 +354,7 @@ impl Stats {
             aborted: None,
             warmup_windows: 0,
             warmup_spent: None,
+            quality: crate::quality::Tally::default(),
             started: Instant::now(),
         }
     }
@@ -420,6 +433,14 @@ impl Stats {
         }
         self.tasks[sample.task].record(micros, failed, not_sent, bytes);
         self.total.record(micros, failed, not_sent, bytes);
+        if let Some(check) = &sample.quality {
+            self.quality.add(check);
+        }
+        if !failed {
+            let texts = u64::from(sample.texts);
+            self.tasks[sample.task].embeddings += texts;
+            self.total.embeddings += texts;
+        }
         self.window.record(micros, failed, not_sent, bytes);
     }
 
@@ -568,6 +589,8 @@ mod tests {
             latency: Duration::from_millis(ms),
             outcome,
             start_delay: None,
+            quality: None,
+            texts: 0,
         }
     }
 
@@ -646,6 +669,8 @@ mod tests {
                 latency: Duration::from_millis(3),
                 outcome: Outcome::NotSent(why),
                 start_delay: None,
+                quality: None,
+                texts: 0,
             });
         }
         stats.record(&sample(0, 5, true));

@@ -80,5 +80,26 @@ pub fn summarize(
         curve,
         warmup_seconds: outcome.stats.warmup_spent.map(|spent| spent.as_secs_f64()),
         aborted,
+        quality: None,
     }
+}
+
+/// Adds what the quality check found (`quality` set): the result, and its violation when a
+/// sampled answer failed or none was sampled.
+pub fn add_quality(
+    summary: &mut RunSummary,
+    tally: &crate::quality::Tally,
+    quality: &loadgate_api::load::Quality,
+) {
+    let result = loadgate_api::load::QualityResult {
+        sampled: tally.sampled,
+        bad: tally.bad,
+        worst_cosine: tally.worst_cosine,
+        min_cosine: quality.min_cosine,
+    };
+    if let Some(violation) = result.violation(&format!("profile {}", summary.profile)) {
+        summary.violations.push(violation);
+        summary.passed = false;
+    }
+    summary.quality = Some(result);
 }

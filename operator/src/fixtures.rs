@@ -83,6 +83,8 @@ pub fn load_test(name: &str) -> LoadTest {
             ttl_seconds_after_finished: None,
             runner: RunnerSettings::default(),
             baseline: None,
+            pricing: None,
+            quality: None,
         },
         status: None,
     }

@@ -273,6 +273,7 @@ mod tests {
                 summary,
                 thresholds: Thresholds::default(),
                 history: Vec::new(),
+                efficiency: None,
             },
         })
         .unwrap()

@@ -1,7 +1,9 @@
 //! `loadgate local` end to end on the gates beyond budgets, each against a loopback server that
 //! shows it by construction: a server slow only in its first seconds (warm-up left out), one
-//! always over budget (abort on budget, the next profile skipped), and a second run against a
-//! slower server than the first (a baseline regression naming both runs).
+//! always over budget (abort on budget, the next profile skipped), a second run against a
+//! slower server than the first (a baseline regression naming both runs), and an embedding server
+//! that bends its vectors only when more than two requests are in flight (quality under load;
+//! embeddings per second).
 
 use axum::Router;
 use axum::extract::State;
@@ -10,6 +12,7 @@ use loadgate_api::load_test::{LoadPhase, LoadTest, ProfilePhase};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -275,6 +278,113 @@ async fn a_slower_second_run_fails_against_the_first_as_its_baseline() {
         third.baseline.unwrap().record.unwrap().run,
         first_run,
         "the latest passed run"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fake embedding server: `POST /embed {"texts": [...]}` answers one unit vector per text,
+/// fixed by the text, after 20 ms; with more than two requests in flight it bends each vector
+/// (cosine ≈ 0.96 to the right one), as a batching bug would.
+async fn serve_bending() -> SocketAddr {
+    fn vector(text: &str, bent: bool) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..8u32)
+            .map(|i| {
+                let h = text.bytes().fold(u32::from(b'a') + i, |h, b| {
+                    h.wrapping_mul(31).wrapping_add(u32::from(b))
+                });
+                (h % 1000) as f32 / 1000.0 + 0.01
+            })
+            .collect();
+        if bent {
+            v[0] += 0.3;
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / norm).collect()
+    }
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/embed",
+            axum::routing::post(
+                |State(in_flight): State<Arc<AtomicUsize>>, body: axum::body::Bytes| async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let busy = now > 2 || in_flight.load(Ordering::SeqCst) > 2;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let embeddings: Vec<Vec<f32>> = request["texts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| vector(t.as_str().unwrap(), busy))
+                        .collect();
+                    axum::Json(serde_json::json!({"embeddings": embeddings, "model": "fake", "dimensions": 8}))
+                },
+            ),
+        )
+        .with_state(in_flight);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_bent_only_under_concurrency_fail_the_quality_check() {
+    let addr = serve_bending().await;
+    let dir = results_dir("quality");
+    let test = |users: u32| {
+        format!(
+            "apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {{name: quality}}
+spec:
+  target: {{url: \"http://{addr}\"}}
+  tasks: [{{name: embed, weight: 1, request: {{embed: {{path: /embed, minTexts: 1, maxTexts: 4}}}}}}]
+  profiles:
+    - {{name: load, users: {users}, spawnRate: {users}, duration: 3s}}
+  quality: {{sampleRate: 0.5}}
+"
+        )
+    };
+    // One user at a time: never busy, every sampled answer matches its reference vector.
+    let (code, quiet, stderr, _) = local(&dir, test(1)).await;
+    let quiet = quiet.status.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let profile = &quiet.profiles[0];
+    let quality = profile.quality.unwrap();
+    assert!(quality.sampled > 10 && quality.bad == 0, "{quality:?}");
+    assert!(quality.worst_cosine.unwrap() > 0.99999, "{quality:?}");
+    // Embeddings per second: the texts of the successful requests (1 to 4 per request).
+    let efficiency = profile.efficiency.unwrap();
+    let rps = profile.results.as_ref().unwrap().rps;
+    assert!(
+        efficiency.embeddings_per_second >= rps && efficiency.embeddings_per_second <= 4.0 * rps,
+        "{efficiency:?} at {rps} req/s"
+    );
+    assert_eq!(
+        efficiency.embeddings_per_core_second, None,
+        "a URL target has no known cores"
+    );
+    // Eight users: answers bent under concurrency fail the profile, counted and named.
+    let (code, busy, stderr, _) = local(&dir, test(8)).await;
+    let busy = busy.status.unwrap();
+    assert_eq!((code, busy.phase), (1, Some(LoadPhase::Failed)), "{stderr}");
+    let quality = busy.profiles[0].quality.unwrap();
+    assert!(
+        quality.bad > 0 && quality.worst_cosine.unwrap() < 0.99,
+        "{quality:?}"
+    );
+    let violation = &busy.profiles[0].violations[0];
+    assert_eq!(violation.metric, "quality");
+    assert!(
+        violation.message.starts_with(&format!(
+            "{} of {} sampled responses below cosine 0.9999 (worst 0.9",
+            quality.bad, quality.sampled
+        )),
+        "{}",
+        violation.message
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

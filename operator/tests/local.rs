@@ -23,6 +23,7 @@ spec:
     - {name: warm, users: 4, spawnRate: 1, duration: 8s}
     - {name: spike, users: 4, spawnRate: 4, duration: 3s}
   thresholds: {p95Ms: P95, maxErrorRate: 0.01}
+  pricing: {cpuCoreHour: 0.04}
 "#;
 
 fn root() -> PathBuf {
@@ -115,6 +116,16 @@ fn a_short_test_passes_end_to_end_with_reports() {
     let cold = status.cold_start_seconds.expect("cold start recorded");
     assert!(cold > 0.0 && cold < 60.0, "{cold}");
     assert_eq!(report.cold_start_seconds, Some(cold));
+    // Efficiency: the child runs unlimited, so on this machine's cores; the price per 1,000
+    // embeddings follows from them and the throughput.
+    let efficiency = status.profiles[0].efficiency.expect("efficiency");
+    let cores = status.target_resources.expect("target resources").cpu_cores;
+    let per_core = efficiency.embeddings_per_core_second.unwrap();
+    assert!((per_core * cores - efficiency.embeddings_per_second).abs() < 1e-6);
+    let cost = efficiency.cost_per_1k_embeddings.unwrap();
+    let expected = cores * 0.04 / 3600.0 / efficiency.embeddings_per_second * 1000.0;
+    assert!((cost - expected).abs() < 1e-12, "{cost} vs {expected}");
+    assert_eq!(report.profiles[0].efficiency, Some(efficiency));
     assert!(
         report.profiles.iter().all(|p| !p.history.is_empty()),
         "each profile's seconds are in its report"

@@ -12,6 +12,9 @@
 #      `kubectl wait --for=condition=Complete`, real numbers in status
 #   4. a reachable budget ends Passed=True; an impossible one Passed=False + Stalled=True, naming
 #      the measured value and the budget
+#   4b. the ModelEndpoint's cold start in status; a profile over budget aborted and the next
+#      skipped (AbortedOnBudget); a re-run by annotation compared with the first run as its
+#      baseline, failing naming both runs
 #   5. an endpoint that never becomes ready ends in EndpointTimeout
 #   6. deleting a LoadTest removes its Jobs and pods (the real garbage collector)
 #   7. trusted verdicts: a spec edit is a new run with its own Job; a forged pod with a runner
@@ -280,6 +283,72 @@ if ! grep -qE "p95 [0-9]+ ms > budget 1 ms" <<<"$message"; then
 fi
 echo "impossible: $message"
 
+# wait_run LOADTEST GENERATION: waits until the test has finished the run of that generation.
+wait_run() {
+  local lt=$1 generation=$2 phase=
+  for _ in $(seq 300); do
+    phase=$(kubectl get "lt/$lt" -o 'jsonpath={.status.observedGeneration}/{.status.phase}')
+    case $phase in "$generation"/Passed | "$generation"/Failed | "$generation"/Error) return 0 ;; esac
+    sleep 1
+  done
+  fail "lt/$lt did not finish generation $generation (now $phase)"
+}
+
+# --- 4b. gates beyond budgets -------------------------------------------------------------------
+step "4b. cold start in status, abort on budget, a baseline from the previous run by annotation re-run"
+# The ModelEndpoint's cold start: its pod's creation to Ready, from the pod's own conditions (the
+# process kubelet sets Ready's lastTransitionTime when the probe first passes); the LoadTests
+# that ran against it carry the value they started with.
+json_check mep/minilm "0 <= o['status']['coldStartSeconds'] < 120" "ModelEndpoint minilm has no coldStartSeconds"
+cold=$(kubectl get mep/minilm -o 'jsonpath={.status.coldStartSeconds}')
+json_check lt/reachable "o['status']['coldStartSeconds'] == $cold" "lt/reachable does not carry the endpoint's cold start"
+echo "minilm cold start: ${cold} s (pod creation to Ready)"
+kubectl apply -f - <<'EOF'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: aborted}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles:
+    - {name: first, users: 2, spawnRate: 2, duration: 40s}
+    - {name: second, users: 2, spawnRate: 2, duration: 40s}
+  thresholds: {p95Ms: 1, abortOnFail: true, abortAfter: 2}
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: regress}
+spec:
+  target: {endpointRef: {name: minilm}}
+  tasks: [{name: work, weight: 1, request: {get: {path: /health}}}]
+  profiles: [{name: steady, users: 2, spawnRate: 2, duration: 4s}]
+  thresholds: {p95Ms: 60000}
+  baseline: {maxP95IncreasePercent: 100}
+EOF
+kubectl wait --for=condition=Complete lt/aborted lt/regress --timeout=5m
+kubectl get lt/aborted lt/regress
+[[ $(condition lt/aborted Passed reason) == AbortedOnBudget ]] ||
+  fail "aborted: Passed reason $(condition lt/aborted Passed reason), want AbortedOnBudget"
+json_check lt/aborted "[p['phase'] for p in o['status']['profiles']] == ['Failed', 'Skipped'] and o['status']['aborted']['savedSeconds'] > 60" \
+  "the aborted profile did not skip the next one and save its time"
+[[ $(kubectl get jobs -l loadgate.dev/loadtest=aborted -o name | wc -l) == 1 ]] ||
+  fail "a runner Job was created for the skipped profile"
+echo "aborted: $(kubectl get lt/aborted -o 'jsonpath={.status.aborted.message}')"
+json_check lt/regress "o['status']['verdict'] == 'Pass' and o['status']['baseline']['message'].startswith('no baseline yet')" \
+  "the first run with a baseline set did not pass saying it has none"
+# Run it again under a new name, now embedding instead of answering health checks: the run is
+# compared with the first (its latest passed run) and fails naming both.
+# One update, so no run starts between the name and the spec.
+kubectl patch lt/regress --type=merge -p '{"metadata":{"annotations":{"loadgate.dev/run":"slower"}},'\
+'"spec":{"tasks":[{"name":"work","weight":1,"request":{"embed":{"path":"/embed","minTexts":8,"maxTexts":8}}}]}}'
+wait_run regress 2
+kubectl get lt/regress
+json_check lt/regress "o['status']['run'] == 'slower' and o['status']['baseline']['record']['run'] == 'initial' and o['status']['previous']['run'] == 'initial'" \
+  "the re-run was not compared with the first run"
+message=$(condition lt/regress Passed message)
+grep -qE "p95 [0-9]+ ms is \+[0-9]+% over the baseline's [0-9]+ ms \(run initial\) in profile steady" <<<"$message" ||
+  fail "the regression is not named against the baseline run: $message"
+echo "regress: $message"
+
 # --- 5. an endpoint that never becomes ready ---------------------------------------------------
 step "5. an endpoint that never becomes ready ends in EndpointTimeout"
 kubectl apply -f - <<'EOF'
@@ -316,17 +385,6 @@ kubectl wait --for=delete deployment/broken service/broken --timeout=120s
 echo "the Deployment and Service of ModelEndpoint broken are gone"
 
 # --- 7. trusted verdicts ------------------------------------------------------------------------
-# wait_run LOADTEST GENERATION: waits until the test has finished the run of that generation.
-wait_run() {
-  local lt=$1 generation=$2 phase=
-  for _ in $(seq 300); do
-    phase=$(kubectl get "lt/$lt" -o 'jsonpath={.status.observedGeneration}/{.status.phase}')
-    case $phase in "$generation"/Passed | "$generation"/Failed | "$generation"/Error) return 0 ;; esac
-    sleep 1
-  done
-  fail "lt/$lt did not finish generation $generation (now $phase)"
-}
-
 step "7a. a spec edit is a new run: its own Job, its own numbers, the old run in status.previous"
 first_requests=$(kubectl get lt/reachable -o 'jsonpath={.status.summary.requests}')
 kubectl patch lt/reachable --type=merge \

@@ -9,6 +9,7 @@
 //! - [`run_spec`]: everything one runner runs, as one value (the operator → runner pods);
 //! - [`rules`]: the spec checks a LoadTest and a run spec share;
 //! - [`duration`]: Kubernetes-style duration strings;
+//! - [`efficiency`]: embeddings per second, per core, and their cost;
 //! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
 //!   the [`conditions`] vocabulary, [`validate`] (the Rust twin of every schema rule), and
 //!   [`crd`] (the generated CustomResourceDefinitions).
@@ -18,6 +19,7 @@
 
 pub mod capacity;
 pub mod duration;
+pub mod efficiency;
 pub mod embed;
 pub mod load;
 pub mod report;

@@ -484,6 +484,9 @@ pub struct RequestStats {
     pub requests: u64,
     /// Failed requests (connection errors, timeouts, 4xx, 5xx, and requests not sent).
     pub failures: u64,
+    /// Texts embedded by the successful requests (embed tasks' text counts). Omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub embeddings: u64,
     /// Open model only: requests the runner scheduled but never sent, counted in `requests` and
     /// `failures` too (so an error-rate budget sees shed load): dropped because the queue for a
     /// free user was full (failure reason `NotSent: queue full`) or still waiting for one when
@@ -512,6 +515,78 @@ pub struct RequestStats {
     /// p95s would be wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+}
+
+/// Embedding quality under load: a share of the embed requests send texts whose vectors the
+/// runner took, one text at a time, from the idle endpoint before the clock started, and their
+/// answers must match those vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Quality {
+    /// Share of embed requests checked, above 0 and at most 1 (default 0.05).
+    #[serde(default = "default_sample_rate")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0, max = 1)))]
+    pub sample_rate: f64,
+    /// Lowest cosine a checked vector may have against its reference (default 0.9999).
+    #[serde(default = "default_min_cosine")]
+    #[cfg_attr(feature = "crd", schemars(range(min = -1, max = 1)))]
+    pub min_cosine: f64,
+}
+
+fn default_sample_rate() -> f64 {
+    0.05
+}
+
+fn default_min_cosine() -> f64 {
+    0.9999
+}
+
+/// What the quality check of a run found.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct QualityResult {
+    /// Responses checked.
+    pub sampled: u64,
+    /// Of which failed: a vector under `minCosine`, of another dimension, off unit norm while
+    /// the reference is normalised, or an answer that did not parse.
+    pub bad: u64,
+    /// The lowest cosine seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_cosine: Option<f64>,
+    /// The bar.
+    pub min_cosine: f64,
+}
+
+impl QualityResult {
+    /// The violation it is, when a response failed its check, or none was checked; `scope`
+    /// names the profile.
+    pub fn violation(&self, scope: &str) -> Option<Violation> {
+        if self.sampled == 0 {
+            return Some(Violation {
+                metric: "quality".to_owned(),
+                measured: 0.0,
+                budget: 1.0,
+                message: format!(
+                    "no embed response was sampled for quality in {scope}: raise quality.sampleRate"
+                ),
+            });
+        }
+        (self.bad > 0).then(|| Violation {
+            metric: "quality".to_owned(),
+            measured: self.bad as f64,
+            budget: 0.0,
+            message: format!(
+                "{} of {} sampled responses below cosine {} (worst {}) in {scope}",
+                self.bad,
+                self.sampled,
+                self.min_cosine,
+                self.worst_cosine
+                    .map_or("not comparable".to_owned(), |w| format!("{w:.4}"))
+            ),
+        })
+    }
 }
 
 /// A budget a run broke.
@@ -572,6 +647,9 @@ pub struct RunSummary {
     /// Set when the runner stopped the profile early on its budgets (`abortOnFail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted: Option<Abort>,
+    /// With `quality`: what its check of sampled answers found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityResult>,
 }
 
 /// A profile stopped early because its windows stayed over budget (`thresholds.abortOnFail`).

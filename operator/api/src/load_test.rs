@@ -106,6 +106,18 @@ pub struct LoadTestSpec {
     /// `status.baseline`; a run with none passes this check and says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineSpec>,
+    /// Prices to report each profile's cost per 1,000 embeddings with, from the endpoint's CPU
+    /// (and memory) limits, else requests, times its replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<crate::efficiency::Pricing>,
+    /// Embedding quality under load: before each profile's clock starts, its runners embed a
+    /// reference set of texts one at a time on the idle endpoint; under load a `sampleRate`
+    /// share of the embed requests send those texts, and every answer must match its reference
+    /// vector (same dimension, cosine ≥ `minCosine`, unit norm when normalised). A response
+    /// that does not fails the profile: "3 of 412 sampled responses below cosine 0.9999 (worst
+    /// 0.97)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::load::Quality>,
 }
 
 /// How much worse than its baseline a run may be; each unset budget is not checked. Compared
@@ -395,7 +407,13 @@ pub struct ProfileStatus {
     /// shows here, and its windows still add up with the others' on the common clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_skew_ms: Option<i64>,
-    /// Why it has no numbers, when it errored.
+    /// With `spec.quality`: what checking its sampled answers found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::load::QualityResult>,
+    /// Embeddings per second, per CPU core of the endpoint, and their cost (`spec.pricing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efficiency: Option<crate::efficiency::Efficiency>,
+    /// Why it has no numbers, when it errored (or was aborted or skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When its Job was created.
@@ -523,6 +541,10 @@ pub struct LoadTestStatus {
     /// `status.coldStartSeconds` when this run started; in local mode the child server's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start_seconds: Option<f64>,
+    /// What the target ModelEndpoint runs on when this run started (all replicas), the
+    /// denominator of each profile's `efficiency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_resources: Option<crate::efficiency::TargetResources>,
     /// With `spec.baseline`: the run this one is compared against, and what the comparison
     /// found.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,6 +37,9 @@ pub struct ProfileReport {
     pub summary: RunSummary,
     /// The budgets it was judged on.
     pub thresholds: Thresholds,
+    /// Embeddings per second, per core, and their cost (as the status has them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efficiency: Option<crate::efficiency::Efficiency>,
     /// Once a second, all runners added up (empty when only termination messages were read).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryPoint>,

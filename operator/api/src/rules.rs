@@ -120,6 +120,35 @@ pub(crate) fn check_thresholds(field: &str, t: &Thresholds) -> Result<(), FieldE
     Ok(())
 }
 
+/// A quality check (`field`): a sample rate in (0, 1], a cosine bar in [-1, 1], and an embed
+/// task in `tasks` to sample.
+pub(crate) fn check_quality(
+    field: &str,
+    quality: &crate::load::Quality,
+    tasks: &[Task],
+) -> Result<(), FieldError> {
+    if !(quality.sample_rate > 0.0 && quality.sample_rate <= 1.0) {
+        return err(
+            format!("{field}.sampleRate"),
+            "must be above 0 and at most 1",
+        );
+    }
+    if !(-1.0..=1.0).contains(&quality.min_cosine) {
+        return err(format!("{field}.minCosine"), "must be between -1 and 1");
+    }
+    let embeds = tasks.is_empty()
+        || tasks
+            .iter()
+            .any(|t| t.weight > 0 && matches!(t.request, TaskRequest::Embed { .. }));
+    if !embeds {
+        return err(
+            field.to_owned(),
+            "needs an embed task with a weight above 0 to sample",
+        );
+    }
+    Ok(())
+}
+
 /// Budgets that judge the whole test or stop a profile make no sense on one task of the mix
 /// (`test_wide`: also not on one profile).
 pub(crate) fn check_scoped_thresholds(

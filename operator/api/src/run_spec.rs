@@ -63,6 +63,10 @@ pub struct RunSpec {
     /// fails.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub caller_judges: bool,
+    /// Embedding quality under load: check a share of the embed answers against vectors taken
+    /// one text at a time before the clock starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::load::Quality>,
 }
 
 fn default_seed() -> u64 {
@@ -142,6 +146,7 @@ impl RunSpec {
             shard: Shard::default(),
             start_at_ms: None,
             caller_judges: false,
+            quality: None,
         }
     }
 
@@ -211,6 +216,9 @@ impl RunSpec {
             return err("tasks", "must hold at least one task");
         }
         check_thresholds("thresholds", &self.thresholds)?;
+        if let Some(quality) = &self.quality {
+            crate::rules::check_quality("quality", quality, &self.tasks)?;
+        }
         check_wait_time("waitTime", &self.wait_time)?;
         if self.request_timeout.get().is_zero() {
             return err("requestTimeout", "must be above 0s");

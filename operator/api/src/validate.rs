@@ -135,6 +135,9 @@ impl LoadTestSpec {
                 "needs target.endpointRef: a URL target has no cold start to measure",
             );
         }
+        if let Some(quality) = &self.quality {
+            crate::rules::check_quality("spec.quality", quality, &self.tasks)?;
+        }
         if let Some(baseline) = &self.baseline {
             for (name, v, most) in [
                 (

@@ -199,6 +199,7 @@ async fn observe_endpoint(
         return Ok(EndpointState::Ready {
             url: url.trim_end_matches('/').to_owned(),
             cold_start_seconds: None,
+            resources: None,
         });
     }
     let Some(reference) = &target.endpoint_ref else {
@@ -222,6 +223,7 @@ async fn observe_endpoint(
         EndpointState::Ready {
             url,
             cold_start_seconds: status.cold_start_seconds,
+            resources: crate::resources::model_endpoint::target_resources(&endpoint.spec),
         }
     } else {
         EndpointState::NotReady {
@@ -750,6 +752,7 @@ mod tests {
         let ready = EndpointState::Ready {
             url: "http://mini.ml.svc:8080".into(),
             cold_start_seconds: None,
+            resources: None,
         };
         test.status = Some(advance(&test, &start, &ready, &JobState::Missing, &now()).status);
         test

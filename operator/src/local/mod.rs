@@ -198,9 +198,19 @@ async fn run_manifest(
         say(format!("baseline: {}", baseline.message));
     }
     let mut job = JobState::Missing;
+    // The child runs unlimited here: without CPU resources in its spec, it has this machine.
+    let resources = endpoint.as_ref().map(|e| {
+        crate::resources::model_endpoint::target_resources(&e.spec).unwrap_or(
+            loadgate_api::efficiency::TargetResources {
+                cpu_cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+                memory_gib: None,
+            },
+        )
+    });
     let ready = EndpointState::Ready {
         url: url.clone(),
         cold_start_seconds,
+        resources,
     };
     let total = test.spec.profiles.len();
     let mut reports = Vec::new();

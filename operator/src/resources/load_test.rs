@@ -151,6 +151,7 @@ pub fn run_spec(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> Run
         run.seed = seed;
     }
     run.caller_judges = true;
+    run.quality = spec.quality;
     run
 }
 

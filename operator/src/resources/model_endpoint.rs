@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use loadgate_api::model_endpoint::ModelEndpoint;
+use loadgate_api::efficiency::{self, TargetResources};
+use loadgate_api::model_endpoint::{ModelEndpoint, ModelEndpointSpec};
 use std::collections::BTreeMap;
 
 /// Container and label name of the server.
@@ -236,6 +237,28 @@ fn selector(endpoint: &ModelEndpoint) -> std::collections::BTreeMap<String, Stri
     let mut all = labels(APP, &endpoint.name_any());
     all.remove(super::MANAGED_BY_LABEL);
     all
+}
+
+/// What the endpoint runs on, all replicas together: each pod's CPU (and memory) limit, else its
+/// request, times the replicas; `None` when its pods set no CPU.
+pub fn target_resources(spec: &ModelEndpointSpec) -> Option<TargetResources> {
+    let resources = spec.resources.as_ref()?;
+    let pick = |name: &str| {
+        resources
+            .limits
+            .as_ref()
+            .and_then(|l| l.get(name))
+            .or_else(|| resources.requests.as_ref().and_then(|r| r.get(name)))
+            .map(|q| q.0.clone())
+    };
+    let replicas = f64::from(spec.replicas.max(1));
+    let cpu = efficiency::cpu_cores(&pick("cpu")?)?;
+    Some(TargetResources {
+        cpu_cores: cpu * replicas,
+        memory_gib: pick("memory")
+            .and_then(|m| efficiency::memory_gib(&m))
+            .map(|m| m * replicas),
+    })
 }
 
 /// The endpoint's pod selector as a label query (`key=value,...`), for listing its pods.

@@ -123,6 +123,15 @@ fn cold_start(measured: Option<f64>, budget: f64) -> Option<Violation> {
     }
 }
 
+/// A latency as people read it: whole ms, or two decimals under 10 ms ("0.19 ms").
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
 /// The figures of this run a baseline is compared on.
 struct Current<'a> {
     profiles: &'a [loadgate_api::load_test::ProfileStatus],
@@ -183,7 +192,9 @@ fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Vec<Viola
                     measured: change,
                     budget,
                     message: format!(
-                        "{label} {is:.0} ms is +{change:.0}% over the baseline's {was:.0} ms (run {run}) in {scope}, budget +{budget}%"
+                        "{label} {} is +{change:.0}% over the baseline's {} (run {run}) in {scope}, budget +{budget}%",
+                        ms(is),
+                        ms(was)
                     ),
                 });
             }
@@ -250,6 +261,8 @@ mod tests {
             message: None,
             start_time: None,
             completion_time: None,
+            efficiency: None,
+            quality: None,
         }
     }
 

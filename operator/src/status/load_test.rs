@@ -22,6 +22,7 @@ use super::gates;
 use super::plan::{EndpointState, JobState, Plan, Step, Transition};
 use super::profile_results::{ProfileResult, profile_result};
 use super::run_end::{finish, set_in_progress};
+use loadgate_api::efficiency::Efficiency;
 
 /// Safety-net requeue while waiting for the endpoint: its changes wake the controller (a watch
 /// maps each ModelEndpoint to the LoadTests that target it), so this only bounds a missed
@@ -72,6 +73,8 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
                 message: None,
                 start_time: None,
                 completion_time: None,
+                efficiency: None,
+                quality: None,
             })
             .collect(),
         previous,
@@ -199,9 +202,11 @@ pub fn advance(
             EndpointState::Ready {
                 url,
                 cold_start_seconds,
+                resources,
             } => {
                 st.target_url = Some(url.clone());
                 st.cold_start_seconds = *cold_start_seconds;
+                st.target_resources = *resources;
                 st.phase = Some(LoadPhase::Running);
             }
             EndpointState::NotReady { message } => {
@@ -335,8 +340,18 @@ pub fn advance(
                     curve,
                     capacity,
                     start_skew_ms,
-                    report: profile_report,
+                    report: mut profile_report,
                 }) => {
+                    let efficiency = Efficiency::of(
+                        profile_report.summary.total.embeddings,
+                        profile_report.summary.duration_seconds,
+                        st.target_resources.as_ref(),
+                        spec.pricing.as_ref(),
+                    );
+                    profile_report.efficiency = efficiency;
+                    let profile = &mut st.profiles[i];
+                    profile.efficiency = efficiency;
+                    profile.quality = profile_report.summary.quality;
                     report = Some((i, profile_report));
                     profile.phase = if violations.is_empty() {
                         ProfilePhase::Passed
@@ -355,6 +370,8 @@ pub fn advance(
                             &figures,
                             &violations,
                             capacity.as_ref(),
+                            efficiency.as_ref(),
+                            profile.quality.as_ref(),
                             &thresholds,
                         ),
                     });
@@ -493,6 +510,8 @@ fn profile_note(
     f: &ResultFigures,
     violations: &[Violation],
     capacity: Option<&Capacity>,
+    efficiency: Option<&Efficiency>,
+    quality: Option<&loadgate_api::load::QualityResult>,
     thresholds: &Thresholds,
 ) -> String {
     let mut note = format!(
@@ -502,6 +521,17 @@ fn profile_note(
         f.rps,
         f.p95_ms
     );
+    if let Some(efficiency) = efficiency {
+        note.push_str("; ");
+        note.push_str(&efficiency.sentence());
+    }
+    if let Some(q) = quality.filter(|q| q.bad == 0 && q.sampled > 0) {
+        note.push_str(&format!(
+            "; {} sampled answers matched their reference vectors (worst cosine {:.5})",
+            q.sampled,
+            q.worst_cosine.unwrap_or(1.0)
+        ));
+    }
     if let Some(capacity) = capacity {
         note.push_str("; ");
         note.push_str(&capacity.sentence(thresholds));
@@ -535,6 +565,10 @@ mod tests {
         EndpointState::Ready {
             url: "http://mini.ml.svc:8080".into(),
             cold_start_seconds: Some(4.0),
+            resources: Some(loadgate_api::efficiency::TargetResources {
+                cpu_cores: 2.0,
+                memory_gib: None,
+            }),
         }
     }
 
@@ -556,6 +590,7 @@ mod tests {
             max_ms: latency_ms as f64,
             histogram: Some(loadrunner::merge::encode(&h)),
             not_sent: 0,
+            embeddings: 0,
         }
     }
 
@@ -576,6 +611,7 @@ mod tests {
             capacity: None,
             warmup_seconds: None,
             aborted: None,
+            quality: None,
         }
     }
 

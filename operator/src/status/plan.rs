@@ -17,6 +17,9 @@ pub enum EndpointState {
         /// The ModelEndpoint's `status.coldStartSeconds` (local mode: the child server's);
         /// `None` for a URL target.
         cold_start_seconds: Option<f64>,
+        /// What the endpoint runs on (all replicas), for each profile's efficiency; `None`
+        /// for a URL target.
+        resources: Option<loadgate_api::efficiency::TargetResources>,
     },
     /// Not (yet) Ready; the message says why.
     NotReady {

@@ -137,6 +137,7 @@ pub fn profile_result(
             &history,
             loadgate_api::report::MAX_HISTORY_POINTS,
         ),
+        efficiency: None,
     };
     Ok(ProfileResult {
         report,
