@@ -39,6 +39,25 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
     if let Some(capacity) = &summary.capacity {
         println!("capacity: {}", capacity.sentence(thresholds));
     }
+    if let Some(warmup) = summary.warmup_seconds {
+        println!("warm-up: the first {warmup:.1} s were sent but are counted in no figure");
+    }
+    if let Some(q) = &summary.quality {
+        println!(
+            "quality: {} sampled answers, {} below cosine {}{}",
+            q.sampled,
+            q.bad,
+            q.min_cosine,
+            q.worst_cosine
+                .map_or(String::new(), |w| format!(" (worst {w:.5})"))
+        );
+    }
+    if let Some(abort) = &summary.aborted {
+        println!(
+            "ABORTED after {:.0} s on its budgets ({}); {:.0} s of planned load not run",
+            abort.after_seconds, abort.message, abort.saved_seconds
+        );
+    }
     if summary.interrupted {
         println!("INTERRUPTED: the run was stopped early; reports hold what was measured");
     }

@@ -265,6 +265,8 @@ pub struct Section<'a> {
     pub history: &'a [HistoryPoint],
     /// Failures by (method, name, reason) with their count, when known (a lone runner's).
     pub failures: Vec<(&'a str, &'a str, &'a str, u64)>,
+    /// Embeddings per second, per core, and their cost (a LoadTest's report).
+    pub efficiency: Option<&'a loadgate_api::efficiency::Efficiency>,
 }
 
 /// The report for one run, judged against `thresholds`.
@@ -281,6 +283,7 @@ pub fn render(summary: &RunSummary, stats: &Stats, thresholds: &Thresholds) -> S
                 (method.as_str(), name.as_str(), error.as_str(), *count)
             })
             .collect(),
+        efficiency: None,
     };
     page(
         &format!("loadrunner: {}", summary.profile),
@@ -301,6 +304,7 @@ pub fn render_test(report: &TestReport) -> String {
             thresholds: &p.thresholds,
             history: &p.history,
             failures: Vec::new(),
+            efficiency: p.efficiency.as_ref(),
         })
         .collect();
     let passed = report.profiles.iter().all(|p| p.summary.passed);
@@ -312,6 +316,9 @@ pub fn render_test(report: &TestReport) -> String {
         heading.push_str(" (no profile finished)");
     } else {
         heading.push_str(if passed { ": PASS" } else { ": FAIL" });
+    }
+    if let Some(cold) = report.cold_start_seconds {
+        heading.push_str(&format!(" — target cold start {cold:.1} s"));
     }
     page(
         &format!("loadgate: {}", report.test),
@@ -338,6 +345,41 @@ td:nth-child(2),th:nth-child(2){{text-align:left}} figure{{margin:1em 0}} figcap
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// What the gates beyond budgets found: the warm-up left out, an abort, the quality check,
+/// the efficiency.
+fn gates(out: &mut String, s: &Section<'_>) {
+    let summary = s.summary;
+    if let Some(warmup) = summary.warmup_seconds {
+        let _ = write!(
+            out,
+            "<p>Warm-up: the first {warmup:.1} s were sent and are drawn below, but no figure counts them.</p>"
+        );
+    }
+    if let Some(abort) = &summary.aborted {
+        let _ = write!(
+            out,
+            "<p><strong>Aborted</strong> after {:.0} s: {}; {:.0} s of its planned load not run.</p>",
+            abort.after_seconds,
+            escape(&abort.message),
+            abort.saved_seconds
+        );
+    }
+    if let Some(q) = &summary.quality {
+        let _ = write!(
+            out,
+            "<p>Quality under load: {} sampled answers, {} below cosine {} (worst {}).</p>",
+            q.sampled,
+            q.bad,
+            q.min_cosine,
+            q.worst_cosine
+                .map_or("not comparable".to_owned(), |w| format!("{w:.5}"))
+        );
+    }
+    if let Some(e) = s.efficiency {
+        let _ = write!(out, "<p>Efficiency: {}.</p>", escape(&e.sentence()));
+    }
 }
 
 fn section(out: &mut String, s: &Section<'_>, titled: bool) {
@@ -378,6 +420,7 @@ fn section(out: &mut String, s: &Section<'_>, titled: bool) {
     if summary.interrupted {
         out.push_str("<p><strong>Interrupted:</strong> the run was stopped early; this is what was measured.</p>");
     }
+    gates(out, s);
     if history.is_empty() {
         out.push_str(
             "<p>No per-second history: only the runners' termination messages were read.</p>",

@@ -147,7 +147,9 @@ impl QualityPlan {
             let norm_ok =
                 !self.reference.normalised || (norm(vector) - 1.0).abs() <= NORM_TOLERANCE;
             // NaN fails too: it is not at or above the bar.
-            let above = cosine.partial_cmp(&self.min_cosine).is_some_and(|o| o.is_ge());
+            let above = cosine
+                .partial_cmp(&self.min_cosine)
+                .is_some_and(|o| o.is_ge());
             if !above || !norm_ok {
                 good = false;
             }

@@ -95,10 +95,12 @@ k get lt,mep -n "$ns"
 step "checking the verdict, the results and where the runners ran"
 k get lt quickstart -n "$ns" -o json >"$out/loadtest.json"
 k get pods -n "$ns" -l app.kubernetes.io/name=loadrunner -o json >"$out/runner-pods.json"
-python3 - "$out/loadtest.json" "$out/runner-pods.json" <<'PY'
+k get mep minilm -n "$ns" -o json >"$out/endpoint.json"
+python3 - "$out/loadtest.json" "$out/runner-pods.json" "$out/endpoint.json" <<'PY'
 import json, sys
 lt = json.load(open(sys.argv[1]))
 runners = json.load(open(sys.argv[2]))["items"]
+endpoint = json.load(open(sys.argv[3]))["status"]
 status = lt["status"]
 phase = status.get("phase")
 assert phase in ("Passed", "Failed"), f"no verdict: phase {phase}"
@@ -118,5 +120,16 @@ for pod in runners:
     term = st["containerStatuses"][0]["state"].get("terminated") or {}
     assert term.get("message"), f"{pod['metadata']['name']}: no termination message from the kubelet"
 print(f"  phase {phase}; {len(runners)} runner pods ran on loadgate-node, each with a termination message")
+# The real kubelet's pod conditions: creation to Ready of the rollout's pod (image start, model
+# load, the first passing probe), in the ModelEndpoint's status and carried by the LoadTest.
+cold = endpoint.get("coldStartSeconds")
+assert cold is not None and 0 < cold < 300, f"ModelEndpoint coldStartSeconds {cold}"
+assert status.get("coldStartSeconds") is not None, "the LoadTest does not carry the cold start"
+# Efficiency on the endpoint's 2-CPU limit.
+assert status.get("targetResources", {}).get("cpuCores") == 2, status.get("targetResources")
+for p in profiles:
+    e = p.get("efficiency") or {}
+    assert e.get("embeddingsPerCoreSecond", 0) > 0, f"profile {p['name']}: no efficiency {e}"
+print(f"  cold start {cold} s (pod creation to Ready); {profiles[0]['efficiency']['embeddingsPerSecond']:.1f} embeddings/s in {profiles[0]['name']}")
 PY
 echo "node e2e: passed (verdict $(k get lt quickstart -n "$ns" -o jsonpath='{.status.phase}'))"

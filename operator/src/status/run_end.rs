@@ -55,11 +55,20 @@ pub fn finish(
                 );
                 (LoadPhase::Passed, reasons::THRESHOLDS_MET, message)
             } else if let Some(aborted) = &st.aborted {
-                (
-                    LoadPhase::Failed,
-                    reasons::ABORTED_ON_BUDGET,
-                    format!("{capacity}{}; {}", aborted.message, broken.join("; ")),
-                )
+                // The abort's own violation says what `aborted.message` says, more briefly.
+                let others: Vec<&str> = st
+                    .violations
+                    .iter()
+                    .chain(st.profiles.iter().flat_map(|p| &p.violations))
+                    .filter(|v| v.metric != "abortOnFail")
+                    .map(|v| v.message.as_str())
+                    .collect();
+                let mut message = format!("{capacity}{}", aborted.message);
+                for other in others {
+                    message.push_str("; ");
+                    message.push_str(other);
+                }
+                (LoadPhase::Failed, reasons::ABORTED_ON_BUDGET, message)
             } else {
                 (
                     LoadPhase::Failed,
