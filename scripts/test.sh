@@ -116,7 +116,7 @@ test/images/smoke.sh
 step "Helm chart, CRD copies, Argo CD health checks"
 scripts/lint-chart.sh
 
-step "end to end on a real control plane (test/e2e/run.sh, about four minutes)"
+step "end to end on a real control plane (test/e2e/run.sh, about five minutes)"
 if ! wait "$kcp_build"; then
   cat "$kcp_log" >&2
   echo "building the test control plane or node failed (test/cluster/cluster.sh build, test/node/node.sh build)" >&2

@@ -330,27 +330,17 @@ async fn run_open(
             };
             running.fetch_add(1, Ordering::Relaxed);
             let start_delay = scheduled.elapsed();
-            let (outcome, answer) = send(
+            let sample = exchange(
                 &mut conn,
-                &request.check,
-                request.method,
-                &request.path,
-                request.body,
+                &scenario,
+                request,
+                scheduled.into_std(),
+                Some(start_delay),
             )
             .await;
-            let latency = scheduled.elapsed();
-            let quality = check_quality(&scenario, request.check.as_deref(), answer);
             running.fetch_sub(1, Ordering::Relaxed);
             pool.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             drop(permit);
-            let sample = Sample {
-                task: request.task,
-                latency,
-                outcome,
-                start_delay: Some(start_delay),
-                texts: request.texts,
-                quality,
-            };
             let _ = samples.send(sample).await;
         });
     }
@@ -384,28 +374,8 @@ async fn user(
     while !*stop.borrow() && id < limit.load(Ordering::Relaxed) {
         let request = plan.scenario.next(&mut rng);
         let sent = Instant::now();
-        let (outcome, answer) = send(
-            &mut conn,
-            &request.check,
-            request.method,
-            &request.path,
-            request.body,
-        )
-        .await;
-        let latency = sent.elapsed();
-        let quality = check_quality(&plan.scenario, request.check.as_deref(), answer);
-        if samples
-            .send(Sample {
-                task: request.task,
-                latency,
-                outcome,
-                start_delay: None,
-                texts: request.texts,
-                quality,
-            })
-            .await
-            .is_err()
-        {
+        let sample = exchange(&mut conn, &plan.scenario, request, sent, None).await;
+        if samples.send(sample).await.is_err() {
             break;
         }
         let wait = match plan.wait {
@@ -426,28 +396,34 @@ async fn user(
     running.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Sends one request, keeping the answer's body only when it is a quality sample (`check`).
-async fn send(
+/// Sends one request and makes its sample: latency from `since` (its start, or in the open
+/// model its scheduled start), and for a quality sample its answer checked against the
+/// reference vectors after the latency is taken, so the check never counts in it.
+async fn exchange(
     conn: &mut Connection,
-    check: &Option<Vec<usize>>,
-    method: &'static str,
-    path: &str,
-    body: Option<bytes::Bytes>,
-) -> (Outcome, Option<bytes::Bytes>) {
-    if check.is_some() {
-        conn.send_keeping_body(method, path, body).await
-    } else {
-        (conn.send(method, path, body).await, None)
-    }
-}
-
-/// A quality sample's answer checked against its reference vectors (after the latency is taken,
-/// so the check never counts in it); `None` for other requests and failed ones.
-fn check_quality(
     scenario: &Scenario,
-    sent: Option<&[usize]>,
-    answer: Option<bytes::Bytes>,
-) -> Option<crate::quality::Check> {
-    let (plan, sent, answer) = (scenario.quality()?, sent?, answer?);
-    Some(plan.check(&answer, sent))
+    request: crate::scenario::Prepared,
+    since: Instant,
+    start_delay: Option<Duration>,
+) -> Sample {
+    let check = scenario.quality().zip(request.check.as_deref());
+    let (outcome, answer) = if check.is_some() {
+        conn.send_keeping_body(request.method, &request.path, request.body)
+            .await
+    } else {
+        let outcome = conn.send(request.method, &request.path, request.body).await;
+        (outcome, None)
+    };
+    let latency = since.elapsed();
+    let quality = check
+        .zip(answer)
+        .map(|((plan, sent), answer)| plan.check(&answer, sent));
+    Sample {
+        task: request.task,
+        latency,
+        outcome,
+        start_delay,
+        texts: request.texts,
+        quality,
+    }
 }

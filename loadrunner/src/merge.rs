@@ -12,7 +12,7 @@ use crate::codec::{self, HistogramError};
 use crate::gate;
 use hdrhistogram::Histogram;
 use loadgate_api::capacity::CurvePoint;
-use loadgate_api::load::{Abort, QualityResult, RequestStats, RunSummary, Thresholds, Violation};
+use loadgate_api::load::{Abort, QualityResult, RequestStats, RunSummary, Thresholds};
 use std::collections::BTreeMap;
 
 pub use crate::codec::encode;
@@ -323,15 +323,7 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         violations.push(violation);
     }
     if let Some(abort) = &aborted {
-        violations.push(Violation {
-            metric: "abortOnFail".to_owned(),
-            measured: abort.after_seconds,
-            budget: thresholds.abort_windows().map_or(0.0, f64::from),
-            message: format!(
-                "profile {} aborted after {:.0} s: {}",
-                first.profile, abort.after_seconds, abort.message
-            ),
-        });
+        violations.push(abort.violation(&format!("profile {}", first.profile), thresholds));
     }
     Ok(RunSummary {
         profile: first.profile.clone(),

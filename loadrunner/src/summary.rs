@@ -3,7 +3,7 @@
 
 use crate::{capacity, engine, gate};
 use loadgate_api::load::{
-    Abort, LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds, Violation,
+    Abort, LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds,
 };
 
 /// Builds the summary and verdict of a finished run.
@@ -49,15 +49,7 @@ pub fn summarize(
         }
     });
     if let Some(abort) = &aborted {
-        violations.push(Violation {
-            metric: "abortOnFail".to_owned(),
-            measured: abort.after_seconds,
-            budget: thresholds.abort_windows().map_or(0.0, f64::from),
-            message: format!(
-                "{scope} aborted after {:.0} s: {}",
-                abort.after_seconds, abort.message
-            ),
-        });
+        violations.push(abort.violation(&scope, thresholds));
     }
     let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
         p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,

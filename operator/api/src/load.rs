@@ -665,6 +665,21 @@ pub struct Abort {
     pub message: String,
 }
 
+impl Abort {
+    /// The violation it is in `scope` (the profile), under `budgets`' `abortAfter`.
+    pub fn violation(&self, scope: &str, budgets: &Thresholds) -> Violation {
+        Violation {
+            metric: "abortOnFail".to_owned(),
+            measured: self.after_seconds,
+            budget: budgets.abort_windows().map_or(0.0, f64::from),
+            message: format!(
+                "{scope} aborted after {:.0} s: {}",
+                self.after_seconds, self.message
+            ),
+        }
+    }
+}
+
 /// How late open-model requests started against their schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -424,6 +424,28 @@ pub struct ProfileStatus {
     pub completion_time: Option<Time>,
 }
 
+impl ProfileStatus {
+    /// A profile not started yet, of `users` peak users.
+    pub fn pending(name: &str, users: u32) -> Self {
+        ProfileStatus {
+            name: name.to_owned(),
+            phase: ProfilePhase::Pending,
+            job: None,
+            results: None,
+            users: Some(i64::from(users)),
+            violations: Vec::new(),
+            capacity: None,
+            curve: Vec::new(),
+            start_skew_ms: None,
+            message: None,
+            start_time: None,
+            completion_time: None,
+            efficiency: None,
+            quality: None,
+        }
+    }
+}
+
 /// The capacity that binds over a whole test.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

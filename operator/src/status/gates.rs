@@ -243,9 +243,7 @@ mod tests {
 
     fn profile(name: &str, p95: f64, rps: f64) -> ProfileStatus {
         ProfileStatus {
-            name: name.into(),
             phase: ProfilePhase::Passed,
-            job: None,
             results: Some(ResultFigures {
                 requests: 100,
                 p95_ms: p95,
@@ -253,16 +251,7 @@ mod tests {
                 rps,
                 ..ResultFigures::default()
             }),
-            users: Some(4),
-            violations: Vec::new(),
-            capacity: None,
-            curve: Vec::new(),
-            start_skew_ms: None,
-            message: None,
-            start_time: None,
-            completion_time: None,
-            efficiency: None,
-            quality: None,
+            ..ProfileStatus::pending(name, 4)
         }
     }
 

@@ -60,22 +60,7 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
             .spec
             .profiles
             .iter()
-            .map(|p| ProfileStatus {
-                name: p.name.clone(),
-                phase: ProfilePhase::Pending,
-                job: None,
-                results: None,
-                users: Some(i64::from(p.users)),
-                violations: Vec::new(),
-                capacity: None,
-                curve: Vec::new(),
-                start_skew_ms: None,
-                message: None,
-                start_time: None,
-                completion_time: None,
-                efficiency: None,
-                quality: None,
-            })
+            .map(|p| ProfileStatus::pending(&p.name, p.users))
             .collect(),
         previous,
         baseline,
