@@ -345,7 +345,7 @@ kubectl get lt/regress
 json_check lt/regress "o['status']['run'] == 'slower' and o['status']['baseline']['record']['run'] == 'initial' and o['status']['previous']['run'] == 'initial'" \
   "the re-run was not compared with the first run"
 message=$(condition lt/regress Passed message)
-grep -qE "p95 [0-9]+ ms is \+[0-9]+% over the baseline's [0-9]+ ms \(run initial\) in profile steady" <<<"$message" ||
+grep -qE "p95 [0-9.]+ ms is \+[0-9]+% over the baseline's [0-9.]+ ms \(run initial\) in profile steady" <<<"$message" ||
   fail "the regression is not named against the baseline run: $message"
 echo "regress: $message"
 
