@@ -39,6 +39,13 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
     if let Some(capacity) = &summary.capacity {
         println!("capacity: {}", capacity.sentence(thresholds));
     }
+    if t.embeddings > 0 && summary.duration_seconds > 0.0 {
+        println!(
+            "embeddings: {} texts embedded by successful requests, {:.1}/s",
+            t.embeddings,
+            t.embeddings as f64 / summary.duration_seconds
+        );
+    }
     if let Some(warmup) = summary.warmup_seconds {
         println!("warm-up: the first {warmup:.1} s were sent but are counted in no figure");
     }
