@@ -694,6 +694,49 @@ mod tests {
         );
     }
 
+    /// A runner's summary may be forged: its abort message is cut to a bound before it reaches a
+    /// status, non-finite abort times are ignored, and quality counts saturate, never wrap.
+    #[test]
+    fn forged_gate_fields_are_bounded_when_merged() {
+        let stats = one_task_stats(10, 0);
+        let mut forged = summary(&stats, 1.0);
+        forged.aborted = Some(Abort {
+            after_seconds: 3.0,
+            saved_seconds: 7.0,
+            message: "é".repeat(10_000),
+        });
+        forged.quality = Some(QualityResult {
+            sampled: u64::MAX,
+            bad: u64::MAX,
+            worst_cosine: Some(f64::NAN),
+            min_cosine: 0.9999,
+        });
+        let mut nan = summary(&stats, 1.0);
+        nan.aborted = Some(Abort {
+            after_seconds: f64::NAN,
+            saved_seconds: 1.0,
+            message: "forged".into(),
+        });
+        nan.quality = Some(QualityResult {
+            sampled: 5,
+            bad: 1,
+            worst_cosine: Some(0.5),
+            min_cosine: 0.9999,
+        });
+        let merged = merge(&[forged, nan], &Thresholds::default()).unwrap();
+        let abort = merged.aborted.unwrap();
+        assert!(
+            abort.message.len() <= MAX_ABORT_MESSAGE,
+            "{}",
+            abort.message.len()
+        );
+        assert_eq!(abort.after_seconds, 3.0, "the NaN abort time is not taken");
+        let quality = merged.quality.unwrap();
+        assert_eq!((quality.sampled, quality.bad), (u64::MAX, u64::MAX));
+        assert_eq!(quality.worst_cosine, Some(0.5), "a NaN cosine is not kept");
+        assert!(!merged.passed);
+    }
+
     #[test]
     fn forged_counts_are_errors_not_panics() {
         let stats = one_task_stats(10, 0);
