@@ -96,6 +96,26 @@ pub struct Args {
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Seconds a client may take to send a request's headers, counted from when the server starts
+    /// waiting for them: from accepting the connection, or on a kept-alive one from the previous
+    /// answer, so this is also how long an idle connection is kept. Past it the connection is
+    /// closed, with a 408 when part of a request had arrived.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a request body may take to arrive in full once the server starts reading it; past
+    /// it the request is answered 408 and its body-read slot goes to the next request. 10 s
+    /// still admits the 2 MB default `--payload-limit` at 200 KB/s.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_read_timeout_secs: u64,
+
+    /// Most client connections open at once. Past it a new connection is answered 503 with
+    /// Retry-After and closed (GET /health is still answered, for probes). 1024 is 8x the default
+    /// `--max-concurrent-requests`, room for clients' idle keep-alive pools, while bounding the
+    /// memory and file descriptors idle or slow connections can take.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -133,6 +153,9 @@ impl std::fmt::Debug for Args {
             threads_per_worker,
             payload_limit,
             request_timeout_secs,
+            header_read_timeout_secs,
+            body_read_timeout_secs,
+            max_connections,
             log_format,
         } = self;
         f.debug_struct("Args")
@@ -153,6 +176,9 @@ impl std::fmt::Debug for Args {
             .field("threads_per_worker", threads_per_worker)
             .field("payload_limit", payload_limit)
             .field("request_timeout_secs", request_timeout_secs)
+            .field("header_read_timeout_secs", header_read_timeout_secs)
+            .field("body_read_timeout_secs", body_read_timeout_secs)
+            .field("max_connections", max_connections)
             .field("log_format", log_format)
             .finish()
     }
@@ -208,6 +234,32 @@ mod tests {
         assert_eq!(args.limits().threads_per_worker, 1);
         assert!(Args::try_parse_from(["model-server", "--port", "x"]).is_err());
         assert_eq!(args.dtype, Dtype::F32);
+        assert_eq!(
+            (
+                args.header_read_timeout_secs,
+                args.body_read_timeout_secs,
+                args.max_connections
+            ),
+            (10, 10, 1024)
+        );
+        let limited = Args::try_parse_from([
+            "model-server",
+            "--header-read-timeout-secs",
+            "3",
+            "--body-read-timeout-secs",
+            "4",
+            "--max-connections",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                limited.header_read_timeout_secs,
+                limited.body_read_timeout_secs,
+                limited.max_connections
+            ),
+            (3, 4, 50)
+        );
         let int8 = Args::try_parse_from(["model-server", "--dtype", "int8"]).unwrap();
         assert_eq!(int8.dtype, Dtype::Int8);
         let error = Args::try_parse_from(["model-server", "--dtype", "bf16"])

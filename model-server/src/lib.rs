@@ -2,7 +2,8 @@
 //! all-MiniLM-L6-v2) on axum + candle + tokenizers.
 //!
 //! Module map, in request order:
-//! - [`http`]: routes, JSON errors, request timeout, metrics middleware;
+//! - [`http`]: accept loop (connection cap, header and body timeouts), routes, JSON errors,
+//!   request timeout, metrics middleware;
 //! - [`infer`]: admission (429), tokenization ([`tokenize`]), dynamic batching, worker threads;
 //! - [`backend`]: the model (`candle` BERT, mean pooling), behind a trait tests can fake;
 //! - [`model`]: finding the model's files (local directory or Hub id);
@@ -25,7 +26,6 @@ pub mod testing;
 pub mod tokenize;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use backend::candle::CandleBert;
 use config::Args;
 use http::{AppState, HttpConfig, ServedModel};
@@ -51,6 +51,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             limits,
             payload_limit: args.payload_limit,
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
         },
         metrics.clone(),
     );
@@ -74,18 +77,8 @@ pub async fn serve(
     loader: impl Future<Output = anyhow::Result<(ServedModel, InferTasks)>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    // TCP_NODELAY: without it a response split over two writes waits ~40 ms on delayed ACKs.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(
-        axum::serve(listener, http::app(state.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(http::server::serve(listener, state.clone(), stop_rx));
     tokio::pin!(shutdown);
     let loaded = tokio::select! {
         loaded = loader => Some(loaded),
@@ -107,10 +100,7 @@ pub async fn serve(
     };
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
-    server
-        .await
-        .context("server task failed")?
-        .context("server failed")?;
+    server.await.context("server task failed")?;
     // The router's state was the last other holder of the pipeline; dropping ours lets the batch
     // actor answer what is queued and stop the workers.
     drop(state);

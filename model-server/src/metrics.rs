@@ -53,6 +53,16 @@ pub struct Metrics {
     pub helped_passes: Counter,
     /// Seconds from start to the model being loaded and warmed up.
     pub model_load_seconds: Gauge<f64, AtomicU64>,
+    /// Client connections open, as counted against `--max-connections`.
+    pub open_connections: Gauge,
+    /// Connections accepted past `--max-connections` (answered 503, or closed unanswered when too
+    /// many were being answered already).
+    pub connections_over_limit: Counter,
+    /// Connections cut off mid-request-head after `--header-read-timeout-secs` (answered 408);
+    /// idle connections, new or kept alive, closed on time are not counted.
+    pub header_read_timeouts: Counter,
+    /// Requests answered 408 because their body did not arrive within `--body-read-timeout-secs`.
+    pub body_read_timeouts: Counter,
     registry: Registry,
 }
 
@@ -84,6 +94,10 @@ impl Metrics {
         let cancelled = Counter::default();
         let helped_passes = Counter::default();
         let model_load_seconds = Gauge::<f64, AtomicU64>::default();
+        let open_connections = Gauge::default();
+        let connections_over_limit = Counter::default();
+        let header_read_timeouts = Counter::default();
+        let body_read_timeouts = Counter::default();
 
         registry.register(
             "requests",
@@ -137,6 +151,26 @@ impl Metrics {
             "Seconds from start until the model was loaded and warmed up",
             model_load_seconds.clone(),
         );
+        registry.register(
+            "open_connections",
+            "Client connections open, counted against --max-connections",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections_over_limit",
+            "Connections past --max-connections, answered 503 (GET /health still answered) or closed",
+            connections_over_limit.clone(),
+        );
+        registry.register(
+            "header_read_timeouts",
+            "Connections cut off mid-request-head after --header-read-timeout-secs (answered 408)",
+            header_read_timeouts.clone(),
+        );
+        registry.register(
+            "body_read_timeouts",
+            "Requests answered 408 for a body not received within --body-read-timeout-secs",
+            body_read_timeouts.clone(),
+        );
         Self {
             requests,
             request_duration,
@@ -150,6 +184,10 @@ impl Metrics {
             cancelled,
             helped_passes,
             model_load_seconds,
+            open_connections,
+            connections_over_limit,
+            header_read_timeouts,
+            body_read_timeouts,
             registry,
         }
     }

@@ -117,6 +117,9 @@ pub fn test_http_config(limits: Limits) -> HttpConfig {
         limits,
         payload_limit: 64 * 1024,
         request_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(10),
+        max_connections: 1024,
     }
 }
 

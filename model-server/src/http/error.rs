@@ -1,5 +1,5 @@
 //! The one table from failures to HTTP answers: every error is a JSON [`ErrorResponse`] with a
-//! status code, and overload adds `Retry-After`.
+//! status code, overload adds `Retry-After`, and a timeout (408) closes the connection.
 
 use crate::infer::InferError;
 use crate::tokenize::TokenizeError;
@@ -87,6 +87,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        // A 408 says the server gave up waiting (RFC 9110 15.5.9 asks for `close`): after a body
+        // timed out half-read the connection cannot carry another request anyway.
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -1,7 +1,8 @@
 //! The JSON body extractor every POST route uses: it bounds the bodies read at once, checks the
-//! content type, reads the body within `--payload-limit`, and counts the texts before anything
-//! is parsed into strings, so a body of a million one-letter texts is refused having allocated
-//! none of them. Rejections become [`ApiError`]s naming the field or the limit.
+//! content type, reads the body within `--payload-limit` and `--body-read-timeout-secs`, and
+//! counts the texts before anything is parsed into strings, so a body of a million one-letter
+//! texts is refused having allocated none of them. Rejections become [`ApiError`]s naming the
+//! field or the limit.
 
 use super::AppState;
 use super::error::ApiError;
@@ -42,7 +43,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             ));
         }
         let payload_limit = state.payload_limit();
-        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // Bounded in time as well as size: a body that trickles in would otherwise hold its
+        // body-read slot for as long as its client cares to keep sending. On timeout the body
+        // is dropped half-read, so hyper closes the connection after the 408.
+        let timeout = state.config().body_read_timeout;
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await;
+        let Ok(read) = read else {
+            state.metrics().body_read_timeouts.inc();
+            return Err(ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                error_type: ErrorType::Timeout,
+                message: format!(
+                    "the request body did not arrive within {} s (--body-read-timeout-secs)",
+                    timeout.as_secs_f64()
+                ),
+                retry_after: None,
+            });
+        };
+        let body = read.map_err(|rejection| {
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::validation(

@@ -1,10 +1,12 @@
 //! The HTTP surface: routes, shared state and the middleware every request passes (metrics,
 //! request timeout, body limit). Handlers live in [`handlers`], the error table in [`error`],
-//! the JSON body extractor in [`extract`].
+//! the JSON body extractor in [`extract`], the accept loop (connection cap, header timeout,
+//! graceful drain) in [`server`].
 
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod server;
 
 use crate::infer::{Infer, Limits};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
@@ -41,6 +43,12 @@ pub struct HttpConfig {
     pub payload_limit: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's headers (and to idle between requests).
+    pub header_read_timeout: Duration,
+    /// Longest a request body may take to arrive once its read starts.
+    pub body_read_timeout: Duration,
+    /// Most client connections open at once.
+    pub max_connections: usize,
 }
 
 /// State shared by every handler; cheap to clone.
