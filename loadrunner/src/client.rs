@@ -1,5 +1,7 @@
 //! One user's HTTP/1.1 keep-alive connection (hyper), with TCP_NODELAY and a per-request
-//! timeout; every outcome is classified as success or a failure with its reason.
+//! timeout; every outcome is classified as success or a failure with its reason. A redirect is
+//! a failure unless its task follows it (same origin only), and a response body is read up to
+//! [`MAX_RESPONSE_BYTES`].
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -11,7 +13,7 @@ use std::time::Duration;
 /// What became of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// 2xx or 3xx; body size in bytes.
+    /// 2xx (a redirect followed to one, with `followRedirects`); body size in bytes.
     Ok {
         /// Response body size.
         bytes: usize,
@@ -89,9 +91,10 @@ impl Connection {
             .expect("connected just above; this is a bug"))
     }
 
-    /// Sends one request and reads the whole response, within the timeout.
+    /// Sends one request and reads the whole response, within the timeout. A redirect is a
+    /// failure.
     pub async fn send(&mut self, method: &str, path: &str, body: Option<Bytes>) -> Outcome {
-        self.send_keeping_body(method, path, body).await.0
+        self.send_with(method, path, body, Redirects::Fail).await.0
     }
 
     /// [`Self::send`], also handing back a successful response's body (to check its content).
@@ -101,18 +104,37 @@ impl Connection {
         path: &str,
         body: Option<Bytes>,
     ) -> (Outcome, Option<Bytes>) {
+        self.send_with(method, path, body, Redirects::Fail).await
+    }
+
+    /// Sends one request (following same-origin redirects when `redirects` says so) and reads
+    /// the whole response, every hop within the one timeout; hands back a successful response's
+    /// body.
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+        redirects: Redirects,
+    ) -> (Outcome, Option<Bytes>) {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(method, path, body)).await {
-            Ok(Ok((status, body))) if status < 400 => {
+        let answer = tokio::time::timeout(
+            timeout,
+            self.exchange_following(method, path, body, redirects),
+        )
+        .await;
+        match answer {
+            Ok(Ok(Answer::Final { status, body })) if status < 300 => {
                 (Outcome::Ok { bytes: body.len() }, Some(body))
             }
-            Ok(Ok((status, body))) => (
+            Ok(Ok(Answer::Final { status, body })) => (
                 Outcome::Failed {
                     reason: format!("HTTPError {status}"),
                     bytes: body.len(),
                 },
                 None,
             ),
+            Ok(Ok(Answer::Redirect { reason, bytes })) => (Outcome::Failed { reason, bytes }, None),
             Ok(Err(reason)) => {
                 self.sender = None;
                 (Outcome::Failed { reason, bytes: 0 }, None)
@@ -126,12 +148,61 @@ impl Connection {
         }
     }
 
+    /// One exchange and, with [`Redirects::Follow`], the same-origin hops it leads to.
+    async fn exchange_following(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+        redirects: Redirects,
+    ) -> Result<Answer, String> {
+        let (mut method, mut path, mut body) = (method.to_owned(), path.to_owned(), body);
+        let mut hops = 0;
+        loop {
+            let (status, location, answer) = self.exchange(&method, &path, body.clone()).await?;
+            if !(300..400).contains(&status) {
+                return Ok(Answer::Final {
+                    status,
+                    body: answer,
+                });
+            }
+            let bytes = answer.len();
+            let to = location.as_deref().unwrap_or("(no Location)");
+            let refuse = |why: &str| {
+                Ok(Answer::Redirect {
+                    reason: format!("redirect {status} to {to}{why}"),
+                    bytes,
+                })
+            };
+            if redirects == Redirects::Fail {
+                return refuse("");
+            }
+            let Some(next) = location
+                .as_deref()
+                .and_then(|l| same_origin_path(l, &self.host))
+            else {
+                return refuse(" (another origin: not followed)");
+            };
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return refuse(&format!(" (more than {MAX_REDIRECTS} redirects)"));
+            }
+            // 301, 302 and 303 turn a POST into a GET without its body, as browsers and curl
+            // do; 307 and 308 repeat the request as it was.
+            if matches!(status, 301..=303) && method != "GET" {
+                method = "GET".to_owned();
+                body = None;
+            }
+            path = next;
+        }
+    }
+
     async fn exchange(
         &mut self,
         method: &str,
         path: &str,
         body: Option<Bytes>,
-    ) -> Result<(u16, Bytes), String> {
+    ) -> Result<(u16, Option<String>, Bytes), String> {
         let host = self.host.clone();
         let sender = self.connect().await?;
         sender
@@ -153,11 +224,99 @@ impl Connection {
             .await
             .map_err(|e| format!("ConnectionError: {e}"))?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| l.chars().take(200).collect());
+        // Bounded before it is read: a huge (or endless) answer fails, it never grows the runner.
+        let too_large = || {
+            format!(
+                "ResponseTooLarge: body over {} MiB",
+                MAX_RESPONSE_BYTES >> 20
+            )
+        };
+        let declared = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+            return Err(too_large());
+        }
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("ConnectionError: reading body: {e}"))?;
-        Ok((status, body.to_bytes()))
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    format!("ConnectionError: reading body: {e}")
+                }
+            })?;
+        Ok((status, location, body.to_bytes()))
+    }
+}
+
+/// Largest response body read: far above any embedding answer (32 texts × 1,024 dimensions as
+/// JSON is about 700 KiB), far below what could hurt a runner pod.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// What a request does with a 3xx answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// A failure with its reason (`redirect 301 to https://…`): the default, so a redirect
+    /// never passes as a fast success.
+    Fail,
+    /// Followed when it stays on the same host and port over plain HTTP.
+    Follow,
+}
+
+/// The end of one request.
+enum Answer {
+    /// A response that is not a redirect.
+    Final { status: u16, body: Bytes },
+    /// A redirect not followed, and why.
+    Redirect { reason: String, bytes: usize },
+}
+
+/// The path a same-origin `location` leads to: a path (`/v2/embed`), or an `http://` URL on
+/// `host` (the Host header sent); `None` for another host, port or scheme.
+fn same_origin_path(location: &str, host: &str) -> Option<String> {
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Some(location.to_owned());
+    }
+    let rest = location.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    authority
+        .eq_ignore_ascii_case(host)
+        .then(|| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_same_origin_redirects_are_followed() {
+        let host = "mini.ml.svc:8080";
+        assert_eq!(
+            same_origin_path("/v2/embed", host).as_deref(),
+            Some("/v2/embed")
+        );
+        assert_eq!(
+            same_origin_path("http://mini.ml.svc:8080/x?y=1", host).as_deref(),
+            Some("/x?y=1")
+        );
+        assert_eq!(
+            same_origin_path("http://MINI.ml.svc:8080", host).as_deref(),
+            Some("/")
+        );
+        assert_eq!(same_origin_path("https://mini.ml.svc:8080/x", host), None);
+        assert_eq!(same_origin_path("http://mini.ml.svc:9090/x", host), None);
+        assert_eq!(same_origin_path("//evil.example/x", host), None);
     }
 }

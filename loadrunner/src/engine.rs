@@ -11,7 +11,7 @@
 //! has seen two steps in a row break the budgets.
 
 use crate::arrivals::Arrivals;
-use crate::client::{Connection, NotSent, Outcome};
+use crate::client::{Connection, NotSent, Outcome, Redirects};
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::stats::{self, HistoryRow, Sample, Stats};
@@ -407,13 +407,15 @@ async fn exchange(
     start_delay: Option<Duration>,
 ) -> Sample {
     let check = scenario.quality().zip(request.check.as_deref());
-    let (outcome, answer) = if check.is_some() {
-        conn.send_keeping_body(request.method, &request.path, request.body)
-            .await
+    let redirects = if request.follow_redirects {
+        Redirects::Follow
     } else {
-        let outcome = conn.send(request.method, &request.path, request.body).await;
-        (outcome, None)
+        Redirects::Fail
     };
+    let (outcome, answer) = conn
+        .send_with(request.method, &request.path, request.body, redirects)
+        .await;
+    let answer = answer.filter(|_| check.is_some());
     let latency = since.elapsed();
     let quality = check
         .zip(answer)

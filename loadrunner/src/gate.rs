@@ -36,6 +36,24 @@ pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> V
             });
         }
     };
+    // Nothing measured is not a pass: p95, p99 and the error rate of no request read as 0, which
+    // would meet any budget. One violation says so instead of a figure that was never measured.
+    let judged = [
+        thresholds.p95_ms,
+        thresholds.p99_ms,
+        thresholds.max_error_rate,
+        thresholds.min_rps,
+    ];
+    if stats.requests == 0 && judged.iter().any(Option::is_some) {
+        return vec![Violation {
+            metric: "requests".to_owned(),
+            measured: 0.0,
+            budget: 1.0,
+            message: format!(
+                "no request was measured in {scope}: its budgets cannot pass on nothing"
+            ),
+        }];
+    }
     over("p95Ms", "p95", " ms", stats.p95_ms, thresholds.p95_ms, true);
     over("p99Ms", "p99", " ms", stats.p99_ms, thresholds.p99_ms, true);
     over(
@@ -338,6 +356,33 @@ mod tests {
             histogram: None,
             embeddings: 0,
         }
+    }
+
+    /// Before: no request measured read as p95 0 ms and 0% errors, and passed every budget.
+    #[test]
+    fn a_profile_that_measured_no_request_fails_its_budgets() {
+        let mut none = stats(0.0, 0, 0.0);
+        none.requests = 0;
+        none.error_rate = 0.0;
+        let budgets = Thresholds {
+            p95_ms: Some(500.0),
+            max_error_rate: Some(0.01),
+            ..Thresholds::default()
+        };
+        let found = evaluate(&none, &budgets, "profile steady");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].metric, "requests");
+        assert!(
+            found[0]
+                .message
+                .contains("no request was measured in profile steady"),
+            "{}",
+            found[0].message
+        );
+        // With no budget there is nothing to judge, and nothing breaks.
+        assert!(evaluate(&none, &Thresholds::default(), "profile steady").is_empty());
+        // A measured profile is judged as before.
+        assert!(evaluate(&stats(10.0, 0, 5.0), &budgets, "profile steady").is_empty());
     }
 
     #[test]

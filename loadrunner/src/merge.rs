@@ -286,10 +286,7 @@ fn merge_stats_bounded(parts: &[&RequestStats], seconds: f64) -> Result<RequestS
 /// [`MergeError`] when there is nothing to merge or a histogram is missing or malformed.
 pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSummary, MergeError> {
     let first = summaries.first().ok_or(MergeError::Empty)?;
-    let seconds = summaries
-        .iter()
-        .map(|s| s.duration_seconds)
-        .fold(0.0, f64::max);
+    let seconds = measured_span(summaries);
     let totals: Vec<&RequestStats> = summaries.iter().map(|s| &s.total).collect();
     let total = merge_stats(&totals, seconds)?;
     let mut by_task: BTreeMap<(String, String), Vec<&RequestStats>> = BTreeMap::new();
@@ -353,6 +350,37 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         aborted,
         quality,
     })
+}
+
+/// The seconds the runners' measured load spans together, which every rate is over: from the
+/// first runner's measured start (its start plus its warm-up) to the last one's end. Runners
+/// that began apart (a pod scheduled late) measured `n` requests over more than the longest
+/// one's own duration; dividing by that duration would inflate rps (and pass `minRps`) by the
+/// start skew. Without every runner's start, the longest duration (a lone runner's own).
+fn measured_span(summaries: &[RunSummary]) -> f64 {
+    let longest = summaries
+        .iter()
+        .map(|s| s.duration_seconds)
+        .filter(|d| d.is_finite())
+        .fold(0.0, f64::max);
+    if summaries.len() < 2 {
+        return longest;
+    }
+    let mut span: Option<(f64, f64)> = None;
+    for s in summaries {
+        let (Some(started), true) = (s.started_at_ms, s.duration_seconds.is_finite()) else {
+            return longest;
+        };
+        let warmup = s.warmup_seconds.filter(|w| w.is_finite()).unwrap_or(0.0);
+        let begin = started as f64 / 1000.0 + warmup.max(0.0);
+        let end = begin + s.duration_seconds.max(0.0);
+        span = Some(span.map_or((begin, end), |(b, e)| (b.min(begin), e.max(end))));
+    }
+    // A span longer than a day past the longest run is a forged clock, not skew: keep the
+    // longest run's own duration then.
+    span.map(|(b, e)| e - b)
+        .filter(|d| d.is_finite() && *d >= longest && *d <= longest + 86_400.0)
+        .unwrap_or(longest)
 }
 
 /// Runners' quality checks added up: samples and failures summed, the lowest cosine kept; `None`
@@ -452,6 +480,48 @@ mod tests {
             warmup_seconds: None,
             quality: None,
         }
+    }
+
+    /// Before: two shards of 10 s each, begun 5 s apart, were divided by 10 s (the longest
+    /// pod's own duration), though their load spanned 15 s: rps read 20 instead of 13.3.
+    #[test]
+    fn sharded_rps_is_over_the_span_from_the_first_start_to_the_last_end() {
+        let tasks = [("a".to_owned(), "GET".to_owned())];
+        let (mut one, mut two) = (Stats::new(&tasks), Stats::new(&tasks));
+        let sample = Sample {
+            task: 0,
+            latency: Duration::from_millis(10),
+            outcome: Outcome::Ok { bytes: 1 },
+            start_delay: None,
+            quality: None,
+            texts: 0,
+        };
+        for _ in 0..100 {
+            one.record(&sample);
+            two.record(&sample);
+        }
+        let (mut a, mut b) = (summary(&one, 10.0), summary(&two, 10.0));
+        a.started_at_ms = Some(1_000_000);
+        b.started_at_ms = Some(1_005_000);
+        let budgets = Thresholds {
+            min_rps: Some(15.0),
+            ..Thresholds::default()
+        };
+        let merged = merge(&[a.clone(), b.clone()], &budgets).unwrap();
+        assert!((merged.duration_seconds - 15.0).abs() < 1e-9);
+        assert!(
+            (merged.total.rps - 200.0 / 15.0).abs() < 1e-9,
+            "{}",
+            merged.total.rps
+        );
+        assert_eq!(merged.violations[0].metric, "minRps");
+        // Warm-ups that end together measure the same span; a runner without a start falls
+        // back to the longest duration.
+        a.warmup_seconds = Some(5.0);
+        let merged = merge(&[a.clone(), b.clone()], &budgets).unwrap();
+        assert!((merged.duration_seconds - 10.0).abs() < 1e-9);
+        b.started_at_ms = None;
+        assert!((merge(&[a, b], &budgets).unwrap().duration_seconds - 10.0).abs() < 1e-9);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Prepared {
     pub texts: u32,
     /// A quality sample: the reference texts it sends, whose answers are checked.
     pub check: Option<Vec<usize>>,
+    /// Its task follows same-origin redirects (`followRedirects`).
+    pub follow_redirects: bool,
 }
 
 /// The validated task mix.
@@ -165,6 +167,7 @@ impl Scenario {
             body,
             texts: count,
             check,
+            follow_redirects: self.tasks[task].follow_redirects,
         }
     }
 }

@@ -94,6 +94,23 @@ async fn start_server() -> (SocketAddr, Arc<Hits>) {
                 },
             ),
         )
+        .route(
+            "/moved",
+            get(|| async {
+                (
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(axum::http::header::LOCATION, "https://secure.example/ok")],
+                )
+            }),
+        )
+        .route(
+            "/hop",
+            get(|| async { (StatusCode::FOUND, [(axum::http::header::LOCATION, "/ok")]) }),
+        )
+        .route(
+            "/huge",
+            get(|| async { vec![b'x'; loadrunner::client::MAX_RESPONSE_BYTES + 1] }),
+        )
         .with_state(hits.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -121,6 +138,7 @@ fn get_task(name: &str, weight: u32, path: &str) -> Task {
         name: name.into(),
         weight,
         request: TaskRequest::Get { path: path.into() },
+        follow_redirects: false,
     }
 }
 
@@ -976,4 +994,46 @@ async fn abort_on_fail_stops_a_profile_that_stays_over_budget() {
     fine.scenario = Arc::new(Scenario::new(vec![get_task("ok", 1, "/ok")], 1).unwrap());
     let outcome = engine::run(fine, std::future::pending(), |_, _| {}).await;
     assert!(outcome.stats.aborted.is_none() && outcome.elapsed >= Duration::from_secs(3));
+}
+
+/// Before: any 3xx counted as a success without being followed, so an http→https redirect
+/// passed with a perfect p95; and a response body was read whole, whatever its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_fails_with_its_reason_unless_followed_and_bodies_are_capped() {
+    use loadrunner::client::{Connection, Outcome, Redirects};
+    let (addr, hits) = start_server().await;
+    let mut conn = Connection::new(addr, addr.to_string(), Duration::from_secs(5));
+    let outcome = conn.send("GET", "/moved", None).await;
+    assert!(
+        matches!(&outcome, Outcome::Failed { reason, .. }
+            if reason == "redirect 301 to https://secure.example/ok"),
+        "{outcome:?}"
+    );
+    // Opted in: a same-origin hop is followed and its answer judged; another origin is not.
+    let (followed, body) = conn.send_with("GET", "/hop", None, Redirects::Follow).await;
+    assert_eq!(followed, Outcome::Ok { bytes: 2 });
+    assert_eq!(body.as_deref(), Some(&b"ok"[..]));
+    assert_eq!(hits.0.load(Ordering::SeqCst), 1, "the hop reached /ok");
+    let (other, _) = conn
+        .send_with("GET", "/moved", None, Redirects::Follow)
+        .await;
+    assert!(
+        matches!(&other, Outcome::Failed { reason, .. } if reason.contains("another origin: not followed")),
+        "{other:?}"
+    );
+    let (hop, _) = conn.send_with("GET", "/hop", None, Redirects::Fail).await;
+    assert!(
+        matches!(&hop, Outcome::Failed { reason, .. } if reason == "redirect 302 to /ok"),
+        "{hop:?}"
+    );
+    let huge = conn.send("GET", "/huge", None).await;
+    assert!(
+        matches!(&huge, Outcome::Failed { reason, .. } if reason.starts_with("ResponseTooLarge")),
+        "{huge:?}"
+    );
+    // The connection is fresh again after the refused body.
+    assert_eq!(
+        conn.send("GET", "/health", None).await,
+        Outcome::Ok { bytes: 2 }
+    );
 }

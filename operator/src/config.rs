@@ -92,6 +92,32 @@ pub struct OperatorArgs {
     )]
     pub loadrunner_image: String,
 
+    /// Targets a LoadTest's `target.url` may load, comma-separated: `*` (any host not denied),
+    /// host names, `*.domain` for the names under it, IPs or CIDRs. Names are matched as
+    /// written, not resolved: pair with the chart's runner NetworkPolicy.
+    #[arg(long, env = "ALLOWED_TARGETS", default_value = "*")]
+    pub allowed_targets: String,
+
+    /// Targets no LoadTest may load, whatever is allowed: the same shapes. Default: loopback
+    /// and link-local (the cloud metadata address), and `localhost`.
+    #[arg(long, env = "DENIED_TARGETS", default_value = crate::policy::DEFAULT_DENIED_TARGETS)]
+    pub denied_targets: String,
+
+    /// Runner images a LoadTest may name (`spec.runner.image`), comma-separated repositories
+    /// (any tag or digest), or prefixes ending in `/`. Default: `--loadrunner-image`'s
+    /// repository only.
+    #[arg(long, env = "ALLOWED_RUNNER_IMAGES", default_value = "")]
+    pub allowed_runner_images: String,
+
+    /// Model-server images a ModelEndpoint may name (`spec.image`), as above. Default:
+    /// `--model-server-image`'s repository only.
+    #[arg(long, env = "ALLOWED_MODEL_SERVER_IMAGES", default_value = "")]
+    pub allowed_model_server_images: String,
+
+    /// Most users any profile of one LoadTest may start, all its runner pods together.
+    #[arg(long, env = "MAX_USERS_PER_LOAD_TEST", default_value_t = crate::policy::DEFAULT_MAX_USERS)]
+    pub max_users_per_load_test: u32,
+
     /// Address of /health and /metrics.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,

@@ -13,6 +13,8 @@ pub struct Settings {
     pub model_server_image: String,
     /// Default loadrunner image.
     pub loadrunner_image: String,
+    /// What LoadTests and ModelEndpoints may ask for.
+    pub policy: crate::policy::Policy,
 }
 
 /// Shared by every reconcile.
@@ -30,15 +32,23 @@ pub struct Context {
 
 impl Context {
     /// From the operator's arguments.
-    pub fn new(client: Client, args: &OperatorArgs, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self::with_settings(
+    ///
+    /// # Errors
+    /// A policy flag that does not parse, naming it.
+    pub fn new(
+        client: Client,
+        args: &OperatorArgs,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, String> {
+        Ok(Arc::new(Self::with_settings(
             client,
             Settings {
                 model_server_image: args.model_server_image.clone(),
                 loadrunner_image: args.loadrunner_image.clone(),
+                policy: crate::policy::Policy::from_args(args)?,
             },
             metrics,
-        ))
+        )))
     }
 
     /// From explicit settings (tests).

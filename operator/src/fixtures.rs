@@ -230,6 +230,10 @@ pub fn context(client: kube::Client) -> std::sync::Arc<crate::context::Context> 
         crate::context::Settings {
             model_server_image: "example/model-server:test".into(),
             loadrunner_image: "example/loadrunner:test".into(),
+            policy: crate::policy::Policy::defaults(
+                "example/model-server:test",
+                "example/loadrunner:test",
+            ),
         },
         std::sync::Arc::new(crate::metrics::Metrics::default()),
     ))

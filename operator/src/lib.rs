@@ -16,6 +16,7 @@ pub mod http;
 pub mod leader;
 pub mod local;
 pub mod metrics;
+pub mod policy;
 pub mod reports;
 pub mod resources;
 pub mod status;
@@ -61,8 +62,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// # Errors
 /// When no cluster configuration is found, a CRD is missing or cannot be read with the
 /// operator's RBAC, the HTTP address cannot be bound, or a controller stops on its own (a panic
-/// in a reconcile, a stream that ended): then `/health` answers 503 first and the process exits
-/// non-zero, so the kubelet restarts it instead of leaving a live process that does nothing.
+/// in a reconcile, a stream that ended), or the Lease is lost (the controllers stop at once): then
+/// `/health` answers 503 first and the process exits non-zero, so the kubelet restarts it instead
+/// of leaving a live process that does nothing. On SIGTERM the reconciles in flight finish before
+/// the Lease is released.
 pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("no Kubernetes cluster to talk to (kubeconfig or in-cluster): {e}")
@@ -71,7 +74,8 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
     check_crds(&client, namespace.as_deref()).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("loadgate");
     let metrics = std::sync::Arc::new(metrics::Metrics::default().register(&mut registry));
-    let ctx = context::Context::new(client, &args, metrics);
+    let ctx = context::Context::new(client, &args, metrics)
+        .map_err(|e| anyhow::anyhow!("invalid operator policy: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.http_addr))?;
@@ -85,12 +89,24 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
             }
         }
     };
+    // The controllers stop on shutdown or as soon as leadership is lost (`halt`); the HTTP server
+    // only on `stop`, so that after a loss /health still answers 503 while nothing reconciles.
+    let (halt_tx, halt_rx) = tokio::sync::watch::channel(false);
+    let halted = move || {
+        let mut rx = halt_rx.clone();
+        async move {
+            let _ = rx.wait_for(|halt| *halt).await;
+        }
+    };
     let stop = std::sync::Arc::new(stop_tx);
+    let halt = std::sync::Arc::new(halt_tx);
     tokio::spawn({
         let stop = stop.clone();
+        let halt = halt.clone();
         async move {
             loadrunner::interrupted().await;
             tracing::info!("shutting down: finishing reconciles in flight");
+            let _ = halt.send(true);
             let _ = stop.send(true);
         }
     });
@@ -119,12 +135,8 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         let _ = server.await;
         return Ok(());
     }
-    let mut controllers = tokio::spawn(controllers::run(
-        ctx,
-        args.concurrency,
-        namespace,
-        shutdown(),
-    ));
+    let mut controllers =
+        tokio::spawn(controllers::run(ctx, args.concurrency, namespace, halted()));
     let leadership = async {
         match &elector {
             Some(elector) => elector.hold(shutdown()).await,
@@ -149,6 +161,8 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         }
     };
     if let Some(why) = fatal {
+        // Stop reconciling first: after a loss another replica may already lead.
+        let _ = halt.send(true);
         health.fail(&why);
         tracing::error!(reason = why, "exiting non-zero");
         // Let a probe see the 503 before the process goes.
@@ -157,12 +171,35 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         let _ = server.await;
         anyhow::bail!("{why}");
     }
-    if !controllers_ended {
-        let _ = controllers.await;
+    // Shutdown, as client-go's ReleaseOnCancel: the reconciles in flight finish, and only then is
+    // the Lease released, so a standby takes over at once but never alongside them.
+    let drained = controllers_ended
+        || match &elector {
+            Some(_) => tokio::time::timeout(DRAIN_LIMIT, &mut controllers)
+                .await
+                .is_ok(),
+            None => {
+                let _ = controllers.await;
+                true
+            }
+        };
+    if let Some(elector) = &elector {
+        if drained {
+            elector.release().await;
+        } else {
+            tracing::warn!(
+                "the controllers still run after {DRAIN_LIMIT:?}: exiting without releasing the \
+                 Lease (a standby takes it when it expires)"
+            );
+        }
     }
     let _ = server.await;
     Ok(())
 }
+
+/// How long shutdown waits for the reconciles in flight before it exits without releasing the
+/// Lease; within the kubelet's default 30 s grace period, with room for the release.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Both CRDs are installed and readable with this identity; otherwise a message saying which
 /// and what to do, instead of controllers that watch nothing and look healthy.

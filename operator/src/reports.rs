@@ -67,7 +67,11 @@ pub fn plan_write(
     after.insert(key.to_owned(), value.to_owned());
     let mut runs: BTreeMap<String, u64> = BTreeMap::new();
     for (k, v) in &after {
-        let finished = serde_json::from_str::<StoredProfile>(v).map_or(0, |s| s.finished_at_ms);
+        // Only this test's own reports are pruned: a key of another shape, or one that does
+        // not parse as a stored report, is not ours to delete.
+        let Some(finished) = own_report(k, v) else {
+            continue;
+        };
         let at = runs.entry(run_of(k).to_owned()).or_default();
         *at = (*at).max(finished);
     }
@@ -82,7 +86,11 @@ pub fn plan_write(
         if kept_runs <= MAX_KEPT_RUNS && size(&after) <= MAX_DATA_BYTES {
             break;
         }
-        let doomed: Vec<String> = after.keys().filter(|k| run_of(k) == old).cloned().collect();
+        let doomed: Vec<String> = after
+            .iter()
+            .filter(|(k, v)| run_of(k) == old && own_report(k, v).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in doomed {
             after.remove(&k);
             change.insert(k, None);
@@ -90,6 +98,55 @@ pub fn plan_write(
         kept_runs -= 1;
     }
     change
+}
+
+/// When `k` = `v` is one of this test's stored reports (a key of [`key`]'s shape whose value
+/// parses): the time it finished.
+fn own_report(k: &str, v: &str) -> Option<u64> {
+    let mut parts = k.splitn(3, '.');
+    let (hash, index) = (parts.next()?, parts.next()?);
+    let shaped = hash.len() == 8
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && index.len() == 2
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && k.ends_with(".json");
+    shaped
+        .then(|| serde_json::from_str::<StoredProfile>(v).ok())
+        .flatten()
+        .map(|s| s.finished_at_ms)
+}
+
+/// Most bytes one profile's stored report may take: a run of several profiles must fit with
+/// the others in [`MAX_DATA_BYTES`]. A larger one loses its per-second history first.
+pub const MAX_PROFILE_BYTES: usize = 160 * 1024;
+
+/// `stored` as JSON within [`MAX_PROFILE_BYTES`]: whole, else without its per-second history
+/// (said in the log); `None` when even that does not fit.
+pub fn fitted(stored: &StoredProfile) -> Option<String> {
+    let whole = serde_json::to_string(stored).expect("a report serialises; this is a bug");
+    if whole.len() <= MAX_PROFILE_BYTES {
+        return Some(whole);
+    }
+    let mut cut = stored.clone();
+    cut.report.history.clear();
+    let cut = serde_json::to_string(&cut).expect("a report serialises; this is a bug");
+    tracing::warn!(
+        profile = stored.report.summary.profile,
+        bytes = whole.len(),
+        "report too large for its ConfigMap: stored without its per-second history"
+    );
+    (cut.len() <= MAX_PROFILE_BYTES).then_some(cut)
+}
+
+/// What became of a report [`store`] was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Written into the test's ConfigMap.
+    Written,
+    /// `<test>-report` exists and this LoadTest does not control it: left as it is.
+    NotOwned(String),
+    /// It could not fit (or the apiserver refused it as invalid): not stored, and not retried.
+    Refused(String),
 }
 
 /// A run's report from the ConfigMap's `data`: the run named `run` (its newest generation), or
@@ -134,21 +191,30 @@ pub fn assemble(
 }
 
 /// Stores one finished profile's report in the LoadTest's ConfigMap (created, owned by the
-/// LoadTest so it goes with it, on first use), pruning old runs.
+/// LoadTest so it goes with it, on first use), pruning old runs of this test. A ConfigMap of
+/// that name that the LoadTest does not control is never written or pruned (anyone who may
+/// create a LoadTest must not be able to delete keys of any `*-report` ConfigMap through the
+/// operator); a report that cannot fit is cut, then refused, never retried forever.
 ///
 /// # Errors
-/// API errors.
+/// API errors worth retrying.
 pub async fn store(
     client: &kube::Client,
     test: &LoadTest,
     run_hash: &str,
     stored: &StoredProfile,
-) -> Result<(), kube::Error> {
+) -> Result<Stored, kube::Error> {
     let namespace = test.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let name = configmap_name(&test.name_any());
     let key = key(run_hash, stored.index, &stored.report.summary.profile);
-    let value = serde_json::to_string(stored).expect("a report serialises; this is a bug");
+    let Some(value) = fitted(stored) else {
+        return Ok(Stored::Refused(format!(
+            "the report of profile {} is over {} KiB even without its per-second history",
+            stored.report.summary.profile,
+            MAX_PROFILE_BYTES >> 10
+        )));
+    };
     let existing = match api.get_opt(&name).await? {
         Some(cm) => cm,
         None => {
@@ -172,11 +238,26 @@ pub async fn store(
             }
         }
     };
+    if !crate::resources::controlled_by(&existing, test.meta().uid.as_deref()) {
+        return Ok(Stored::NotOwned(format!(
+            "ConfigMap {name} exists but is not controlled by this LoadTest: the report was not \
+             stored there, and the ConfigMap was left as it is"
+        )));
+    }
     let change = plan_write(&existing.data.unwrap_or_default(), &key, &value);
     let patch = serde_json::json!({ "data": change });
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(Stored::Written),
+        // Too large or invalid: the same patch would be refused again.
+        Err(kube::Error::Api(e)) if matches!(e.code, 413 | 422) => Ok(Stored::Refused(format!(
+            "the apiserver refused the report in ConfigMap {name}: {} ({})",
+            e.message, e.code
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// The data of a LoadTest's report ConfigMap.
@@ -316,24 +397,75 @@ mod tests {
     #[test]
     fn old_runs_are_pruned_by_count_and_size_never_the_one_being_written() {
         let mut data = BTreeMap::new();
-        for (i, run) in ["r1", "r2", "r3", "r4", "r5"].iter().enumerate() {
+        let [r1, r2, r3, r4, r5, r6] = [
+            "0000000a", "0000000b", "0000000c", "0000000d", "0000000e", "0000000f",
+        ];
+        for (i, run) in [r1, r2, r3, r4, r5].iter().enumerate() {
             data.insert(key(run, 0, "p"), stored(run, 0, "p", i as u64, 0));
         }
         // A sixth run: the oldest (r1) goes.
-        let change = plan_write(&data, &key("r6", 0, "p"), &stored("r6", 0, "p", 9, 0));
+        let change = plan_write(&data, &key(r6, 0, "p"), &stored(r6, 0, "p", 9, 0));
         let deleted: Vec<&String> = change
             .iter()
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(deleted, [&key("r1", 0, "p")]);
+        assert_eq!(deleted, [&key(r1, 0, "p")]);
         // A profile of a run already kept: nothing goes.
-        let change = plan_write(&data, &key("r5", 1, "q"), &stored("r5", 1, "q", 9, 0));
+        let change = plan_write(&data, &key(r5, 1, "q"), &stored(r5, 1, "q", 9, 0));
         assert!(change.values().all(Option::is_some));
         // Too big: old runs go until it fits; the new one stays even alone.
-        let big = stored("r6", 0, "p", 9, MAX_DATA_BYTES);
-        let change = plan_write(&data, &key("r6", 0, "p"), &big);
+        let big = stored(r6, 0, "p", 9, MAX_DATA_BYTES);
+        let change = plan_write(&data, &key(r6, 0, "p"), &big);
         assert_eq!(change.values().filter(|v| v.is_none()).count(), 5);
-        assert!(change[&key("r6", 0, "p")].is_some());
+        assert!(change[&key(r6, 0, "p")].is_some());
+    }
+
+    /// Before: every key of the ConfigMap counted as a run, so a key someone else put there
+    /// was pruned as the "oldest run".
+    #[test]
+    fn only_this_tests_own_reports_are_pruned() {
+        let mut data = BTreeMap::new();
+        for (i, run) in ["aaaaaaa1", "aaaaaaa2", "aaaaaaa3", "aaaaaaa4", "aaaaaaa5"]
+            .iter()
+            .enumerate()
+        {
+            data.insert(key(run, 0, "p"), stored(run, 0, "p", i as u64 + 10, 0));
+        }
+        data.insert("team-settings".into(), "keep me".into());
+        data.insert(key("bbbbbbbb", 0, "x"), "not a report".into());
+        let change = plan_write(
+            &data,
+            &key("aaaaaaa6", 0, "p"),
+            &stored("aaaaaaa6", 0, "p", 99, 0),
+        );
+        let deleted: Vec<&String> = change
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(deleted, [&key("aaaaaaa1", 0, "p")]);
+    }
+
+    /// A report that cannot fit loses its history, and is refused when even that is too much.
+    #[test]
+    fn a_report_too_large_is_cut_then_refused() {
+        let mut report: StoredProfile =
+            serde_json::from_str(&stored("aaaaaaa1", 0, "p", 1, 0)).unwrap();
+        assert!(fitted(&report).is_some());
+        let point = loadgate_api::report::HistoryPoint {
+            second: 1,
+            users: 1,
+            requests: 1,
+            failures: 0,
+            p50_ms: 1.0,
+            p95_ms: 1.0,
+            warmup: false,
+        };
+        report.report.history = vec![point; MAX_PROFILE_BYTES / 20];
+        let cut: StoredProfile = serde_json::from_str(&fitted(&report).unwrap()).unwrap();
+        assert!(cut.report.history.is_empty());
+        report.report.summary.profile = "p".repeat(MAX_PROFILE_BYTES);
+        assert_eq!(fitted(&report), None);
     }
 }

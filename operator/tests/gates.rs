@@ -51,6 +51,27 @@ async fn serve(behaviour: Behaviour) -> SocketAddr {
     addr
 }
 
+/// A server whose `/work` takes `latency` ms, read at each request.
+async fn serve_with_latency(latency: Arc<std::sync::atomic::AtomicU64>) -> SocketAddr {
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/work",
+            get(
+                move |State(ms): State<Arc<std::sync::atomic::AtomicU64>>| async move {
+                    let ms = ms.load(std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    "done"
+                },
+            ),
+        )
+        .with_state(latency);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 fn results_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("loadgate-gates-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -218,13 +239,10 @@ async fn a_slower_second_run_fails_against_the_first_as_its_baseline() {
   baseline: {maxP95IncreasePercent: 50, maxRpsDecreasePercent: 30}",
         )
     };
-    let fast = serve(Behaviour {
-        cold_for: Duration::ZERO,
-        cold_ms: 0,
-        warm_ms: 20,
-    })
-    .await;
-    let (code, first, stderr, _) = local(&dir, run(fast)).await;
+    // One endpoint, one URL, as a rollout keeps it: 20 ms per request, then 80 ms.
+    let latency = Arc::new(std::sync::atomic::AtomicU64::new(20));
+    let addr = serve_with_latency(latency.clone()).await;
+    let (code, first, stderr, _) = local(&dir, run(addr)).await;
     let first = first.status.unwrap();
     assert_eq!(code, 0, "{stderr}");
     let baseline = first.baseline.as_ref().unwrap();
@@ -232,13 +250,8 @@ async fn a_slower_second_run_fails_against_the_first_as_its_baseline() {
         baseline.record.is_none() && baseline.message.contains("so this check passes"),
         "{baseline:?}"
     );
-    let slow = serve(Behaviour {
-        cold_for: Duration::ZERO,
-        cold_ms: 0,
-        warm_ms: 80,
-    })
-    .await;
-    let (code, second, stderr, _) = local(&dir, run(slow)).await;
+    latency.store(80, std::sync::atomic::Ordering::SeqCst);
+    let (code, second, stderr, _) = local(&dir, run(addr)).await;
     let second = second.status.unwrap();
     assert_eq!(
         (code, second.phase),
@@ -272,7 +285,7 @@ async fn a_slower_second_run_fails_against_the_first_as_its_baseline() {
         "{messages:?}"
     );
     // A third run as slow compares with the first still: a failed run is never a baseline.
-    let (_, third, _, _) = local(&dir, run(slow)).await;
+    let (_, third, _, _) = local(&dir, run(addr)).await;
     let third = third.status.unwrap();
     assert_eq!(
         third.baseline.unwrap().record.unwrap().run,

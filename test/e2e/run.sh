@@ -21,7 +21,9 @@
 #      Job's label does not count; an invalid spec the schema admits ends InvalidSpec; a
 #      Deployment the operator does not control is left alone and reported; Jobs go
 #      ttlSecondsAfterFinished after the test's end with the results kept; a ModelEndpoint
-#      becoming Ready wakes the LoadTest waiting on it
+#      becoming Ready wakes the LoadTest waiting on it; a spec edit mid-profile stops the earlier
+#      run's Job first (SupersededRun); a report ConfigMap the test does not control is left
+#      alone (NotOwned); the longest legal names run, and two tests' Job names never collide
 #   8. a namespaced install (Role + RoleBinding, WATCH_NAMESPACE) reconciles its namespace only
 # and, before the CRDs exist, that the operator exits at once naming the missing CRD.
 # Exits non-zero on the first failed check, after printing the logs that explain it.
@@ -550,6 +552,99 @@ done
   fail "lt/woken still waits 20 s after mep/late became Ready"
 echo "woken: left WaitingForEndpoint $((SECONDS - ready_at)) s after mep/late became Ready (the safety-net poll is 60 s)"
 wait_run woken 1
+
+step "7g. a spec edit mid-profile stops the earlier run's Job first: never two runs loading at once"
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: superseded}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: long, users: 1, spawnRate: 1, duration: 60s}]
+  waitTime: {constant: 200ms}
+YAML
+for _ in $(seq 120); do
+  [[ $(kubectl get jobs -l loadgate.dev/loadtest=superseded -o 'jsonpath={.items[*].status.active}') == 1 ]] && break
+  sleep 0.5
+done
+[[ $(kubectl get jobs -l loadgate.dev/loadtest=superseded -o 'jsonpath={.items[*].status.active}') == 1 ]] ||
+  fail "lt/superseded: its first run's Job never became active"
+kubectl patch lt/superseded --type=merge \
+  -p '{"spec":{"profiles":[{"name":"short","users":1,"spawnRate":1,"duration":"4s"}]}}'
+# Until generation 2 ends, sample which generations have an active runner Job: never two.
+for _ in $(seq 240); do
+  generations=$(kubectl get jobs -l loadgate.dev/loadtest=superseded -o json | python3 -c '
+import json, sys
+jobs = json.load(sys.stdin)["items"]
+print(len({j["metadata"]["labels"]["loadgate.dev/generation"] for j in jobs if j.get("status", {}).get("active")}))')
+  ((generations <= 1)) || fail "lt/superseded: runner Jobs of $generations runs active together"
+  phase=$(kubectl get lt/superseded -o 'jsonpath={.status.observedGeneration}/{.status.phase}')
+  case $phase in 2/Passed | 2/Failed | 2/Error) break ;; esac
+  sleep 0.5
+done
+wait_run superseded 2
+kubectl get events --field-selector involvedObject.name=superseded -o 'jsonpath={.items[*].reason}' | grep -qw SupersededRun ||
+  fail "no SupersededRun Event on lt/superseded"
+echo "superseded: $(kubectl get events --field-selector involvedObject.name=superseded,reason=SupersededRun -o 'jsonpath={.items[0].message}')"
+
+step "7h. a report ConfigMap the LoadTest does not control is left alone (NotOwned), the run still ends"
+kubectl create configmap squat-report --from-literal=team-settings=keep \
+  --from-literal=0badc0de.00.p.json='{"not": "ours"}'
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: squat}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: p, users: 1, spawnRate: 1, duration: 3s}]
+YAML
+wait_run squat 1
+json_check lt/squat "o['status']['phase'] == 'Passed' and o['status']['profiles'][0]['results']['requests'] > 0" \
+  "a foreign report ConfigMap stopped the run"
+json_check configmap/squat-report "sorted(o['data']) == ['0badc0de.00.p.json', 'team-settings'] and not o['metadata'].get('ownerReferences')" \
+  "the operator wrote into a report ConfigMap it does not control"
+kubectl get events --field-selector involvedObject.name=squat -o 'jsonpath={.items[*].reason}' | grep -qw NotOwned ||
+  fail "no NotOwned Event on lt/squat"
+echo "squat: the ConfigMap kept its two keys; $(kubectl get events --field-selector involvedObject.name=squat,reason=NotOwned -o 'jsonpath={.items[0].message}')"
+
+step "7i. the longest legal names run (Job names leave room for the pod index) and never collide"
+long_test=$(printf 'l%.0s' $(seq 63))
+long_profile=$(printf 'p%.0s' $(seq 40))
+kubectl apply -f - <<YAML
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: $long_test}
+spec:
+  target: {endpointRef: {name: minilm}}
+  parallelism: 2
+  profiles: [{name: $long_profile, users: 2, spawnRate: 2, duration: 3s}]
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: web}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: api-load, users: 1, spawnRate: 1, duration: 3s}]
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: web-api}
+spec:
+  target: {endpointRef: {name: minilm}}
+  profiles: [{name: load, users: 1, spawnRate: 1, duration: 3s}]
+YAML
+for lt in "$long_test" web web-api; do
+  wait_run "$lt" 1
+  json_check "lt/$lt" "o['status']['phase'] == 'Passed' and o['status']['profiles'][0]['results']['requests'] > 0" \
+    "lt/$lt did not pass with its own results"
+done
+long_job=$(kubectl get jobs -l "loadgate.dev/loadtest=$long_test" -o 'jsonpath={.items[0].metadata.name}')
+((${#long_job} <= 60)) || fail "Job $long_job is ${#long_job} characters: no room for the pod index"
+web_jobs=$(kubectl get jobs -l 'loadgate.dev/loadtest in (web,web-api)' -o 'jsonpath={.items[*].metadata.name}')
+[[ $(wc -w <<<"$web_jobs") == 2 ]] || fail "web and web-api do not have a Job each: $web_jobs"
+echo "longest names: Job $long_job (${#long_job} characters); web and web-api: $web_jobs"
+kubectl delete lt superseded squat "$long_test" web web-api --wait=false
+kubectl delete configmap squat-report --wait=false
 
 # --- 8. a namespaced install -------------------------------------------------------------------
 step "8. a namespaced install: a Role in its namespace, nothing else reconciled"

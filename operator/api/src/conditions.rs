@@ -65,6 +65,9 @@ pub mod reasons {
     pub const BAD_RESULTS: &str = "BadResults";
     /// The apiserver refused a child object the operator built (422 invalid, 403 forbidden).
     pub const REJECTED: &str = "Rejected";
+    /// The operator's policy refuses what the spec asks for (a target, an image, a user
+    /// count): the message names the field and the rule.
+    pub const POLICY_DENIED: &str = "PolicyDenied";
     /// ModelEndpoint: every wanted replica is ready and updated.
     pub const AVAILABLE: &str = "Available";
     /// ModelEndpoint: pods are starting or updating.

@@ -260,6 +260,12 @@ pub struct Task {
     pub weight: u32,
     /// The request.
     pub request: TaskRequest,
+    /// Follow a redirect (3xx with a `Location` on the same host and port, up to 5 hops) and
+    /// judge the answer it leads to. Off by default: a redirect is then a failure with its
+    /// reason (`redirect 301 to https://…`), so an http→https redirect never passes as a fast
+    /// success. A redirect to another host, port or scheme is never followed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow_redirects: bool,
 }
 
 /// What a task sends.
@@ -326,6 +332,7 @@ pub fn default_tasks() -> Vec<Task> {
                 min_texts: 1,
                 max_texts: 2,
             },
+            follow_redirects: false,
         },
         Task {
             name: "embed batch".to_owned(),
@@ -335,6 +342,7 @@ pub fn default_tasks() -> Vec<Task> {
                 min_texts: 8,
                 max_texts: 32,
             },
+            follow_redirects: false,
         },
         Task {
             name: "health".to_owned(),
@@ -342,6 +350,7 @@ pub fn default_tasks() -> Vec<Task> {
             request: TaskRequest::Get {
                 path: "/health".to_owned(),
             },
+            follow_redirects: false,
         },
     ]
 }

@@ -390,6 +390,11 @@ pub struct ProfileStatus {
     /// Peak users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<i64>,
+    /// A hash of what the profile loads and how: its load shape (users, rates, stages, search,
+    /// duration, warm-up), the runner pods, the task mix, the wait time and the target. A
+    /// baseline compares a profile only with a run of the same fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// Budgets it broke.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
@@ -433,6 +438,7 @@ impl ProfileStatus {
             job: None,
             results: None,
             users: Some(i64::from(users)),
+            fingerprint: None,
             violations: Vec::new(),
             capacity: None,
             curve: Vec::new(),
@@ -481,6 +487,10 @@ pub struct RunRecord {
     /// Its overall figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<ResultFigures>,
+    /// The URL it loaded: a LoadTest's own later run is compared with it only on the same
+    /// target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
     /// Its capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<TestCapacity>,

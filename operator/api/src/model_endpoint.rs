@@ -183,6 +183,11 @@ pub struct ModelEndpointStatus {
     /// pods' own `creationTimestamp` and Ready condition), seconds; absent until one is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_start_seconds: Option<f64>,
+    /// Each serving pod's cold start, by pod UID, taken once: the first time the pod is seen
+    /// Ready with no container restarted. A restart or a readiness flap later moves the pod's
+    /// Ready time, never its cold start.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cold_start_by_pod: std::collections::BTreeMap<String, f64>,
     /// `Ready`, `Progressing`, `Degraded`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

@@ -286,6 +286,7 @@ mod tests {
             request: TaskRequest::Get {
                 path: "/health".into(),
             },
+            follow_redirects: false,
         }];
         let arg = spec.to_container_arg();
         assert!(!arg.contains('$'), "{arg}");

@@ -122,6 +122,24 @@ impl LoadTestSpec {
             check_wait_time("spec.waitTime", wait)?;
         }
         check_duration("spec.timeout", self.timeout)?;
+        let profiles: std::time::Duration = self
+            .profiles
+            .iter()
+            .map(|p| p.load_profile().run_time())
+            .sum();
+        if self.timeout.get() < profiles {
+            return err(
+                "spec.timeout",
+                format!(
+                    "{} is shorter than the profiles' total duration of {}: the test could \
+                     never finish inside it",
+                    self.timeout,
+                    crate::duration::Duration::from_millis(
+                        u64::try_from(profiles.as_millis()).unwrap_or(u64::MAX)
+                    )
+                ),
+            );
+        }
         check_duration("spec.endpointTimeout", self.endpoint_timeout)?;
         if let Some(t) = self.runner.request_timeout {
             check_duration("spec.runner.requestTimeout", t)?;
@@ -188,12 +206,23 @@ impl LoadTestSpec {
 /// The rules of a LoadTest's metadata the schema checks on the object's root.
 ///
 /// # Errors
-/// When the name is longer than a label value holds.
+/// When the name is longer than a label value holds, or is not a DNS-1123 subdomain (the
+/// apiserver's rule for every object name; local mode also writes `results/NAME/` with it, so
+/// `..`, `/` or an absolute path can never point outside `results/`).
 pub fn validate_load_test_name(name: &str) -> Result<(), FieldError> {
     if name.len() > MAX_LOAD_TEST_NAME {
         return err(
             "metadata.name",
             format!("must be at most {MAX_LOAD_TEST_NAME} characters (it is a label value)"),
+        );
+    }
+    if !name.split('.').all(dns_label) {
+        return err(
+            "metadata.name",
+            format!(
+                "{name:?} must be a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit"
+            ),
         );
     }
     Ok(())
@@ -266,6 +295,38 @@ mod tests {
     fn refused_field(spec: &str) -> Option<String> {
         let spec: LoadTestSpec = serde_json::from_str(spec).unwrap();
         spec.validate().err().map(|e| e.field)
+    }
+
+    /// Before: a timeout shorter than the profiles could run was accepted, and every run of
+    /// the test ended in Error at its timeout.
+    #[test]
+    fn a_timeout_shorter_than_the_profiles_is_refused_naming_both() {
+        let spec = |timeout: &str| {
+            serde_json::from_str::<LoadTestSpec>(&format!(
+                r#"{{"target":{{"url":"http://127.0.0.1:1"}},"timeout":"{timeout}","profiles":[{{"name":"a","users":1,"spawnRate":1,"duration":"2m"}},{{"name":"b","users":1,"spawnRate":1,"duration":"1m30s"}}]}}"#
+            ))
+            .unwrap()
+        };
+        let e = spec("3m").validate().unwrap_err();
+        assert_eq!(e.field, "spec.timeout");
+        assert!(
+            e.to_string()
+                .contains("3m is shorter than the profiles' total duration of 3m30s"),
+            "{e}"
+        );
+        assert_eq!(spec("3m30s").validate(), Ok(()));
+    }
+
+    /// Before: local mode wrote `results/NAME/` with any name, `../x` or `/tmp/x` included.
+    #[test]
+    fn a_load_test_name_is_a_dns_subdomain() {
+        for bad in ["../escape", "/tmp/x", "a/b", "..", "Upper", "-a", "a.", ""] {
+            let e = validate_load_test_name(bad).unwrap_err();
+            assert_eq!(e.field, "metadata.name", "{bad}");
+        }
+        for good in ["quickstart", "web.v2", "a-1"] {
+            assert_eq!(validate_load_test_name(good), Ok(()), "{good}");
+        }
     }
 
     #[test]

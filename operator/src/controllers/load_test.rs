@@ -13,7 +13,7 @@ use crate::resources::load_test::{
     start_at,
 };
 use crate::status::load_test::{
-    advance, cleanup_in, is_current_run, refuse, reject_spec, start_run,
+    advance, cleanup_in, deny_by_policy, is_current_run, refuse, reject_spec, start_run,
 };
 use crate::status::now;
 use crate::status::plan::{EndpointState, JobState, Plan, Step};
@@ -67,9 +67,30 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         // A new run (first, re-run by annotation, or a spec edit: a new generation) starts
         // only from a spec that keeps every rule of the CRD.
         status => {
-            match validate_load_test_name(&test.name_any()).and_then(|()| test.spec.validate()) {
-                Ok(()) => {
+            let valid =
+                validate_load_test_name(&test.name_any()).and_then(|()| test.spec.validate());
+            let denied = ctx
+                .settings
+                .policy
+                .check_load_test(test, &ctx.settings.loadrunner_image);
+            match (valid, denied) {
+                (Err(e), _) => reject_spec(test, status, &run, e.to_string(), &now),
+                (Ok(()), Some(why)) => deny_by_policy(test, status, &run, why, &now),
+                (Ok(()), None) => {
+                    // The runs before this one stop first: their load would be measured as
+                    // this run's (a re-run, or a spec edit mid-profile).
+                    let stopped = stop_superseded_jobs(ctx, test, &namespace, &run).await?;
                     let mut plan = start_run(test, status, &run, &now);
+                    if !stopped.is_empty() {
+                        plan.events.push(crate::status::plan::Transition {
+                            warning: false,
+                            reason: "SupersededRun",
+                            note: format!(
+                                "run {run} stopped the runner Jobs of earlier runs: {}",
+                                stopped.join(", ")
+                            ),
+                        });
+                    }
                     if let Some(other) = test
                         .spec
                         .baseline
@@ -85,11 +106,10 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
                     }
                     plan
                 }
-                Err(e) => reject_spec(test, status, &run, e.to_string(), &now),
             }
         }
     };
-    let plan = match act(ctx, test, &namespace, &run, &plan).await {
+    let mut plan = match act(ctx, test, &namespace, &run, &plan).await {
         Ok(()) => plan,
         // A refusal only a person can fix (422 invalid, 403 forbidden) ends the run with the
         // apiserver's own words in the conditions; other errors are retried.
@@ -117,7 +137,20 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
             cold_start_seconds: plan.status.cold_start_seconds,
         };
         let hash = crate::resources::load_test::run_hash(&run, generation);
-        crate::reports::store(&ctx.client, test, &hash, &stored).await?;
+        let why = match crate::reports::store(&ctx.client, test, &hash, &stored).await? {
+            crate::reports::Stored::Written => None,
+            crate::reports::Stored::NotOwned(why) => Some((reasons::NOT_OWNED, why)),
+            crate::reports::Stored::Refused(why) => Some(("ReportNotStored", why)),
+        };
+        // The run goes on: its figures are in the status; only the report's copy is missing.
+        if let Some((reason, note)) = why {
+            tracing::warn!(reason, "{note}");
+            plan.events.push(crate::status::plan::Transition {
+                warning: true,
+                reason,
+                note,
+            });
+        }
     }
     if test.status.as_ref() != Some(&plan.status) {
         super::apply_status(ctx, test, &plan.status).await?;
@@ -186,6 +219,60 @@ async fn clean_up(
             Ok(Action::await_change())
         }
     }
+}
+
+/// Deletes (propagation Background: the pods go too, so their load stops) this test's runner
+/// Jobs of other runs or generations that are still running, before run `run` creates its
+/// first Job; returns their names. Finished Jobs are left for `ttlSecondsAfterFinished`.
+async fn stop_superseded_jobs(
+    ctx: &Context,
+    test: &LoadTest,
+    namespace: &str,
+    run: &str,
+) -> Result<Vec<String>> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("{LOADTEST_LABEL}={}", test.name_any());
+    let list = jobs.list(&ListParams::default().labels(&selector)).await?;
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    let mut stopped = Vec::new();
+    for job in list.items.iter().filter(|j| superseded(test, run, j)) {
+        let name = job.name_any();
+        match jobs.delete(&name, &params).await {
+            Ok(_) => tracing::info!(job = name, run, "runner Job of an earlier run stopped"),
+            Err(kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => return Err(e.into()),
+        }
+        stopped.push(name);
+    }
+    Ok(stopped)
+}
+
+/// A Job this test controls, of another run or generation than `run` of the test's current
+/// generation, not being deleted and not finished (no `Complete` or `Failed` condition).
+fn superseded(test: &LoadTest, run: &str, job: &Job) -> bool {
+    let finished = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True")
+        });
+    let labels = job.labels();
+    let current = labels.get(crate::resources::load_test::GENERATION_LABEL)
+        == Some(&crate::resources::load_test::generation(test).to_string())
+        && job
+            .annotations()
+            .get(crate::resources::load_test::JOB_RUN_ANNOTATION)
+            .map(String::as_str)
+            == Some(run);
+    crate::resources::controlled_by(job, test.metadata.uid.as_deref())
+        && job.metadata.deletion_timestamp.is_none()
+        && !finished
+        && !current
 }
 
 async fn observe_endpoint(
@@ -270,7 +357,7 @@ async fn observe_job(
             .iter()
             .find(|c| c.type_ == t && c.status == "True")
     };
-    if let Some(why) = foreign_job(test, run, &job) {
+    if let Some(why) = foreign_job(test, &profile.name, run, &job) {
         return Ok(JobState::Foreign(why));
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
@@ -309,7 +396,7 @@ async fn observe_job(
     let mut runners = Vec::with_capacity(collected.len());
     for (pod, summary) in collected {
         let log = match summary.results {
-            Some(reference) => read_frame_lines(&pods, &pod, &reference).await,
+            Some(reference) => read_frame_lines(&pods, &pod, &reference).await?,
             None => None,
         };
         match runner_results::with_frame(&pod, summary, log.as_deref()) {
@@ -321,18 +408,24 @@ async fn observe_job(
 }
 
 /// The end of a runner pod's log where its results frame is: just the frame's lines and bytes
-/// (named by its summary), with a little room for output after it. `None` when the log cannot
-/// be read (the pod's log is gone, or `pods/log` is not allowed); the termination message is
-/// then all there is.
+/// (named by its summary), with a little room for output after it. `None` when the log is not
+/// there to read (404: the pod's log is gone; 400: its container has no log; 403: `pods/log`
+/// is not allowed); the termination message is then all there is, and the profile's status
+/// says its frame was missing.
+///
+/// # Errors
+/// Any other failure (a 5xx, a 429, a time-out, a dropped connection) is transient: the
+/// reconcile is retried, since the Job and its pods are still there, rather than the profile
+/// being written final without its curve, capacity and windows.
 async fn read_frame_lines(
     pods: &Api<Pod>,
     pod: &str,
     reference: &loadgate_api::results::ResultsRef,
-) -> Option<String> {
+) -> Result<Option<String>> {
     use loadrunner::results_frame::{MAX_FRAME_BYTES, lines, text_len};
     if reference.bytes > MAX_FRAME_BYTES {
         // Refused by the frame check with its reason; nothing to ask the apiserver for.
-        return Some(String::new());
+        return Ok(Some(String::new()));
     }
     let params = LogParams {
         container: Some(APP.to_owned()),
@@ -341,10 +434,14 @@ async fn read_frame_lines(
         ..LogParams::default()
     };
     match pods.logs(pod, &params).await {
-        Ok(log) => Some(log),
+        Ok(log) => Ok(Some(log)),
+        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 404) => {
+            tracing::warn!(pod, code = e.code, error = %e.message, "the runner's log is not there to read; using its termination message");
+            Ok(None)
+        }
         Err(e) => {
-            tracing::warn!(pod, error = %e, "cannot read the runner's log; using its termination message");
-            None
+            tracing::warn!(pod, error = %e, "reading the runner's log failed; retrying");
+            Err(e.into())
         }
     }
 }
@@ -472,18 +569,103 @@ mod tests {
         serde_json::to_value(test).unwrap()
     }
 
+    /// The test's Jobs, as a list answer.
+    fn job_list(jobs: Vec<serde_json::Value>) -> crate::fixtures::apiserver::Expect {
+        expect(
+            Method::GET,
+            "/apis/batch/v1/namespaces/ml/jobs",
+            serde_json::json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {},
+                               "items": jobs}),
+        )
+    }
+
     #[tokio::test]
     async fn a_new_test_starts_its_run() {
         let test = load_test("gate");
+        let (client, verifier) = client(vec![job_list(vec![]), status_patch(&test), event()]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        assert_eq!(bodies[1]["status"]["phase"], "Pending");
+        assert_eq!(bodies[1]["status"]["run"], "initial");
+        assert_eq!(bodies[1]["kind"], "LoadTest");
+        assert_eq!(bodies[2]["reason"], "RunStarted");
+    }
+
+    /// Before: anyone who may create a LoadTest could aim it at the cloud metadata address.
+    /// Now the run ends at once, Stalled `PolicyDenied`, naming the rule; no Job is created.
+    #[tokio::test]
+    async fn a_target_the_policy_denies_ends_the_run_naming_the_rule() {
+        let mut test = load_test("gate");
+        test.spec.target.endpoint_ref = None;
+        test.spec.target.url = Some("http://169.254.169.254".into());
         let (client, verifier) = client(vec![status_patch(&test), event()]);
         timeout_after_1s(reconcile(Arc::new(test), context(client)))
             .await
             .unwrap();
         let bodies = verifier.await.unwrap();
-        assert_eq!(bodies[0]["status"]["phase"], "Pending");
-        assert_eq!(bodies[0]["status"]["run"], "initial");
-        assert_eq!(bodies[0]["kind"], "LoadTest");
-        assert_eq!(bodies[1]["reason"], "RunStarted");
+        let status = &bodies[0]["status"];
+        assert_eq!(status["phase"], "Error");
+        let stalled = condition(status, "Stalled");
+        assert_eq!(stalled["reason"], "PolicyDenied");
+        assert!(
+            stalled["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.target.url http://169.254.169.254 is denied"),
+            "{stalled}"
+        );
+    }
+
+    /// Before: a new run (a new `loadgate.dev/run`, or a spec edit mid-profile) started while
+    /// the old run's Job kept loading the endpoint until its deadline, so the new run was
+    /// measured under double load. Now the old run's running Job is deleted first; a finished
+    /// one, and the new run's own, are left alone.
+    #[tokio::test]
+    async fn a_new_run_stops_the_jobs_of_earlier_runs_first() {
+        let mut test = load_test("gate");
+        test.metadata.generation = Some(2);
+        let old = |name: &str, generation: &str, conditions: serde_json::Value| {
+            let mut job = job_answer(&test, "ramp-up", conditions);
+            job["metadata"]["name"] = name.into();
+            job["metadata"]["labels"]["loadgate.dev/generation"] = generation.into();
+            job
+        };
+        let running_old = old("gate-ramp-up-old", "1", serde_json::json!([]));
+        let finished_old = old(
+            "gate-ramp-up-done",
+            "1",
+            serde_json::json!([{"type": "Complete", "status": "True"}]),
+        );
+        let mut foreign = old("gate-ramp-up-foreign", "1", serde_json::json!([]));
+        foreign["metadata"]["ownerReferences"] = serde_json::json!([]);
+        let (client, verifier) = client(vec![
+            job_list(vec![running_old, finished_old, foreign]),
+            expect(
+                Method::DELETE,
+                "/apis/batch/v1/namespaces/ml/jobs/gate-ramp-up-old",
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
+            status_patch(&test),
+            event(),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        assert_eq!(bodies[1]["propagationPolicy"], "Background");
+        assert_eq!(bodies[2]["status"]["phase"], "Pending");
+        assert_eq!(bodies[4]["reason"], "SupersededRun");
+        assert!(
+            bodies[4]["note"]
+                .as_str()
+                .unwrap()
+                .ends_with("earlier runs: gate-ramp-up-old"),
+            "{}",
+            bodies[4]
+        );
     }
 
     #[tokio::test]
@@ -585,8 +767,7 @@ mod tests {
             expect(
                 Method::POST,
                 "/api/v1/namespaces/ml/configmaps",
-                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "gate-report", "namespace": "ml"}}),
+                report_stored()[0].answer.clone(),
             ),
             expect(
                 Method::PATCH,
@@ -659,6 +840,112 @@ mod tests {
         assert_eq!(status["phase"], "Passed");
     }
 
+    /// Before: any error reading a runner's log (a 500 from a busy apiserver) dropped its
+    /// results frame silently, and the profile was written final without its curve, capacity
+    /// or windows. Now a transient error retries the reconcile (nothing written), and a log
+    /// that is gone is said in the profile's status.
+    #[tokio::test]
+    async fn a_transient_log_error_is_retried_and_a_missing_frame_is_said() {
+        let mut test = load_test("gate");
+        test.spec.profiles.truncate(1);
+        let test = running(&test);
+        let mut summary = runner_summary(10);
+        summary["results"] = serde_json::json!({"bytes": 100, "crc32": 7});
+        let pods = pod_list("Succeeded", None, &summary.to_string());
+        let complete = serde_json::json!([{"type": "Complete", "status": "True"}]);
+        let log = "/api/v1/namespaces/ml/pods/runner-0/log";
+        let busy = crate::fixtures::apiserver::Expect {
+            method: Method::GET,
+            path: log.into(),
+            code: 500,
+            answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "InternalError", "code": 500, "message": "etcd leader changed"}),
+        };
+        let (api, verifier) = client(vec![
+            get_ready_endpoint(),
+            get_job(&test, "ramp-up", complete.clone()),
+            expect(Method::GET, "/api/v1/namespaces/ml/pods", pods.clone()),
+            busy,
+            event(),
+        ]);
+        let result = timeout_after_1s(reconcile(Arc::new(test.clone()), context(api))).await;
+        assert!(result.is_err(), "a transient error is retried");
+        assert_eq!(verifier.await.unwrap().len(), 5, "no status written");
+        // The log is gone: the termination message counts, and the status says what is missing.
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            get_job(&test, "ramp-up", complete),
+            expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
+            not_found(log),
+            report_stored()[0].clone(),
+            report_stored()[1].clone(),
+            status_patch(&test),
+            event(),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let profile = &bodies[6]["status"]["profiles"][0];
+        assert_eq!(profile["results"]["requests"], 100);
+        assert!(
+            profile["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("results frame missing (pod runner-0: its log could not be read)"),
+            "{profile}"
+        );
+    }
+
+    /// Before: an existing `gate-report` ConfigMap the test does not control was merge-patched
+    /// and its keys pruned as "old runs". Now it is left alone: no patch, a `NotOwned` Warning,
+    /// and the run goes on with its figures in the status.
+    #[tokio::test]
+    async fn a_report_configmap_the_test_does_not_control_is_left_alone() {
+        let mut test = load_test("gate");
+        test.spec.profiles.truncate(1);
+        let test = running(&test);
+        let theirs = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "gate-report", "namespace": "ml"},
+            "data": {"team-settings": "keep me"}});
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            get_job(
+                &test,
+                "ramp-up",
+                serde_json::json!([{"type": "Complete", "status": "True"}]),
+            ),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/ml/pods",
+                pod_list("Succeeded", None, &runner_summary(10).to_string()),
+            ),
+            expect(Method::GET, REPORT, theirs),
+            status_patch(&test),
+            event(),
+            event(),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        assert_eq!(bodies[4]["status"]["phase"], "Passed");
+        let not_owned = bodies
+            .iter()
+            .find(|b| b["reason"] == "NotOwned")
+            .expect("a NotOwned Warning");
+        assert_eq!(not_owned["type"], "Warning");
+        assert!(
+            not_owned["note"]
+                .as_str()
+                .unwrap()
+                .contains("ConfigMap gate-report exists but is not controlled by this LoadTest"),
+            "{not_owned}"
+        );
+    }
+
     fn get_ready_endpoint() -> crate::fixtures::apiserver::Expect {
         expect(
             Method::GET,
@@ -674,7 +961,9 @@ mod tests {
     /// A finished profile's report stored: the ConfigMap read (there already), then patched.
     fn report_stored() -> [crate::fixtures::apiserver::Expect; 2] {
         let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "gate-report", "namespace": "ml"}});
+            "metadata": {"name": "gate-report", "namespace": "ml",
+                "ownerReferences": [{"apiVersion": "loadgate.dev/v1alpha1", "kind": "LoadTest",
+                                     "name": "gate", "uid": "uid-gate", "controller": true}]}});
         [
             expect(Method::GET, REPORT, cm.clone()),
             expect(Method::PATCH, REPORT, cm),
@@ -713,7 +1002,7 @@ mod tests {
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {
                 "name": job_name(test, profile, "initial"), "namespace": "ml", "uid": "job-uid",
-                "labels": {"loadgate.dev/generation": "1"},
+                "labels": {"loadgate.dev/generation": "1", "loadgate.dev/profile": profile},
                 "annotations": {"loadgate.dev/run": "initial"},
                 "ownerReferences": [{"apiVersion": "loadgate.dev/v1alpha1", "kind": "LoadTest",
                                      "name": "gate", "uid": "uid-gate", "controller": true}]

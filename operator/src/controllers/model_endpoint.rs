@@ -45,6 +45,13 @@ async fn reconcile_endpoint(endpoint: &ModelEndpoint, ctx: &Context) -> Result<A
     if let Err(e) = validate_endpoint_name(&name).and_then(|()| endpoint.spec.validate()) {
         return block(ctx, endpoint, reasons::INVALID_SPEC, e.to_string()).await;
     }
+    if let Some(why) = ctx
+        .settings
+        .policy
+        .check_endpoint(endpoint, &ctx.settings.model_server_image)
+    {
+        return block(ctx, endpoint, reasons::POLICY_DENIED, why).await;
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     // Never take over a Deployment or Service someone else made under the name we would use.
@@ -80,8 +87,15 @@ async fn reconcile_endpoint(endpoint: &ModelEndpoint, ctx: &Context) -> Result<A
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
         let selector = selector_of(endpoint);
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        if let Some(seconds) = cold_start_seconds(&list.items) {
-            status.cold_start_seconds = Some(seconds);
+        let recorded = endpoint
+            .status
+            .as_ref()
+            .map(|s| s.cold_start_by_pod.clone())
+            .unwrap_or_default();
+        let (seconds, by_pod) = cold_start_seconds(&list.items, &recorded);
+        if seconds.is_some() {
+            status.cold_start_seconds = seconds;
+            status.cold_start_by_pod = by_pod;
         }
     }
     if endpoint.status.as_ref() != Some(&status) {
@@ -185,7 +199,8 @@ mod tests {
             .iter()
             .map(|s| {
                 serde_json::json!({
-                    "metadata": {"name": "mini-abc", "creationTimestamp": at(100).0.to_string()},
+                    "metadata": {"name": format!("mini-{s}"), "uid": format!("uid-{s}"),
+                                 "creationTimestamp": at(100).0.to_string()},
                     "status": {"conditions": [{"type": "Ready", "status": "True",
                         "lastTransitionTime": at(100 + s).0.to_string()}]},
                 })
@@ -240,6 +255,7 @@ mod tests {
         assert_eq!(bodies[5]["status"]["url"], "http://mini.ml.svc:8080");
         // The slowest pod's creation to Ready.
         assert_eq!(bodies[5]["status"]["coldStartSeconds"], 3.0);
+        assert_eq!(bodies[5]["status"]["coldStartByPod"]["uid-3"], 3.0);
         assert_eq!(bodies[6]["reason"], "EndpointReady");
     }
 
@@ -345,6 +361,30 @@ mod tests {
                 .unwrap()
                 .contains("must be less than or equal to cpu limit"),
             "{ready}"
+        );
+    }
+
+    /// Before: a ModelEndpoint could run any image. Now one outside the allowed repositories
+    /// is blocked before any child is written: Stalled, `PolicyDenied`, naming the image.
+    #[tokio::test]
+    async fn an_image_outside_the_policy_is_refused_before_anything_is_written() {
+        let mut ep = endpoint("mini");
+        ep.spec.image = Some("evil.example/miner:1".into());
+        let (client, verifier) = client(vec![status_patch(&ep), event_post()]);
+        timeout_after_1s(reconcile(Arc::new(ep), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let stalled = condition(&bodies[0]["status"], "Stalled");
+        assert_eq!(
+            (stalled["status"].as_str(), stalled["reason"].as_str()),
+            (Some("True"), Some("PolicyDenied"))
+        );
+        assert!(
+            stalled["message"].as_str().unwrap().starts_with(
+                "spec.image evil.example/miner:1 is not an allowed model-server image"
+            ),
+            "{stalled}"
         );
     }
 }

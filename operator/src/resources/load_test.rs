@@ -53,7 +53,16 @@ pub fn generation(test: &LoadTest) -> i64 {
 /// releases, and different for every spec edit, so a new generation never finds the previous
 /// generation's Jobs under its names.
 pub fn run_hash(run: &str, generation: i64) -> String {
-    let key = format!("{run}@{generation}");
+    fnv_hex(&format!("{run}@{generation}"))
+}
+
+/// The longest runner Job name. An Indexed Job's pods take `<job>-<index>` as their hostname,
+/// a DNS label of at most 63 characters, so the apiserver refuses a Job whose name leaves no
+/// room for `-<completions - 1>`: with at most 100 runner pods (`spec.parallelism`), three.
+pub const MAX_JOB_NAME: usize = 60;
+
+/// FNV-1a, 32 bits of it as 8 hex digits: stable across processes and releases.
+fn fnv_hex(key: &str) -> String {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -61,17 +70,26 @@ pub fn run_hash(run: &str, generation: i64) -> String {
 }
 
 /// The Job name of one profile in one run of the test's current generation:
-/// `<test>-<profile>-<runhash>`, at most 63 characters.
+/// `<test>-<profile>` cut to fit, then 8 hex digits of a hash of the namespace, the test, the
+/// profile, the run and the generation, at most [`MAX_JOB_NAME`] characters. The hash keeps
+/// apart what the readable part cannot: LoadTest `web` with profile `api-load` and LoadTest
+/// `web-api` with profile `load`, or two long names cut to the same prefix.
 pub fn job_name(test: &LoadTest, profile: &str, run: &str) -> String {
-    bounded_name(
-        &format!("{}-{profile}", test.name_any()),
-        &run_hash(run, generation(test)),
-    )
+    let key = format!(
+        "{}/{}/{profile}/{run}@{}",
+        test.namespace().unwrap_or_default(),
+        test.name_any(),
+        generation(test)
+    );
+    // A LoadTest's name may hold dots (a DNS subdomain); a pod's hostname may not.
+    let readable = format!("{}-{profile}", test.name_any()).replace('.', "-");
+    bounded_name(&readable, &fnv_hex(&key), MAX_JOB_NAME)
 }
 
-/// Why an existing Job under one of this run's names is not this run's (and must not be
-/// adopted): another owner, another run, another generation. `None` when it is ours.
-pub fn foreign_job(test: &LoadTest, run: &str, job: &Job) -> Option<String> {
+/// Why an existing Job under one of this run's names is not this run's profile `profile` (and
+/// must not be adopted): another owner, another profile, another run, another generation.
+/// `None` when it is ours.
+pub fn foreign_job(test: &LoadTest, profile: &str, run: &str, job: &Job) -> Option<String> {
     let name = job.name_any();
     if !super::controlled_by(job, test.meta().uid.as_deref()) {
         return Some(format!(
@@ -79,6 +97,13 @@ pub fn foreign_job(test: &LoadTest, run: &str, job: &Job) -> Option<String> {
         ));
     }
     let labels = job.labels();
+    let job_profile = labels.get(PROFILE_LABEL).map(String::as_str);
+    if job_profile != Some(profile) {
+        return Some(format!(
+            "Job {name} runs profile {}, not {profile}",
+            job_profile.unwrap_or("(none)")
+        ));
+    }
     let job_generation = labels.get(GENERATION_LABEL).map(String::as_str);
     let want = generation(test).to_string();
     if job_generation != Some(want.as_str()) {
@@ -387,27 +412,103 @@ mod tests {
             start_at_ms: None,
         };
         let old = job(&lt, &runner);
-        assert_eq!(foreign_job(&lt, "initial", &old), None);
+        assert_eq!(foreign_job(&lt, &profile.name, "initial", &old), None);
         lt.metadata.generation = Some(2);
         assert_ne!(
             job_name(&lt, &profile.name, "initial"),
             old.name_any(),
             "a new generation has new Job names"
         );
-        let why = foreign_job(&lt, "initial", &old).unwrap();
+        let why = foreign_job(&lt, &profile.name, "initial", &old).unwrap();
         assert!(why.contains("generation 1, not 2"), "{why}");
         lt.metadata.generation = Some(1);
         assert!(
-            foreign_job(&lt, "rerun", &old)
+            foreign_job(&lt, &profile.name, "rerun", &old)
                 .unwrap()
                 .contains("run initial, not rerun")
         );
         let mut stranger = old.clone();
         stranger.metadata.owner_references = None;
         assert!(
-            foreign_job(&lt, "initial", &stranger)
+            foreign_job(&lt, &profile.name, "initial", &stranger)
                 .unwrap()
                 .contains("not controlled by this LoadTest")
+        );
+    }
+
+    /// A Job of another profile under this profile's name (forged, or a name that collided) is
+    /// never adopted.
+    #[test]
+    fn a_job_of_another_profile_is_not_adopted() {
+        let lt = load_test("gate");
+        let profile = lt.spec.profiles[0].clone();
+        let other = lt.spec.profiles[1].clone();
+        let runner = RunnerJob {
+            profile: &other,
+            run: "initial",
+            target_url: "http://mini.ml.svc:8080",
+            default_image: "lr:1",
+            start_at_ms: None,
+        };
+        let theirs = job(&lt, &runner);
+        let why = foreign_job(&lt, &profile.name, "initial", &theirs).unwrap();
+        assert!(
+            why.contains(&format!(
+                "runs profile {}, not {}",
+                other.name, profile.name
+            )),
+            "{why}"
+        );
+    }
+
+    /// Before: LoadTest `web` / profile `api-load` and LoadTest `web-api` / profile `load` had
+    /// one Job name (the hash covered only run@generation), and so did any two long names cut
+    /// to one prefix.
+    #[test]
+    fn job_names_of_different_tests_and_profiles_never_collide() {
+        let mut web = load_test("web");
+        web.spec.profiles[0].name = "api-load".into();
+        let mut web_api = load_test("web-api");
+        web_api.spec.profiles[0].name = "load".into();
+        assert_ne!(
+            job_name(&web, "api-load", "initial"),
+            job_name(&web_api, "load", "initial")
+        );
+        let long = load_test(&"t".repeat(40));
+        let (a, b) = (
+            format!("{}-a", "p".repeat(40)),
+            format!("{}-b", "p".repeat(40)),
+        );
+        assert_ne!(
+            job_name(&long, &a, "initial"),
+            job_name(&long, &b, "initial")
+        );
+        let mut other_ns = load_test("web");
+        other_ns.metadata.namespace = Some("other".into());
+        assert_ne!(
+            job_name(&web, "api-load", "initial"),
+            job_name(&other_ns, "api-load", "initial")
+        );
+    }
+
+    /// Before: a test and profile name of 60 characters gave a 63-character Job name, which
+    /// the apiserver refuses for an Indexed Job (its pods' hostname `<job>-<index>` must be a
+    /// DNS label), and the run ended `Rejected` although the LoadTest was accepted.
+    #[test]
+    fn the_longest_names_leave_room_for_the_pod_index() {
+        let lt = load_test(&"t".repeat(loadgate_api::validate::MAX_LOAD_TEST_NAME));
+        let profile = "p".repeat(40);
+        let name = job_name(&lt, &profile, "a-very-long-run-name-from-a-commit-sha");
+        let dotted = job_name(&load_test("web.v2"), "load", "initial");
+        assert!(dotted.starts_with("web-v2-load-"), "{dotted}");
+        assert_eq!(name.len(), MAX_JOB_NAME);
+        // The highest index of the most runner pods a LoadTest may have.
+        let hostname = format!("{name}-99");
+        assert!(hostname.len() <= 63, "{hostname}");
+        assert!(
+            hostname
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         );
     }
 }

@@ -78,9 +78,9 @@ pub fn not_owned<K: kube::Resource, O: kube::Resource<DynamicType = ()>>(
     })
 }
 
-/// A DNS-1123 label of at most 63 characters: `base` cut short, then `-suffix`.
-fn bounded_name(base: &str, suffix: &str) -> String {
-    let room = 63usize.saturating_sub(suffix.len() + 1);
+/// A DNS-1123 label of at most `max` characters: `base` cut short, then `-suffix`.
+fn bounded_name(base: &str, suffix: &str, max: usize) -> String {
+    let room = max.saturating_sub(suffix.len() + 1);
     let base = base[..base.len().min(room)].trim_end_matches('-');
     format!("{base}-{suffix}")
 }
@@ -92,9 +92,9 @@ mod tests {
     #[test]
     fn names_stay_within_63_characters() {
         let long = "a".repeat(80);
-        let name = bounded_name(&long, "ramp-up-1a2b3c4d");
+        let name = bounded_name(&long, "ramp-up-1a2b3c4d", 63);
         assert_eq!(name.len(), 63);
         assert!(name.ends_with("-ramp-up-1a2b3c4d"));
-        assert_eq!(bounded_name("lt", "spike"), "lt-spike");
+        assert_eq!(bounded_name("lt", "spike", 63), "lt-spike");
     }
 }

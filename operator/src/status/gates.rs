@@ -4,15 +4,51 @@
 //! latest passed run of this LoadTest, or of `loadTestRef`), so the figures it names are the
 //! ones in `status.baseline`; [`judge`] compares at the run's end.
 //!
-//! A baseline is compared profile by profile (same name, both with results): p95, p99 and
-//! requests per second; and on the test's capacity (`status.capacity.maxRpsWithinBudget`).
+//! A baseline is compared profile by profile (same name, same [`fingerprint`], both with
+//! results): p95, p99 and requests per second; and on the test's capacity
+//! (`status.capacity.maxRpsWithinBudget`) when the profile that found it is comparable. A
+//! profile whose load shape or task mix changed has no comparable baseline, and the status says
+//! so: fewer users must never pass as "no regression".
 //! Violations name both runs: "p95 612 ms is +18% over the baseline's 518 ms (run 3f2a9c1) in
 //! profile sustained".
 
 use loadgate_api::load::Violation;
+use loadgate_api::load_test::ProfileStatus;
 use loadgate_api::load_test::{
-    BaselineSpec, BaselineStatus, LoadPhase, LoadTest, LoadTestStatus, RunRecord, Verdict,
+    BaselineSpec, BaselineStatus, LoadPhase, LoadTest, LoadTestStatus, ProfileSpec, RunRecord,
+    Verdict,
 };
+
+/// What a profile's figures depend on besides the endpoint, as 16 hex digits of FNV-1a over
+/// its canonical JSON: the load shape (everything of the profile but its name and budgets), the
+/// runner pods, the task mix (the default mix when none is given) and the wait time. Two runs
+/// of one fingerprint loaded their endpoint the same way. The target is compared beside it
+/// ([`judge`]): for a LoadTest's own runs it must be the same, while `loadTestRef` compares
+/// with another test's run, by design against another endpoint.
+pub fn fingerprint(test: &LoadTest, profile: &ProfileSpec) -> String {
+    let spec = &test.spec;
+    let mut shape = profile.clone();
+    shape.name.clear();
+    shape.thresholds = None;
+    let tasks = if spec.tasks.is_empty() {
+        loadgate_api::load::default_tasks()
+    } else {
+        spec.tasks.clone()
+    };
+    let key = serde_json::json!({
+        "shape": shape,
+        "parallelism": spec.parallelism,
+        "tasks": tasks,
+        "waitTime": spec.wait_time.unwrap_or_default(),
+    });
+    let hash = key
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{hash:016x}")
+}
 
 /// A finished run as a record kept in the status.
 pub fn record_of(status: &LoadTestStatus) -> Option<RunRecord> {
@@ -23,6 +59,7 @@ pub fn record_of(status: &LoadTestStatus) -> Option<RunRecord> {
         phase,
         verdict: status.verdict,
         summary: status.summary.clone(),
+        target_url: status.target_url.clone(),
         capacity: status.capacity.clone(),
         profiles: status.profiles.clone(),
         completion_time: status.completion_time.clone(),
@@ -78,21 +115,44 @@ pub fn judge(test: &LoadTest, st: &mut LoadTestStatus) -> Vec<Violation> {
                     baseline.load_test
                 );
             }
+            Some(record)
+                if baseline.load_test == test.metadata.name.as_deref().unwrap_or_default()
+                    && record.target_url.is_some()
+                    && record.target_url != st.target_url =>
+            {
+                baseline.message = format!(
+                    "no comparable baseline in run {} of LoadTest {}: it loaded {}, this run {}",
+                    record.run,
+                    baseline.load_test,
+                    record.target_url.as_deref().unwrap_or_default(),
+                    st.target_url.as_deref().unwrap_or("nothing")
+                );
+            }
             Some(record) => {
-                let found = compare(spec, st_figures(st), record);
-                baseline.message = if found.is_empty() {
+                let Comparison {
+                    violations: found,
+                    compared,
+                    notes,
+                } = compare(spec, st_figures(st), record);
+                let of = format!("run {} of LoadTest {}", record.run, baseline.load_test);
+                let total = st.profiles.len();
+                let mut message = if compared == 0 {
+                    format!("no comparable baseline in {of}: 0 of {total} profiles compared")
+                } else if found.is_empty() {
                     format!(
-                        "within the baseline's budgets against run {} of LoadTest {}",
-                        record.run, baseline.load_test
+                        "within the baseline's budgets against {of} ({compared} of {total} profiles compared)"
                     )
                 } else {
                     format!(
-                        "{} regression(s) against run {} of LoadTest {}",
-                        found.len(),
-                        record.run,
-                        baseline.load_test
+                        "{} regression(s) against {of} ({compared} of {total} profiles compared)",
+                        found.len()
                     )
                 };
+                for note in notes {
+                    message.push_str("; ");
+                    message.push_str(&note);
+                }
+                baseline.message = message;
                 violations.extend(found);
             }
         }
@@ -151,21 +211,59 @@ fn change_percent(base: f64, now: f64) -> Option<f64> {
     (base.is_finite() && now.is_finite() && base > 0.0).then(|| (now - base) / base * 100.0)
 }
 
-fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Vec<Violation> {
+/// What comparing a run with its baseline found.
+struct Comparison {
+    /// Budgets of `spec.baseline` broken.
+    violations: Vec<Violation>,
+    /// Profiles compared (same name and fingerprint, both measured).
+    compared: usize,
+    /// Why a profile or the capacity was not compared, for the status's message.
+    notes: Vec<String>,
+}
+
+/// The baseline's profile `profile` can be compared with: same name and same fingerprint. A
+/// record without fingerprints (written before they existed) compares with nothing.
+fn comparable<'a>(
+    base: &'a RunRecord,
+    profile: &ProfileStatus,
+) -> Result<&'a ProfileStatus, String> {
+    let name = &profile.name;
+    let Some(before) = base.profiles.iter().find(|p| &p.name == name) else {
+        return Err(format!(
+            "no comparable baseline for profile {name}: run {} has no such profile",
+            base.run
+        ));
+    };
+    if before.fingerprint.is_none() || before.fingerprint != profile.fingerprint {
+        return Err(format!(
+            "no comparable baseline for profile {name}: its load shape or task mix differs from run {}'s",
+            base.run
+        ));
+    }
+    Ok(before)
+}
+
+fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Comparison {
     let mut violations = Vec::new();
+    let mut notes = Vec::new();
+    let mut compared = 0;
     let run = &base.run;
     for profile in now.profiles {
-        let Some(figures) = &profile.results else {
+        let before = match comparable(base, profile) {
+            Ok(before) => before,
+            Err(note) => {
+                notes.push(note);
+                continue;
+            }
+        };
+        let (Some(figures), Some(before)) = (&profile.results, before.results.as_ref()) else {
+            notes.push(format!(
+                "profile {} not compared: not measured in both runs",
+                profile.name
+            ));
             continue;
         };
-        let Some(before) = base
-            .profiles
-            .iter()
-            .find(|p| p.name == profile.name)
-            .and_then(|p| p.results.as_ref())
-        else {
-            continue;
-        };
+        compared += 1;
         let scope = format!("profile {}", profile.name);
         for (metric, label, budget, was, is) in [
             (
@@ -215,10 +313,36 @@ fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Vec<Viola
             });
         }
     }
-    let base_capacity = base.capacity.as_ref().map(|c| c.max_rps_within_budget);
-    if let (Some(budget), Some(was)) = (spec.max_capacity_decrease_percent, base_capacity) {
-        let is = now.capacity_rps.unwrap_or(0.0);
-        if let Some(change) = change_percent(was, is)
+    let base_capacity = base.capacity.as_ref();
+    if let (Some(budget), Some(was_capacity)) = (spec.max_capacity_decrease_percent, base_capacity)
+    {
+        let was = was_capacity.max_rps_within_budget;
+        // The capacity is compared only when the profile that found it then is comparable now
+        // and measured one: a figure that was not measured is said so, never read as 0.
+        let found_by = now
+            .profiles
+            .iter()
+            .find(|p| p.name == was_capacity.profile)
+            .filter(|p| comparable(base, p).is_ok());
+        let is = match found_by {
+            None => {
+                notes.push(format!(
+                    "capacity not compared: profile {} has no comparable baseline",
+                    was_capacity.profile
+                ));
+                None
+            }
+            Some(p) if p.capacity.is_none() || now.capacity_rps.is_none() => {
+                notes.push(format!(
+                    "capacity not compared: not measured in profile {} of this run",
+                    p.name
+                ));
+                None
+            }
+            Some(_) => now.capacity_rps,
+        };
+        if let Some(is) = is
+            && let Some(change) = change_percent(was, is)
             && -change > budget
         {
             violations.push(Violation {
@@ -232,14 +356,18 @@ fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Vec<Viola
             });
         }
     }
-    violations
+    Comparison {
+        violations,
+        compared,
+        notes,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::{at, load_test};
-    use loadgate_api::load_test::{ProfilePhase, ProfileStatus, ResultFigures, TestCapacity};
+    use loadgate_api::load_test::{ProfilePhase, ResultFigures, TestCapacity};
 
     fn profile(name: &str, p95: f64, rps: f64) -> ProfileStatus {
         ProfileStatus {
@@ -250,6 +378,14 @@ mod tests {
                 p99_ms: p95 * 1.5,
                 rps,
                 ..ResultFigures::default()
+            }),
+            fingerprint: Some("same-shape".into()),
+            capacity: Some(loadgate_api::capacity::Capacity {
+                max_users_within_budget: 4,
+                max_rps_within_budget: rps,
+                offered_rps: None,
+                limited_by: None,
+                broke_at: None,
             }),
             ..ProfileStatus::pending(name, 4)
         }
@@ -377,5 +513,127 @@ mod tests {
         assert!(judge(&test, &mut st).is_empty());
         st.cold_start_seconds = None;
         assert_eq!(judge(&test, &mut st)[0].metric, "maxColdStartSeconds");
+    }
+
+    /// Before: profiles were matched by name only, so a run at fewer users than its baseline
+    /// passed as "within the baseline's budgets", and a run whose profiles were all renamed
+    /// compared nothing yet said the same.
+    #[test]
+    fn only_profiles_of_the_same_load_shape_are_compared() {
+        let test = with_baseline(BaselineSpec {
+            max_p95_increase_percent: Some(10.0),
+            max_capacity_decrease_percent: Some(20.0),
+            ..BaselineSpec::default()
+        });
+        let base = finished("3f2a9c1", LoadPhase::Passed, 518.0, 20.0);
+        // Fewer users: another fingerprint. Its p95 looks better; it must not be compared.
+        let mut lighter = finished("lighter", LoadPhase::Passed, 100.0, 5.0);
+        lighter.profiles[0].fingerprint = Some("fewer-users".into());
+        lighter.baseline = pick_baseline(&test, Some(&base));
+        assert!(judge(&test, &mut lighter).is_empty());
+        let message = lighter.baseline.unwrap().message;
+        assert!(
+            message.starts_with(
+                "no comparable baseline in run 3f2a9c1 of LoadTest lt: 0 of 1 profiles compared"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "no comparable baseline for profile sustained: its load shape or task mix differs"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("capacity not compared"), "{message}");
+        // Every profile renamed: nothing compared, and it says so.
+        let mut renamed = finished("renamed", LoadPhase::Passed, 100.0, 20.0);
+        renamed.profiles[0].name = "steady".into();
+        renamed.baseline = pick_baseline(&test, Some(&base));
+        judge(&test, &mut renamed);
+        let message = renamed.baseline.unwrap().message;
+        assert!(message.contains("0 of 1 profiles compared"), "{message}");
+        assert!(
+            message.contains("run 3f2a9c1 has no such profile"),
+            "{message}"
+        );
+        // The same shape is compared, and the message counts it.
+        let mut same = finished("same", LoadPhase::Passed, 520.0, 20.0);
+        same.baseline = pick_baseline(&test, Some(&base));
+        assert!(judge(&test, &mut same).is_empty());
+        let message = same.baseline.unwrap().message;
+        assert!(message.contains("(1 of 1 profiles compared)"), "{message}");
+    }
+
+    /// Before: a capacity that was not measured (a frame missing) read as 0 and failed as
+    /// "100% under the baseline".
+    #[test]
+    fn a_capacity_not_measured_is_not_compared() {
+        let test = with_baseline(BaselineSpec {
+            max_capacity_decrease_percent: Some(20.0),
+            ..BaselineSpec::default()
+        });
+        let base = finished("3f2a9c1", LoadPhase::Passed, 518.0, 20.0);
+        let mut st = finished("next", LoadPhase::Passed, 518.0, 20.0);
+        st.capacity = None;
+        st.profiles[0].capacity = None;
+        st.baseline = pick_baseline(&test, Some(&base));
+        assert!(judge(&test, &mut st).is_empty());
+        let message = st.baseline.unwrap().message;
+        assert!(
+            message.contains("capacity not compared: not measured in profile sustained"),
+            "{message}"
+        );
+    }
+
+    /// The fingerprint follows the load shape and the task mix, not the name or the budgets.
+    #[test]
+    fn the_fingerprint_follows_what_loads_the_endpoint() {
+        let test = load_test("lt");
+        let p = &test.spec.profiles[0];
+        let base = fingerprint(&test, p);
+        let mut budgets = test.clone();
+        budgets.spec.profiles[0].thresholds = Some(loadgate_api::load::Thresholds::default());
+        budgets.spec.thresholds.p95_ms = Some(1.0);
+        assert_eq!(fingerprint(&budgets, &budgets.spec.profiles[0]), base);
+        let mut users = test.clone();
+        users.spec.profiles[0].users += 1;
+        assert_ne!(fingerprint(&users, &users.spec.profiles[0]), base);
+        let mut tasks = test.clone();
+        tasks.spec.tasks = loadgate_api::load::default_tasks();
+        assert_eq!(
+            fingerprint(&tasks, &tasks.spec.profiles[0]),
+            base,
+            "the default mix spelled out is the same mix"
+        );
+        tasks.spec.tasks.pop();
+        assert_ne!(fingerprint(&tasks, &tasks.spec.profiles[0]), base);
+        let mut pods = test.clone();
+        pods.spec.parallelism = 2;
+        assert_ne!(fingerprint(&pods, &pods.spec.profiles[0]), base);
+    }
+
+    /// A test's own earlier run on another target is no baseline; another test's run
+    /// (`loadTestRef`) is, by design, on another endpoint.
+    #[test]
+    fn an_own_run_on_another_target_is_not_compared() {
+        let test = with_baseline(BaselineSpec {
+            max_p95_increase_percent: Some(10.0),
+            ..BaselineSpec::default()
+        });
+        let mut base = finished("3f2a9c1", LoadPhase::Passed, 100.0, 20.0);
+        base.target_url = Some("http://old.ml.svc:8080".into());
+        let mut st = finished("next", LoadPhase::Passed, 900.0, 20.0);
+        st.target_url = Some("http://new.ml.svc:8080".into());
+        st.baseline = pick_baseline(&test, Some(&base));
+        assert!(judge(&test, &mut st).is_empty());
+        let message = st.baseline.unwrap().message;
+        assert!(
+            message.contains("it loaded http://old.ml.svc:8080, this run http://new.ml.svc:8080"),
+            "{message}"
+        );
+        let mut other = test.clone();
+        other.spec.baseline.as_mut().unwrap().load_test_ref = Some("stable".into());
+        st.baseline = pick_baseline(&other, Some(&base));
+        assert_eq!(judge(&other, &mut st).len(), 1, "compared across targets");
     }
 }

@@ -60,7 +60,10 @@ pub fn start_run(test: &LoadTest, status: Option<&LoadTestStatus>, run: &str, no
             .spec
             .profiles
             .iter()
-            .map(|p| ProfileStatus::pending(&p.name, p.users))
+            .map(|p| ProfileStatus {
+                fingerprint: Some(gates::fingerprint(test, p)),
+                ..ProfileStatus::pending(&p.name, p.users)
+            })
             .collect(),
         previous,
         baseline,
@@ -96,13 +99,37 @@ pub fn reject_spec(
     message: String,
     now: &Time,
 ) -> Plan {
-    let mut plan = start_run(test, status, run, now);
-    plan.events = finish(
-        &mut plan.status,
+    deny_run(
         test,
-        Some((reasons::INVALID_SPEC, format!("invalid spec: {message}"))),
+        status,
+        run,
+        (reasons::INVALID_SPEC, format!("invalid spec: {message}")),
         now,
-    );
+    )
+}
+
+/// A run the operator's policy refuses ([`crate::policy`]): it starts and ends at once in
+/// Error, `Stalled=True` and `Passed=False` with reason `PolicyDenied` and the rule in the
+/// message; no Job is created.
+pub fn deny_by_policy(
+    test: &LoadTest,
+    status: Option<&LoadTestStatus>,
+    run: &str,
+    message: String,
+    now: &Time,
+) -> Plan {
+    deny_run(test, status, run, (reasons::POLICY_DENIED, message), now)
+}
+
+fn deny_run(
+    test: &LoadTest,
+    status: Option<&LoadTestStatus>,
+    run: &str,
+    why: (&'static str, String),
+    now: &Time,
+) -> Plan {
+    let mut plan = start_run(test, status, run, now);
+    plan.events = finish(&mut plan.status, test, Some(why), now);
     plan.requeue = None;
     plan
 }
@@ -315,6 +342,7 @@ pub fn advance(
                 &thresholds,
                 &spec.task_thresholds,
                 profile_spec.search.is_some(),
+                spec.quality.is_some(),
             );
             let profile = &mut st.profiles[i];
             profile.completion_time = Some(now.clone());
@@ -325,6 +353,7 @@ pub fn advance(
                     curve,
                     capacity,
                     start_skew_ms,
+                    missing_frames,
                     report: mut profile_report,
                 }) => {
                     let efficiency = Efficiency::of(
@@ -366,8 +395,14 @@ pub fn advance(
                     profile.curve = curve;
                     profile.capacity = capacity;
                     profile.start_skew_ms = start_skew_ms;
+                    profile.message = missing_frames;
                     if let Some(abort) = aborted {
-                        profile.message = Some(format!("aborted on budget: {}", abort.message));
+                        let mut message = format!("aborted on budget: {}", abort.message);
+                        if let Some(missing) = &profile.message {
+                            message.push_str("; ");
+                            message.push_str(missing);
+                        }
+                        profile.message = Some(message);
                         skip_after_abort(&mut st, spec, i, &abort, now);
                     }
                 }
@@ -750,6 +785,7 @@ mod tests {
                     })
                     .collect(),
             ),
+            missing_frame: None,
         };
         let budget = Thresholds {
             p95_ms: Some(500.0),
@@ -760,6 +796,7 @@ mod tests {
             2,
             &budget,
             &[],
+            false,
             false,
         )
         .unwrap();
@@ -787,9 +824,18 @@ mod tests {
         let mut gone = runner(1_250, 0);
         gone.steps = None;
         gone.windows = None;
-        let result = profile_result(&[runner(1_000, 0), gone], 2, &budget, &[], false).unwrap();
+        gone.missing_frame = Some("pod r-1: its log could not be read".into());
+        let result =
+            profile_result(&[runner(1_000, 0), gone], 2, &budget, &[], false, false).unwrap();
         assert!(result.curve.is_empty() && result.capacity.is_none());
         assert!(result.report.history.is_empty());
+        assert_eq!(
+            result.missing_frames.as_deref(),
+            Some(
+                "results frame missing (pod r-1: its log could not be read): no curve, \
+                 capacity or per-second history measured"
+            )
+        );
     }
 
     #[test]
@@ -846,6 +892,27 @@ mod tests {
         );
         // The target's cold start, as the endpoint reported it when the run began.
         assert_eq!(st.cold_start_seconds, Some(4.0));
+    }
+
+    /// Before: with `spec.quality` set, runners that sent no quality result (an old runner
+    /// image, or a check that never ran) left the quality gate passed.
+    #[test]
+    fn a_quality_check_that_sent_nothing_fails_the_profile() {
+        let mut test = load_test("quality");
+        test.spec.quality = Some(loadgate_api::load::Quality {
+            sample_rate: 0.1,
+            min_cosine: 0.9999,
+        });
+        let plan = run_through(&test, &[120, 180]);
+        let st = &plan.status;
+        assert_eq!(st.phase, Some(LoadPhase::Failed));
+        let quality = &st.profiles[0].violations;
+        assert!(
+            quality.iter().any(|v| v.metric == "quality"
+                && v.message
+                    .contains("no runner sent a quality result in profile ramp-up")),
+            "{quality:?}"
+        );
     }
 
     #[test]

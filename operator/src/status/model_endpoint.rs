@@ -7,19 +7,38 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use loadgate_api::conditions::{ConditionUpdate, Time, is_true, reasons, set_condition, types};
 use loadgate_api::model_endpoint::{ModelEndpoint, ModelEndpointStatus};
+use std::collections::BTreeMap;
 
 /// The cold start of a rolled-out endpoint: the slowest of its serving pods from creation to
 /// Ready, seconds, from the pods' own `creationTimestamp` and Ready condition (as the kubelet
-/// set it). Pods being deleted, not Ready, or without both times are left out; `None` when none
-/// is left.
-pub fn cold_start_seconds(pods: &[Pod]) -> Option<f64> {
-    pods.iter()
+/// set it), with each pod's figure by UID. A pod's figure is taken once, the first time it is
+/// seen Ready with no container restarted, and kept from `recorded` after that: a restart or a
+/// readiness flap moves Ready's `lastTransitionTime`, and would otherwise make the cold start
+/// the pod's age. Pods being deleted, not yet measured and not measurable (not Ready, or
+/// restarted before first seen) are left out; `None` when none is left.
+pub fn cold_start_seconds(
+    pods: &[Pod],
+    recorded: &BTreeMap<String, f64>,
+) -> (Option<f64>, BTreeMap<String, f64>) {
+    let by_pod: BTreeMap<String, f64> = pods
+        .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|pod| {
+            let uid = pod.metadata.uid.clone()?;
+            if let Some(seconds) = recorded.get(&uid) {
+                return Some((uid, *seconds));
+            }
+            let status = pod.status.as_ref()?;
+            let restarted = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.restart_count > 0);
+            if restarted {
+                return None;
+            }
             let created = pod.metadata.creation_timestamp.as_ref()?.0;
-            let ready = pod
-                .status
-                .as_ref()?
+            let ready = status
                 .conditions
                 .as_ref()?
                 .iter()
@@ -28,9 +47,10 @@ pub fn cold_start_seconds(pods: &[Pod]) -> Option<f64> {
                 .as_ref()?
                 .0;
             let seconds = ready.duration_since(created).as_secs_f64();
-            (seconds >= 0.0).then_some(seconds)
+            (seconds >= 0.0).then_some((uid, seconds))
         })
-        .reduce(f64::max)
+        .collect();
+    (by_pod.values().copied().reduce(f64::max), by_pod)
 }
 
 /// The status `endpoint` should have, given its Deployment as the apiserver returned it.
@@ -182,10 +202,11 @@ mod tests {
     use crate::fixtures::{at, deployment_with, endpoint};
     use loadgate_api::conditions::find;
 
-    fn pod(created: i64, ready: Option<i64>, deleting: bool) -> Pod {
+    fn pod(uid: &str, created: i64, ready: Option<i64>, deleting: bool) -> Pod {
         use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
         Pod {
             metadata: kube::api::ObjectMeta {
+                uid: Some(uid.into()),
                 creation_timestamp: Some(at(created)),
                 deletion_timestamp: deleting.then(|| at(created + 100)),
                 ..Default::default()
@@ -206,14 +227,42 @@ mod tests {
     #[test]
     fn cold_start_is_the_slowest_serving_pod_from_creation_to_ready() {
         let pods = [
-            pod(100, Some(103), false),
-            pod(100, Some(107), false),
+            pod("a", 100, Some(103), false),
+            pod("b", 100, Some(107), false),
             // An old pod on its way out, and one not Ready: neither is the rollout's.
-            pod(0, Some(90), true),
-            pod(100, None, false),
+            pod("c", 0, Some(90), true),
+            pod("d", 100, None, false),
         ];
-        assert_eq!(cold_start_seconds(&pods), Some(7.0));
-        assert_eq!(cold_start_seconds(&pods[2..]), None);
+        let none = BTreeMap::new();
+        let (seconds, by_pod) = cold_start_seconds(&pods, &none);
+        assert_eq!(seconds, Some(7.0));
+        assert_eq!(by_pod.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(cold_start_seconds(&pods[2..], &none).0, None);
+    }
+
+    /// Before: a readiness flap or a container restart a day later moved Ready's
+    /// `lastTransitionTime`, and the cold start became the pod's age.
+    #[test]
+    fn a_flap_or_restart_never_turns_the_cold_start_into_the_pods_age() {
+        let first = [pod("a", 100, Some(103), false)];
+        let (seconds, recorded) = cold_start_seconds(&first, &BTreeMap::new());
+        assert_eq!(seconds, Some(3.0));
+        // A day later the pod flapped: Ready again at +86,400 s. Its first Ready is kept.
+        let flapped = [pod("a", 100, Some(86_500), false)];
+        assert_eq!(cold_start_seconds(&flapped, &recorded).0, Some(3.0));
+        // A pod first seen after a restart has no honest cold start: left out.
+        let mut restarted = pod("b", 100, Some(86_500), false);
+        restarted.status.as_mut().unwrap().container_statuses =
+            Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+                name: "model-server".into(),
+                restart_count: 2,
+                ..Default::default()
+            }]);
+        let (seconds, by_pod) = cold_start_seconds(&[flapped[0].clone(), restarted], &recorded);
+        assert_eq!(seconds, Some(3.0));
+        assert_eq!(by_pod.len(), 1);
+        // A pod gone is forgotten.
+        assert!(cold_start_seconds(&[], &recorded).1.is_empty());
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct RunnerResults {
     pub steps: Option<Vec<StepResult>>,
     /// Its once-a-second windows on the common clock, from its results frame (`None` as above).
     pub windows: Option<Vec<WindowResult>>,
+    /// Its summary named a results frame that was not used, and why ("its log is gone", "the
+    /// frame was refused: CRC mismatch"): the profile's status says so, since its curve,
+    /// capacity and history then are not measured.
+    pub missing_frame: Option<String>,
 }
 
 impl RunnerResults {
@@ -29,6 +33,7 @@ impl RunnerResults {
             summary,
             steps: None,
             windows: None,
+            missing_frame: None,
         }
     }
 
@@ -38,6 +43,7 @@ impl RunnerResults {
             summary: results.summary,
             steps: Some(results.steps),
             windows: Some(results.windows),
+            missing_frame: None,
         }
     }
 }
@@ -55,6 +61,8 @@ pub struct ProfileResult {
     pub capacity: Option<Capacity>,
     /// Several runners: how far apart their loads began, ms.
     pub start_skew_ms: Option<i64>,
+    /// Results frames named but not used, one line per pod: what the profile could not measure.
+    pub missing_frames: Option<String>,
     /// The merged report: the summary judged as above, and the runners' seconds added up.
     pub report: ProfileReport,
 }
@@ -66,6 +74,9 @@ pub struct ProfileResult {
 /// (a runner's own reading is not trusted). A `search` is judged on that capacity instead
 /// ([`loadrunner::gate::evaluate_search`]): it exists to break its budgets at the top.
 ///
+/// `quality_checked`: the runners were asked to check answers (`spec.quality`), so a profile
+/// whose runners sent no quality result fails (a check that never ran does not pass).
+///
 /// # Errors
 /// A message when not exactly `expected` results came (one per runner pod), or they do not
 /// merge.
@@ -75,6 +86,7 @@ pub fn profile_result(
     thresholds: &Thresholds,
     task_thresholds: &[loadgate_api::load::TaskThresholds],
     search: bool,
+    quality_checked: bool,
 ) -> Result<ProfileResult, String> {
     if runners.len() != expected {
         return Err(format!(
@@ -118,6 +130,17 @@ pub fn profile_result(
             &format!("profile {}", merged.profile),
         );
     }
+    if quality_checked && merged.quality.is_none() {
+        violations.push(Violation {
+            metric: "quality".to_owned(),
+            measured: 0.0,
+            budget: 1.0,
+            message: format!(
+                "no runner sent a quality result in profile {}: the quality check did not run",
+                merged.profile
+            ),
+        });
+    }
     let windows: Option<Vec<&[WindowResult]>> =
         runners.iter().map(|r| r.windows.as_deref()).collect();
     let history = match windows {
@@ -146,6 +169,22 @@ pub fn profile_result(
         capacity,
         curve,
         start_skew_ms: start_skew_ms(&summaries),
+        missing_frames: missing_frames(runners),
+    })
+}
+
+/// "results frame missing (pod r-0: its log could not be read): no curve, capacity or
+/// per-second history": what the status says when a runner's full results were not used.
+fn missing_frames(runners: &[RunnerResults]) -> Option<String> {
+    let missing: Vec<&str> = runners
+        .iter()
+        .filter_map(|r| r.missing_frame.as_deref())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "results frame missing ({}): no curve, capacity or per-second history measured",
+            missing.join("; ")
+        )
     })
 }
 

@@ -96,14 +96,23 @@ pub fn with_frame(
     summary: RunSummary,
     log: Option<&str>,
 ) -> Result<RunnerResults, String> {
-    let (Some(reference), Some(log)) = (summary.results, log) else {
+    let Some(reference) = summary.results else {
         return Ok(RunnerResults::summary_only(summary));
+    };
+    let Some(log) = log else {
+        return Ok(RunnerResults {
+            missing_frame: Some(format!("pod {pod}: its log could not be read")),
+            ..RunnerResults::summary_only(summary)
+        });
     };
     let mut results = match loadrunner::results_frame::decode(log, &reference) {
         Ok(results) => results,
         Err(e) => {
             tracing::warn!(pod, error = %e, "results frame not usable; using the termination message");
-            return Ok(RunnerResults::summary_only(summary));
+            return Ok(RunnerResults {
+                missing_frame: Some(format!("pod {pod}: its frame was refused: {e}")),
+                ..RunnerResults::summary_only(summary)
+            });
         }
     };
     let (full, message) = (&results.summary, &summary);
@@ -265,27 +274,28 @@ mod tests {
         let got = with_frame("r-0", named.clone(), Some(&log)).unwrap();
         assert_eq!(got.steps.as_ref().map(Vec::len), Some(1));
         assert_eq!(got.summary.results, Some(frame.reference));
-        // No log, or one cut short: the termination message alone, and no steps.
-        assert!(
-            with_frame("r-0", named.clone(), None)
-                .unwrap()
-                .steps
-                .is_none()
+        assert_eq!(got.missing_frame, None);
+        // No log, or one cut short: the termination message alone, no steps, and it says
+        // which: no frame, or a frame refused.
+        let no_log = with_frame("r-0", named.clone(), None).unwrap();
+        assert!(no_log.steps.is_none());
+        assert_eq!(
+            no_log.missing_frame.as_deref(),
+            Some("pod r-0: its log could not be read")
         );
         let cut = &log[..log.len() / 2];
+        let cut = with_frame("r-0", named.clone(), Some(cut)).unwrap();
+        assert!(cut.steps.is_none());
         assert!(
-            with_frame("r-0", named.clone(), Some(cut))
-                .unwrap()
-                .steps
-                .is_none()
+            cut.missing_frame
+                .as_deref()
+                .is_some_and(|m| m.starts_with("pod r-0: its frame was refused")),
+            "{:?}",
+            cut.missing_frame
         );
-        // A summary naming no frame ignores the log.
-        assert!(
-            with_frame("r-0", message.clone(), Some(&log))
-                .unwrap()
-                .steps
-                .is_none()
-        );
+        // A summary naming no frame ignores the log, and misses nothing.
+        let plain = with_frame("r-0", message.clone(), Some(&log)).unwrap();
+        assert!(plain.steps.is_none() && plain.missing_frame.is_none());
         // A frame that checks out but tells another story than the message: refused.
         let mut other = results.clone();
         other.summary.total.requests = 6;
