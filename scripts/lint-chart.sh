@@ -220,7 +220,7 @@ run_check "rendered objects (default values)" check_rendered "$scratch/default.y
   ClusterRole,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount "$app_version"
 run_check "helm template (-f $ci_values)" render "$scratch/ci.yaml" -f "$ci_values"
 run_check "rendered objects (ci values)" check_rendered "$scratch/ci.yaml" \
-  Deployment,NetworkPolicy,Role,Role,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor ""
+  Deployment,NetworkPolicy,NetworkPolicy,NetworkPolicy,Role,Role,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor ""
 run_check "helm lint --strict (-f $local_values)" helm_lint -f "$local_values"
 run_check "helm template (-f $local_values)" render "$scratch/local.yaml" -f "$local_values"
 run_check "rendered objects (local images: ghcr.io/loadgate/*:dev)" check_rendered "$scratch/local.yaml" \

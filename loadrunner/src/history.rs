@@ -68,6 +68,62 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, S
     Ok(history)
 }
 
+/// One runner's windows coarsened to `seconds` each: the windows of each span of `seconds` on
+/// the common clock (`window / seconds`) merged into one, starting at the span's first second,
+/// with the requests and failures summed, the users at the span's end, the histograms merged,
+/// and `warmup` only when the whole span was. Every shard of a profile coarsens with the same
+/// width, so the spans line up across pods.
+///
+/// # Errors
+/// When a window's histogram does not decode.
+pub fn coarsen_windows(
+    windows: Vec<WindowResult>,
+    seconds: u32,
+) -> Result<Vec<WindowResult>, String> {
+    if seconds <= 1 {
+        return Ok(windows);
+    }
+    let mut out: Vec<WindowResult> = Vec::with_capacity(windows.len() / seconds as usize + 1);
+    let mut histogram: Option<hdrhistogram::Histogram<u64>> = None;
+    let finish = |out: &mut Vec<WindowResult>, h: Option<hdrhistogram::Histogram<u64>>| {
+        if let (Some(last), Some(h)) = (out.last_mut(), h) {
+            last.histogram = Some(crate::codec::encode(&h));
+        }
+    };
+    for window in windows {
+        let start = window.window / seconds * seconds;
+        if out.last().is_none_or(|last| last.window != start) {
+            finish(&mut out, histogram.take());
+            out.push(WindowResult {
+                window: start,
+                seconds: Some(seconds),
+                users: 0,
+                requests: 0,
+                failures: 0,
+                warmup: true,
+                histogram: None,
+            });
+        }
+        let span = out.last_mut().expect("pushed above; this is a bug");
+        span.users = window.users;
+        span.requests = span.requests.saturating_add(window.requests);
+        span.failures = span.failures.saturating_add(window.failures);
+        span.warmup &= window.warmup;
+        if let Some(encoded) = &window.histogram {
+            let part = crate::codec::decode(encoded)
+                .map_err(|e| format!("window {}: {e}", window.window))?;
+            match &mut histogram {
+                Some(h) => h
+                    .add(&part)
+                    .map_err(|e| format!("window {}: {e}", window.window))?,
+                None => histogram = Some(part),
+            }
+        }
+    }
+    finish(&mut out, histogram);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +135,7 @@ mod tests {
         }
         WindowResult {
             window: second,
+            seconds: None,
             users,
             requests: entry.requests,
             failures: 0,
@@ -86,6 +143,40 @@ mod tests {
                 .then(|| crate::codec::encode(&crate::codec::coarsen(&entry.histogram))),
             warmup: Default::default(),
         }
+    }
+
+    /// A long run's seconds become spans of the same width on every shard, which still add up
+    /// across pods, with every request kept.
+    #[test]
+    fn coarsened_windows_keep_every_request_and_line_up_across_shards() {
+        let a: Vec<WindowResult> = (0..10).map(|s| window(s, 1, &[10, 20])).collect();
+        // The second shard began three seconds late.
+        let b: Vec<WindowResult> = (3..10).map(|s| window(s, 2, &[30])).collect();
+        let (a, b) = (
+            coarsen_windows(a, 4).unwrap(),
+            coarsen_windows(b, 4).unwrap(),
+        );
+        assert_eq!(
+            a.iter().map(|w| (w.window, w.requests)).collect::<Vec<_>>(),
+            [(0, 8), (4, 8), (8, 4)]
+        );
+        assert_eq!(
+            b.iter().map(|w| (w.window, w.requests)).collect::<Vec<_>>(),
+            [(0, 1), (4, 4), (8, 2)]
+        );
+        assert!(a.iter().all(|w| w.seconds == Some(4)));
+        let history = merge_windows(&[&a, &b]).unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|p| (p.second, p.users, p.requests))
+                .collect::<Vec<_>>(),
+            [(0, 3, 9), (4, 3, 12), (8, 3, 6)]
+        );
+        assert_eq!(history.iter().map(|p| p.requests).sum::<u64>(), 10 * 2 + 7);
+        // Width 1 changes nothing.
+        let one: Vec<WindowResult> = (0..3).map(|s| window(s, 1, &[10])).collect();
+        assert_eq!(coarsen_windows(one.clone(), 1).unwrap(), one);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub enum FrameError {
     /// The inflated JSON is not run results, or holds more than accepted.
     #[error("the results frame does not hold run results: {0}")]
     Content(String),
+    /// It inflates past what the caller can hold (its decode budget): refused before more is
+    /// inflated.
+    #[error("the results frame inflates past the {0} bytes its reader can hold")]
+    OverBudget(u64),
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -91,11 +95,17 @@ pub fn encode(results: &RunResults) -> Frame {
     let bytes = deflate
         .finish()
         .expect("compressing into memory cannot fail; this is a bug");
+    frame_of_deflated(&bytes)
+}
+
+/// The frame of bytes already DEFLATE-compressed: [`encode`]'s second half, and how a test
+/// builds a frame that checks out but holds anything (a bomb, a forgery).
+pub fn frame_of_deflated(bytes: &[u8]) -> Frame {
     let reference = ResultsRef {
         bytes: bytes.len() as u64,
-        crc32: crc32(&bytes),
+        crc32: crc32(bytes),
     };
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     let mut text = String::with_capacity(b64.len() + b64.len() / LINE + 64);
     text.push_str(&header(&reference));
     text.push('\n');
@@ -135,9 +145,24 @@ pub fn text_len(reference: &ResultsRef) -> u64 {
 /// # Errors
 /// [`FrameError`] naming what is wrong.
 pub fn decode(log: &str, reference: &ResultsRef) -> Result<RunResults, FrameError> {
+    decode_within(log, reference, MAX_INFLATED_BYTES).map(|(results, _)| results)
+}
+
+/// [`decode`], inflating at most `budget` bytes (the reader's share of its memory): a frame that
+/// inflates past it is refused with [`FrameError::OverBudget`] before more is inflated. Returns
+/// the results and how many bytes the frame inflated to (what the caller spends of its budget).
+///
+/// # Errors
+/// [`FrameError`] naming what is wrong.
+pub fn decode_within(
+    log: &str,
+    reference: &ResultsRef,
+    budget: u64,
+) -> Result<(RunResults, u64), FrameError> {
     if reference.bytes > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(reference.bytes));
     }
+    let cap = budget.min(MAX_INFLATED_BYTES);
     let start = log
         .rmatch_indices(BEGIN)
         .map(|(at, _)| at)
@@ -183,6 +208,7 @@ pub fn decode(log: &str, reference: &ResultsRef) -> Result<RunResults, FrameErro
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .map_err(|e| FrameError::Garbled(e.to_string()))?;
+    drop(b64);
     let crc = crc32(&bytes);
     if bytes.len() as u64 != reference.bytes || crc != reference.crc32 {
         return Err(FrameError::Checksum {
@@ -190,16 +216,18 @@ pub fn decode(log: &str, reference: &ResultsRef) -> Result<RunResults, FrameErro
             expected: reference.crc32,
         });
     }
-    let mut json = Vec::new();
-    flate2::read::DeflateDecoder::new(bytes.as_slice())
-        .take(MAX_INFLATED_BYTES + 1)
-        .read_to_end(&mut json)
+    let json = inflate_at_most(&bytes, cap)
         .map_err(|e| FrameError::Content(format!("does not inflate: {e}")))?;
-    if json.len() as u64 > MAX_INFLATED_BYTES {
+    drop(bytes);
+    if json.len() as u64 > cap {
+        if cap < MAX_INFLATED_BYTES {
+            return Err(FrameError::OverBudget(cap));
+        }
         return Err(FrameError::Content(format!(
             "inflates past {MAX_INFLATED_BYTES} bytes"
         )));
     }
+    let inflated = json.len() as u64;
     let results: RunResults =
         serde_json::from_slice(&json).map_err(|e| FrameError::Content(e.to_string()))?;
     if results.windows.len() > MAX_WINDOWS || results.steps.len() > MAX_STEPS {
@@ -209,7 +237,30 @@ pub fn decode(log: &str, reference: &ResultsRef) -> Result<RunResults, FrameErro
             results.steps.len()
         )));
     }
-    Ok(results)
+    Ok((results, inflated))
+}
+
+/// `deflated` inflated, up to `cap` + 1 bytes (one more than allowed tells the caller it went
+/// past). The buffer grows by doubling but never past `cap` + 1, so a bomb costs at most that
+/// (a plain `read_to_end` would double a 32 MiB buffer to 64 MiB for its last byte).
+fn inflate_at_most(deflated: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
+    let most = usize::try_from(cap.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut reader = flate2::read::DeflateDecoder::new(deflated);
+    let mut json: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 64 << 10];
+    while json.len() < most {
+        let want = chunk.len().min(most - json.len());
+        let n = reader.read(&mut chunk[..want])?;
+        if n == 0 {
+            break;
+        }
+        if json.capacity() - json.len() < n {
+            let grow = json.capacity().max(n).min(most - json.len());
+            json.reserve_exact(grow);
+        }
+        json.extend_from_slice(&chunk[..n]);
+    }
+    Ok(json)
 }
 
 #[cfg(test)]
@@ -258,6 +309,7 @@ mod tests {
             steps: vec![],
             windows: (0..windows)
                 .map(|w| WindowResult {
+                    seconds: None,
                     window: w,
                     users: 1,
                     requests: u64::from(w) * 7919 % 1000,

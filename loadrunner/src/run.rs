@@ -127,7 +127,13 @@ pub async fn execute(
             .iter()
             .flat_map(|s| s.rows.iter().map(capacity::StepRow::result))
             .collect(),
-        windows: outcome.stats.windows.clone(),
+        // A long sharded profile's windows are coarsened, the same on every shard, so what the
+        // operator decodes for the profile stays bounded (MAX_PROFILE_WINDOWS in all).
+        windows: crate::history::coarsen_windows(
+            outcome.stats.windows.clone(),
+            loadgate_api::results::window_seconds(spec.profile.run_time().as_secs(), shard.count),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot coarsen the run's windows: {e}"))?,
     };
     let frame = outputs.write(&mut summary, &results, &outcome.stats, &spec.thresholds)?;
     console::print_summary(&summary, &spec.thresholds);

@@ -486,6 +486,7 @@ impl Stats {
         }
         self.windows.push(WindowResult {
             window: index,
+            seconds: None,
             users,
             requests: self.window.requests,
             failures: self.window.failures,

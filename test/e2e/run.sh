@@ -464,6 +464,23 @@ grep -q "spec.waitTime.between" <<<"$(condition lt/backwards Stalled message)" |
   fail "a runner Job was created for an invalid spec"
 echo "backwards: $(condition lt/backwards Stalled message)"
 
+step "7c2. the operator's policy refuses the cloud metadata address as a target: Stalled, PolicyDenied"
+kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: metadata-grab}
+spec:
+  target: {url: "http://169.254.169.254"}
+  profiles: [{name: p, users: 1, spawnRate: 1, duration: 5s}]
+YAML
+kubectl wait --for=condition=Stalled lt/metadata-grab --timeout=60s
+[[ $(condition lt/metadata-grab Stalled reason) == PolicyDenied ]] ||
+  fail "metadata-grab: Stalled reason $(condition lt/metadata-grab Stalled reason), want PolicyDenied"
+[[ $(kubectl get jobs -l loadgate.dev/loadtest=metadata-grab -o name | wc -l) == 0 ]] ||
+  fail "a runner Job was created for a target the policy denies"
+echo "metadata-grab: $(condition lt/metadata-grab Stalled message)"
+kubectl delete lt/metadata-grab --wait=false
+
 step "7d. a Deployment the operator does not control is left alone and reported"
 kubectl create deployment squatter --image=example.com/someone-elses:1 --replicas=0
 kubectl apply -f - <<'YAML'

@@ -60,12 +60,31 @@ pub struct StepResult {
     pub stats: RequestStats,
 }
 
-/// One second of one runner.
+/// Most windows the frames of one profile hold together, all runner pods summed: six hours of
+/// seconds (the report draws at most 600 points of history anyway). A runner coarsens its
+/// windows to `ceil(run seconds × pods / this)` seconds each ([`window_seconds`]), which bounds
+/// what the operator decodes for any legal profile: an hour on one pod keeps its seconds, 24 h
+/// over 100 pods gives 216 windows of 400 s per pod.
+pub const MAX_PROFILE_WINDOWS: u64 = 21_600;
+
+/// The width of a runner's windows for a profile of `run_seconds` over `pods` runner pods: one
+/// second, unless the profile's windows would pass [`MAX_PROFILE_WINDOWS`] together.
+pub fn window_seconds(run_seconds: u64, pods: u32) -> u32 {
+    let total = run_seconds.saturating_mul(u64::from(pods.max(1)));
+    u32::try_from(total.div_ceil(MAX_PROFILE_WINDOWS).max(1)).unwrap_or(u32::MAX)
+}
+
+/// One second (or, coarsened, several) of one runner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowResult {
-    /// The window on the common clock.
+    /// The window on the common clock: its first second.
     pub window: u32,
+    /// Seconds it spans (absent: one). A long run's windows are coarsened at the runner so a
+    /// profile's frames together hold at most [`MAX_PROFILE_WINDOWS`] windows; every shard of a
+    /// profile uses the same width, so windows still line up across pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
     /// Users running at its end.
     pub users: u32,
     /// Requests finished in it.

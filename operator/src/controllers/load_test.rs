@@ -62,7 +62,15 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
             let running = status.phase == Some(LoadPhase::Running);
             let endpoint = observe_endpoint(ctx, test, &namespace, running).await?;
             let job = observe_job(ctx, test, status, &namespace, &run).await?;
-            advance(test, status, &endpoint, &job, &now)
+            if matches!(job, JobState::Succeeded(_)) {
+                // Merging histograms, steps and windows is CPU work: on the blocking pool.
+                let (test, status, now) = (test.clone(), status.clone(), now.clone());
+                tokio::task::spawn_blocking(move || advance(&test, &status, &endpoint, &job, &now))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            } else {
+                advance(test, status, &endpoint, &job, &now)
+            }
         }
         // A new run (first, re-run by annotation, or a spec edit: a new generation) starts
         // only from a spec that keeps every rule of the CRD.
@@ -393,13 +401,28 @@ async fn observe_job(
         Ok(collected) => collected,
         Err(why) => return Ok(JobState::BadResults(why)),
     };
+    // One pod at a time, within the profile's decode budget: a frame past what is left is
+    // refused before its log is read or before it is inflated further, and each is decoded on
+    // the blocking pool, off the async workers that serve every other reconcile.
+    let mut budget = runner_results::DecodeBudget::profile();
     let mut runners = Vec::with_capacity(collected.len());
     for (pod, summary) in collected {
+        if let Err(why) = budget.admit(&pod, &summary) {
+            return Ok(JobState::BadResults(why));
+        }
         let log = match summary.results {
             Some(reference) => read_frame_lines(&pods, &pod, &reference).await?,
             None => None,
         };
-        match runner_results::with_frame(&pod, summary, log.as_deref()) {
+        let decoded = tokio::task::spawn_blocking(move || {
+            let runner =
+                runner_results::with_frame_within(&pod, summary, log.as_deref(), &mut budget);
+            (runner, budget)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        budget = decoded.1;
+        match decoded.0 {
             Ok(runner) => runners.push(runner),
             Err(why) => return Ok(JobState::BadResults(why)),
         }

@@ -777,6 +777,7 @@ mod tests {
                 (0..6)
                     .map(|window| WindowResult {
                         window,
+                        seconds: None,
                         users: window + 1,
                         requests: 0,
                         failures: 0,

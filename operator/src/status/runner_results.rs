@@ -83,6 +83,75 @@ fn check_histograms<'a>(
     Ok(())
 }
 
+/// Bytes of results frames the operator inflates for one profile, all its pods together. The
+/// chart gives the operator 128 MiB; a profile's decoded results take about what their JSON
+/// does, and they are merged one profile at a time. Legal profiles stay far below it: runners
+/// coarsen their windows so a profile's frames hold at most six hours of windows in all (24 h
+/// × 100 pods measured at about 5 MiB of JSON, `operator/tests/frames_memory.rs`).
+pub const PROFILE_DECODE_BUDGET: u64 = 32 << 20;
+
+/// What is left of a profile's decode budget as its pods' frames are read one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeBudget {
+    left: u64,
+}
+
+impl DecodeBudget {
+    /// A profile's whole budget ([`PROFILE_DECODE_BUDGET`]).
+    pub fn profile() -> Self {
+        Self::of(PROFILE_DECODE_BUDGET)
+    }
+
+    /// A budget of `bytes`.
+    pub fn of(bytes: u64) -> Self {
+        Self { left: bytes }
+    }
+
+    /// Bytes still to spend.
+    pub fn left(self) -> u64 {
+        self.left
+    }
+
+    /// Refuses, before its log is read, a frame whose compressed size alone is past what is
+    /// left (it can only inflate to more).
+    ///
+    /// # Errors
+    /// A message naming the pod and the sizes.
+    pub fn admit(self, pod: &str, summary: &RunSummary) -> Result<(), String> {
+        match summary.results {
+            Some(r) if r.bytes > self.left => Err(over_budget(pod, r.bytes, self.left)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn over_budget(pod: &str, bytes: u64, left: u64) -> String {
+    format!(
+        "pod {pod}: its results frame needs more than the {:.1} MiB left of the profile's \
+         {} MiB decode budget ({bytes} bytes at least)",
+        left as f64 / f64::from(1 << 20),
+        PROFILE_DECODE_BUDGET >> 20
+    )
+}
+
+/// [`with_frame`] within `budget`: the frame is inflated only up to what is left, and what it
+/// took is spent.
+///
+/// # Errors
+/// As [`with_frame`], and a frame past what is left of the budget (`BadResults`, naming the pod
+/// and the size).
+pub fn with_frame_within(
+    pod: &str,
+    summary: RunSummary,
+    log: Option<&str>,
+    budget: &mut DecodeBudget,
+) -> Result<RunnerResults, String> {
+    budget.admit(pod, &summary)?;
+    let (results, spent) = frame_results(pod, summary, log, budget.left)?;
+    budget.left = budget.left.saturating_sub(spent);
+    Ok(results)
+}
+
 /// A runner pod's results: its termination `summary`, or the results frame its `log` holds
 /// when the summary names one and it checks out (size and CRC-32). A log that is missing, cut
 /// or holds another frame leaves the summary alone (logged: the profile then has no steps to
@@ -96,23 +165,50 @@ pub fn with_frame(
     summary: RunSummary,
     log: Option<&str>,
 ) -> Result<RunnerResults, String> {
+    frame_results(
+        pod,
+        summary,
+        log,
+        loadrunner::results_frame::MAX_INFLATED_BYTES,
+    )
+    .map(|(results, _)| results)
+}
+
+/// [`with_frame`], inflating at most `budget` bytes; also returns the bytes inflated.
+fn frame_results(
+    pod: &str,
+    summary: RunSummary,
+    log: Option<&str>,
+    budget: u64,
+) -> Result<(RunnerResults, u64), String> {
     let Some(reference) = summary.results else {
-        return Ok(RunnerResults::summary_only(summary));
+        return Ok((RunnerResults::summary_only(summary), 0));
     };
     let Some(log) = log else {
-        return Ok(RunnerResults {
-            missing_frame: Some(format!("pod {pod}: its log could not be read")),
-            ..RunnerResults::summary_only(summary)
-        });
+        return Ok((
+            RunnerResults {
+                missing_frame: Some(format!("pod {pod}: its log could not be read")),
+                ..RunnerResults::summary_only(summary)
+            },
+            0,
+        ));
     };
-    let mut results = match loadrunner::results_frame::decode(log, &reference) {
-        Ok(results) => results,
+    let (mut results, inflated) = match loadrunner::results_frame::decode_within(
+        log, &reference, budget,
+    ) {
+        Ok(decoded) => decoded,
+        Err(loadrunner::results_frame::FrameError::OverBudget(left)) => {
+            return Err(over_budget(pod, left.saturating_add(1), left));
+        }
         Err(e) => {
             tracing::warn!(pod, error = %e, "results frame not usable; using the termination message");
-            return Ok(RunnerResults {
-                missing_frame: Some(format!("pod {pod}: its frame was refused: {e}")),
-                ..RunnerResults::summary_only(summary)
-            });
+            return Ok((
+                RunnerResults {
+                    missing_frame: Some(format!("pod {pod}: its frame was refused: {e}")),
+                    ..RunnerResults::summary_only(summary)
+                },
+                0,
+            ));
         }
     };
     let (full, message) = (&results.summary, &summary);
@@ -136,7 +232,7 @@ pub fn with_frame(
             .chain(results.steps.iter().map(|s| &s.stats)),
     )?;
     results.summary.results = Some(reference);
-    Ok(RunnerResults::full(results))
+    Ok((RunnerResults::full(results), inflated))
 }
 
 /// The summaries of a Complete Job's pods with the pods' names, one per completion index in
