@@ -26,46 +26,38 @@ struct Behaviour {
 }
 
 async fn serve(behaviour: Behaviour) -> SocketAddr {
-    let first: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let app = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route(
-            "/work",
-            get(
-                move |State(first): State<Arc<OnceLock<Instant>>>| async move {
-                    let cold = first.get_or_init(Instant::now).elapsed() < behaviour.cold_for;
-                    let ms = if cold {
-                        behaviour.cold_ms
-                    } else {
-                        behaviour.warm_ms
-                    };
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    "done"
-                },
-            ),
-        )
-        .with_state(first);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    let first: OnceLock<Instant> = OnceLock::new();
+    serve_latency(move || {
+        let cold = first.get_or_init(Instant::now).elapsed() < behaviour.cold_for;
+        if cold {
+            behaviour.cold_ms
+        } else {
+            behaviour.warm_ms
+        }
+    })
+    .await
 }
 
 /// A server whose `/work` takes `latency` ms, read at each request.
 async fn serve_with_latency(latency: Arc<std::sync::atomic::AtomicU64>) -> SocketAddr {
+    serve_latency(move || latency.load(std::sync::atomic::Ordering::SeqCst)).await
+}
+
+/// A server whose `/work` takes as many ms as `ms()` says at each request.
+async fn serve_latency(ms: impl Fn() -> u64 + Send + Sync + 'static) -> SocketAddr {
+    let ms = Arc::new(ms);
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route(
             "/work",
-            get(
-                move |State(ms): State<Arc<std::sync::atomic::AtomicU64>>| async move {
-                    let ms = ms.load(std::sync::atomic::Ordering::SeqCst);
+            get(move || {
+                let ms = ms();
+                async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     "done"
-                },
-            ),
-        )
-        .with_state(latency);
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -102,6 +102,7 @@ start_operator() {
   KUBECONFIG=${OPERATOR_KUBECONFIG:-$work/operator.kubeconfig} HTTP_ADDR=$operator_http \
     LOG_FORMAT=plain RUST_LOG=info,kube=warn MODEL_SERVER_IMAGE=ghcr.io/loadgate/model-server:e2e \
     LOADRUNNER_IMAGE=ghcr.io/loadgate/loadrunner:e2e LEASE_NAMESPACE=${LEASE_NAMESPACE:-$operator_ns} \
+    DENIED_TARGETS=169.254.0.0/16,fe80::/10 \
     "$bins/loadgate" operator >>"$work/operator.log" 2>&1 &
   operator_pid=$!
   for _ in $(seq 60); do
@@ -168,7 +169,7 @@ kubectl create namespace "$operator_ns"
 token=$(kubectl create token "$operator_sa" -n "$operator_ns" --duration=2h)
 sed -e "s|token: .*|token: $token|" "$KUBECONFIG" >"$work/operator.kubeconfig"
 as_operator=(--kubeconfig "$work/operator.kubeconfig")
-kubectl "${as_operator[@]}" auth can-i patch loadtests.loadgate.dev/status --all-namespaces | grep -qx yes ||
+kubectl "${as_operator[@]}" auth can-i patch loadtests.loadgate.dev --subresource=status --all-namespaces | grep -qx yes ||
   fail "the chart's role cannot patch LoadTest status"
 if kubectl "${as_operator[@]}" auth can-i get secrets --all-namespaces >/dev/null 2>&1; then
   fail "the chart's role can read Secrets: it is not least privilege"
@@ -305,7 +306,44 @@ json_check mep/minilm "0 <= o['status']['coldStartSeconds'] < 120" "ModelEndpoin
 cold=$(kubectl get mep/minilm -o 'jsonpath={.status.coldStartSeconds}')
 json_check lt/reachable "o['status']['coldStartSeconds'] == $cold" "lt/reachable does not carry the endpoint's cold start"
 echo "minilm cold start: ${cold} s (pod creation to Ready)"
-kubectl apply -f - <<'EOF'
+# The regression is a real one: the same LoadTest, task mix and load against one endpoint that
+# got slower between runs. The endpoint is a small server on loopback (the pods here are
+# processes on 127.0.0.N, so this operator runs with loopback allowed: DENIED_TARGETS) whose
+# answer takes as many ms as $work/regress-delay-ms says.
+regress_addr=127.0.0.250:18555
+echo 0 >"$work/regress-delay-ms"
+python3 - "$work/regress-delay-ms" >"$work/regress-server.log" 2>&1 <<'PY' &
+import socket, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+delay_file = sys.argv[1]
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def do_GET(self):
+        if self.path == "/work":
+            time.sleep(int(open(delay_file).read()) / 1000)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.250", 18555), Handler)
+server.daemon_threads = True
+server.timeout = 1
+deadline = time.time() + 900
+while time.time() < deadline:
+    server.handle_request()
+PY
+regress_server=$!
+for _ in $(seq 40); do
+  curl -fsS "http://$regress_addr/health" >/dev/null 2>&1 && break
+  sleep 0.25
+done
+kubectl apply -f - <<EOF
 apiVersion: loadgate.dev/v1alpha1
 kind: LoadTest
 metadata: {name: aborted}
@@ -320,8 +358,8 @@ apiVersion: loadgate.dev/v1alpha1
 kind: LoadTest
 metadata: {name: regress}
 spec:
-  target: {endpointRef: {name: minilm}}
-  tasks: [{name: work, weight: 1, request: {get: {path: /health}}}]
+  target: {url: "http://$regress_addr"}
+  tasks: [{name: work, weight: 1, request: {get: {path: /work}}}]
   profiles: [{name: steady, users: 2, spawnRate: 2, duration: 4s}]
   thresholds: {p95Ms: 60000}
   baseline: {maxP95IncreasePercent: 100}
@@ -337,12 +375,14 @@ json_check lt/aborted "[p['phase'] for p in o['status']['profiles']] == ['Failed
 echo "aborted: $(kubectl get lt/aborted -o 'jsonpath={.status.aborted.message}')"
 json_check lt/regress "o['status']['verdict'] == 'Pass' and o['status']['baseline']['message'].startswith('no baseline yet')" \
   "the first run with a baseline set did not pass saying it has none"
-# Run it again under a new name, now embedding instead of answering health checks: the run is
+# The endpoint gets 60 ms slower; run it again under a new name (the same spec): the run is
 # compared with the first (its latest passed run) and fails naming both.
-# One update, so no run starts between the name and the spec.
-kubectl patch lt/regress --type=merge -p '{"metadata":{"annotations":{"loadgate.dev/run":"slower"}},'\
-'"spec":{"tasks":[{"name":"work","weight":1,"request":{"embed":{"path":"/embed","minTexts":8,"maxTexts":8}}}]}}'
-wait_run regress 2
+echo 60 >"$work/regress-delay-ms"
+kubectl annotate lt/regress loadgate.dev/run=slower
+for _ in $(seq 300); do
+  [[ $(kubectl get lt/regress -o 'jsonpath={.status.run}/{.status.phase}') =~ ^slower/(Passed|Failed|Error)$ ]] && break
+  sleep 1
+done
 kubectl get lt/regress
 json_check lt/regress "o['status']['run'] == 'slower' and o['status']['baseline']['record']['run'] == 'initial' and o['status']['previous']['run'] == 'initial'" \
   "the re-run was not compared with the first run"
@@ -350,6 +390,16 @@ message=$(condition lt/regress Passed message)
 grep -qE "p95 [0-9.]+ ms is \+[0-9]+% over the baseline's [0-9.]+ ms \(run initial\) in profile steady" <<<"$message" ||
   fail "the regression is not named against the baseline run: $message"
 echo "regress: $message"
+# Now a run of another task mix: its figures are not comparable with the baseline's, and the
+# status says so instead of comparing them (it passes its own budgets).
+echo 0 >"$work/regress-delay-ms"
+kubectl patch lt/regress --type=merge \
+  -p '{"spec":{"tasks":[{"name":"health","weight":1,"request":{"get":{"path":"/health"}}}]}}'
+wait_run regress 2
+json_check lt/regress "o['status']['verdict'] == 'Pass' and 'no comparable baseline for profile steady' in o['status']['baseline']['message'] and '0 of 1 profiles compared' in o['status']['baseline']['message']" \
+  "a run of another task mix was compared with the baseline"
+echo "regress, another task mix: $(kubectl get lt/regress -o 'jsonpath={.status.baseline.message}')"
+kill "$regress_server" 2>/dev/null || true
 
 # --- 5. an endpoint that never becomes ready ---------------------------------------------------
 step "5. an endpoint that never becomes ready ends in EndpointTimeout"
@@ -578,7 +628,7 @@ metadata: {name: superseded}
 spec:
   target: {endpointRef: {name: minilm}}
   profiles: [{name: long, users: 1, spawnRate: 1, duration: 60s}]
-  waitTime: {constant: 200ms}
+  waitTime: {constant: {wait: 200ms}}
 YAML
 for _ in $(seq 120); do
   [[ $(kubectl get jobs -l loadgate.dev/loadtest=superseded -o 'jsonpath={.items[*].status.active}') == 1 ]] && break
@@ -678,7 +728,7 @@ sed -e "s|token: .*|token: $token|" "$KUBECONFIG" >"$work/team.kubeconfig"
 if kubectl --kubeconfig "$work/team.kubeconfig" auth can-i list loadtests.loadgate.dev --all-namespaces >/dev/null 2>&1; then
   fail "the namespaced install can list LoadTests in every namespace"
 fi
-kubectl --kubeconfig "$work/team.kubeconfig" auth can-i patch loadtests.loadgate.dev/status -n team-a | grep -qx yes ||
+kubectl --kubeconfig "$work/team.kubeconfig" auth can-i patch loadtests.loadgate.dev --subresource=status -n team-a | grep -qx yes ||
   fail "the namespaced install cannot patch LoadTest status in its namespace"
 echo "--- namespaced operator (team-a)" >>"$work/operator.log"
 OPERATOR_KUBECONFIG=$work/team.kubeconfig LEASE_NAMESPACE=team-ops WATCH_NAMESPACE=team-a start_operator

@@ -13,7 +13,7 @@ use crate::resources::load_test::{
     start_at,
 };
 use crate::status::load_test::{
-    advance, cleanup_in, deny_by_policy, is_current_run, refuse, reject_spec, start_run,
+    advance, cleanup_in, deny_run, is_current_run, refuse, reject_spec, start_run,
 };
 use crate::status::now;
 use crate::status::plan::{EndpointState, JobState, Plan, Step};
@@ -83,7 +83,9 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
                 .check_load_test(test, &ctx.settings.loadrunner_image);
             match (valid, denied) {
                 (Err(e), _) => reject_spec(test, status, &run, e.to_string(), &now),
-                (Ok(()), Some(why)) => deny_by_policy(test, status, &run, why, &now),
+                (Ok(()), Some(why)) => {
+                    deny_run(test, status, &run, (reasons::POLICY_DENIED, why), &now)
+                }
                 (Ok(()), None) => {
                     // The runs before this one stop first: their load would be measured as
                     // this run's (a re-run, or a spec edit mid-profile).
@@ -840,13 +842,10 @@ mod tests {
             "annotations": {"batch.kubernetes.io/job-completion-index": "0"}});
         let mut pods = own.clone();
         pods["items"].as_array_mut().unwrap().push(forged);
+        let [endpoint, job, _] = a_profile_completed(&test, &runner_summary(10));
         let (client, verifier) = client(vec![
-            get_ready_endpoint(),
-            get_job(
-                &test,
-                "ramp-up",
-                serde_json::json!([{"type": "Complete", "status": "True"}]),
-            ),
+            endpoint,
+            job,
             expect(Method::GET, "/api/v1/namespaces/ml/pods", pods),
             report_stored()[0].clone(),
             report_stored()[1].clone(),
@@ -932,18 +931,11 @@ mod tests {
         let theirs = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "gate-report", "namespace": "ml"},
             "data": {"team-settings": "keep me"}});
+        let [endpoint, job, pods] = a_profile_completed(&test, &runner_summary(10));
         let (client, verifier) = client(vec![
-            get_ready_endpoint(),
-            get_job(
-                &test,
-                "ramp-up",
-                serde_json::json!([{"type": "Complete", "status": "True"}]),
-            ),
-            expect(
-                Method::GET,
-                "/api/v1/namespaces/ml/pods",
-                pod_list("Succeeded", None, &runner_summary(10).to_string()),
-            ),
+            endpoint,
+            job,
+            pods,
             expect(Method::GET, REPORT, theirs),
             status_patch(&test),
             event(),
@@ -967,6 +959,27 @@ mod tests {
                 .contains("ConfigMap gate-report exists but is not controlled by this LoadTest"),
             "{not_owned}"
         );
+    }
+
+    /// What a reconcile reads when the test's first profile has just completed: the Ready
+    /// endpoint, the Complete Job, and its one pod with `summary` as its termination message.
+    fn a_profile_completed(
+        test: &LoadTest,
+        summary: &serde_json::Value,
+    ) -> [crate::fixtures::apiserver::Expect; 3] {
+        [
+            get_ready_endpoint(),
+            get_job(
+                test,
+                "ramp-up",
+                serde_json::json!([{"type": "Complete", "status": "True"}]),
+            ),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/ml/pods",
+                pod_list("Succeeded", None, &summary.to_string()),
+            ),
+        ]
     }
 
     fn get_ready_endpoint() -> crate::fixtures::apiserver::Expect {

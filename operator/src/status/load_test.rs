@@ -108,20 +108,10 @@ pub fn reject_spec(
     )
 }
 
-/// A run the operator's policy refuses ([`crate::policy`]): it starts and ends at once in
-/// Error, `Stalled=True` and `Passed=False` with reason `PolicyDenied` and the rule in the
-/// message; no Job is created.
-pub fn deny_by_policy(
-    test: &LoadTest,
-    status: Option<&LoadTestStatus>,
-    run: &str,
-    message: String,
-    now: &Time,
-) -> Plan {
-    deny_run(test, status, run, (reasons::POLICY_DENIED, message), now)
-}
-
-fn deny_run(
+/// A run refused before it starts (an invalid spec, the operator's policy: reason and
+/// message): it starts and ends at once in Error, `Stalled=True` and `Passed=False` with that
+/// reason and message; no Job is created.
+pub fn deny_run(
     test: &LoadTest,
     status: Option<&LoadTestStatus>,
     run: &str,
