@@ -224,7 +224,11 @@ impl Policy {
     pub fn check_load_test(&self, test: &LoadTest, default_runner_image: &str) -> Option<String> {
         let spec = &test.spec;
         if let Some(url) = &spec.target.url {
-            let host = host_of(url)?;
+            let Some(host) = host_of(url) else {
+                return Some(format!(
+                    "spec.target.url {url} names no host the policy can judge"
+                ));
+            };
             if let Some(rule) = self.denied_targets.iter().find(|r| r.matches(&host)) {
                 return Some(format!(
                     "spec.target.url {url} is denied by the operator's target policy (rule {rule}: \
