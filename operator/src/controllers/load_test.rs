@@ -10,7 +10,7 @@ use crate::metrics::TestLabels;
 use crate::resources::FIELD_MANAGER;
 use crate::resources::load_test::{
     APP, JOB_NAME_LABEL, LOADTEST_LABEL, RunnerJob, foreign_job, job, job_name, requested_run,
-    start_at,
+    start_at, superseded,
 };
 use crate::status::load_test::{
     advance, cleanup_in, deny_run, is_current_run, refuse, reject_spec, start_run,
@@ -258,31 +258,6 @@ async fn stop_superseded_jobs(
         stopped.push(name);
     }
     Ok(stopped)
-}
-
-/// A Job this test controls, of another run or generation than `run` of the test's current
-/// generation, not being deleted and not finished (no `Complete` or `Failed` condition).
-fn superseded(test: &LoadTest, run: &str, job: &Job) -> bool {
-    let finished = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True")
-        });
-    let labels = job.labels();
-    let current = labels.get(crate::resources::load_test::GENERATION_LABEL)
-        == Some(&crate::resources::load_test::generation(test).to_string())
-        && job
-            .annotations()
-            .get(crate::resources::load_test::JOB_RUN_ANNOTATION)
-            .map(String::as_str)
-            == Some(run);
-    crate::resources::controlled_by(job, test.metadata.uid.as_deref())
-        && job.metadata.deletion_timestamp.is_none()
-        && !finished
-        && !current
 }
 
 async fn observe_endpoint(

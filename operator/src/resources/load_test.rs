@@ -125,6 +125,30 @@ pub fn foreign_job(test: &LoadTest, profile: &str, run: &str, job: &Job) -> Opti
     None
 }
 
+/// True when `job` is a runner Job this test controls that still loads its target for another
+/// run or generation than `run` of the test's current generation: not being deleted, and with
+/// no `Complete` or `Failed` condition. A new run stops such Jobs before it creates its own.
+pub fn superseded(test: &LoadTest, run: &str, job: &Job) -> bool {
+    let finished = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True")
+        });
+    let current = job.labels().get(GENERATION_LABEL) == Some(&generation(test).to_string())
+        && job
+            .annotations()
+            .get(JOB_RUN_ANNOTATION)
+            .map(String::as_str)
+            == Some(run);
+    super::controlled_by(job, test.meta().uid.as_deref())
+        && job.metadata.deletion_timestamp.is_none()
+        && !finished
+        && !current
+}
+
 /// What the runner Job needs besides the spec.
 pub struct RunnerJob<'a> {
     /// The profile to run.
@@ -398,20 +422,24 @@ mod tests {
         assert_eq!(run_hash("x", 7).len(), 8);
     }
 
+    /// What a test's runner Job of `profile` needs, run `initial`, no common start.
+    fn runner(profile: &ProfileSpec) -> RunnerJob<'_> {
+        RunnerJob {
+            profile,
+            run: "initial",
+            target_url: "http://mini.ml.svc:8080",
+            default_image: "lr:1",
+            start_at_ms: None,
+        }
+    }
+
     /// A spec edit (users 2 → 6 in Git, annotation untouched) is a new generation: new Job
     /// names, and the old generation's Job is refused as foreign, never adopted.
     #[test]
     fn a_new_generation_never_adopts_the_previous_generations_job() {
         let mut lt = load_test("gate");
         let profile = lt.spec.profiles[0].clone();
-        let runner = RunnerJob {
-            profile: &profile,
-            run: "initial",
-            target_url: "http://mini.ml.svc:8080",
-            default_image: "lr:1",
-            start_at_ms: None,
-        };
-        let old = job(&lt, &runner);
+        let old = job(&lt, &runner(&profile));
         assert_eq!(foreign_job(&lt, &profile.name, "initial", &old), None);
         lt.metadata.generation = Some(2);
         assert_ne!(
@@ -443,14 +471,7 @@ mod tests {
         let lt = load_test("gate");
         let profile = lt.spec.profiles[0].clone();
         let other = lt.spec.profiles[1].clone();
-        let runner = RunnerJob {
-            profile: &other,
-            run: "initial",
-            target_url: "http://mini.ml.svc:8080",
-            default_image: "lr:1",
-            start_at_ms: None,
-        };
-        let theirs = job(&lt, &runner);
+        let theirs = job(&lt, &runner(&other));
         let why = foreign_job(&lt, &profile.name, "initial", &theirs).unwrap();
         assert!(
             why.contains(&format!(
