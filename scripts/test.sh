@@ -4,7 +4,7 @@
 # container images (built and run), the chart checks, the end-to-end tests on a real control
 # plane (test/e2e/run.sh, pods as processes) and on a real node (test/node/e2e.sh, the images on
 # the real kubelet).
-# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, qemu-user, chromium,
+# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, nginx, qemu-user, chromium,
 # buildah, podman, runc, containerd, Debian's CNI plugins, iptables and iproute2 (.ci/run
 # installs them), and root (test/node/e2e.sh: a network namespace and containerd).
 set -euo pipefail
@@ -79,6 +79,44 @@ if ((clients_rc != 0)); then
   tail -n 20 target/clients-server.log >&2
   exit 1
 fi
+
+step "a real gateway's redirects (nginx): http->https is a failure with its reason; a same-origin hop is followed with followRedirects"
+# nginx answers POST /embed with 301 to https (the gateway in front of a TLS endpoint): every such
+# request fails as "redirect 301 to https://…", never a fast success; /moved (302 to /health) is
+# followed by the task that opts in. 2 users for 2 s, loopback only.
+peer=target/nginx-peer
+rm -rf "$peer" && mkdir -p "$peer"
+cat >"$peer/nginx.conf" <<CONF
+worker_processes 1;
+pid $PWD/$peer/nginx.pid;
+error_log $PWD/$peer/error.log;
+events {}
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:18096;
+    location = /health { return 200 "ok"; }
+    location = /moved { return 302 /health; }
+    location / { return 301 https://\$host\$request_uri; }
+  }
+}
+CONF
+nginx -c "$PWD/$peer/nginx.conf" -g 'daemon off;' &
+nginx_pid=$!
+for _ in $(seq 40); do
+  curl -fsS http://127.0.0.1:18096/health >/dev/null 2>&1 && break
+  sleep 0.25
+done
+target/debug/loadrunner run -H http://127.0.0.1:18096 -u 2 -r 2 -t 2s --csv "$peer/run" \
+  --tasks '[{"name":"embed","weight":1,"request":{"embed":{"path":"/embed","minTexts":1,"maxTexts":2}}},{"name":"moved","weight":1,"followRedirects":true,"request":{"get":{"path":"/moved"}}}]' \
+  >"$peer/loadrunner.log" 2>&1 || true
+kill "$nginx_pid"
+wait "$nginx_pid" 2>/dev/null || true
+cat "$peer/run_failures.csv"
+grep -q '^POST,embed,redirect 301 to https://127.0.0.1/embed,[1-9]' "$peer/run_failures.csv" ||
+  { echo "nginx's http->https redirect was not a failure with its reason" >&2; exit 1; }
+grep -qE '^GET,moved,[1-9][0-9]*,0,' "$peer/run_stats.csv" ||
+  { echo "the followed same-origin redirect did not succeed" >&2; grep moved "$peer/run_stats.csv" >&2; exit 1; }
 
 step "examples/quickstart.yaml end to end in local mode (about two minutes)"
 # The README's main job on the test build: the real model-server as a child process, the three
