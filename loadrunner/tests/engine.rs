@@ -139,6 +139,7 @@ fn get_task(name: &str, weight: u32, path: &str) -> Task {
         weight,
         request: TaskRequest::Get { path: path.into() },
         follow_redirects: false,
+        max_response_bytes: None,
     }
 }
 

@@ -67,6 +67,8 @@ pub fn load_test(name: &str) -> LoadTest {
                     name: "mini".to_owned(),
                 }),
                 url: None,
+                tls: None,
+                headers: Vec::new(),
             },
             tasks: default_tasks(),
             wait_time: None,
@@ -85,6 +87,7 @@ pub fn load_test(name: &str) -> LoadTest {
             baseline: None,
             pricing: None,
             quality: None,
+            dataset: None,
         },
         status: None,
     }

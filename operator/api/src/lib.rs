@@ -7,6 +7,7 @@
 //! - [`results`]: a runner pod's full results, read from its log past the 4 KiB message;
 //! - [`report`]: the merged report of a run that outlives its pods;
 //! - [`run_spec`]: everything one runner runs, as one value (the operator → runner pods);
+//! - [`target`]: how a target is reached: TLS, headers (some secret), the team's dataset;
 //! - [`rules`]: the spec checks a LoadTest and a run spec share;
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - [`efficiency`]: embeddings per second, per core, and their cost;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod results;
 pub mod rules;
 pub mod run_spec;
+pub mod target;
 
 #[cfg(feature = "crd")]
 pub mod conditions;

@@ -266,6 +266,11 @@ pub struct Task {
     /// success. A redirect to another host, port or scheme is never followed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub follow_redirects: bool,
+    /// Largest answer read, bytes (default 16 MiB); a larger one is a failure
+    /// (`ResponseTooLarge`), never memory growth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 1, max = 268435456)))]
+    pub max_response_bytes: Option<u64>,
 }
 
 /// What a task sends.
@@ -282,16 +287,12 @@ pub enum TaskRequest {
         /// Path and query.
         path: String,
     },
-    /// `POST path` with `{"texts": [...]}`: between `min_texts` and `max_texts` texts drawn from
-    /// the built-in corpus.
-    Embed {
-        /// Path (e.g. `/embed`).
-        path: String,
-        /// Fewest texts per request (≥ 1).
-        min_texts: u32,
-        /// Most texts per request (≥ `min_texts`).
-        max_texts: u32,
-    },
+    /// `POST path` with between `minTexts` and `maxTexts` texts (from the built-in corpus or
+    /// `spec.dataset`) in the body shape of `api`; the answer must hold one vector per text.
+    Embed(EmbedRequest),
+    /// `POST path` with a query and between `minDocuments` and `maxDocuments` documents in the
+    /// body shape of `api`; the answer must score every document (or `topN` of them).
+    Rerank(RerankRequest),
     /// `POST path` with a fixed JSON body.
     Post {
         /// Path and query.
@@ -301,22 +302,146 @@ pub enum TaskRequest {
     },
 }
 
+/// An embedding request: how many texts, and which API's body shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmbedRequest {
+    /// Path (e.g. `/embed`, `/v1/embeddings`).
+    pub path: String,
+    /// Fewest texts per request (≥ 1).
+    pub min_texts: u32,
+    /// Most texts per request (≥ `minTexts`).
+    pub max_texts: u32,
+    /// The body shape: `tutorial` (`{"texts": [...]}` → `{"embeddings": [[...]]}`, the default),
+    /// `tei` (`{"inputs": [...]}` → `[[...]]`) or `openai` (`{"input": [...], "model"}` →
+    /// `{"data": [{"embedding", "index"}]}`; vLLM, infinity, TEI's `/v1/embeddings`, gateways).
+    #[serde(default, skip_serializing_if = "EmbedApi::is_tutorial")]
+    pub api: EmbedApi,
+    /// The model to ask for (OpenAI's required `model` field; sent only with `api: openai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(length(min = 1, max = 256)))]
+    pub model: Option<String>,
+    /// Ask for vectors of this many dimensions (OpenAI's and TEI's `dimensions`); each answer's
+    /// vectors must have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 1, max = 65536)))]
+    pub dimensions: Option<u32>,
+    /// `float` (default) or `base64` (OpenAI's `encoding_format`: little-endian f32 vectors,
+    /// decoded and checked like floats). Only with `api: openai`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<EncodingFormat>,
+}
+
+/// The body shape of an embedding API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedApi {
+    /// `{"texts": [...]}` → `{"embeddings": [[...]]}` (loadgate's model-server, the tutorial).
+    #[default]
+    Tutorial,
+    /// Text Embeddings Inference's `/embed`: `{"inputs": [...]}` → `[[...]]`.
+    Tei,
+    /// OpenAI's `/v1/embeddings`: `{"input": [...], "model"}` → `{"data": [{"embedding"}]}`.
+    Openai,
+}
+
+impl EmbedApi {
+    fn is_tutorial(&self) -> bool {
+        *self == EmbedApi::Tutorial
+    }
+}
+
+/// How OpenAI-shaped answers carry vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    /// JSON arrays of numbers.
+    Float,
+    /// Base64 of little-endian f32s.
+    Base64,
+}
+
+/// A rerank request: a query and documents, in one API's body shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RerankRequest {
+    /// Path (e.g. `/rerank`, `/v1/rerank`, `/v2/rerank`).
+    pub path: String,
+    /// The body shape: `tei` (`{"query", "texts"}` → `[{"index", "score"}]`), `cohere` or
+    /// `jina` (`{"model", "query", "documents", "top_n"}` → `{"results": [{"index",
+    /// "relevance_score"}]}`).
+    pub api: RerankApi,
+    /// The model to ask for (Cohere's and Jina's `model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(length(min = 1, max = 256)))]
+    pub model: Option<String>,
+    /// Fewest documents per request (≥ 1; default 8).
+    #[serde(default = "default_min_documents")]
+    pub min_documents: u32,
+    /// Most documents per request (≥ `minDocuments`; default 32).
+    #[serde(default = "default_max_documents")]
+    pub max_documents: u32,
+    /// Ask for the best `topN` only (Cohere's and Jina's `top_n`); the answer must then score
+    /// min(topN, documents) of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 1)))]
+    pub top_n: Option<u32>,
+}
+
+fn default_min_documents() -> u32 {
+    8
+}
+
+fn default_max_documents() -> u32 {
+    32
+}
+
+/// The body shape of a rerank API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RerankApi {
+    /// Text Embeddings Inference's `/rerank`.
+    Tei,
+    /// Cohere's `/v1/rerank` and `/v2/rerank`.
+    Cohere,
+    /// Jina's `/v1/rerank` (Cohere's shape).
+    Jina,
+}
+
 impl TaskRequest {
     /// The HTTP method (Locust's "Type" column).
     pub fn method(&self) -> &'static str {
         match self {
             TaskRequest::Get { .. } => "GET",
-            TaskRequest::Embed { .. } | TaskRequest::Post { .. } => "POST",
+            TaskRequest::Embed(_) | TaskRequest::Rerank(_) | TaskRequest::Post { .. } => "POST",
         }
     }
 
     /// The path.
     pub fn path(&self) -> &str {
         match self {
-            TaskRequest::Get { path }
-            | TaskRequest::Embed { path, .. }
-            | TaskRequest::Post { path, .. } => path,
+            TaskRequest::Get { path } | TaskRequest::Post { path, .. } => path,
+            TaskRequest::Embed(e) => &e.path,
+            TaskRequest::Rerank(r) => &r.path,
         }
+    }
+
+    /// A `tutorial`-shaped embed request of `min..=max` texts to `path`.
+    pub fn embed(path: &str, min_texts: u32, max_texts: u32) -> Self {
+        TaskRequest::Embed(EmbedRequest {
+            path: path.to_owned(),
+            min_texts,
+            max_texts,
+            api: EmbedApi::Tutorial,
+            model: None,
+            dimensions: None,
+            encoding_format: None,
+        })
     }
 }
 
@@ -327,22 +452,16 @@ pub fn default_tasks() -> Vec<Task> {
         Task {
             name: "embed single".to_owned(),
             weight: 8,
-            request: TaskRequest::Embed {
-                path: "/embed".to_owned(),
-                min_texts: 1,
-                max_texts: 2,
-            },
+            request: TaskRequest::embed("/embed", 1, 2),
             follow_redirects: false,
+            max_response_bytes: None,
         },
         Task {
             name: "embed batch".to_owned(),
             weight: 2,
-            request: TaskRequest::Embed {
-                path: "/embed".to_owned(),
-                min_texts: 8,
-                max_texts: 32,
-            },
+            request: TaskRequest::embed("/embed", 8, 32),
             follow_redirects: false,
+            max_response_bytes: None,
         },
         Task {
             name: "health".to_owned(),
@@ -351,6 +470,7 @@ pub fn default_tasks() -> Vec<Task> {
                 path: "/health".to_owned(),
             },
             follow_redirects: false,
+            max_response_bytes: None,
         },
     ]
 }
@@ -712,14 +832,7 @@ mod tests {
             r#"{"name":"b","weight":2,"request":{"embed":{"path":"/embed","minTexts":8,"maxTexts":32}}}"#,
         )
         .unwrap();
-        assert_eq!(
-            task.request,
-            TaskRequest::Embed {
-                path: "/embed".into(),
-                min_texts: 8,
-                max_texts: 32
-            }
-        );
+        assert_eq!(task.request, TaskRequest::embed("/embed", 8, 32));
         let wait: WaitTime =
             serde_json::from_str(r#"{"between":{"min":"1s","max":"2s"}}"#).unwrap();
         assert_eq!(

@@ -118,6 +118,12 @@ pub struct LoadTestSpec {
     /// 0.97)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::load::Quality>,
+    /// The team's own texts, which embed and rerank tasks draw from instead of the built-in
+    /// corpus (seeded, so a run is reproducible): a ConfigMap key (at most 1 MiB) or inline
+    /// lines. Plain text lines, or JSON lines `{"text"}` (embed) and `{"query", "documents"}`
+    /// (rerank).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<crate::target::Dataset>,
 }
 
 /// How much worse than its baseline a run may be; each unset budget is not checked. Compared
@@ -159,10 +165,18 @@ pub struct Target {
     /// A ModelEndpoint in the LoadTest's namespace; the test waits until it is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_ref: Option<EndpointRef>,
-    /// Base URL of any HTTP endpoint (`http://host:port`).
+    /// Base URL of any HTTP endpoint (`http://host:port` or `https://host:port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = crate::validate::TARGET_URL_PATTERN), length(max = 2048))]
     pub url: Option<String>,
+    /// How an `https` URL is trusted: the system roots, plus a CA bundle from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::target::TargetTls>,
+    /// Headers sent on every request (an API key from a Secret, a tenant header). A value from
+    /// a Secret reaches the runner pods as an environment variable and is never echoed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub headers: Vec<crate::target::Header>,
 }
 
 /// A reference to a ModelEndpoint.

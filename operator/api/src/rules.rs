@@ -3,7 +3,9 @@
 //! [`crate::run_spec::RunSpec::validate`] share. Each check takes the path its fields are named
 //! under (`spec.profiles[1]` in a LoadTest, `profile` in a run spec).
 
-use crate::load::{LoadProfile, Search, Task, TaskRequest, TaskThresholds, Thresholds, WaitTime};
+use crate::load::{
+    EmbedApi, LoadProfile, Search, Task, TaskRequest, TaskThresholds, Thresholds, WaitTime,
+};
 use std::time::Duration;
 
 /// The longest duration a spec may hold (profile, stage, timeouts, waits): a load test runs for
@@ -19,9 +21,10 @@ pub const MAX_SEARCH_STEP: Duration = Duration::from_secs(3600);
 pub const MAX_USERS_PER_RUNNER: u32 = 10_000;
 /// Longest task name (it is a CSV cell, a metric label and a report heading).
 pub const MAX_TASK_NAME: usize = 64;
-/// The CRD's pattern for `target.url`: `http://host[:port]` with an optional trailing `/` and
-/// no path, exactly what the runner's `--host` accepts (task paths are absolute).
-pub const TARGET_URL_PATTERN: &str = r"^http://([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$";
+/// The CRD's pattern for `target.url`: `http://host[:port]` or `https://host[:port]` with an
+/// optional trailing `/` and no path, exactly what the runner's `--host` accepts (task paths are
+/// absolute).
+pub const TARGET_URL_PATTERN: &str = r"^https?://([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$";
 
 /// A rule a spec breaks: the field (as the apiserver names it) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +46,16 @@ pub(crate) fn err<T>(
     })
 }
 
+/// A DNS label: lowercase letters, digits and `-`, not at either end (length checked by callers).
+pub(crate) fn dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 pub(crate) fn check_duration(field: &str, d: crate::duration::Duration) -> Result<(), FieldError> {
     if d.get() > MAX_DURATION {
         return err(field, format!("{d} is longer than the 24h a spec may hold"));
@@ -52,7 +65,10 @@ pub(crate) fn check_duration(field: &str, d: crate::duration::Duration) -> Resul
 
 /// True when `url` is what the runner's `--host` accepts (the same as [`TARGET_URL_PATTERN`]).
 pub fn target_url_ok(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return false;
     };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -139,7 +155,7 @@ pub(crate) fn check_quality(
     let embeds = tasks.is_empty()
         || tasks
             .iter()
-            .any(|t| t.weight > 0 && matches!(t.request, TaskRequest::Embed { .. }));
+            .any(|t| t.weight > 0 && matches!(t.request, TaskRequest::Embed(_)));
     if !embeds {
         return err(
             field.to_owned(),
@@ -327,18 +343,7 @@ pub(crate) fn check_tasks(
                 format!("must be 1 to {MAX_TASK_NAME} characters"),
             );
         }
-        if let TaskRequest::Embed {
-            min_texts,
-            max_texts,
-            ..
-        } = &t.request
-            && (*min_texts < 1 || max_texts < min_texts)
-        {
-            return err(
-                format!("{at}.request.embed"),
-                "needs 1 ≤ minTexts ≤ maxTexts",
-            );
-        }
+        check_request(&format!("{at}.request"), &t.request)?;
     }
     for (i, t) in budgets.iter().enumerate() {
         if !tasks.is_empty() && !tasks.iter().any(|task| task.name == t.task) {
@@ -352,6 +357,54 @@ pub(crate) fn check_tasks(
     }
     Ok(())
 }
+
+/// One task's request under `at` (`spec.tasks[0].request`): sane counts, and the fields its
+/// API needs.
+fn check_request(at: &str, request: &TaskRequest) -> Result<(), FieldError> {
+    match request {
+        TaskRequest::Embed(e) => {
+            let at = format!("{at}.embed");
+            if e.min_texts < 1 || e.max_texts < e.min_texts {
+                return err(&at, "needs 1 ≤ minTexts ≤ maxTexts");
+            }
+            if e.api == EmbedApi::Openai && e.model.is_none() {
+                return err(
+                    format!("{at}.model"),
+                    "api openai needs the model to ask for (OpenAI's required field)",
+                );
+            }
+            if e.encoding_format.is_some() && e.api != EmbedApi::Openai {
+                return err(format!("{at}.encodingFormat"), "only with api openai");
+            }
+            if e.dimensions == Some(0) {
+                return err(format!("{at}.dimensions"), "must be ≥ 1");
+            }
+        }
+        TaskRequest::Rerank(r) => {
+            let at = format!("{at}.rerank");
+            if r.min_documents < 1 || r.max_documents < r.min_documents {
+                return err(&at, "needs 1 ≤ minDocuments ≤ maxDocuments");
+            }
+            if r.max_documents > MAX_RERANK_DOCUMENTS {
+                return err(
+                    format!("{at}.maxDocuments"),
+                    format!("at most {MAX_RERANK_DOCUMENTS}"),
+                );
+            }
+            if r.top_n == Some(0) {
+                return err(format!("{at}.topN"), "must be ≥ 1");
+            }
+        }
+        TaskRequest::Get { .. } | TaskRequest::Post { .. } => {}
+    }
+    if !request.path().starts_with('/') {
+        return err(at, format!("path {:?} must start with '/'", request.path()));
+    }
+    Ok(())
+}
+
+/// Most documents one rerank request sends.
+pub const MAX_RERANK_DOCUMENTS: u32 = 1000;
 
 /// A wait time under `at`: `between` needs min ≤ max, and every duration is capped.
 pub(crate) fn check_wait_time(at: &str, wait: &WaitTime) -> Result<(), FieldError> {

@@ -14,6 +14,9 @@ use crate::rules::{
     FieldError, MAX_USERS_PER_RUNNER, check_duration, check_load, check_tasks, check_thresholds,
     check_wait_time, err, target_url_ok,
 };
+use crate::target::{
+    RunDataset, RunHeader, RunTls, check_run_dataset, check_run_headers, check_run_tls,
+};
 use serde::{Deserialize, Serialize};
 
 /// Largest run spec a runner reads (its task mix with inline texts included); a bigger one is
@@ -25,8 +28,17 @@ pub const MAX_RUN_SPEC_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunSpec {
-    /// Base URL of the target: `http://host[:port]`, no path (task paths are absolute).
+    /// Base URL of the target: `http(s)://host[:port]`, no path (task paths are absolute).
     pub target: String,
+    /// How an `https` target is trusted (default: the system roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RunTls>,
+    /// Headers sent on every request; secrets come from an environment variable or a file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<RunHeader>,
+    /// The team's texts the embed and rerank tasks draw from (default: the built-in corpus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<RunDataset>,
     /// How the runner waits for the target before its clock starts.
     #[serde(default)]
     pub readiness: Readiness,
@@ -135,6 +147,9 @@ impl RunSpec {
     pub fn new(target: impl Into<String>, profile: LoadProfile) -> Self {
         Self {
             target: target.into(),
+            tls: None,
+            headers: Vec::new(),
+            dataset: None,
             readiness: Readiness::default(),
             profile,
             tasks: default_tasks(),
@@ -195,8 +210,18 @@ impl RunSpec {
         if !target_url_ok(&self.target) {
             return err(
                 "target",
-                format!("{:?} must be http://host[:port] with no path", self.target),
+                format!(
+                    "{:?} must be http(s)://host[:port] with no path",
+                    self.target
+                ),
             );
+        }
+        if let Some(tls) = &self.tls {
+            check_run_tls("tls", tls, &self.target)?;
+        }
+        check_run_headers("headers", &self.headers)?;
+        if let Some(dataset) = &self.dataset {
+            check_run_dataset("dataset", dataset)?;
         }
         if !self.readiness.path.starts_with('/') {
             return err("readiness.path", "must start with /");
@@ -287,6 +312,7 @@ mod tests {
                 path: "/health".into(),
             },
             follow_redirects: false,
+            max_response_bytes: None,
         }];
         let arg = spec.to_container_arg();
         assert!(!arg.contains('$'), "{arg}");
@@ -302,7 +328,17 @@ mod tests {
         /// Breaks one rule of a good spec.
         type Break = fn(&mut RunSpec);
         let cases: Vec<(&str, Break)> = vec![
-            ("target", |s| s.target = "https://x".into()),
+            ("target", |s| s.target = "ftp://x".into()),
+            ("tls", |s| s.tls = Some(RunTls::default())),
+            ("headers[0]", |s| {
+                s.headers = vec![RunHeader {
+                    name: "X-Key".into(),
+                    value: None,
+                    value_from_env: None,
+                    value_from_file: None,
+                }];
+            }),
+            ("dataset", |s| s.dataset = Some(RunDataset::default())),
             ("readiness.path", |s| s.readiness.path = "health".into()),
             ("profile.users", |s| s.profile.users = 0),
             ("profile.spawnRate", |s| s.profile.spawn_rate = 0.0),

@@ -16,7 +16,7 @@ pub use crate::rules::{
     MAX_USERS_PER_RUNNER, TARGET_URL_PATTERN, target_url_ok,
 };
 use crate::rules::{
-    check_duration, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
+    check_duration, dns_label, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
     check_wait_time, err,
 };
 
@@ -27,14 +27,6 @@ pub const MAX_LOAD_TEST_NAME: usize = 63;
 pub const MAX_ENDPOINT_NAME: usize = 63;
 
 /// True when `name` is a DNS-1123 label (lowercase alphanumerics and '-', alphanumeric ends).
-fn dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
 
 impl LoadTestSpec {
     /// Every rule of the LoadTest CRD's schema and CEL, and the caps that keep an admitted test
@@ -56,8 +48,15 @@ impl LoadTestSpec {
         {
             return err(
                 "spec.target.url",
-                format!("{url:?} must be http://host[:port] with no path"),
+                format!("{url:?} must be http(s)://host[:port] with no path"),
             );
+        }
+        if let Some(tls) = &target.tls {
+            crate::target::check_tls("spec.target.tls", tls, target.url.as_deref())?;
+        }
+        crate::target::check_headers("spec.target.headers", &target.headers)?;
+        if let Some(dataset) = &self.dataset {
+            crate::target::check_dataset("spec.dataset", dataset)?;
         }
         if let Some(r) = &target.endpoint_ref
             && (r.name.len() > MAX_ENDPOINT_NAME || !dns_label(&r.name))
@@ -363,9 +362,11 @@ mod tests {
     }
 
     #[test]
-    fn target_urls_are_exactly_plain_http_authorities() {
+    fn target_urls_are_exactly_http_or_https_authorities() {
         for ok in [
             "http://127.0.0.1:8080",
+            "https://embed.example.com",
+            "https://gw.ml.svc:8443/",
             "http://minilm.ml.svc:8080/",
             "http://[::1]:9000",
             "http://host",
@@ -373,7 +374,8 @@ mod tests {
             assert!(target_url_ok(ok), "{ok}");
         }
         for bad in [
-            "https://x:1",
+            "ftp://x:1",
+            "https://x:1/v1",
             "http://x:1/embed",
             "http://:80",
             "http://x:0",

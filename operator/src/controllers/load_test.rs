@@ -732,6 +732,8 @@ mod tests {
         test.spec.target = loadgate_api::load_test::Target {
             endpoint_ref: None,
             url: Some("http://10.0.0.1:8080".into()),
+            tls: None,
+            headers: Vec::new(),
         };
         let mut status = start_run(&test, None, "initial", &now()).status;
         status.phase = Some(LoadPhase::Running);
