@@ -161,7 +161,7 @@ async fn with_reference(
     timeout: Duration,
 ) -> anyhow::Result<Scenario> {
     let Some(path) = scenario.tasks().iter().find_map(|t| match &t.request {
-        loadgate_api::load::TaskRequest::Embed { path, .. } if t.weight > 0 => Some(path.clone()),
+        loadgate_api::load::TaskRequest::Embed(e) if t.weight > 0 => Some(e.path.clone()),
         _ => None,
     }) else {
         return Err(UsageError("quality needs an embed task with a weight above 0".into()).into());

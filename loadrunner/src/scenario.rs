@@ -73,17 +73,13 @@ impl Scenario {
                     path: task.request.path().to_owned(),
                 });
             }
-            if let TaskRequest::Embed {
-                min_texts,
-                max_texts,
-                ..
-            } = task.request
-                && (min_texts == 0 || min_texts > max_texts)
+            if let TaskRequest::Embed(e) = &task.request
+                && (e.min_texts == 0 || e.min_texts > e.max_texts)
             {
                 return Err(ScenarioError::TextCounts {
                     index,
-                    min: min_texts,
-                    max: max_texts,
+                    min: e.min_texts,
+                    max: e.max_texts,
                 });
             }
         }
@@ -140,12 +136,9 @@ impl Scenario {
         let body = match request {
             TaskRequest::Get { .. } => None,
             TaskRequest::Post { body, .. } => Some(Bytes::from(body.clone())),
-            TaskRequest::Embed {
-                min_texts,
-                max_texts,
-                ..
-            } => {
-                let n = rng.range_inclusive(u64::from(*min_texts), u64::from(*max_texts));
+            TaskRequest::Rerank(_) => None,
+            TaskRequest::Embed(e) => {
+                let n = rng.range_inclusive(u64::from(e.min_texts), u64::from(e.max_texts));
                 count = u32::try_from(n).unwrap_or(u32::MAX);
                 check = self.quality.as_ref().and_then(|q| q.sample(rng, n));
                 let texts: Vec<&str> = match (&check, &self.quality) {
@@ -218,11 +211,7 @@ mod tests {
             ScenarioError::NoWeight
         );
         let mut tasks = default_tasks();
-        tasks[1].request = TaskRequest::Embed {
-            path: "/embed".into(),
-            min_texts: 9,
-            max_texts: 3,
-        };
+        tasks[1].request = TaskRequest::embed("/embed", 9, 3);
         assert!(
             Scenario::new(tasks, 1)
                 .unwrap_err()
