@@ -35,6 +35,7 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
                 start_delay: None,
                 quality: None,
                 texts: 0,
+                dial: None,
             });
         }
         stats.snapshot(whole.shard(index, pods).users);

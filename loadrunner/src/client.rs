@@ -1,13 +1,14 @@
-//! One user's HTTP/1.1 keep-alive connection (hyper), with TCP_NODELAY and a per-request
-//! timeout; every outcome is classified as success or a failure with its reason. A redirect is
-//! a failure unless its task follows it (same origin only), and a response body is read up to
-//! [`MAX_RESPONSE_BYTES`].
+//! One user's keep-alive connection (HTTP/1.1, or HTTP/2 where https agrees it), opened by
+//! [`crate::connect`] when first needed and again after it breaks, with a per-request timeout;
+//! every outcome is classified as success or a failure with its reason. A redirect is a failure
+//! unless its task follows it (same origin only), and a response body is read up to its task's
+//! limit (default [`MAX_RESPONSE_BYTES`]). The time a request spent opening its connection is
+//! handed back apart ([`Connection::take_dial`]), so it stays out of the request's latency.
 
+use crate::connect::{Dial, Endpoint, Sender};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What became of one request.
@@ -50,39 +51,36 @@ impl NotSent {
     }
 }
 
-/// A lazily (re)connected HTTP/1.1 connection to one address.
+/// A lazily (re)connected connection to the target.
 pub struct Connection {
-    addr: SocketAddr,
-    host: String,
+    endpoint: Arc<Endpoint>,
     timeout: Duration,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    sender: Option<Sender>,
+    /// The opening of this connection since the last [`Connection::take_dial`].
+    dial: Option<Dial>,
 }
 
 impl Connection {
-    /// A connection to `addr`, sending `host` as the Host header.
-    pub fn new(addr: SocketAddr, host: String, timeout: Duration) -> Self {
+    /// A connection to `endpoint`, opened on the first request.
+    pub fn new(endpoint: Arc<Endpoint>, timeout: Duration) -> Self {
         Self {
-            addr,
-            host,
+            endpoint,
             timeout,
             sender: None,
+            dial: None,
         }
     }
 
-    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| format!("ConnectionError: {e}"))?;
-            stream
-                .set_nodelay(true)
-                .map_err(|e| format!("ConnectionError: {e}"))?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("ConnectionError: {e}"))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+    /// The opening the last request made (connect, TLS, protocol), if it opened one.
+    pub fn take_dial(&mut self) -> Option<Dial> {
+        self.dial.take()
+    }
+
+    async fn connect(&mut self) -> Result<&mut Sender, String> {
+        if self.sender.as_ref().is_none_or(Sender::is_closed) {
+            self.sender = None;
+            let (sender, dial) = self.endpoint.open().await?;
+            self.dial = Some(dial);
             self.sender = Some(sender);
         }
         Ok(self
@@ -94,7 +92,9 @@ impl Connection {
     /// Sends one request and reads the whole response, within the timeout. A redirect is a
     /// failure.
     pub async fn send(&mut self, method: &str, path: &str, body: Option<Bytes>) -> Outcome {
-        self.send_with(method, path, body, Redirects::Fail).await.0
+        self.send_with(method, path, body, Limits::default())
+            .await
+            .0
     }
 
     /// [`Self::send`], also handing back a successful response's body (to check its content).
@@ -104,25 +104,23 @@ impl Connection {
         path: &str,
         body: Option<Bytes>,
     ) -> (Outcome, Option<Bytes>) {
-        self.send_with(method, path, body, Redirects::Fail).await
+        self.send_with(method, path, body, Limits::default()).await
     }
 
-    /// Sends one request (following same-origin redirects when `redirects` says so) and reads
-    /// the whole response, every hop within the one timeout; hands back a successful response's
-    /// body.
+    /// Sends one request (following same-origin redirects when `limits` says so) and reads
+    /// the whole response, up to `limits`' size, every hop within the one timeout; hands back a
+    /// successful response's body.
     pub async fn send_with(
         &mut self,
         method: &str,
         path: &str,
         body: Option<Bytes>,
-        redirects: Redirects,
+        limits: Limits,
     ) -> (Outcome, Option<Bytes>) {
         let timeout = self.timeout;
-        let answer = tokio::time::timeout(
-            timeout,
-            self.exchange_following(method, path, body, redirects),
-        )
-        .await;
+        let answer =
+            tokio::time::timeout(timeout, self.exchange_following(method, path, body, limits))
+                .await;
         match answer {
             Ok(Ok(Answer::Final { status, body })) if status < 300 => {
                 (Outcome::Ok { bytes: body.len() }, Some(body))
@@ -154,12 +152,14 @@ impl Connection {
         method: &str,
         path: &str,
         body: Option<Bytes>,
-        redirects: Redirects,
+        limits: Limits,
     ) -> Result<Answer, String> {
         let (mut method, mut path, mut body) = (method.to_owned(), path.to_owned(), body);
         let mut hops = 0;
         loop {
-            let (status, location, answer) = self.exchange(&method, &path, body.clone()).await?;
+            let (status, location, answer) = self
+                .exchange(&method, &path, body.clone(), limits.max_bytes)
+                .await?;
             if !(300..400).contains(&status) {
                 return Ok(Answer::Final {
                     status,
@@ -174,12 +174,13 @@ impl Connection {
                     bytes,
                 })
             };
-            if redirects == Redirects::Fail {
+            if limits.redirects == Redirects::Fail {
                 return refuse("");
             }
+            let origin = self.endpoint.url();
             let Some(next) = location
                 .as_deref()
-                .and_then(|l| same_origin_path(l, &self.host))
+                .and_then(|l| same_origin_path(l, &origin))
             else {
                 return refuse(" (another origin: not followed)");
             };
@@ -202,27 +203,42 @@ impl Connection {
         method: &str,
         path: &str,
         body: Option<Bytes>,
+        max_bytes: usize,
     ) -> Result<(u16, Option<String>, Bytes), String> {
-        let host = self.host.clone();
+        let endpoint = self.endpoint.clone();
         let sender = self.connect().await?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| format!("ConnectionError: {e}"))?;
-        let mut builder = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, host);
+        let mut builder = hyper::Request::builder().method(method);
+        builder = match sender {
+            // HTTP/2 carries the authority and scheme as pseudo-headers, from an absolute URI.
+            Sender::Http2(_) => builder.uri(format!("{}{path}", endpoint.url())),
+            Sender::Http1(_) => builder
+                .uri(path)
+                .header(hyper::header::HOST, &endpoint.authority),
+        };
         if body.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in endpoint.headers.iter() {
+            builder = builder.header(name, value);
         }
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| format!("InvalidRequest: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("ConnectionError: {e}"))?;
+        let response = match sender {
+            Sender::Http1(s) => {
+                s.ready()
+                    .await
+                    .map_err(|e| format!("ConnectionError: {e}"))?;
+                s.send_request(request).await
+            }
+            Sender::Http2(s) => {
+                s.ready()
+                    .await
+                    .map_err(|e| format!("ConnectionError: {e}"))?;
+                s.send_request(request).await
+            }
+        }
+        .map_err(|e| format!("ConnectionError: {e}"))?;
         let status = response.status().as_u16();
         let location = response
             .headers()
@@ -230,20 +246,15 @@ impl Connection {
             .and_then(|l| l.to_str().ok())
             .map(|l| l.chars().take(200).collect());
         // Bounded before it is read: a huge (or endless) answer fails, it never grows the runner.
-        let too_large = || {
-            format!(
-                "ResponseTooLarge: body over {} MiB",
-                MAX_RESPONSE_BYTES >> 20
-            )
-        };
+        let too_large = || format!("ResponseTooLarge: body over {}", bytes_text(max_bytes));
         let declared = response
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+        if declared.is_some_and(|n| n > max_bytes as u64) {
             return Err(too_large());
         }
-        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        let body = http_body_util::Limited::new(response.into_body(), max_bytes)
             .collect()
             .await
             .map_err(|e| {
@@ -254,6 +265,35 @@ impl Connection {
                 }
             })?;
         Ok((status, location, body.to_bytes()))
+    }
+}
+
+/// `16 MiB`, `64 KiB` or `100 bytes`.
+fn bytes_text(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// What one request may do: follow redirects, and how large an answer it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// What a 3xx does.
+    pub redirects: Redirects,
+    /// Largest body read; a larger one is a failure.
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            redirects: Redirects::Fail,
+            max_bytes: MAX_RESPONSE_BYTES,
+        }
     }
 }
 
@@ -270,7 +310,7 @@ pub enum Redirects {
     /// A failure with its reason (`redirect 301 to https://…`): the default, so a redirect
     /// never passes as a fast success.
     Fail,
-    /// Followed when it stays on the same host and port over plain HTTP.
+    /// Followed when it stays on the same scheme, host and port.
     Follow,
 }
 
@@ -282,18 +322,23 @@ enum Answer {
     Redirect { reason: String, bytes: usize },
 }
 
-/// The path a same-origin `location` leads to: a path (`/v2/embed`), or an `http://` URL on
-/// `host` (the Host header sent); `None` for another host, port or scheme.
-fn same_origin_path(location: &str, host: &str) -> Option<String> {
+/// The path a same-origin `location` leads to: a path (`/v2/embed`), or a URL on `origin`
+/// (`http(s)://host:port`, the target's); `None` for another host, port or scheme.
+fn same_origin_path(location: &str, origin: &str) -> Option<String> {
     if location.starts_with('/') && !location.starts_with("//") {
         return Some(location.to_owned());
     }
-    let rest = location.strip_prefix("http://")?;
+    let (scheme, host) = origin.split_once("://")?;
+    let rest = location
+        .get(..scheme.len() + 3)
+        .filter(|p| p.eq_ignore_ascii_case(&format!("{scheme}://")))
+        .map(|p| &location[p.len()..])?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    authority
-        .eq_ignore_ascii_case(host)
-        .then(|| path.to_owned())
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let same = authority.eq_ignore_ascii_case(host)
+        || format!("{authority}{default_port}").eq_ignore_ascii_case(host);
+    same.then(|| path.to_owned())
 }
 
 #[cfg(test)]
@@ -302,7 +347,7 @@ mod tests {
 
     #[test]
     fn only_same_origin_redirects_are_followed() {
-        let host = "mini.ml.svc:8080";
+        let host = "http://mini.ml.svc:8080";
         assert_eq!(
             same_origin_path("/v2/embed", host).as_deref(),
             Some("/v2/embed")
@@ -318,5 +363,11 @@ mod tests {
         assert_eq!(same_origin_path("https://mini.ml.svc:8080/x", host), None);
         assert_eq!(same_origin_path("http://mini.ml.svc:9090/x", host), None);
         assert_eq!(same_origin_path("//evil.example/x", host), None);
+        let tls = "https://gw.example:443";
+        assert_eq!(
+            same_origin_path("https://gw.example/v1", tls).as_deref(),
+            Some("/v1")
+        );
+        assert_eq!(same_origin_path("http://gw.example/v1", tls), None);
     }
 }

@@ -11,13 +11,13 @@
 //! has seen two steps in a row break the budgets.
 
 use crate::arrivals::Arrivals;
-use crate::client::{Connection, NotSent, Outcome, Redirects};
+use crate::client::{Connection, NotSent, Outcome};
+use crate::connect::Endpoint;
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::stats::{self, HistoryRow, Sample, Stats};
 use loadgate_api::load::{LoadProfile, Thresholds, WaitTime};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -27,15 +27,6 @@ use tokio::task::JoinSet;
 /// Samples buffered between users and the aggregator. Users wait (briefly) when it is full, so a
 /// slow aggregator slows the load rather than growing memory.
 const SAMPLE_CHANNEL: usize = 65_536;
-
-/// Where requests go.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Address connected to.
-    pub addr: SocketAddr,
-    /// `Host` header sent (the URL's host, even when `--resolve` maps it elsewhere).
-    pub host_header: String,
-}
 
 /// Everything one profile run needs.
 #[derive(Debug, Clone)]
@@ -51,8 +42,8 @@ pub struct RunPlan {
     pub scenario: Arc<Scenario>,
     /// Pause after each task.
     pub wait: WaitTime,
-    /// Where requests go.
-    pub target: Target,
+    /// Where requests go, and how (TLS, headers).
+    pub target: Arc<Endpoint>,
     /// Per-request timeout; a slower answer is a failure.
     pub request_timeout: Duration,
     /// Seed of payloads and picks (each user derives its own).
@@ -233,13 +224,7 @@ async fn run_open(
     let users = plan.profile.users.max(1) as usize;
     let free = Arc::new(tokio::sync::Semaphore::new(users));
     let connections = (0..users)
-        .map(|_| {
-            Connection::new(
-                plan.target.addr,
-                plan.target.host_header.clone(),
-                plan.request_timeout,
-            )
-        })
+        .map(|_| Connection::new(plan.target.clone(), plan.request_timeout))
         .collect();
     let pool: Arc<std::sync::Mutex<Vec<Connection>>> = Arc::new(std::sync::Mutex::new(connections));
     let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -281,6 +266,7 @@ async fn run_open(
                     start_delay: None,
                     texts: request.texts,
                     quality: None,
+                    dial: None,
                 };
                 // Waits only while the aggregator is behind by a full channel.
                 let _ = samples.send(sample).await;
@@ -315,6 +301,7 @@ async fn run_open(
                             start_delay: None,
                             texts: request.texts,
                             quality: None,
+                            dial: None,
                         };
                         let _ = samples.send(sample).await;
                         return;
@@ -366,11 +353,7 @@ async fn user(
     limit: Arc<AtomicU32>,
 ) {
     let mut rng = Rng::new(plan.seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut conn = Connection::new(
-        plan.target.addr,
-        plan.target.host_header.clone(),
-        plan.request_timeout,
-    );
+    let mut conn = Connection::new(plan.target.clone(), plan.request_timeout);
     while !*stop.borrow() && id < limit.load(Ordering::Relaxed) {
         let request = plan.scenario.next(&mut rng);
         let sent = Instant::now();
@@ -397,8 +380,10 @@ async fn user(
 }
 
 /// Sends one request and makes its sample: latency from `since` (its start, or in the open
-/// model its scheduled start), and for a quality sample its answer checked against the
-/// reference vectors after the latency is taken, so the check never counts in it.
+/// model its scheduled start), less the time spent opening a connection (reported apart in the
+/// sample's `dial`). Its answer is checked against its task's shape (a 200 with the wrong body
+/// fails `bad response: …`), and a quality sample's against the reference vectors, after the
+/// latency is taken, so no check counts in it.
 async fn exchange(
     conn: &mut Connection,
     scenario: &Scenario,
@@ -407,19 +392,25 @@ async fn exchange(
     start_delay: Option<Duration>,
 ) -> Sample {
     let check = scenario.quality().zip(request.check.as_deref());
-    let redirects = if request.follow_redirects {
-        Redirects::Follow
-    } else {
-        Redirects::Fail
-    };
-    let (outcome, answer) = conn
-        .send_with(request.method, &request.path, request.body, redirects)
+    let (mut outcome, answer) = conn
+        .send_with(request.method, &request.path, request.body, request.limits)
         .await;
-    let answer = answer.filter(|_| check.is_some());
-    let latency = since.elapsed();
-    let quality = check
-        .zip(answer)
-        .map(|((plan, sent), answer)| plan.check(&answer, sent));
+    let dial = conn.take_dial();
+    let latency = since
+        .elapsed()
+        .saturating_sub(dial.map(|d| d.total()).unwrap_or_default());
+    if let (Outcome::Ok { bytes }, Some(body)) = (&outcome, &answer)
+        && let Err(reason) = request.expect.check(body)
+    {
+        outcome = Outcome::Failed {
+            reason,
+            bytes: *bytes,
+        };
+    }
+    let quality = match (&outcome, check, answer) {
+        (Outcome::Ok { .. }, Some((plan, sent)), Some(answer)) => Some(plan.check(&answer, sent)),
+        _ => None,
+    };
     Sample {
         task: request.task,
         latency,
@@ -427,5 +418,6 @@ async fn exchange(
         start_delay,
         texts: request.texts,
         quality,
+        dial,
     }
 }

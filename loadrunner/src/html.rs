@@ -531,6 +531,8 @@ mod tests {
             aborted: None,
             warmup_seconds: None,
             quality: None,
+            connections: None,
+            dataset: None,
         };
         let html = render(&summary, &stats, &thresholds);
         for wanted in [
@@ -575,6 +577,8 @@ mod tests {
             aborted: None,
             warmup_seconds: None,
             quality: None,
+            connections: None,
+            dataset: None,
         };
         let mut search = summary("find", true);
         search.curve = [10.0, 20.0, 30.0]

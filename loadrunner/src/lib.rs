@@ -18,8 +18,11 @@ pub mod capacity;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod connect;
 pub mod console;
 pub mod corpus;
+pub mod dataset;
+pub mod dials;
 pub mod engine;
 pub mod gate;
 pub mod history;
@@ -35,6 +38,7 @@ pub mod scenario;
 pub mod stats;
 pub mod summary;
 pub mod target;
+pub mod wire;
 
 /// How a command ended, as a process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -131,6 +131,12 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
         return Ok(full);
     }
     let mut coarse = summary.clone();
+    // First the connection times' histograms: their percentiles stay, and the full results
+    // frame carries them for an exact merge.
+    if let Some(c) = &mut coarse.connections {
+        c.connect_histogram = None;
+        c.tls_histogram = None;
+    }
     for task in &mut coarse.tasks {
         task.histogram = decode(task).ok().map(|h| encode(&codec::coarsen(&h)));
     }
@@ -349,6 +355,9 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
             .reduce(f64::max),
         aborted,
         quality,
+        connections: crate::dials::merge(summaries.iter().filter_map(|s| s.connections.as_ref())),
+        // Every runner read the same dataset.
+        dataset: summaries.iter().find_map(|s| s.dataset.clone()),
     })
 }
 
@@ -479,6 +488,8 @@ mod tests {
             aborted: None,
             warmup_seconds: None,
             quality: None,
+            connections: None,
+            dataset: None,
         }
     }
 
@@ -495,6 +506,7 @@ mod tests {
             start_delay: None,
             quality: None,
             texts: 0,
+            dial: None,
         };
         for _ in 0..100 {
             one.record(&sample);
@@ -543,6 +555,7 @@ mod tests {
                 start_delay: None,
                 quality: None,
                 texts: 0,
+                dial: None,
             };
             if i % 2 == 0 {
                 one.record(&sample)
@@ -611,6 +624,7 @@ mod tests {
                     start_delay: None,
                     quality: None,
                     texts: 0,
+                    dial: None,
                 });
             }
         }
@@ -662,6 +676,7 @@ mod tests {
                 start_delay: None,
                 quality: None,
                 texts: 0,
+                dial: None,
             });
         }
         let full = serde_json::to_string(&summary(&stats, 60.0)).unwrap();
@@ -695,6 +710,7 @@ mod tests {
                 start_delay: None,
                 quality: None,
                 texts: 0,
+                dial: None,
             });
         }
         stats

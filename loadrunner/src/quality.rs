@@ -8,8 +8,7 @@
 
 use crate::client::{Connection, Outcome};
 use crate::rng::Rng;
-use bytes::Bytes;
-use loadgate_api::load::Quality;
+use loadgate_api::load::{EmbedApi, EmbedRequest, EncodingFormat, Quality};
 use std::time::Duration;
 
 /// Texts in the reference set (embedded one by one before the clock starts).
@@ -30,25 +29,30 @@ pub struct Reference {
     pub vectors: Vec<Vec<f32>>,
     /// True when every reference vector has unit norm: answers must too.
     pub normalised: bool,
+    /// The API shape its answers (and the answers checked under load) come in, and whether
+    /// their vectors are base64.
+    pub shape: (EmbedApi, bool),
 }
 
 impl Reference {
-    /// Embeds `texts` one at a time with `POST path` on `connection`.
+    /// Embeds `texts` one at a time with `request` (its path and API shape) on `connection`.
     ///
     /// # Errors
     /// The first request that fails or whose answer is not one vector.
     pub async fn embed(
         connection: &mut Connection,
-        path: &str,
+        request: &EmbedRequest,
         texts: Vec<String>,
     ) -> Result<Reference, String> {
+        let path = &request.path;
+        let shape = (
+            request.api,
+            request.encoding_format == Some(EncodingFormat::Base64),
+        );
         let mut vectors = Vec::with_capacity(texts.len());
         for text in &texts {
-            let body = serde_json::to_vec(&serde_json::json!({ "texts": [text] }))
-                .map_err(|e| e.to_string())?;
-            let (outcome, answer) = connection
-                .send_keeping_body("POST", path, Some(Bytes::from(body)))
-                .await;
+            let body = crate::wire::embed_body(request, &[text.as_str()]);
+            let (outcome, answer) = connection.send_keeping_body("POST", path, Some(body)).await;
             let answer = match (outcome, answer) {
                 (Outcome::Ok { .. }, Some(answer)) => answer,
                 (Outcome::Failed { reason, .. }, _) => {
@@ -56,8 +60,8 @@ impl Reference {
                 }
                 _ => return Err(format!("POST {path} for a reference vector: no answer")),
             };
-            let mut parsed = parse_vectors(&answer).ok_or_else(|| {
-                format!("POST {path} answered no embeddings for a reference text")
+            let mut parsed = crate::wire::vectors(shape.0, shape.1, &answer).map_err(|why| {
+                format!("POST {path} answered no embeddings for a reference text: {why}")
             })?;
             if parsed.len() != 1 || parsed[0].is_empty() {
                 return Err(format!(
@@ -74,6 +78,7 @@ impl Reference {
             texts,
             vectors,
             normalised,
+            shape,
         })
     }
 }
@@ -128,7 +133,8 @@ impl QualityPlan {
         if answer.len() > MAX_CHECKED_BODY {
             return bad;
         }
-        let Some(vectors) = parse_vectors(answer) else {
+        let (api, base64) = self.reference.shape;
+        let Ok(vectors) = crate::wire::vectors(api, base64, answer) else {
             return bad;
         };
         if vectors.len() != sent.len() {
@@ -183,19 +189,6 @@ impl Tally {
     }
 }
 
-/// The vectors of an `/embed` answer: `{"embeddings": [[...], ...]}` (model-server, infinity)
-/// or a bare `[[...], ...]` (TEI).
-fn parse_vectors(answer: &[u8]) -> Option<Vec<Vec<f32>>> {
-    #[derive(serde::Deserialize)]
-    struct Wrapped {
-        embeddings: Vec<Vec<f32>>,
-    }
-    serde_json::from_slice::<Wrapped>(answer)
-        .map(|w| w.embeddings)
-        .or_else(|_| serde_json::from_slice::<Vec<Vec<f32>>>(answer))
-        .ok()
-}
-
 fn norm(v: &[f32]) -> f64 {
     v.iter()
         .map(|&x| f64::from(x) * f64::from(x))
@@ -213,9 +206,16 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     if norms == 0.0 { 0.0 } else { dot / norms }
 }
 
-/// The reference texts of a run: the first [`REFERENCE_TEXTS`] of its corpus.
-pub fn reference_texts(corpus: &crate::corpus::Corpus) -> Vec<String> {
-    corpus.first(REFERENCE_TEXTS)
+/// The reference texts of a run: the first [`REFERENCE_TEXTS`] of its dataset, else of its
+/// corpus.
+pub fn reference_texts(
+    corpus: &crate::corpus::Corpus,
+    dataset: Option<&crate::dataset::Dataset>,
+) -> Vec<String> {
+    match dataset {
+        Some(d) => d.texts.iter().take(REFERENCE_TEXTS).cloned().collect(),
+        None => corpus.first(REFERENCE_TEXTS),
+    }
 }
 
 /// How long the reference set may take to embed, at most.
@@ -233,6 +233,7 @@ mod tests {
                 texts: vectors.iter().map(|_| "t".to_owned()).collect(),
                 normalised: true,
                 vectors,
+                shape: (EmbedApi::Tutorial, false),
             },
         }
     }

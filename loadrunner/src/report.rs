@@ -362,6 +362,7 @@ mod tests {
                 start_delay: None,
                 quality: None,
                 texts: 0,
+                dial: None,
             });
         }
         let summary = RunSummary {
@@ -381,6 +382,8 @@ mod tests {
             aborted: None,
             warmup_seconds: None,
             quality: None,
+            connections: None,
+            dataset: None,
         };
         let mut report = ProfileReport {
             summary,
@@ -446,6 +449,7 @@ mod tests {
                     start_delay: None,
                     quality: None,
                     texts: 0,
+                    dial: None,
                 };
                 stats.record(&sample);
                 window.record(&sample);

@@ -305,6 +305,8 @@ mod tests {
                 aborted: None,
                 warmup_seconds: None,
                 quality: None,
+                connections: None,
+                dataset: None,
             },
             steps: vec![],
             windows: (0..windows)

@@ -59,6 +59,12 @@ pub async fn execute(
     let seed = spec.seed.wrapping_add(u64::from(shard.index));
     let mut scenario =
         Scenario::new(spec.tasks.clone(), seed).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(dataset) = &spec.dataset {
+        let dataset = crate::dataset::Dataset::load(dataset)?;
+        let stats = dataset.stats();
+        tracing::info!(source = %stats.source, texts = stats.texts, rerank_cases = stats.rerank_cases, tokens_p50 = stats.tokens_p50, tokens_p95 = stats.tokens_p95, "dataset read");
+        scenario = scenario.with_dataset(dataset);
+    }
     // Check budget task names now, not after minutes of load.
     let names: Vec<RequestStats> = scenario
         .tasks()
@@ -67,7 +73,7 @@ pub async fn execute(
         .collect();
     gate::evaluate_tasks(&names, &spec.task_thresholds, "")
         .map_err(|e| UsageError(format!("task budget: {e}")))?;
-    let target = target::locate(&spec.target, resolve).await?;
+    let target = target::locate(spec, resolve)?;
     if spec.readiness.wait {
         let path = &spec.readiness.path;
         let waited = target::wait_ready(&target, path, spec.readiness.timeout.get()).await?;
@@ -78,6 +84,7 @@ pub async fn execute(
     }
     let profile = spec.shard_profile();
     let users = profile.users;
+    let plan_dataset = scenario.dataset().cloned();
     let clock = start_clock(spec.start_at_ms).await?;
     let plan = RunPlan {
         profile: profile.clone(),
@@ -113,6 +120,7 @@ pub async fn execute(
     if let Some(quality) = &spec.quality {
         summary::add_quality(&mut summary, &outcome.stats.quality, quality);
     }
+    summary.dataset = plan_dataset.map(|d| d.stats());
     if shard.count > 1 {
         // One shard's curve is not the profile's: its users are a share. Its steps travel in
         // the results frame, where the operator adds them up with the other shards'.
@@ -157,22 +165,21 @@ pub async fn execute(
 async fn with_reference(
     scenario: Scenario,
     quality: &loadgate_api::load::Quality,
-    target: &engine::Target,
+    target: &Arc<crate::connect::Endpoint>,
     timeout: Duration,
 ) -> anyhow::Result<Scenario> {
-    let Some(path) = scenario.tasks().iter().find_map(|t| match &t.request {
-        loadgate_api::load::TaskRequest::Embed(e) if t.weight > 0 => Some(e.path.clone()),
+    let Some(request) = scenario.tasks().iter().find_map(|t| match &t.request {
+        loadgate_api::load::TaskRequest::Embed(e) if t.weight > 0 => Some(e.clone()),
         _ => None,
     }) else {
         return Err(UsageError("quality needs an embed task with a weight above 0".into()).into());
     };
-    let texts = crate::quality::reference_texts(scenario.corpus());
-    let mut connection =
-        crate::client::Connection::new(target.addr, target.host_header.clone(), timeout);
+    let texts = crate::quality::reference_texts(scenario.corpus(), scenario.dataset());
+    let mut connection = crate::client::Connection::new(target.clone(), timeout);
     let started = std::time::Instant::now();
     let reference = tokio::time::timeout(
         crate::quality::REFERENCE_TIMEOUT,
-        crate::quality::Reference::embed(&mut connection, &path, texts),
+        crate::quality::Reference::embed(&mut connection, &request, texts),
     )
     .await
     .map_err(|_| {

@@ -1,8 +1,13 @@
-//! The task mix a user runs: weighted picks of [`Task`]s and their request payloads.
+//! The task mix a user runs: weighted picks of [`Task`]s and their request payloads, in each
+//! task's API shape ([`crate::wire`]), with texts from the built-in corpus or the team's
+//! [`Dataset`].
 
+use crate::client::{Limits, MAX_RESPONSE_BYTES, Redirects};
 use crate::corpus::Corpus;
+use crate::dataset::Dataset;
 use crate::quality::QualityPlan;
 use crate::rng::Rng;
+use crate::wire::{self, Expect};
 use bytes::Bytes;
 use loadgate_api::load::{Task, TaskRequest};
 
@@ -47,8 +52,10 @@ pub struct Prepared {
     pub texts: u32,
     /// A quality sample: the reference texts it sends, whose answers are checked.
     pub check: Option<Vec<usize>>,
-    /// Its task follows same-origin redirects (`followRedirects`).
-    pub follow_redirects: bool,
+    /// Its task's redirects and answer size.
+    pub limits: Limits,
+    /// What its answer must hold.
+    pub expect: Expect,
 }
 
 /// The validated task mix.
@@ -57,6 +64,7 @@ pub struct Scenario {
     tasks: Vec<Task>,
     cumulative: Vec<u64>,
     corpus: Corpus,
+    dataset: Option<std::sync::Arc<Dataset>>,
     quality: Option<std::sync::Arc<QualityPlan>>,
 }
 
@@ -97,8 +105,28 @@ impl Scenario {
             tasks,
             cumulative,
             corpus: Corpus::new(seed, 1024),
+            dataset: None,
             quality: None,
         })
+    }
+
+    /// Draws texts from `dataset` instead of the built-in corpus.
+    pub fn with_dataset(mut self, dataset: Dataset) -> Self {
+        self.dataset = Some(std::sync::Arc::new(dataset));
+        self
+    }
+
+    /// The dataset texts are drawn from, when the run has one.
+    pub fn dataset(&self) -> Option<&Dataset> {
+        self.dataset.as_deref()
+    }
+
+    /// One text: from the dataset, else the corpus.
+    fn text(&self, rng: &mut Rng) -> &str {
+        match &self.dataset {
+            Some(d) => &d.texts[rng.below(d.texts.len() as u64) as usize],
+            None => self.corpus.pick(rng),
+        }
     }
 
     /// Samples embed requests for `plan`'s quality check.
@@ -133,10 +161,36 @@ impl Scenario {
         let request = &self.tasks[task].request;
         let mut count = 0u32;
         let mut check = None;
+        let mut expect = Expect::Any;
         let body = match request {
             TaskRequest::Get { .. } => None,
             TaskRequest::Post { body, .. } => Some(Bytes::from(body.clone())),
-            TaskRequest::Rerank(_) => None,
+            TaskRequest::Rerank(r) => {
+                let (query, documents): (&str, Vec<&str>) =
+                    match self.dataset.as_ref().filter(|d| !d.cases.is_empty()) {
+                        // A case of the team's: its query and documents, at most maxDocuments.
+                        Some(d) => {
+                            let (q, docs) = &d.cases[rng.below(d.cases.len() as u64) as usize];
+                            let n = docs.len().min(r.max_documents as usize);
+                            (q.as_str(), docs[..n].iter().map(String::as_str).collect())
+                        }
+                        None => {
+                            let n = rng.range_inclusive(
+                                u64::from(r.min_documents),
+                                u64::from(r.max_documents),
+                            );
+                            let query = self.text(rng);
+                            (query, (0..n).map(|_| self.text(rng)).collect())
+                        }
+                    };
+                let documents_sent = u32::try_from(documents.len()).unwrap_or(u32::MAX);
+                expect = Expect::Scores {
+                    api: r.api,
+                    documents: documents_sent,
+                    top_n: r.top_n,
+                };
+                Some(wire::rerank_body(r, query, &documents))
+            }
             TaskRequest::Embed(e) => {
                 let n = rng.range_inclusive(u64::from(e.min_texts), u64::from(e.max_texts));
                 count = u32::try_from(n).unwrap_or(u32::MAX);
@@ -146,13 +200,13 @@ impl Scenario {
                         .iter()
                         .map(|&i| q.reference.texts[i].as_str())
                         .collect(),
-                    _ => (0..n).map(|_| self.corpus.pick(rng)).collect(),
+                    _ => (0..n).map(|_| self.text(rng)).collect(),
                 };
-                let body = serde_json::to_vec(&serde_json::json!({ "texts": texts }))
-                    .expect("serialising strings cannot fail; this is a bug");
-                Some(Bytes::from(body))
+                expect = Expect::embeddings(e, count);
+                Some(wire::embed_body(e, &texts))
             }
         };
+        let spec = &self.tasks[task];
         Prepared {
             task,
             method: request.method(),
@@ -160,7 +214,18 @@ impl Scenario {
             body,
             texts: count,
             check,
-            follow_redirects: self.tasks[task].follow_redirects,
+            limits: Limits {
+                redirects: if spec.follow_redirects {
+                    Redirects::Follow
+                } else {
+                    Redirects::Fail
+                },
+                max_bytes: spec
+                    .max_response_bytes
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(MAX_RESPONSE_BYTES),
+            },
+            expect,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Sample {
     pub texts: u32,
     /// A quality sample's check of its answer.
     pub quality: Option<crate::quality::Check>,
+    /// The connection this request opened first, if it did (its time is not in `latency`).
+    pub dial: Option<crate::connect::Dial>,
 }
 
 /// Counts and latencies of one task (or of all).
@@ -320,6 +322,8 @@ pub struct Stats {
     pub warmup_spent: Option<Duration>,
     /// Quality samples checked (outside the warm-up).
     pub quality: crate::quality::Tally,
+    /// Connections opened (warm-up included: a connection outlives its window).
+    pub dials: crate::dials::DialTally,
     started: Instant,
     /// Once a second, on the common clock: what a runner's results carry for merged history.
     pub windows: Vec<WindowResult>,
@@ -355,6 +359,7 @@ impl Stats {
             warmup_windows: 0,
             warmup_spent: None,
             quality: crate::quality::Tally::default(),
+            dials: crate::dials::DialTally::default(),
             started: Instant::now(),
         }
     }
@@ -409,6 +414,9 @@ impl Stats {
             Outcome::NotSent(why) => (Some(why.reason()), true, 0),
         };
         let failed = reason.is_some();
+        if let Some(dial) = &sample.dial {
+            self.dials.add(dial);
+        }
         if self.warming_up() {
             self.window.record(micros, failed, not_sent, bytes);
             return;
@@ -592,6 +600,7 @@ mod tests {
             start_delay: None,
             quality: None,
             texts: 0,
+            dial: None,
         }
     }
 
@@ -672,6 +681,7 @@ mod tests {
                 start_delay: None,
                 quality: None,
                 texts: 0,
+                dial: None,
             });
         }
         stats.record(&sample(0, 5, true));

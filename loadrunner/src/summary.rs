@@ -73,6 +73,8 @@ pub fn summarize(
         warmup_seconds: outcome.stats.warmup_spent.map(|spent| spent.as_secs_f64()),
         aborted,
         quality: None,
+        connections: outcome.stats.dials.summary(),
+        dataset: None,
     }
 }
 

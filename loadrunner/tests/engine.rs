@@ -11,7 +11,8 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use loadgate_api::duration::Duration as SpecDuration;
 use loadgate_api::load::{LoadProfile, Task, TaskRequest, Thresholds, WaitTime};
-use loadrunner::engine::{self, RunPlan, Target};
+use loadrunner::connect::{Endpoint, Trust};
+use loadrunner::engine::{self, RunPlan};
 use loadrunner::scenario::Scenario;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -160,15 +161,25 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
         profile,
         scenario: Arc::new(Scenario::new(tasks, 1).unwrap()),
         wait: WaitTime::default(),
-        target: Target {
-            addr,
-            host_header: addr.to_string(),
-        },
+        target: endpoint(addr),
         request_timeout: Duration::from_secs(5),
         seed: 42,
         search_budgets: None,
         abort_budgets: None,
     }
+}
+
+/// The plain-http endpoint at `addr`.
+fn endpoint(addr: SocketAddr) -> Arc<Endpoint> {
+    Arc::new(
+        Endpoint::new(
+            &format!("http://{addr}"),
+            None,
+            &Trust::default(),
+            Vec::new(),
+        )
+        .unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -937,10 +948,7 @@ async fn warm_up_seconds_are_sent_and_kept_but_not_counted() {
     // Without the warm-up, a server as cold fails the same budget.
     let (addr, _) = start_server().await;
     let mut cold = plan;
-    cold.target = Target {
-        addr,
-        host_header: addr.to_string(),
-    };
+    cold.target = endpoint(addr);
     cold.profile.warmup = SpecDuration::default();
     cold.whole = cold.profile.clone();
     let outcome = engine::run(cold.clone(), std::future::pending(), |_, _| {}).await;
@@ -1001,9 +1009,13 @@ async fn abort_on_fail_stops_a_profile_that_stays_over_budget() {
 /// passed with a perfect p95; and a response body was read whole, whatever its size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_fails_with_its_reason_unless_followed_and_bodies_are_capped() {
-    use loadrunner::client::{Connection, Outcome, Redirects};
+    use loadrunner::client::{Connection, Limits, Outcome, Redirects};
     let (addr, hits) = start_server().await;
-    let mut conn = Connection::new(addr, addr.to_string(), Duration::from_secs(5));
+    let mut conn = Connection::new(endpoint(addr), Duration::from_secs(5));
+    let follow = Limits {
+        redirects: Redirects::Follow,
+        ..Limits::default()
+    };
     let outcome = conn.send("GET", "/moved", None).await;
     assert!(
         matches!(&outcome, Outcome::Failed { reason, .. }
@@ -1011,18 +1023,16 @@ async fn a_redirect_fails_with_its_reason_unless_followed_and_bodies_are_capped(
         "{outcome:?}"
     );
     // Opted in: a same-origin hop is followed and its answer judged; another origin is not.
-    let (followed, body) = conn.send_with("GET", "/hop", None, Redirects::Follow).await;
+    let (followed, body) = conn.send_with("GET", "/hop", None, follow).await;
     assert_eq!(followed, Outcome::Ok { bytes: 2 });
     assert_eq!(body.as_deref(), Some(&b"ok"[..]));
     assert_eq!(hits.0.load(Ordering::SeqCst), 1, "the hop reached /ok");
-    let (other, _) = conn
-        .send_with("GET", "/moved", None, Redirects::Follow)
-        .await;
+    let (other, _) = conn.send_with("GET", "/moved", None, follow).await;
     assert!(
         matches!(&other, Outcome::Failed { reason, .. } if reason.contains("another origin: not followed")),
         "{other:?}"
     );
-    let (hop, _) = conn.send_with("GET", "/hop", None, Redirects::Fail).await;
+    let (hop, _) = conn.send_with("GET", "/hop", None, Limits::default()).await;
     assert!(
         matches!(&hop, Outcome::Failed { reason, .. } if reason == "redirect 302 to /ok"),
         "{hop:?}"
@@ -1031,6 +1041,16 @@ async fn a_redirect_fails_with_its_reason_unless_followed_and_bodies_are_capped(
     assert!(
         matches!(&huge, Outcome::Failed { reason, .. } if reason.starts_with("ResponseTooLarge")),
         "{huge:?}"
+    );
+    // A task's own, smaller limit.
+    let small = Limits {
+        max_bytes: 1,
+        ..Limits::default()
+    };
+    let (tight, _) = conn.send_with("GET", "/health", None, small).await;
+    assert!(
+        matches!(&tight, Outcome::Failed { reason, .. } if reason == "ResponseTooLarge: body over 1 bytes"),
+        "{tight:?}"
     );
     // The connection is fresh again after the refused body.
     assert_eq!(

@@ -779,6 +779,62 @@ pub struct RunSummary {
     /// With `quality`: what its check of sampled answers found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<QualityResult>,
+    /// The connections the runner opened: protocol, and connect and TLS handshake times (kept
+    /// out of every request's latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionStats>,
+    /// With `spec.dataset`: what it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetStats>,
+}
+
+/// The connections a run opened, and what opening them took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStats {
+    /// The protocol spoken: `HTTP/1.1`, `HTTP/2`, or both (`HTTP/1.1, HTTP/2`).
+    pub protocol: String,
+    /// Connections opened (a user's first request, and after one broke).
+    pub opened: u64,
+    /// DNS and TCP connect, median, ms.
+    pub connect_p50_ms: f64,
+    /// DNS and TCP connect, 95th percentile, ms.
+    pub connect_p95_ms: f64,
+    /// The TLS handshake, median, ms (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_p50_ms: Option<f64>,
+    /// The TLS handshake, 95th percentile, ms (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_p95_ms: Option<f64>,
+    /// The connect times' histogram (as `RequestStats.histogram`), so shards merge exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(skip))]
+    pub connect_histogram: Option<String>,
+    /// The TLS handshakes' histogram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(skip))]
+    pub tls_histogram: Option<String>,
+}
+
+/// What a run's dataset held, with an estimate of its texts' token lengths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetStats {
+    /// `file …` or `inline`.
+    pub source: String,
+    /// Texts for embed tasks.
+    pub texts: u64,
+    /// Rerank cases (`{"query", "documents"}` lines).
+    #[serde(default)]
+    pub rerank_cases: u64,
+    /// Estimated tokens per text (WordPiece-like, no vocabulary), median.
+    pub tokens_p50: u64,
+    /// The same, 95th percentile.
+    pub tokens_p95: u64,
+    /// The same, largest.
+    pub tokens_max: u64,
 }
 
 /// A profile stopped early because its windows stayed over budget (`thresholds.abortOnFail`).

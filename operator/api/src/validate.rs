@@ -16,8 +16,8 @@ pub use crate::rules::{
     MAX_USERS_PER_RUNNER, TARGET_URL_PATTERN, target_url_ok,
 };
 use crate::rules::{
-    check_duration, dns_label, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
-    check_wait_time, err,
+    check_duration, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
+    check_wait_time, dns_label, err,
 };
 
 /// Longest LoadTest name: it is the value of the `loadgate.dev/loadtest` label on every Job and

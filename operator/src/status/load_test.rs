@@ -622,6 +622,8 @@ mod tests {
             warmup_seconds: None,
             aborted: None,
             quality: None,
+            connections: None,
+            dataset: None,
         }
     }
 
