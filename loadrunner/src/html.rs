@@ -380,6 +380,32 @@ fn gates(out: &mut String, s: &Section<'_>) {
     if let Some(e) = s.efficiency {
         let _ = write!(out, "<p>Efficiency: {}.</p>", escape(&e.sentence()));
     }
+    if let Some(c) = &summary.connections {
+        let tls = match (c.tls_p50_ms, c.tls_p95_ms) {
+            (Some(p50), Some(p95)) => format!("; TLS handshake p50 {p50:.1} ms, p95 {p95:.1} ms"),
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<p>Connections: {} opened over {}; connect p50 {:.1} ms, p95 {:.1} ms{tls} (not in any request's latency).</p>",
+            c.opened,
+            escape(&c.protocol),
+            c.connect_p50_ms,
+            c.connect_p95_ms
+        );
+    }
+    if let Some(d) = &summary.dataset {
+        let _ = write!(
+            out,
+            "<p>Dataset ({}): {} texts, {} rerank cases; tokens per text (estimated) p50 {}, p95 {}, max {}.</p>",
+            escape(&d.source),
+            d.texts,
+            d.rerank_cases,
+            d.tokens_p50,
+            d.tokens_p95,
+            d.tokens_max
+        );
+    }
 }
 
 fn section(out: &mut String, s: &Section<'_>, titled: bool) {

@@ -30,7 +30,7 @@ fn each_invalid_example_is_refused_naming_its_field() {
         let error = loadgate::local::manifest::validate(&test)
             .expect_err(&format!("{} was accepted", path.display()));
         assert_eq!(error.field, field, "{}: {error}", path.display());
-        let read = loadgate::local::manifest::read(&path)
+        let read = loadgate::local::manifest::read(std::slice::from_ref(&path))
             .unwrap_err()
             .to_string();
         assert!(read.contains(&format!("{field}: ")), "{read}");

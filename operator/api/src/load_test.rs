@@ -429,6 +429,10 @@ pub struct ProfileStatus {
     /// With `spec.quality`: what checking its sampled answers found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::load::QualityResult>,
+    /// The connections its runners opened: the protocol spoken (`HTTP/2` by ALPN on https),
+    /// and connect and TLS handshake times, which no request's latency includes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<crate::load::ConnectionStats>,
     /// Embeddings per second, per CPU core of the endpoint, and their cost (`spec.pricing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub efficiency: Option<crate::efficiency::Efficiency>,
@@ -462,6 +466,7 @@ impl ProfileStatus {
             completion_time: None,
             efficiency: None,
             quality: None,
+            connections: None,
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Reading a local-mode manifest: one file of YAML documents holding one LoadTest and, when it
-//! targets an `endpointRef`, the ModelEndpoint it names. Errors name the file, the document and
-//! the field, as the apiserver would.
+//! Reading a local-mode manifest: one or more files of YAML documents holding one LoadTest, the
+//! ModelEndpoint it names when it targets an `endpointRef`, and the Secrets and ConfigMaps it
+//! references (an API key, a CA bundle, a dataset). Errors name the file, the document and the
+//! field, as the apiserver would.
 
 use loadgate_api::load_test::LoadTest;
 use loadgate_api::model_endpoint::ModelEndpoint;
@@ -14,6 +15,8 @@ pub struct Manifest {
     pub test: LoadTest,
     /// Its target, when it names a ModelEndpoint.
     pub endpoint: Option<ModelEndpoint>,
+    /// The Secrets and ConfigMaps of the files.
+    pub objects: super::references::Objects,
 }
 
 /// A manifest that cannot be run; the message names file, document and field.
@@ -21,35 +24,25 @@ pub struct Manifest {
 #[error("{0}")]
 pub struct ManifestError(pub String);
 
-/// Reads and checks `path`.
+/// Largest manifest file read.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Reads and checks `paths` together.
 ///
 /// # Errors
-/// [`ManifestError`] when the file is unreadable, a document does not parse into its kind, or
+/// [`ManifestError`] when a file is unreadable, a document does not parse into its kind, or
 /// the objects do not fit together.
-pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
-    let file = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| ManifestError(format!("{file}: {e}")))?;
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
-        .map_err(|e| ManifestError(format!("{file}: not YAML: {e}")))?;
+pub fn read(paths: &[std::path::PathBuf]) -> Result<Manifest, ManifestError> {
+    let file = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut tests = Vec::new();
     let mut endpoints = Vec::new();
-    for (i, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
-        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
-        let at = |e: serde_json::Error| {
-            ManifestError(format!("{file}: document {} ({kind}): {e}", i + 1))
-        };
-        match kind.as_str() {
-            "LoadTest" => tests.push(serde_json::from_value::<LoadTest>(doc).map_err(at)?),
-            "ModelEndpoint" => {
-                endpoints.push(serde_json::from_value::<ModelEndpoint>(doc).map_err(at)?)
-            }
-            other => {
-                return Err(ManifestError(format!(
-                    "{file}: document {}: kind {other:?} is not LoadTest or ModelEndpoint",
-                    i + 1
-                )));
-            }
-        }
+    let mut objects = super::references::Objects::default();
+    for path in paths {
+        read_one(path, &mut tests, &mut endpoints, &mut objects)?;
     }
     let test = match tests.len() {
         1 => tests.remove(0),
@@ -85,7 +78,58 @@ pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
         }
         _ => None,
     };
-    Ok(Manifest { test, endpoint })
+    objects
+        .check(&test)
+        .map_err(|e| ManifestError(format!("{file}: LoadTest {}: {e}", name(&test.metadata.name))))?;
+    Ok(Manifest {
+        test,
+        endpoint,
+        objects,
+    })
+}
+
+/// The documents of one file, each into its kind's list.
+fn read_one(
+    path: &Path,
+    tests: &mut Vec<LoadTest>,
+    endpoints: &mut Vec<ModelEndpoint>,
+    objects: &mut super::references::Objects,
+) -> Result<(), ManifestError> {
+    let file = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| ManifestError(format!("{file}: {e}")))?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(ManifestError(format!(
+            "{file}: {size} bytes; a manifest holds at most 4 MiB"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ManifestError(format!("{file}: {e}")))?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| ManifestError(format!("{file}: not YAML: {e}")))?;
+    for (i, doc) in docs.into_iter().enumerate().filter(|(_, d)| !d.is_null()) {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+        // serde's messages never quote a value of a Secret: they name types and fields.
+        let at = |e: serde_json::Error| {
+            ManifestError(format!("{file}: document {} ({kind}): {e}", i + 1))
+        };
+        match kind.as_str() {
+            "LoadTest" => tests.push(serde_json::from_value::<LoadTest>(doc).map_err(at)?),
+            "ModelEndpoint" => {
+                endpoints.push(serde_json::from_value::<ModelEndpoint>(doc).map_err(at)?)
+            }
+            "Secret" => objects.add_secret(serde_json::from_value(doc).map_err(at)?),
+            "ConfigMap" => objects.add_config_map(serde_json::from_value(doc).map_err(at)?),
+            other => {
+                return Err(ManifestError(format!(
+                    "{file}: document {}: kind {other:?} is not LoadTest, ModelEndpoint, Secret \
+                     or ConfigMap",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn name(n: &Option<String>) -> &str {
@@ -139,13 +183,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.yaml");
         std::fs::write(&path, "kind: LoadTest\napiVersion: loadgate.dev/v1alpha1\nmetadata: {name: t}\nspec:\n  target: {endpointRef: {name: nope}}\n  profiles: [{name: p, users: 1, spawnRate: 1, duration: 1s, userz: 3}]\n").unwrap();
-        let err = read(&path).unwrap_err().to_string();
+        let err = read(std::slice::from_ref(&path)).unwrap_err().to_string();
         assert!(
             err.contains("bad.yaml") && err.contains("document 1") && err.contains("userz"),
             "{err}"
         );
         std::fs::write(&path, "kind: LoadTest\napiVersion: loadgate.dev/v1alpha1\nmetadata: {name: t}\nspec:\n  target: {endpointRef: {name: nope}}\n  profiles: [{name: p, users: 1, spawnRate: 1, duration: 1s}]\n").unwrap();
-        let err = read(&path).unwrap_err().to_string();
+        let err = read(std::slice::from_ref(&path)).unwrap_err().to_string();
         assert!(err.contains("endpointRef") && err.contains("nope"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -11,6 +11,7 @@
 //! broken setup.
 
 pub mod manifest;
+pub mod references;
 pub mod server;
 
 use crate::resources::load_test::{requested_run, run_spec};
@@ -28,10 +29,11 @@ use std::time::Duration;
 /// `loadgate local`.
 #[derive(Debug, Clone, Args)]
 pub struct LocalArgs {
-    /// YAML file with a LoadTest and, for an `endpointRef` target, its ModelEndpoint (the same
-    /// manifests the operator takes).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: PathBuf,
+    /// YAML file with a LoadTest and, for an `endpointRef` target, its ModelEndpoint, and the
+    /// Secrets and ConfigMaps it references (the same manifests the operator takes); repeat to
+    /// read several files together.
+    #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
+    pub file: Vec<PathBuf>,
 
     /// Reports go to DIR/<test name>/: per profile Locust CSVs, an HTML report and a JSON
     /// summary, and the final status.yaml.
@@ -123,7 +125,11 @@ async fn run_manifest(
     manifest: manifest::Manifest,
     interrupt: Interrupt,
 ) -> anyhow::Result<LoadTest> {
-    let manifest::Manifest { mut test, endpoint } = manifest;
+    let manifest::Manifest {
+        mut test,
+        endpoint,
+        objects,
+    } = manifest;
     let name = test.name_any();
     let out = args.results.join(&name);
     std::fs::create_dir_all(&out)
@@ -241,6 +247,7 @@ async fn run_manifest(
                 } else {
                     run_profile(
                         &test,
+                        &objects,
                         *index,
                         target_url,
                         &out,
@@ -315,8 +322,10 @@ fn local_run_name(test: &LoadTest) -> String {
 
 /// One profile through the runner's engine, with the run spec the Job's pods would get, and
 /// report paths here.
+#[allow(clippy::too_many_arguments)]
 async fn run_profile(
     test: &LoadTest,
+    objects: &references::Objects,
     index: usize,
     url: &str,
     out: &Path,
@@ -326,6 +335,11 @@ async fn run_profile(
     let profile = &test.spec.profiles[index];
     let prefix = out.join(&profile.name);
     let mut spec = run_spec(test, profile, url);
+    // What a runner pod reads from its Secret-backed environment and mounted files, here from
+    // the manifest's own Secrets and ConfigMaps, in memory.
+    if let Err(e) = objects.localize(test, &mut spec) {
+        return JobState::Failed(e);
+    }
     // Its readiness has just been waited on, as the probe does.
     spec.readiness.wait = !started_here;
     let outputs = loadrunner::outputs::RunOutputs {

@@ -356,6 +356,13 @@ pub fn advance(
                     let profile = &mut st.profiles[i];
                     profile.efficiency = efficiency;
                     profile.quality = profile_report.summary.quality;
+                    // The percentiles, without the histograms they were merged from.
+                    profile.connections =
+                        profile_report.summary.connections.clone().map(|mut c| {
+                            c.connect_histogram = None;
+                            c.tls_histogram = None;
+                            c
+                        });
                     report = Some((i, profile_report));
                     profile.phase = if violations.is_empty() {
                         ProfilePhase::Passed
