@@ -118,6 +118,9 @@ grep -q '^POST,embed,redirect 301 to https://127.0.0.1/embed,[1-9]' "$peer/run_f
 grep -qE '^GET,moved,[1-9][0-9]*,0,' "$peer/run_stats.csv" ||
   { echo "the followed same-origin redirect did not succeed" >&2; grep moved "$peer/run_stats.csv" >&2; exit 1; }
 
+step "a real TLS gateway (nginx, HTTP/2, a CA made here, an API key): loadgate local with the CA, key and texts from Secrets and a ConfigMap"
+test/gateway/run.sh
+
 step "examples/quickstart.yaml end to end in local mode (about two minutes)"
 # The README's main job on the test build: the real model-server as a child process, the three
 # tutorial profiles through the real runner, a verdict. On 2 cores the spike may break the

@@ -144,7 +144,8 @@ fn pinned(host: &str, port: u16, overrides: &[String]) -> Result<Option<SocketAd
     Ok(None)
 }
 
-/// Polls `path` until it answers 2xx, or fails after `timeout` with the last reason.
+/// Polls `path` until it answers 2xx (or 401/403: up, refusing the credentials), or fails
+/// after `timeout` with the last reason.
 pub async fn wait_ready(
     target: &Arc<Endpoint>,
     path: &str,
@@ -156,6 +157,18 @@ pub async fn wait_ready(
     while started.elapsed() < timeout {
         match conn.send("GET", path, None).await {
             client::Outcome::Ok { .. } => return Ok(started.elapsed()),
+            // Up, and refusing the credentials: the load runs, and each refused request is a
+            // failure named by its status, rather than the run ending with no verdict.
+            client::Outcome::Failed { reason, .. }
+                if reason == "HTTPError 401" || reason == "HTTPError 403" =>
+            {
+                tracing::warn!(
+                    path,
+                    "the target answers the readiness path with {reason}: its credentials \
+                     (target.headers) are refused, and requests will fail the same way"
+                );
+                return Ok(started.elapsed());
+            }
             client::Outcome::Failed { reason, .. } => last = reason,
             client::Outcome::NotSent(why) => last = why.reason().to_owned(),
         }

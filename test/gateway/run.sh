@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# A real TLS gateway in front of model-server, loaded as a team's endpoint is served: Debian's
+# nginx terminates TLS (a certificate from a CA made here, for the name gateway.test), speaks
+# HTTP/2 by ALPN, and lets through only `Authorization: Bearer <key>`. `loadgate local` runs
+# test/gateway/loadtest.yaml against https://127.0.0.1:18443 with the CA and the key from
+# Secrets and the texts from a ConfigMap (written here beside it), through all three embed API
+# shapes. Checks: the run passes over HTTP/2 with TLS handshake times reported; a wrong key
+# fails with `HTTPError 401`; and the key appears in no output (reports, status, logs).
+# Loopback only, about 40 s. Needs: openssl, nginx, target/debug/{loadgate,model-server}.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+work=target/gateway
+rm -rf "$work" && mkdir -p "$work"
+key="Bearer lg-$(openssl rand -hex 16)"
+
+# A CA, and the gateway's certificate for gateway.test signed by it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=loadgate test CA" \
+  -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=gateway.test" \
+  -keyout "$work/gateway.key" -out "$work/gateway.csr" 2>/dev/null
+printf 'subjectAltName=DNS:gateway.test\n' >"$work/san.ext"
+openssl x509 -req -in "$work/gateway.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
+  -CAcreateserial -days 2 -extfile "$work/san.ext" -out "$work/gateway.crt" 2>/dev/null
+
+MODEL=models/all-MiniLM-L6-v2 HOST=127.0.0.1 PORT=18098 target/debug/model-server \
+  >"$work/model-server.log" 2>&1 &
+server=$!
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $PWD/$work/nginx.pid;
+error_log $PWD/$work/error.log;
+events {}
+http {
+  access_log off;
+  client_body_temp_path $PWD/$work/body;
+  proxy_temp_path $PWD/$work/proxy;
+  upstream model { server 127.0.0.1:18098; keepalive 16; }
+  server {
+    listen 127.0.0.1:18443 ssl http2;
+    server_name gateway.test;
+    ssl_certificate $PWD/$work/gateway.crt;
+    ssl_certificate_key $PWD/$work/gateway.key;
+    location / {
+      if (\$http_authorization != "$key") { return 401 '{"error":"unauthorized"}'; }
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://model;
+    }
+  }
+}
+CONF
+nginx -c "$PWD/$work/nginx.conf" -g 'daemon off;' &
+gateway=$!
+trap 'kill "$server" "$gateway" 2>/dev/null || true' EXIT
+for _ in $(seq 240); do
+  curl -fsS --cacert "$work/ca.crt" --resolve gateway.test:18443:127.0.0.1 \
+    -H "Authorization: $key" https://gateway.test:18443/health >/dev/null 2>&1 && break
+  sleep 0.5
+done
+
+# The Secrets and the ConfigMap, as a team keeps them beside the test (stringData: kubectl
+# applies the same file).
+secrets() {
+  cat <<YAML
+apiVersion: v1
+kind: Secret
+metadata: {name: embed-api-key}
+stringData:
+  authorization: "$1"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: gateway-ca}
+stringData:
+  ca.crt: |
+$(sed 's/^/    /' "$work/ca.crt")
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: team-texts}
+data:
+  texts.jsonl: |
+    How do I rotate the API key of the embeddings gateway?
+    {"text": "Quarterly revenue grew 12% on strong cloud demand."}
+    The model server answers /health before the weights are loaded.
+    {"text": "Ein kurzer deutscher Satz über Lastprüfungen."}
+YAML
+}
+secrets "$key" >"$work/secrets.yaml"
+secrets "Bearer wrong-key" >"$work/wrong-secrets.yaml"
+
+code=0
+target/debug/loadgate local -f test/gateway/loadtest.yaml -f "$work/secrets.yaml" \
+  --results "$work/results" >"$work/local.log" 2>&1 || code=$?
+status="$work/results/gateway/status.yaml"
+if [[ $code != 0 ]]; then
+  cat "$work/local.log" >&2
+  echo "the gateway run did not pass (exit $code)" >&2
+  exit 1
+fi
+grep -E '^  phase: Passed$' "$status" >/dev/null
+grep -E 'protocol: HTTP/2$' "$status" >/dev/null || { echo "no HTTP/2 in $status" >&2; exit 1; }
+grep -E 'tlsP95Ms: [0-9.]+$' "$status" >/dev/null || { echo "no TLS handshake time in $status" >&2; exit 1; }
+[[ $(grep -cE '^POST,(openai|tei|tutorial),[1-9][0-9]*,0,' "$work/results/gateway/steady_stats.csv") == 3 ]] || { echo "not every API shape succeeded" >&2; cat "$work/results/gateway/steady_stats.csv" >&2; exit 1; }
+grep -q 'Dataset (inline): 4 texts' "$work/results/gateway/steady.html" ||
+  { echo "the report does not describe the dataset" >&2; exit 1; }
+echo "gateway: passed over HTTP/2; $(grep -E 'tlsP(50|95)Ms' "$status" | tr -s ' \n' ' ')"
+
+code=0
+target/debug/loadgate local -f test/gateway/loadtest.yaml -f "$work/wrong-secrets.yaml" \
+  --results "$work/wrong" >"$work/wrong.log" 2>&1 || code=$?
+[[ $code == 1 ]] || { cat "$work/wrong.log" >&2; echo "a wrong key should fail the run (exit $code)" >&2; exit 1; }
+grep -q 'HTTPError 401' "$work/wrong/gateway/steady_failures.csv" ||
+  { echo "the wrong key's failures are not named HTTPError 401" >&2; exit 1; }
+echo "gateway: a wrong key fails with HTTPError 401"
+
+# The key is nowhere in what loadgate wrote or printed.
+secret=${key#Bearer }
+if grep -rIl -- "$secret" "$work/results" "$work/wrong" "$work/local.log" "$work/wrong.log"; then
+  echo "the API key leaked into the files above" >&2
+  exit 1
+fi
+echo "gateway: the key appears in no report, status or log"
