@@ -402,7 +402,11 @@ pub(crate) fn check_run_tls(at: &str, tls: &RunTls, target: &str) -> Result<(), 
     if tls.ca_file.is_some() && tls.ca_pem.is_some() {
         return err(at, "set at most one of caFile and caPem");
     }
-    if tls.ca_pem.as_deref().is_some_and(|p| p.len() > MAX_CA_BYTES) {
+    if tls
+        .ca_pem
+        .as_deref()
+        .is_some_and(|p| p.len() > MAX_CA_BYTES)
+    {
         return err(format!("{at}.caPem"), "at most 1 MiB");
     }
     if let Some(name) = &tls.server_name {
@@ -464,10 +468,19 @@ mod tests {
         };
         let at = "spec.target.headers";
         let field = |r: Result<(), FieldError>| r.unwrap_err().field;
-        assert_eq!(field(check_headers(at, &[plain("Bad Name", "x")])), "spec.target.headers[0].name");
-        assert_eq!(field(check_headers(at, &[plain("Host", "x")])), "spec.target.headers[0].name");
         assert_eq!(
-            field(check_headers(at, &[plain("X-A", "ok"), plain("X-B", "a\r\nb")])),
+            field(check_headers(at, &[plain("Bad Name", "x")])),
+            "spec.target.headers[0].name"
+        );
+        assert_eq!(
+            field(check_headers(at, &[plain("Host", "x")])),
+            "spec.target.headers[0].name"
+        );
+        assert_eq!(
+            field(check_headers(
+                at,
+                &[plain("X-A", "ok"), plain("X-B", "a\r\nb")]
+            )),
             "spec.target.headers[1].value"
         );
         assert!(
@@ -502,10 +515,17 @@ mod tests {
             "spec.target.tls.serverName"
         );
         assert_eq!(
-            field(check_tls("spec.target.tls", &TargetTls::default(), Some("http://x"))),
+            field(check_tls(
+                "spec.target.tls",
+                &TargetTls::default(),
+                Some("http://x")
+            )),
             "spec.target.tls"
         );
-        assert_eq!(field(check_dataset("spec.dataset", &Dataset::default())), "spec.dataset");
+        assert_eq!(
+            field(check_dataset("spec.dataset", &Dataset::default())),
+            "spec.dataset"
+        );
         let big = Dataset {
             config_map_ref: None,
             inline: vec!["x".repeat(1 << 19); 3],

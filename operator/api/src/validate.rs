@@ -16,8 +16,8 @@ pub use crate::rules::{
     MAX_USERS_PER_RUNNER, TARGET_URL_PATTERN, target_url_ok,
 };
 use crate::rules::{
-    check_duration, dns_label, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
-    check_wait_time, err,
+    check_duration, check_load, check_scoped_thresholds, check_tasks, check_thresholds,
+    check_wait_time, dns_label, err,
 };
 
 /// Longest LoadTest name: it is the value of the `loadgate.dev/loadtest` label on every Job and
@@ -25,8 +25,6 @@ use crate::rules::{
 pub const MAX_LOAD_TEST_NAME: usize = 63;
 /// Longest ModelEndpoint name: it names the Service, a DNS-1035 label of at most 63 characters.
 pub const MAX_ENDPOINT_NAME: usize = 63;
-
-/// True when `name` is a DNS-1123 label (lowercase alphanumerics and '-', alphanumeric ends).
 
 impl LoadTestSpec {
     /// Every rule of the LoadTest CRD's schema and CEL, and the caps that keep an admitted test
