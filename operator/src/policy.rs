@@ -120,7 +120,8 @@ enum Host {
     Name(String),
 }
 
-/// The host of an `http://host[:port]` URL (the CRD's rule), lowercased.
+/// The host of an `http://host[:port]` or `https://host[:port]` URL (the CRD's rule),
+/// lowercased, without a trailing dot.
 fn host_of(url: &str) -> Option<Host> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next()?;
@@ -335,6 +336,42 @@ mod tests {
         }
         // An endpointRef's URL is the operator's own Service URL: not judged here.
         assert_eq!(p.check_load_test(&load_test("lt"), runner), None);
+    }
+
+    /// An https target is judged by its host like an http one: the scheme and the port (443
+    /// or another) change nothing.
+    #[test]
+    fn https_targets_are_judged_by_their_host() {
+        assert_eq!(
+            host_of("https://Embed.Example.COM.:8443/"),
+            Some(Host::Name("embed.example.com".into()))
+        );
+        assert_eq!(
+            host_of("https://[::1]:443"),
+            Some(Host::Ip("::1".parse().unwrap()))
+        );
+        assert_eq!(
+            host_of("https://10.1.2.3"),
+            Some(Host::Ip("10.1.2.3".parse().unwrap()))
+        );
+        let mut p = policy();
+        let runner = "ghcr.io/loadgate/loadrunner:1";
+        for denied in ["https://169.254.169.254", "https://localhost:8443"] {
+            let why = p.check_load_test(&url_test(denied), runner).unwrap();
+            assert!(
+                why.contains("denied by the operator's target policy"),
+                "{why}"
+            );
+        }
+        p.allowed_targets = parse_list("*.example.com").unwrap();
+        assert_eq!(
+            p.check_load_test(&url_test("https://embed.example.com"), runner),
+            None
+        );
+        assert!(
+            p.check_load_test(&url_test("https://embed.example.org:443"), runner)
+                .is_some()
+        );
     }
 
     #[test]

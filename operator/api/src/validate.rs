@@ -26,8 +26,6 @@ pub const MAX_LOAD_TEST_NAME: usize = 63;
 /// Longest ModelEndpoint name: it names the Service, a DNS-1035 label of at most 63 characters.
 pub const MAX_ENDPOINT_NAME: usize = 63;
 
-/// True when `name` is a DNS-1123 label (lowercase alphanumerics and '-', alphanumeric ends).
-
 impl LoadTestSpec {
     /// Every rule of the LoadTest CRD's schema and CEL, and the caps that keep an admitted test
     /// from overflowing or failing late (label-sized names, durations ≤ 24h, stage and user

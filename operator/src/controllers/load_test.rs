@@ -2,6 +2,11 @@
 //! termination messages), let the pure state machine ([`crate::status::load_test`]) decide, then
 //! act (create or delete a Job), write the status when it changed, and publish Events.
 //!
+//! Before each runner Job is created, the Secrets and ConfigMap its pods read (headers, the CA
+//! bundle, the dataset) are checked for their keys: one missing ends the run `InvalidSpec`
+//! naming it, rather than leaving pods that cannot start until the Job's deadline. Only key
+//! names are looked at; a value is never copied, logged or written anywhere.
+//!
 //! The Job is created before the status that names it is written: if the operator dies in
 //! between, the next reconcile finds the Job and carries on; the reverse order would lose it.
 
@@ -9,8 +14,8 @@ use crate::context::Context;
 use crate::metrics::TestLabels;
 use crate::resources::FIELD_MANAGER;
 use crate::resources::load_test::{
-    APP, JOB_NAME_LABEL, LOADTEST_LABEL, RunnerJob, foreign_job, job, job_name, requested_run,
-    start_at, superseded,
+    APP, JOB_NAME_LABEL, LOADTEST_LABEL, RefKind, RunnerJob, config_map_keys, foreign_job, job,
+    job_name, missing_key, references, requested_run, secret_keys, start_at, superseded,
 };
 use crate::status::load_test::{
     advance, cleanup_in, deny_run, is_current_run, refuse, reject_spec, start_run,
@@ -20,7 +25,7 @@ use crate::status::plan::{EndpointState, JobState, Plan, Step};
 use crate::status::runner_results;
 use crate::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -28,6 +33,8 @@ use loadgate_api::conditions::{Time, find, is_true, reasons, types};
 use loadgate_api::load_test::{LoadPhase, LoadTest, LoadTestStatus, ProfilePhase};
 use loadgate_api::model_endpoint::ModelEndpoint;
 use loadgate_api::validate::validate_load_test_name;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 const CONTROLLER: &str = "loadtest";
@@ -118,6 +125,16 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
                 }
             }
         }
+    };
+    // Checked right before each Job rather than once as the run starts: the pods read them
+    // when they start, and a run may wait minutes for its endpoint, or a profile, while a
+    // Secret is deleted or rotated without a key. It is also the one path that creates Jobs.
+    let plan = match &plan.step {
+        Step::CreateJob { .. } => match missing_reference(ctx, test, &namespace).await? {
+            Some(why) => refuse(test, plan, reasons::INVALID_SPEC, why, &now),
+            None => plan,
+        },
+        _ => plan,
     };
     let mut plan = match act(ctx, test, &namespace, &run, &plan).await {
         Ok(()) => plan,
@@ -258,6 +275,49 @@ async fn stop_superseded_jobs(
         stopped.push(name);
     }
     Ok(stopped)
+}
+
+/// The first Secret or ConfigMap key the test's runner pods read that is not there (its object
+/// or the key), as the sentence the run ends with; `None` when all are. Each object is read
+/// once; only its key names are kept.
+///
+/// # Errors
+/// Any API error but a 404 (transient: retried).
+async fn missing_reference(
+    ctx: &Context,
+    test: &LoadTest,
+    namespace: &str,
+) -> Result<Option<String>> {
+    let mut seen: BTreeMap<(RefKind, &str), Option<BTreeSet<String>>> = BTreeMap::new();
+    for reference in references(test) {
+        let object = (reference.kind, reference.name);
+        if let Entry::Vacant(slot) = seen.entry(object) {
+            slot.insert(object_keys(ctx, namespace, object).await?);
+        }
+        let keys = seen[&object].as_ref().map(|k| k.iter().map(String::as_str));
+        if let Some(why) = missing_key(&reference, keys) {
+            return Ok(Some(why));
+        }
+    }
+    Ok(None)
+}
+
+/// The key names of Secret or ConfigMap `name` (`None`: not found); its values are dropped.
+async fn object_keys(
+    ctx: &Context,
+    namespace: &str,
+    (kind, name): (RefKind, &str),
+) -> Result<Option<BTreeSet<String>>> {
+    Ok(match kind {
+        RefKind::Secret => Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(secret_keys),
+        RefKind::ConfigMap => Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(config_map_keys),
+    })
 }
 
 async fn observe_endpoint(
@@ -616,6 +676,196 @@ mod tests {
                 .contains("spec.target.url http://169.254.169.254 is denied"),
             "{stalled}"
         );
+    }
+
+    /// A test whose header `Authorization` comes from Secret `embed-api-key` (key `token`) and
+    /// whose texts come from ConfigMap `texts` (key `lines.txt`), its run started.
+    fn started_with_references() -> LoadTest {
+        use loadgate_api::target::{ConfigMapKeyRef, Dataset, Header, HeaderSource, SecretKeyRef};
+        let mut test = load_test("gate");
+        test.spec.target.headers = vec![Header {
+            name: "Authorization".into(),
+            value: None,
+            value_from: Some(HeaderSource {
+                secret_key_ref: SecretKeyRef {
+                    name: "embed-api-key".into(),
+                    key: "token".into(),
+                },
+            }),
+        }];
+        test.spec.dataset = Some(Dataset {
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: "texts".into(),
+                key: "lines.txt".into(),
+            }),
+            inline: Vec::new(),
+        });
+        test.status = Some(start_run(&test, None, "initial", &now()).status);
+        test
+    }
+
+    const API_KEY: &str = "/api/v1/namespaces/ml/secrets/embed-api-key";
+    const TEXTS: &str = "/api/v1/namespaces/ml/configmaps/texts";
+    /// The Secret's value, base64 ("Bearer s3cr3t"): it must never leave the Secret.
+    const API_KEY_VALUE: &str = "QmVhcmVyIHMzY3IzdA==";
+
+    fn api_key_secret(key: &str) -> crate::fixtures::apiserver::Expect {
+        expect(
+            Method::GET,
+            API_KEY,
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "embed-api-key", "namespace": "ml"},
+                "type": "Opaque", "data": {key: API_KEY_VALUE}}),
+        )
+    }
+
+    /// The run's end as the reconcile wrote it: phase Error, Stalled `InvalidSpec`, and the
+    /// message; no value of a Secret anywhere in what was sent.
+    fn invalid_spec_message(bodies: &[serde_json::Value], status: usize) -> String {
+        let status = &bodies[status]["status"];
+        assert_eq!(status["phase"], "Error");
+        let stalled = condition(status, "Stalled");
+        assert_eq!(stalled["reason"], "InvalidSpec");
+        for body in bodies {
+            assert!(!body.to_string().contains("s3cr3t"), "{body}");
+            assert!(!body.to_string().contains(API_KEY_VALUE), "{body}");
+        }
+        stalled["message"].as_str().unwrap().to_owned()
+    }
+
+    /// Before: a header from a Secret that does not exist left the runner pods in
+    /// CreateContainerConfigError until the Job's deadline. Now the run ends at once, Stalled
+    /// `InvalidSpec` naming the Secret and the field; no Job is created.
+    #[tokio::test]
+    async fn a_missing_secret_ends_the_run_naming_it_and_creates_no_job() {
+        let test = started_with_references();
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            not_found(job_path(&test, "ramp-up")),
+            not_found(API_KEY),
+            status_patch(&test),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let message = invalid_spec_message(&verifier.await.unwrap(), 3);
+        assert!(
+            message.contains(
+                "Secret embed-api-key not found (spec.target.headers[0].valueFrom.secretKeyRef)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_without_the_key_ends_the_run_naming_the_key() {
+        let test = started_with_references();
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            not_found(job_path(&test, "ramp-up")),
+            api_key_secret("api-key"),
+            status_patch(&test),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let message = invalid_spec_message(&verifier.await.unwrap(), 3);
+        assert!(
+            message.contains(
+                "Secret embed-api-key has no key \"token\" \
+                 (spec.target.headers[0].valueFrom.secretKeyRef)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_dataset_configmap_ends_the_run_naming_it() {
+        let test = started_with_references();
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            not_found(job_path(&test, "ramp-up")),
+            api_key_secret("token"),
+            not_found(TEXTS),
+            status_patch(&test),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let message = invalid_spec_message(&verifier.await.unwrap(), 4);
+        assert!(
+            message.contains("ConfigMap texts not found (spec.dataset.configMapRef)"),
+            "{message}"
+        );
+    }
+
+    /// A busy apiserver is no verdict on the spec: the reconcile is retried, nothing written.
+    #[tokio::test]
+    async fn a_transient_error_reading_a_secret_is_retried() {
+        let test = started_with_references();
+        let busy = crate::fixtures::apiserver::Expect {
+            method: Method::GET,
+            path: API_KEY.into(),
+            code: 500,
+            answer: serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "InternalError", "code": 500, "message": "etcd leader changed"}),
+        };
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            not_found(job_path(&test, "ramp-up")),
+            busy,
+            event(),
+        ]);
+        let result = timeout_after_1s(reconcile(Arc::new(test), context(client))).await;
+        assert!(result.is_err(), "retried");
+        let bodies = verifier.await.unwrap();
+        assert_eq!(bodies[3]["type"], "Warning", "only the failure's Event");
+    }
+
+    /// With the Secret and the ConfigMap in place the run goes on: the Job's runner takes the
+    /// header from the Secret by an environment variable, and the Secret's value appears in
+    /// nothing the operator sends.
+    #[tokio::test]
+    async fn present_references_let_the_run_create_its_job_with_the_secret_by_reference() {
+        let test = started_with_references();
+        let name = job_name(&test, "ramp-up", "initial");
+        let texts = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "texts", "namespace": "ml"}, "data": {"lines.txt": "a\nb\n"}});
+        let (client, verifier) = client(vec![
+            get_ready_endpoint(),
+            not_found(job_path(&test, "ramp-up")),
+            api_key_secret("token"),
+            expect(Method::GET, TEXTS, texts),
+            expect(
+                Method::PATCH,
+                job_path(&test, "ramp-up"),
+                serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}}),
+            ),
+            status_patch(&test),
+            event(),
+        ]);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        let bodies = verifier.await.unwrap();
+        let pod = &bodies[4]["spec"]["template"]["spec"];
+        let env = pod["containers"][0]["env"].as_array().unwrap();
+        let header = env
+            .iter()
+            .find(|e| e["name"] == "LOADGATE_HEADER_0")
+            .unwrap();
+        assert_eq!(
+            header["valueFrom"]["secretKeyRef"],
+            serde_json::json!({"name": "embed-api-key", "key": "token", "optional": false})
+        );
+        assert_eq!(pod["volumes"][0]["configMap"]["name"], "texts");
+        assert_eq!(bodies[5]["status"]["phase"], "Running");
+        for body in &bodies {
+            assert!(!body.to_string().contains(API_KEY_VALUE), "{body}");
+        }
     }
 
     /// Before: a new run (a new `loadgate.dev/run`, or a spec edit mid-profile) started while

@@ -2,17 +2,26 @@
 //! `parallelism` pods; each gets the profile's [`RunSpec`] as one JSON value, runs share i of it
 //! (`loadrunner run --spec JSON --shard i/N`), leaves its compact summary in its termination
 //! message and prints its full results at the end of its log for the operator to merge.
+//!
+//! What the target needs from the namespace reaches the pods by reference, never by value: a
+//! header from a Secret as an environment variable from that Secret (`LOADGATE_HEADER_<i>`),
+//! the CA bundle and the dataset as read-only files mounted from their Secret and ConfigMap.
+//! The run spec names only the variable or the file. [`references`] lists those objects, for
+//! the controller to check before it creates a Job ([`missing_key`]).
 
 use super::{bounded_name, hardened, labels};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec,
+    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Secret, SecretKeySelector, SecretVolumeSource,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use loadgate_api::load_test::{LoadTest, ProfileSpec, RUN_ANNOTATION};
 use loadgate_api::run_spec::RunSpec;
-use std::collections::BTreeMap;
+use loadgate_api::target::{RunDataset, RunHeader, RunTls};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Container and label name of the runner.
 pub const APP: &str = "loadrunner";
@@ -34,6 +43,134 @@ pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 pub const INITIAL_RUN: &str = "initial";
 /// Seconds a runner waits for the target to answer its readiness path before giving up.
 const RUNNER_READY_TIMEOUT_SECS: u64 = 60;
+/// Where a runner pod finds the target's CA bundle (`spec.target.tls.caSecretRef`), mounted
+/// read-only from the Secret ...
+pub const TARGET_CA_DIR: &str = "/etc/loadgate/target-ca";
+/// ... as this file.
+pub const TARGET_CA_FILE: &str = "ca.pem";
+/// Where a runner pod finds the dataset (`spec.dataset.configMapRef`), mounted read-only from
+/// the ConfigMap ...
+pub const DATASET_DIR: &str = "/etc/loadgate/dataset";
+/// ... as this file.
+pub const DATASET_FILE: &str = "dataset.txt";
+/// The volume of the CA bundle.
+const TARGET_CA_VOLUME: &str = "target-ca";
+/// The volume of the dataset.
+const DATASET_VOLUME: &str = "dataset";
+/// Mode of the mounted files: read-only for everyone (the runner runs as a non-root user).
+const MOUNTED_FILE_MODE: i32 = 0o444;
+
+/// The environment variable a runner pod reads header `index` of `spec.target.headers` from,
+/// when its value comes from a Secret.
+pub fn header_env(index: usize) -> String {
+    format!("LOADGATE_HEADER_{index}")
+}
+
+/// What kind of object a run reads a key of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RefKind {
+    /// A Secret: its `data` or `stringData`.
+    Secret,
+    /// A ConfigMap: its `data` or `binaryData`.
+    ConfigMap,
+}
+
+impl std::fmt::Display for RefKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RefKind::Secret => "Secret",
+            RefKind::ConfigMap => "ConfigMap",
+        })
+    }
+}
+
+/// A key of an object in the test's namespace that its runner pods read, and the field of the
+/// spec that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// Secret or ConfigMap.
+    pub kind: RefKind,
+    /// The object's name.
+    pub name: &'a str,
+    /// The key in it.
+    pub key: &'a str,
+    /// Where the spec names it (`spec.target.headers[0].valueFrom.secretKeyRef`).
+    pub field: String,
+}
+
+/// Every Secret and ConfigMap key the test's runner pods read: headers from Secrets, the CA
+/// bundle, the dataset. The pods could not start without them.
+pub fn references(test: &LoadTest) -> Vec<KeyRef<'_>> {
+    let spec = &test.spec;
+    let headers = spec.target.headers.iter().enumerate().filter_map(|(i, h)| {
+        let r = &h.value_from.as_ref()?.secret_key_ref;
+        Some(KeyRef {
+            kind: RefKind::Secret,
+            name: &r.name,
+            key: &r.key,
+            field: format!("spec.target.headers[{i}].valueFrom.secretKeyRef"),
+        })
+    });
+    let ca = spec
+        .target
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_secret_ref.as_ref())
+        .map(|r| KeyRef {
+            kind: RefKind::Secret,
+            name: &r.name,
+            key: &r.key,
+            field: "spec.target.tls.caSecretRef".to_owned(),
+        });
+    let dataset = spec
+        .dataset
+        .as_ref()
+        .and_then(|d| d.config_map_ref.as_ref())
+        .map(|r| KeyRef {
+            kind: RefKind::ConfigMap,
+            name: &r.name,
+            key: &r.key,
+            field: "spec.dataset.configMapRef".to_owned(),
+        });
+    headers.chain(ca).chain(dataset).collect()
+}
+
+/// The keys of a Secret (`data`, and `stringData` when a client hands one over); its values
+/// are dropped here.
+pub fn secret_keys(secret: Secret) -> BTreeSet<String> {
+    let data = secret.data.into_iter().flat_map(BTreeMap::into_keys);
+    let string_data = secret.string_data.into_iter().flat_map(BTreeMap::into_keys);
+    data.chain(string_data).collect()
+}
+
+/// The keys of a ConfigMap (`data` and `binaryData`).
+pub fn config_map_keys(config_map: ConfigMap) -> BTreeSet<String> {
+    let data = config_map.data.into_iter().flat_map(BTreeMap::into_keys);
+    let binary = config_map
+        .binary_data
+        .into_iter()
+        .flat_map(BTreeMap::into_keys);
+    data.chain(binary).collect()
+}
+
+/// Why `reference` cannot be read, given the keys its object holds (`None`: the object is not
+/// there): `Secret api-key has no key "token" (spec.target.headers[0].valueFrom.secretKeyRef)`.
+/// Only names and keys: never a value.
+pub fn missing_key<'k>(
+    reference: &KeyRef<'_>,
+    keys: Option<impl IntoIterator<Item = &'k str>>,
+) -> Option<String> {
+    let KeyRef {
+        kind,
+        name,
+        key,
+        field,
+    } = reference;
+    let Some(mut keys) = keys.map(IntoIterator::into_iter) else {
+        return Some(format!("{kind} {name} not found ({field})"));
+    };
+    (!keys.any(|k| k == *key)).then(|| format!("{kind} {name} has no key {key:?} ({field})"))
+}
 
 /// The run the LoadTest asks for: its `loadgate.dev/run` annotation, or `initial`.
 pub fn requested_run(test: &LoadTest) -> String {
@@ -201,7 +338,145 @@ pub fn run_spec(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> Run
     }
     run.caller_judges = true;
     run.quality = spec.quality;
+    run.tls = run_tls(test);
+    run.headers = run_headers(test);
+    run.dataset = run_dataset(test);
     run
+}
+
+/// The target's TLS as a runner pod sees it: the CA bundle as the file [`job`] mounts.
+fn run_tls(test: &LoadTest) -> Option<RunTls> {
+    let tls = test.spec.target.tls.as_ref()?;
+    Some(RunTls {
+        ca_file: tls
+            .ca_secret_ref
+            .as_ref()
+            .map(|_| format!("{TARGET_CA_DIR}/{TARGET_CA_FILE}")),
+        ca_pem: None,
+        insecure_skip_verify: tls.insecure_skip_verify,
+        server_name: tls.server_name.clone(),
+    })
+}
+
+/// The target's headers as a runner pod sees them: a Secret's value by the name of the
+/// environment variable [`job`] sets from it.
+fn run_headers(test: &LoadTest) -> Vec<RunHeader> {
+    let headers = test.spec.target.headers.iter().enumerate();
+    headers
+        .map(|(i, h)| RunHeader {
+            name: h.name.clone(),
+            value: h.value.clone(),
+            value_from_env: h.value_from.as_ref().map(|_| header_env(i)),
+            value_from_file: None,
+        })
+        .collect()
+}
+
+/// The dataset as a runner pod sees it: the ConfigMap's key as the file [`job`] mounts.
+fn run_dataset(test: &LoadTest) -> Option<RunDataset> {
+    let dataset = test.spec.dataset.as_ref()?;
+    Some(RunDataset {
+        file: dataset
+            .config_map_ref
+            .as_ref()
+            .map(|_| format!("{DATASET_DIR}/{DATASET_FILE}")),
+        inline: dataset.inline.clone(),
+    })
+}
+
+/// The runner's environment: its shard index, and each header from a Secret as a variable
+/// from that Secret (the operator never holds the value).
+fn runner_env(test: &LoadTest) -> Vec<EnvVar> {
+    let shard_index = EnvVar {
+        name: "SHARD_INDEX".to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                    .to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let headers = test.spec.target.headers.iter().enumerate();
+    let secrets = headers.filter_map(|(i, h)| {
+        let r = &h.value_from.as_ref()?.secret_key_ref;
+        Some(EnvVar {
+            name: header_env(i),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+    });
+    std::iter::once(shard_index).chain(secrets).collect()
+}
+
+/// One key of a Secret or ConfigMap as a file named `file`.
+fn one_key(key: &str, file: &str) -> Option<Vec<KeyToPath>> {
+    Some(vec![KeyToPath {
+        key: key.to_owned(),
+        path: file.to_owned(),
+        ..KeyToPath::default()
+    }])
+}
+
+/// The runner pod's volumes and its container's mounts of them: the CA bundle from its Secret,
+/// the dataset from its ConfigMap, each read-only; none when the test references neither.
+fn runner_volumes(test: &LoadTest) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let spec = &test.spec;
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let mount = |name: &str, dir: &str| VolumeMount {
+        name: name.to_owned(),
+        mount_path: dir.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    if let Some(ca) = spec
+        .target
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_secret_ref.as_ref())
+    {
+        volumes.push(Volume {
+            name: TARGET_CA_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: one_key(&ca.key, TARGET_CA_FILE),
+                default_mode: Some(MOUNTED_FILE_MODE),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(TARGET_CA_VOLUME, TARGET_CA_DIR));
+    }
+    if let Some(cm) = spec
+        .dataset
+        .as_ref()
+        .and_then(|d| d.config_map_ref.as_ref())
+    {
+        volumes.push(Volume {
+            name: DATASET_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cm.name.clone(),
+                items: one_key(&cm.key, DATASET_FILE),
+                default_mode: Some(MOUNTED_FILE_MODE),
+                optional: Some(false),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(DATASET_VOLUME, DATASET_DIR));
+    }
+    (volumes, mounts)
 }
 
 /// The runner Job of one profile.
@@ -231,6 +506,7 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
         "/dev/termination-log".to_owned(),
         "--results-log".to_owned(),
     ];
+    let (volumes, mounts) = runner_volumes(test);
     let container = Container {
         name: APP.to_owned(),
         image: Some(
@@ -240,18 +516,8 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
                 .unwrap_or_else(|| runner.default_image.to_owned()),
         ),
         args: Some(args),
-        env: Some(vec![EnvVar {
-            name: "SHARD_INDEX".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-                        .to_owned(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
+        env: Some(runner_env(test)),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         resources: spec.runner.resources.clone(),
         security_context: Some(hardened()),
         termination_message_path: Some("/dev/termination-log".to_owned()),
@@ -293,6 +559,7 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     restart_policy: Some("Never".to_owned()),
                     automount_service_account_token: Some(false),
                     ..PodSpec::default()
@@ -531,5 +798,206 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         );
+    }
+
+    /// A test that reaches an https endpoint with a private CA, an API key from a Secret, a
+    /// plain tenant header and a dataset from a ConfigMap.
+    fn with_references() -> LoadTest {
+        use loadgate_api::target::{
+            ConfigMapKeyRef, Dataset, Header, HeaderSource, SecretKeyRef, TargetTls,
+        };
+        let mut lt = load_test("gate");
+        lt.spec.target.endpoint_ref = None;
+        lt.spec.target.url = Some("https://embed.example.com".into());
+        lt.spec.target.tls = Some(TargetTls {
+            ca_secret_ref: Some(SecretKeyRef {
+                name: "private-ca".into(),
+                key: "bundle.pem".into(),
+            }),
+            insecure_skip_verify: false,
+            server_name: Some("embed.internal".into()),
+        });
+        lt.spec.target.headers = vec![
+            Header {
+                name: "X-Tenant".into(),
+                value: Some("blue".into()),
+                value_from: None,
+            },
+            Header {
+                name: "Authorization".into(),
+                value: None,
+                value_from: Some(HeaderSource {
+                    secret_key_ref: SecretKeyRef {
+                        name: "embed-api-key".into(),
+                        key: "token".into(),
+                    },
+                }),
+            },
+        ];
+        lt.spec.dataset = Some(Dataset {
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: "texts".into(),
+                key: "lines.txt".into(),
+            }),
+            inline: Vec::new(),
+        });
+        lt
+    }
+
+    /// The container and pod spec of the test's first runner Job, and the run spec its
+    /// arguments carry.
+    fn built(lt: &LoadTest) -> (Container, PodSpec, String) {
+        let profile = lt.spec.profiles[0].clone();
+        let target_url = lt
+            .spec
+            .target
+            .url
+            .as_deref()
+            .unwrap_or("http://mini.ml.svc:8080");
+        let job = job(
+            lt,
+            &RunnerJob {
+                target_url,
+                ..runner(&profile)
+            },
+        );
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let container = pod.containers[0].clone();
+        let args = container.args.clone().unwrap();
+        let spec = args[args.iter().position(|a| a == "--spec").unwrap() + 1].clone();
+        (container, pod, spec)
+    }
+
+    #[test]
+    fn a_secret_header_reaches_the_pod_from_its_secret_and_the_spec_names_only_the_variable() {
+        let lt = with_references();
+        let (container, _, spec) = built(&lt);
+        let env = container.env.unwrap();
+        assert_eq!(
+            env.len(),
+            2,
+            "the shard index and the one secret header: {env:?}"
+        );
+        let secret = env.iter().find(|e| e.name == "LOADGATE_HEADER_1").unwrap();
+        assert_eq!(secret.value, None);
+        assert_eq!(
+            secret.value_from.as_ref().unwrap().secret_key_ref,
+            Some(SecretKeySelector {
+                name: "embed-api-key".into(),
+                key: "token".into(),
+                optional: Some(false),
+            })
+        );
+        // The arguments name the variable, never the Secret (nor, of course, its value).
+        assert!(!spec.contains("embed-api-key"), "{spec}");
+        let run = RunSpec::from_json(&spec).unwrap();
+        assert_eq!(run.validate(), Ok(()));
+        let auth = &run.headers[1];
+        assert_eq!(
+            (
+                auth.name.as_str(),
+                auth.value.as_deref(),
+                auth.value_from_env.as_deref()
+            ),
+            ("Authorization", None, Some("LOADGATE_HEADER_1"))
+        );
+        assert_eq!(run.headers[0].value.as_deref(), Some("blue"));
+        assert_eq!(
+            run.tls,
+            Some(RunTls {
+                ca_file: Some("/etc/loadgate/target-ca/ca.pem".into()),
+                ca_pem: None,
+                insecure_skip_verify: false,
+                server_name: Some("embed.internal".into()),
+            })
+        );
+        assert_eq!(
+            run.dataset,
+            Some(RunDataset {
+                file: Some("/etc/loadgate/dataset/dataset.txt".into()),
+                inline: Vec::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn the_ca_bundle_and_the_dataset_are_mounted_read_only_where_the_spec_says() {
+        let lt = with_references();
+        let (container, pod, _) = built(&lt);
+        let volumes = pod.volumes.unwrap();
+        let ca = volumes.iter().find(|v| v.name == "target-ca").unwrap();
+        let ca = ca.secret.as_ref().unwrap();
+        assert_eq!(ca.secret_name.as_deref(), Some("private-ca"));
+        assert_eq!(ca.default_mode, Some(0o444));
+        let items = ca.items.as_ref().unwrap();
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("bundle.pem", "ca.pem")
+        );
+        let dataset = volumes.iter().find(|v| v.name == "dataset").unwrap();
+        let dataset = dataset.config_map.as_ref().unwrap();
+        assert_eq!(dataset.name, "texts");
+        let items = dataset.items.as_ref().unwrap();
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("lines.txt", "dataset.txt")
+        );
+        let mounts = container.volume_mounts.unwrap();
+        let at = |name: &str| {
+            let m = mounts.iter().find(|m| m.name == name).unwrap();
+            (m.mount_path.as_str(), m.read_only)
+        };
+        assert_eq!(at("target-ca"), ("/etc/loadgate/target-ca", Some(true)));
+        assert_eq!(at("dataset"), ("/etc/loadgate/dataset", Some(true)));
+        assert_eq!(mounts.len(), 2);
+    }
+
+    #[test]
+    fn a_test_that_references_nothing_mounts_nothing() {
+        let mut lt = load_test("gate");
+        lt.spec.dataset = Some(loadgate_api::target::Dataset {
+            config_map_ref: None,
+            inline: vec!["one".into(), "two".into()],
+        });
+        let (container, pod, spec) = built(&lt);
+        assert_eq!((pod.volumes, container.volume_mounts), (None, None));
+        assert_eq!(container.env.unwrap().len(), 1, "the shard index only");
+        let run = RunSpec::from_json(&spec).unwrap();
+        assert_eq!((run.tls, run.headers.len()), (None, 0));
+        assert_eq!(
+            run.dataset,
+            Some(RunDataset {
+                file: None,
+                inline: vec!["one".into(), "two".into()],
+            })
+        );
+        assert!(references(&lt).is_empty());
+    }
+
+    #[test]
+    fn references_name_their_field_and_a_missing_key_never_a_value() {
+        let lt = with_references();
+        let refs = references(&lt);
+        let fields: Vec<&str> = refs.iter().map(|r| r.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.target.headers[1].valueFrom.secretKeyRef",
+                "spec.target.tls.caSecretRef",
+                "spec.dataset.configMapRef"
+            ]
+        );
+        assert_eq!(
+            missing_key(&refs[0], Some(["other"])).as_deref(),
+            Some(
+                "Secret embed-api-key has no key \"token\" \
+                 (spec.target.headers[1].valueFrom.secretKeyRef)"
+            )
+        );
+        assert_eq!(
+            missing_key(&refs[2], None::<[&str; 0]>).as_deref(),
+            Some("ConfigMap texts not found (spec.dataset.configMapRef)")
+        );
+        assert_eq!(missing_key(&refs[1], Some(["x", "bundle.pem"])), None);
     }
 }

@@ -21,10 +21,13 @@ use loadgate_api::load_test::{
 
 /// What a profile's figures depend on besides the endpoint, as 16 hex digits of FNV-1a over
 /// its canonical JSON: the load shape (everything of the profile but its name and budgets), the
-/// runner pods, the task mix (the default mix when none is given) and the wait time. Two runs
-/// of one fingerprint loaded their endpoint the same way. The target is compared beside it
-/// ([`judge`]): for a LoadTest's own runs it must be the same, while `loadTestRef` compares
-/// with another test's run, by design against another endpoint.
+/// runner pods, the task mix (the default mix when none is given), the wait time, the texts
+/// sent (the dataset: its ConfigMap key, or a hash of its inline lines) and the names of the
+/// target's headers (never their values: a header from a Secret is only ever a name here).
+/// The last two count only when set, so a spec without them keeps the fingerprint it had
+/// before they existed. Two runs of one fingerprint loaded their endpoint the same way. The
+/// target is compared beside it ([`judge`]): for a LoadTest's own runs it must be the same,
+/// while `loadTestRef` compares with another test's run, by design against another endpoint.
 pub fn fingerprint(test: &LoadTest, profile: &ProfileSpec) -> String {
     let spec = &test.spec;
     let mut shape = profile.clone();
@@ -35,18 +38,37 @@ pub fn fingerprint(test: &LoadTest, profile: &ProfileSpec) -> String {
     } else {
         spec.tasks.clone()
     };
-    let key = serde_json::json!({
+    let mut key = serde_json::json!({
         "shape": shape,
         "parallelism": spec.parallelism,
         "tasks": tasks,
         "waitTime": spec.wait_time.unwrap_or_default(),
     });
-    let hash = key
-        .to_string()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    if let Some(dataset) = &spec.dataset {
+        key["dataset"] = match &dataset.config_map_ref {
+            Some(r) => serde_json::json!({"configMap": r.name, "key": r.key}),
+            None => serde_json::json!({"inline": fnv_hex(dataset.inline.iter().flat_map(|l| {
+                l.bytes().chain(std::iter::once(b'\n'))
+            }))}),
+        };
+    }
+    if !spec.target.headers.is_empty() {
+        let names: Vec<&str> = spec
+            .target
+            .headers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        key["headers"] = serde_json::json!(names);
+    }
+    fnv_hex(key.to_string().bytes())
+}
+
+/// FNV-1a over `bytes`, as 16 hex digits: stable across processes and releases.
+fn fnv_hex(bytes: impl IntoIterator<Item = u8>) -> String {
+    let hash = bytes.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("{hash:016x}")
 }
 
@@ -610,6 +632,67 @@ mod tests {
         let mut pods = test.clone();
         pods.spec.parallelism = 2;
         assert_ne!(fingerprint(&pods, &pods.spec.profiles[0]), base);
+    }
+
+    /// This spec's fingerprint before headers and datasets existed, as the code of then
+    /// computed it: records written then must still compare with runs of the same spec.
+    const PRE_HEADERS: &str = "01a0e84eefb359cb";
+
+    #[test]
+    fn a_spec_without_headers_or_dataset_keeps_its_fingerprint() {
+        let test = load_test("lt");
+        assert_eq!(fingerprint(&test, &test.spec.profiles[0]), PRE_HEADERS);
+    }
+
+    /// The texts sent and the headers' names are part of the load; a header's value is not
+    /// (a rotated API key is the same load).
+    #[test]
+    fn the_fingerprint_follows_the_dataset_and_header_names_not_values() {
+        use loadgate_api::target::{ConfigMapKeyRef, Dataset, Header};
+        let test = load_test("lt");
+        let base = fingerprint(&test, &test.spec.profiles[0]);
+        let print = |t: &LoadTest| fingerprint(t, &t.spec.profiles[0]);
+        let with_dataset = |dataset: Dataset| {
+            let mut t = test.clone();
+            t.spec.dataset = Some(dataset);
+            print(&t)
+        };
+        let inline = |lines: &[&str]| Dataset {
+            config_map_ref: None,
+            inline: lines.iter().map(|l| (*l).to_owned()).collect(),
+        };
+        let config_map = |name: &str, key: &str| Dataset {
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: name.into(),
+                key: key.into(),
+            }),
+            inline: Vec::new(),
+        };
+        let texts = with_dataset(inline(&["a", "b"]));
+        assert_ne!(texts, base);
+        assert_eq!(with_dataset(inline(&["a", "b"])), texts);
+        assert_ne!(with_dataset(inline(&["a", "c"])), texts);
+        assert_ne!(with_dataset(inline(&["ab"])), texts);
+        let from_map = with_dataset(config_map("texts", "lines.txt"));
+        assert_ne!(from_map, base);
+        assert_ne!(with_dataset(config_map("texts", "other.txt")), from_map);
+        let with_header = |name: &str, value: &str| {
+            let mut t = test.clone();
+            t.spec.target.headers = vec![Header {
+                name: name.into(),
+                value: Some(value.into()),
+                value_from: None,
+            }];
+            print(&t)
+        };
+        let tenant = with_header("X-Tenant", "blue");
+        assert_ne!(tenant, base);
+        assert_eq!(
+            with_header("X-Tenant", "red"),
+            tenant,
+            "values do not count"
+        );
+        assert_ne!(with_header("X-Team", "blue"), tenant);
     }
 
     /// A test's own earlier run on another target is no baseline; another test's run
