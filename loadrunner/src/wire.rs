@@ -229,7 +229,7 @@ fn decode_base64_floats(text: &str) -> Result<Vec<f32>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|_| "an embedding that is not base64".to_owned())?;
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(format!(
             "a base64 embedding of {} bytes, not whole f32s",
             bytes.len()

@@ -171,9 +171,15 @@ sed -e "s|token: .*|token: $token|" "$KUBECONFIG" >"$work/operator.kubeconfig"
 as_operator=(--kubeconfig "$work/operator.kubeconfig")
 kubectl "${as_operator[@]}" auth can-i patch loadtests.loadgate.dev --subresource=status --all-namespaces | grep -qx yes ||
   fail "the chart's role cannot patch LoadTest status"
-if kubectl "${as_operator[@]}" auth can-i get secrets --all-namespaces >/dev/null 2>&1; then
-  fail "the chart's role can read Secrets: it is not least privilege"
-fi
+# Secrets: get only (a LoadTest's referenced Secret and key are checked before its runner Jobs
+# start); never list or watch, so the operator cannot enumerate them.
+kubectl "${as_operator[@]}" auth can-i get secrets --all-namespaces | grep -qx yes ||
+  fail "the chart's role cannot check a LoadTest's referenced Secrets"
+for verb in list watch; do
+  if kubectl "${as_operator[@]}" auth can-i "$verb" secrets --all-namespaces >/dev/null 2>&1; then
+    fail "the chart's role can $verb Secrets: it is not least privilege"
+  fi
+done
 start_operator
 echo "operator up (pid $operator_pid) as system:serviceaccount:$operator_ns:$operator_sa"
 

@@ -160,6 +160,7 @@ pub struct BaselineSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.endpointRef) != has(self.url)", "message": "set exactly one of target.endpointRef and target.url"},
+    {"rule": "!has(self.tls) || (has(self.url) && self.url.startsWith('https://'))", "message": "tls needs an https:// target.url"},
 ]))]
 pub struct Target {
     /// A ModelEndpoint in the LoadTest's namespace; the test waits until it is Ready.

@@ -241,7 +241,7 @@ pub fn check_key_ref(at: &str, name: &str, key: &str) -> Result<(), FieldError> 
 
 /// A LoadTest's TLS settings under `at` (`spec.target.tls`), for a target `url`.
 pub fn check_tls(at: &str, tls: &TargetTls, url: Option<&str>) -> Result<(), FieldError> {
-    if url.is_some_and(|u| !u.starts_with("https://")) {
+    if !url.is_some_and(|u| u.starts_with("https://")) {
         return err(at, "needs an https:// target.url");
     }
     if let Some(r) = &tls.ca_secret_ref {

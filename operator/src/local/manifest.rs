@@ -78,9 +78,12 @@ pub fn read(paths: &[std::path::PathBuf]) -> Result<Manifest, ManifestError> {
         }
         _ => None,
     };
-    objects
-        .check(&test)
-        .map_err(|e| ManifestError(format!("{file}: LoadTest {}: {e}", name(&test.metadata.name))))?;
+    objects.check(&test).map_err(|e| {
+        ManifestError(format!(
+            "{file}: LoadTest {}: {e}",
+            name(&test.metadata.name)
+        ))
+    })?;
     Ok(Manifest {
         test,
         endpoint,

@@ -115,8 +115,7 @@ impl Objects {
                 ca_file: None,
                 ca_pem: match &tls.ca_secret_ref {
                     Some(r) => {
-                        let bytes =
-                            self.secret(&r.name, &r.key, "spec.target.tls.caSecretRef")?;
+                        let bytes = self.secret(&r.name, &r.key, "spec.target.tls.caSecretRef")?;
                         Some(String::from_utf8(bytes.to_vec()).map_err(|_| {
                             format!(
                                 "spec.target.tls.caSecretRef: Secret {} key {:?} is not PEM text",
@@ -209,7 +208,12 @@ mod tests {
             "spec.target.headers[0].valueFrom.secretKeyRef: Secret api is not in the files"
         );
         objects.add_secret(secret("api", "other", "x"));
-        assert!(objects.check(&test).unwrap_err().contains("has no key \"token\""));
+        assert!(
+            objects
+                .check(&test)
+                .unwrap_err()
+                .contains("has no key \"token\"")
+        );
         objects.add_secret(secret("api", "token", "Bearer s3cr3t"));
         objects.add_secret(secret("ca", "ca.crt", "-----BEGIN CERTIFICATE-----"));
         assert!(
@@ -225,7 +229,10 @@ mod tests {
             }))
             .unwrap(),
         );
-        let mut spec = RunSpec::new("https://gw.example:8443", test.spec.profiles[0].load_profile());
+        let mut spec = RunSpec::new(
+            "https://gw.example:8443",
+            test.spec.profiles[0].load_profile(),
+        );
         objects.localize(&test, &mut spec).unwrap();
         assert_eq!(spec.headers[0].value.as_deref(), Some("Bearer s3cr3t"));
         assert!(spec.tls.as_ref().unwrap().ca_pem.is_some());
