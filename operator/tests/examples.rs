@@ -1,6 +1,7 @@
 //! Every manifest under `examples/` parses into the CRD types (unknown fields are errors) and
-//! keeps every rule of `validate()`, so the YAML the README and the operator's users apply
-//! cannot drift from the code.
+//! keeps every rule of `validate()`, and a file with Secrets or ConfigMaps reads as local mode
+//! reads it (every one its test references is in it), so the YAML the README and the
+//! operator's users apply cannot drift from the code.
 
 use loadgate_api::load_test::LoadTest;
 use loadgate_api::model_endpoint::ModelEndpoint;
@@ -30,10 +31,21 @@ fn every_example_parses_into_the_crd_types() {
                     loadgate::local::manifest::validate(&lt)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 }),
+                "Secret" => {
+                    serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(doc).map(drop)
+                }
+                "ConfigMap" => {
+                    serde_json::from_value::<k8s_openapi::api::core::v1::ConfigMap>(doc).map(drop)
+                }
                 other => panic!("{}: unexpected kind {other:?}", path.display()),
             };
             result.unwrap_or_else(|e| panic!("{} ({kind}): {e}", path.display()));
             seen += 1;
+        }
+        // A file that brings its own Secrets or ConfigMaps holds everything its test references.
+        if text.contains("\nkind: Secret") || text.contains("\nkind: ConfigMap") {
+            loadgate::local::manifest::read(std::slice::from_ref(&path))
+                .unwrap_or_else(|e| panic!("local mode cannot read {}: {e}", path.display()));
         }
     }
     assert!(seen >= 4, "found only {seen} objects under examples/");
