@@ -66,7 +66,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "JSON|FILE", conflicts_with_all = SPEC_FLAGS)]
     pub spec: Option<String>,
 
-    /// Base URL of the target, e.g. http://127.0.0.1:8080 (http only).
+    /// Base URL of the target, e.g. http://127.0.0.1:8080 or https://embed.example.com (TLS by
+    /// rustls, HTTP/2 by ALPN; trust, headers and datasets come with `--spec`).
     #[arg(
         short = 'H',
         long,
