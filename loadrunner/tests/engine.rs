@@ -1058,3 +1058,131 @@ async fn a_redirect_fails_with_its_reason_unless_followed_and_bodies_are_capped(
         Outcome::Ok { bytes: 2 }
     );
 }
+
+/// A fake OpenAI-shaped embedder and Cohere-shaped reranker that answer every third request
+/// with one vector or score too few (a 200 with the wrong body), and check the `Authorization`
+/// header the endpoint sends.
+async fn start_shaped_server() -> SocketAddr {
+    use axum::Json;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    let calls = Arc::new(AtomicU64::new(0));
+    let authorised = |headers: &HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer k")
+    };
+    let app =
+        Router::new()
+            .route(
+                "/v1/embeddings",
+                post(
+                    move |State(calls): State<Arc<AtomicU64>>,
+                          headers: HeaderMap,
+                          Json(body): Json<serde_json::Value>| async move {
+                        if !authorised(&headers) {
+                            return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({})));
+                        }
+                        let n = body["input"].as_array().map_or(0, Vec::len);
+                        let short = calls.fetch_add(1, Ordering::SeqCst) % 3 == 0;
+                        let data: Vec<_> = (0..n - usize::from(short))
+                            .map(|i| serde_json::json!({"embedding": [0.6, 0.8], "index": i}))
+                            .collect();
+                        (StatusCode::OK, Json(serde_json::json!({"data": data})))
+                    },
+                ),
+            )
+            .route(
+                "/v1/rerank",
+                post(
+                    move |State(calls): State<Arc<AtomicU64>>,
+                          Json(body): Json<serde_json::Value>| async move {
+                        let n = body["documents"].as_array().map_or(0, Vec::len);
+                        let top = body["top_n"].as_u64().map_or(n, |t| n.min(t as usize));
+                        let short = calls.fetch_add(1, Ordering::SeqCst) % 3 == 0;
+                        let results: Vec<_> = (0..top - usize::from(short))
+                            .map(|i| serde_json::json!({"index": i, "relevance_score": 0.5}))
+                            .collect();
+                        Json(serde_json::json!({"results": results}))
+                    },
+                ),
+            )
+            .route("/health", get(|| async { "ok" }))
+            .with_state(calls);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Before: any 200 was a success, whatever its body held, and only the tutorial's
+/// `{"texts"}` shape could be sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_of_the_wrong_shape_fail_as_bad_responses_in_every_api() {
+    use loadgate_api::load::{EmbedApi, RerankApi, RerankRequest};
+    let addr = start_shaped_server().await;
+    let TaskRequest::Embed(mut embed) = TaskRequest::embed("/v1/embeddings", 2, 4) else {
+        unreachable!()
+    };
+    embed.api = EmbedApi::Openai;
+    embed.model = Some("m".into());
+    let task = |name: &str, request| Task {
+        name: name.into(),
+        weight: 1,
+        request,
+        follow_redirects: false,
+        max_response_bytes: None,
+    };
+    let tasks = vec![
+        task("embed", TaskRequest::Embed(embed)),
+        task(
+            "rerank",
+            TaskRequest::Rerank(RerankRequest {
+                path: "/v1/rerank".into(),
+                api: RerankApi::Cohere,
+                model: Some("r".into()),
+                min_documents: 4,
+                max_documents: 8,
+                top_n: Some(3),
+            }),
+        ),
+    ];
+    let mut plan = plan(addr, tasks, 2, 100.0, 1);
+    plan.target = Arc::new(
+        Endpoint::new(
+            &format!("http://{addr}"),
+            None,
+            &Trust::default(),
+            vec![("Authorization".into(), "Bearer k".into())],
+        )
+        .unwrap(),
+    );
+    let outcome = engine::run(plan, std::future::pending(), |_, _| {}).await;
+    let stats = &outcome.stats;
+    assert!(stats.total.requests > 30, "{}", stats.total.requests);
+    // Each route answers every third request short: about a third of each task fails.
+    for entry in &stats.tasks {
+        let share = entry.failures as f64 / entry.requests as f64;
+        assert!((0.25..0.42).contains(&share), "{}: {share}", entry.name);
+    }
+    let reasons: Vec<&str> = stats.failures.keys().map(|(_, _, r)| r.as_str()).collect();
+    assert!(
+        reasons.iter().all(|r| r.starts_with("bad response: ")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("vectors for")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("scores for") && r.contains("(topN 3)")),
+        "{reasons:?}"
+    );
+    // Plain http: one HTTP/1.1 connection per user, its opening outside every latency.
+    let connections = stats.dials.summary().unwrap();
+    assert_eq!(
+        (connections.protocol.as_str(), connections.opened),
+        ("HTTP/1.1", 2)
+    );
+    assert!(connections.tls_p50_ms.is_none());
+}
