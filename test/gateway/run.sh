@@ -14,50 +14,15 @@ work=target/gateway
 rm -rf "$work" && mkdir -p "$work"
 key="Bearer lg-$(openssl rand -hex 16)"
 
-# A CA, and the gateway's certificate for gateway.test signed by it.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=loadgate test CA" \
-  -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=gateway.test" \
-  -keyout "$work/gateway.key" -out "$work/gateway.csr" 2>/dev/null
-printf 'subjectAltName=DNS:gateway.test\n' >"$work/san.ext"
-openssl x509 -req -in "$work/gateway.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
-  -CAcreateserial -days 2 -extfile "$work/san.ext" -out "$work/gateway.crt" 2>/dev/null
-
+# shellcheck source=test/gateway/lib.sh
+source test/gateway/lib.sh
+gateway_certs "$work"
 MODEL=models/all-MiniLM-L6-v2 HOST=127.0.0.1 PORT=18098 target/debug/model-server \
   >"$work/model-server.log" 2>&1 &
 server=$!
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $PWD/$work/nginx.pid;
-error_log $PWD/$work/error.log;
-events {}
-http {
-  access_log off;
-  client_body_temp_path $PWD/$work/body;
-  proxy_temp_path $PWD/$work/proxy;
-  upstream model { server 127.0.0.1:18098; keepalive 16; }
-  server {
-    listen 127.0.0.1:18443 ssl http2;
-    server_name gateway.test;
-    ssl_certificate $PWD/$work/gateway.crt;
-    ssl_certificate_key $PWD/$work/gateway.key;
-    location / {
-      if (\$http_authorization != "$key") { return 401 '{"error":"unauthorized"}'; }
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass http://model;
-    }
-  }
-}
-CONF
-nginx -c "$PWD/$work/nginx.conf" -g 'daemon off;' &
-gateway=$!
-trap 'kill "$server" "$gateway" 2>/dev/null || true' EXIT
-for _ in $(seq 240); do
-  curl -fsS --cacert "$work/ca.crt" --resolve gateway.test:18443:127.0.0.1 \
-    -H "Authorization: $key" https://gateway.test:18443/health >/dev/null 2>&1 && break
-  sleep 0.5
-done
+gateway_pid=
+trap 'kill "$server" $gateway_pid 2>/dev/null || true' EXIT
+gateway_start "$work" 18443 127.0.0.1:18098 "$key"
 
 # The Secrets and the ConfigMap, as a team keeps them beside the test (stringData: kubectl
 # applies the same file).

@@ -6,6 +6,7 @@
 
 mod logs;
 mod node;
+mod objects;
 mod plan;
 mod probe;
 mod runtime;

@@ -1,6 +1,8 @@
 //! How one container of a Pod becomes one local process: which binary (from the image name),
-//! which argv and environment (env values, downward-API field references and `$(VAR)`
-//! expansion as the kubelet does them), and where container paths live on this machine.
+//! which argv and environment (env values, downward-API field references, keys of Secrets and
+//! ConfigMaps, and `$(VAR)` expansion as the kubelet does them), and where container paths
+//! live on this machine (a volume's mount path is its directory under the pod's, also where it
+//! appears inside an argument, such as a JSON run spec).
 //!
 //! Pure: everything here is decided from the Pod, the harness settings and the pod's address,
 //! so it is tested without processes or an apiserver.
@@ -10,6 +12,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::objects::PodObjects;
 
 /// The default path of a container's termination message.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
@@ -48,13 +52,15 @@ pub fn image_name(image: &str) -> &str {
     last.split(':').next().unwrap_or(last)
 }
 
-/// Plans `container` of `pod`, which runs at `pod_ip` with its files under `pod_dir`.
+/// Plans `container` of `pod`, which runs at `pod_ip` with its files under `pod_dir`, reading
+/// the keys it references from `objects`.
 pub fn launch(
     settings: &Settings,
     pod: &Pod,
     container: &Container,
     pod_ip: Ipv4Addr,
     pod_dir: &Path,
+    objects: &PodObjects,
 ) -> Result<Launch, String> {
     let image = container.image.as_deref().unwrap_or_default();
     let program = settings
@@ -81,18 +87,23 @@ pub fn launch(
     }
 
     let mut paths = settings.paths.clone();
+    // Volume mounts, also rewritten where they appear inside an argument.
+    let mut mounted = Vec::new();
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     for mount in container.volume_mounts.iter().flatten() {
-        let empty_dir = volumes
-            .into_iter()
-            .flatten()
-            .any(|v| v.name == mount.name && v.empty_dir.is_some());
-        // emptyDir volumes are per-pod directories; other volumes fall back to the path map.
-        if empty_dir {
-            paths.push((
-                mount.mount_path.clone(),
-                pod_dir.join("volumes").join(&mount.name),
+        let per_pod = volumes.into_iter().flatten().any(|v| {
+            v.name == mount.name
+                && (v.empty_dir.is_some() || v.secret.is_some() || v.config_map.is_some())
+        });
+        // emptyDir, secret and configMap volumes are per-pod directories; other volumes fall
+        // back to the path map.
+        if per_pod {
+            let local = pod_dir.join("volumes").join(&mount.name);
+            mounted.push((
+                format!("{}/", mount.mount_path.trim_end_matches('/')),
+                format!("{}/", local.display()),
             ));
+            paths.push((mount.mount_path.clone(), local));
         }
     }
     let termination_path = container
@@ -119,15 +130,29 @@ pub fn launch(
     for var in container.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
             (Some(value), _) => expand(value, &env),
-            (None, Some(source)) => match &source.field_ref {
-                Some(field) => field_value(pod, &field.field_path, pod_ip)?,
-                None => {
-                    return Err(format!(
-                        "env {:?}: only value and fieldRef are supported",
-                        var.name
-                    ));
+            (None, Some(source)) => {
+                let key = |secret: bool, name: &str, key: &str| {
+                    let bytes = objects.value(secret, name, key)?;
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| format!("env {:?}: {name}/{key} is not text", var.name))
+                };
+                match (
+                    &source.field_ref,
+                    &source.secret_key_ref,
+                    &source.config_map_key_ref,
+                ) {
+                    (Some(field), _, _) => field_value(pod, &field.field_path, pod_ip)?,
+                    (None, Some(r), _) => key(true, &r.name, &r.key)?,
+                    (None, None, Some(r)) => key(false, &r.name, &r.key)?,
+                    _ => {
+                        return Err(format!(
+                            "env {:?}: only value, fieldRef, secretKeyRef and configMapKeyRef \
+                             are supported",
+                            var.name
+                        ));
+                    }
                 }
-            },
+            }
             (None, None) => String::new(),
         };
         env.retain(|(name, _)| name != &var.name);
@@ -137,7 +162,12 @@ pub fn launch(
         .args
         .iter()
         .flatten()
-        .map(|arg| localise(expand(arg, &env)))
+        .map(|arg| {
+            let arg = localise(expand(arg, &env));
+            mounted
+                .iter()
+                .fold(arg, |arg, (mount, local)| arg.replace(mount, local))
+        })
         .collect();
     Ok(Launch {
         program,
@@ -258,6 +288,51 @@ mod tests {
     }
 
     #[test]
+    fn secret_keys_reach_the_env_and_mounted_paths_inside_arguments_are_local() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "runner-0", "namespace": "ml"},
+            "spec": {
+                "containers": [{
+                    "name": "loadrunner", "image": "ghcr.io/loadgate/loadrunner:0.1.0",
+                    "args": ["run", "--spec", "{\"tls\":{\"caFile\":\"/etc/loadgate/target-ca/ca.pem\"}}"],
+                    "env": [{"name": "LOADGATE_HEADER_0",
+                             "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}],
+                    "volumeMounts": [{"name": "target-ca", "mountPath": "/etc/loadgate/target-ca"}]
+                }],
+                "volumes": [{"name": "target-ca", "secret": {"secretName": "ca"}}]
+            }
+        }))
+        .unwrap();
+        let container = pod.spec.as_ref().unwrap().containers[0].clone();
+        let mut objects = PodObjects::default();
+        let plan = |objects: &PodObjects| {
+            launch(
+                &settings(),
+                &pod,
+                &container,
+                Ipv4Addr::new(127, 0, 0, 20),
+                Path::new("/state/r"),
+                objects,
+            )
+        };
+        assert_eq!(plan(&objects).unwrap_err(), "secret \"api\" not found");
+        objects.secrets.insert(
+            "api".into(),
+            BTreeMap::from([("token".into(), b"Bearer k".to_vec())]),
+        );
+        let launched = plan(&objects).unwrap();
+        assert!(
+            launched
+                .env
+                .contains(&("LOADGATE_HEADER_0".into(), "Bearer k".into()))
+        );
+        assert_eq!(
+            launched.args[2],
+            "{\"tls\":{\"caFile\":\"/state/r/volumes/target-ca/ca.pem\"}}"
+        );
+    }
+
+    #[test]
     fn image_names_drop_registry_tag_and_digest() {
         assert_eq!(
             image_name("ghcr.io/loadgate/model-server:0.1.0"),
@@ -316,6 +391,7 @@ mod tests {
             &container,
             Ipv4Addr::new(127, 0, 0, 12),
             Path::new("/state/p"),
+            &PodObjects::default(),
         )
         .unwrap();
         assert_eq!(plan.program, PathBuf::from("/bin/ms"));
@@ -369,6 +445,7 @@ mod tests {
             &container,
             Ipv4Addr::new(127, 0, 0, 13),
             Path::new("/s"),
+            &PodObjects::default(),
         )
         .unwrap();
         assert_eq!(
@@ -404,6 +481,7 @@ mod tests {
             &container,
             Ipv4Addr::LOCALHOST,
             Path::new("/s"),
+            &PodObjects::default(),
         )
         .unwrap_err();
         assert!(err.contains("\"nginx\""), "{err}");

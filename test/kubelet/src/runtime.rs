@@ -227,16 +227,24 @@ impl Kubelet {
             ready_since: None,
         };
         let mut containers = Vec::new();
-        let planned: Result<Vec<_>, String> = spec
-            .containers
-            .iter()
-            .map(|c| {
-                let launch = plan::launch(&settings, pod, c, ip, &dir)?;
-                let probe = probe::readiness(c, ip)?;
-                Ok((c.clone(), launch, probe))
-            })
-            .collect();
-        match planned.and_then(|planned| create_pod_dirs(&dir, &spec).map(|()| planned)) {
+        // The Secrets and ConfigMaps it references, read once as it starts (a missing one keeps
+        // it from starting, as CreateContainerConfigError does).
+        let objects = crate::objects::fetch(&self.client, pod).await;
+        let planned: Result<Vec<_>, String> = objects.and_then(|objects| {
+            let planned = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    let launch = plan::launch(&settings, pod, c, ip, &dir, &objects)?;
+                    let probe = probe::readiness(c, ip)?;
+                    Ok((c.clone(), launch, probe))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            create_pod_dirs(&dir, &spec)?;
+            crate::objects::write_volumes(&dir, &spec, &objects)?;
+            Ok(planned)
+        });
+        match planned {
             Ok(planned) => {
                 containers = planned
                     .into_iter()
