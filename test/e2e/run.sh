@@ -537,6 +537,67 @@ kubectl wait --for=condition=Stalled lt/metadata-grab --timeout=60s
 echo "metadata-grab: $(condition lt/metadata-grab Stalled message)"
 kubectl delete lt/metadata-grab --wait=false
 
+step "7c3. an https target behind a gateway (nginx: TLS, HTTP/2, an API key): the CA and key from Secrets reach the runner pod, never its arguments; a missing Secret ends the run InvalidSpec"
+# shellcheck source=test/gateway/lib.sh
+source test/gateway/lib.sh
+gateway="$work/gateway"
+gateway_key="Bearer e2e-$(openssl rand -hex 16)"
+gateway_certs "$gateway"
+minilm_ip=$(kubectl get pods -l app.kubernetes.io/instance=minilm -o 'jsonpath={.items[0].status.podIP}')
+gateway_start "$gateway" 18444 "$minilm_ip:8080" "$gateway_key"
+kubectl create secret generic embed-api-key --from-literal=authorization="$gateway_key" >/dev/null
+kubectl create secret generic gateway-ca --from-file=ca.crt="$gateway/ca.crt" >/dev/null
+kubectl create configmap team-texts \
+  --from-literal=texts.jsonl=$'How do I rotate a key?\n{"text": "Revenue grew 12%."}\nA third line of the team.' >/dev/null
+gateway_test() { # NAME SECRET
+  cat <<YAML
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: $1}
+spec:
+  target:
+    url: https://127.0.0.1:18444
+    tls: {caSecretRef: {name: gateway-ca, key: ca.crt}, serverName: gateway.test}
+    headers:
+      - name: Authorization
+        valueFrom: {secretKeyRef: {name: $2, key: authorization}}
+  dataset: {configMapRef: {name: team-texts, key: texts.jsonl}}
+  tasks:
+    - {name: openai, weight: 1, request: {embed: {path: /v1/embeddings, api: openai, model: all-MiniLM-L6-v2, minTexts: 1, maxTexts: 3}}}
+    - {name: tei, weight: 1, request: {embed: {path: /embed, api: tei, minTexts: 1, maxTexts: 3}}}
+  profiles: [{name: steady, users: 2, spawnRate: 2, duration: 8s}]
+  thresholds: {maxErrorRate: 0.0}
+YAML
+}
+gateway_test behind-gateway embed-api-key | kubectl apply -f -
+gateway_test no-key absent-secret | kubectl apply -f -
+kubectl wait --for=condition=Complete lt/behind-gateway --timeout=3m
+[[ $(condition lt/behind-gateway Passed status) == True ]] ||
+  fail "behind-gateway: $(condition lt/behind-gateway Passed message)"
+json_check lt/behind-gateway "o['status']['profiles'][0]['connections']['protocol'] == 'HTTP/2' and o['status']['profiles'][0]['connections']['tlsP95Ms'] > 0" \
+  "the status does not say HTTP/2 with TLS handshake times"
+job_json=$(kubectl get jobs -l loadgate.dev/loadtest=behind-gateway -o json)
+grep -q '"secretKeyRef"' <<<"$job_json" || fail "the runner Job does not take the key from its Secret"
+secret_part=${gateway_key#Bearer }
+if grep -q -- "$secret_part" <<<"$job_json"; then fail "the API key is in the runner Job"; fi
+echo "behind-gateway: $(condition lt/behind-gateway Passed message)"
+kubectl wait --for=condition=Stalled lt/no-key --timeout=60s
+[[ $(condition lt/no-key Stalled reason) == InvalidSpec ]] ||
+  fail "no-key: Stalled reason $(condition lt/no-key Stalled reason), want InvalidSpec"
+grep -q "Secret absent-secret" <<<"$(condition lt/no-key Stalled message)" ||
+  fail "no-key: the message does not name the Secret: $(condition lt/no-key Stalled message)"
+[[ $(kubectl get jobs -l loadgate.dev/loadtest=no-key -o name | wc -l) == 0 ]] ||
+  fail "a runner Job was created for a test whose Secret is missing"
+echo "no-key: $(condition lt/no-key Stalled message)"
+# The key is in no LoadTest, Event, ConfigMap (reports), Job, pod, operator log or runner log.
+if { kubectl get lt,events,configmaps,jobs,pods -A -o yaml; cat "$work/operator.log" "$work/kubelet.log" "$work"/kubelet/pods/*behind-gateway*/*.log 2>/dev/null || true; } |
+  grep -q -- "$secret_part"; then
+  fail "the API key appears in a status, Event, report, Job, pod or log"
+fi
+echo "the API key appears in no status, Event, report, Job, pod spec or log"
+kill "$gateway_pid" 2>/dev/null || true
+kubectl delete lt/behind-gateway lt/no-key --wait=false
+
 step "7d. a Deployment the operator does not control is left alone and reported"
 kubectl create deployment squatter --image=example.com/someone-elses:1 --replicas=0
 kubectl apply -f - <<'YAML'
