@@ -6,12 +6,14 @@
    one server thread) with 32 connections/users for --seconds; we count the requests each
    completed and the CPU time the load generator used (user + system, children rusage), and print
    requests per CPU-second and the ratios loadrunner / Locust and loadrunner / wrk.
+   The same on https: loadrunner and wrk against nginx terminating TLS (HTTP/1.1, so both speak
+   the same protocol; a CA made here) and answering `GET /health` itself, 32 connections each.
 2. Accuracy: each tool drives `GET /sleep/20` with 8 connections while the server times each
    request itself (the server-side truth, from /truth); we print p50 / p99 (and p95 where the
    tool reports it) and loadrunner's difference to wrk's and to the server's own numbers.
 
 Usage: bench/loadrunner.py [--seconds 10]
-Installs what it needs: wrk (Debian) and locust (into bench/.venv).
+Installs what it needs: wrk (Debian) and locust (into bench/.venv); needs nginx and openssl.
 """
 import argparse
 import json
@@ -112,6 +114,60 @@ def run_wrk(path: str, conns: int, seconds: float) -> dict:
     return {"requests": requests, "failures": 0, "cpu_s": cpu, "wall_s": wall, "p50": pct("50"), "p95": None, "p99": pct("99")}
 
 
+HTTPS_PORT = 8443
+
+
+def start_tls_gateway(tmp: Path) -> subprocess.Popen:
+    """nginx on 127.0.0.1:HTTPS_PORT: TLS with a certificate from a CA made here, HTTP/1.1,
+    answering /health itself; connections live as long as the client keeps them."""
+    run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=bench CA",
+        "-keyout", str(tmp / "ca.key"), "-out", str(tmp / "ca.crt"))
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(tmp / "tls.key"), "-out", str(tmp / "tls.csr"))
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", str(tmp / "tls.csr"), "-CA", str(tmp / "ca.crt"), "-CAkey", str(tmp / "ca.key"),
+        "-CAcreateserial", "-days", "1", "-extfile", str(tmp / "san.ext"), "-out", str(tmp / "tls.crt"))
+    (tmp / "nginx.conf").write_text(f"""
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{}}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  server {{
+    listen 127.0.0.1:{HTTPS_PORT} ssl;
+    ssl_certificate {tmp}/tls.crt;
+    ssl_certificate_key {tmp}/tls.key;
+    location = /health {{ return 200 "ok"; }}
+  }}
+}}
+""")
+    gateway = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"])
+    time.sleep(0.5)
+    return gateway
+
+
+def run_loadrunner_https(conns: int, seconds: float, tmp: Path) -> dict:
+    spec = {"target": f"https://127.0.0.1:{HTTPS_PORT}", "readiness": {"wait": False},
+            "tls": {"caFile": str(tmp / "ca.crt")},
+            "profile": {"name": "https", "users": conns, "spawnRate": 10000, "duration": f"{int(seconds)}s"},
+            "tasks": [{"name": "/health", "weight": 1, "request": {"get": {"path": "/health"}}}]}
+    summary = tmp / "lr-https.json"
+    _, wall, cpu = timed([str(ROOT / "target/release/loadrunner"), "run", "--spec", json.dumps(spec),
+                          "--json", str(summary), "--threads", "1"], {"RUST_LOG": "warn"})
+    full = json.loads(summary.read_text())
+    s = full["total"]
+    return {"requests": s["requests"], "failures": s["failures"], "cpu_s": cpu, "wall_s": wall,
+            "p50": s["p50Ms"], "p95": s["p95Ms"], "p99": s["p99Ms"], "connections": full.get("connections")}
+
+
+def run_wrk_https(conns: int, seconds: float) -> dict:
+    out, wall, cpu = timed(["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", f"https://127.0.0.1:{HTTPS_PORT}/health"])
+    return {"requests": int(re.search(r"(\d+) requests in", out).group(1)), "failures": 0, "cpu_s": cpu, "wall_s": wall}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -146,6 +202,17 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        gateway = start_tls_gateway(tmp)
+        try:
+            https = {
+                "loadrunner": run_loadrunner_https(32, args.seconds, tmp),
+                "wrk": run_wrk_https(32, args.seconds),
+            }
+        finally:
+            gateway.send_signal(signal.SIGQUIT)
+            gateway.wait(timeout=10)
 
     print("\nEfficiency: GET /health, 32 connections, requests per CPU-second of the load generator")
     print(f"{'tool':<22} {'requests':>9} {'req/s':>9} {'gen CPU s':>10} {'req/CPU-s':>10} {'loadrunner ratio':>17}")
@@ -153,6 +220,14 @@ def main() -> None:
     for name, r in eff.items():
         per_cpu = r["requests"] / max(r["cpu_s"], 1e-9)
         print(f"{name:<22} {r['requests']:>9} {r['requests'] / r['wall_s']:>9.0f} {r['cpu_s']:>10.2f} {per_cpu:>10.0f} {lr_eff / per_cpu:>16.2f}x")
+    print("\nEfficiency on https: GET /health through nginx's TLS (HTTP/1.1 for both), 32 connections")
+    print(f"{'tool':<22} {'requests':>9} {'req/s':>9} {'gen CPU s':>10} {'req/CPU-s':>10} {'loadrunner ratio':>17}")
+    lr_https = https["loadrunner"]["requests"] / max(https["loadrunner"]["cpu_s"], 1e-9)
+    for name, r in https.items():
+        per_cpu = r["requests"] / max(r["cpu_s"], 1e-9)
+        print(f"{name:<22} {r['requests']:>9} {r['requests'] / r['wall_s']:>9.0f} {r['cpu_s']:>10.2f} {per_cpu:>10.0f} {lr_https / per_cpu:>16.2f}x")
+    c = https["loadrunner"].get("connections") or {}
+    print(f"loadrunner's connections: {c.get('opened')} over {c.get('protocol')}, TLS handshake p50 {c.get('tlsP50Ms')} ms, p95 {c.get('tlsP95Ms')} ms")
     print("\nAccuracy: GET /sleep/20, 8 connections, latency in ms; 'server' = the server's own timing in the same run")
     print(f"{'tool':<22} {'p50':>8} {'p95':>8} {'p99':>8} {'server p50':>11} {'server p99':>11}")
     for name, r in acc.items():
@@ -165,7 +240,7 @@ def main() -> None:
         print(f"loadrunner {p}: vs wrk {100 * (lr[p] - wrk[p]) / wrk[p]:+.1f}% ({lr[p] - wrk[p]:+.2f} ms); "
               f"vs server-side truth {100 * (lr[p] - server) / server:+.1f}% ({lr[p] - server:+.2f} ms)")
     (BENCH / "out").mkdir(exist_ok=True)
-    (BENCH / "out" / "loadrunner.json").write_text(json.dumps({"efficiency": eff, "accuracy": acc, "server_truth": truth}, indent=2))
+    (BENCH / "out" / "loadrunner.json").write_text(json.dumps({"efficiency": eff, "https_efficiency": https, "accuracy": acc, "server_truth": truth}, indent=2))
 
 
 if __name__ == "__main__":
