@@ -399,6 +399,7 @@ async fn exchange(
     let latency = since
         .elapsed()
         .saturating_sub(dial.map(|d| d.total()).unwrap_or_default());
+    let dial = dial.map(Box::new);
     if let (Outcome::Ok { bytes }, Some(body)) = (&outcome, &answer)
         && let Err(reason) = request.expect.check(body)
     {

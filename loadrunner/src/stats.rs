@@ -42,7 +42,8 @@ pub struct Sample {
     /// A quality sample's check of its answer.
     pub quality: Option<crate::quality::Check>,
     /// The connection this request opened first, if it did (its time is not in `latency`).
-    pub dial: Option<crate::connect::Dial>,
+    /// Boxed: it is rare, and every sample crosses a channel.
+    pub dial: Option<Box<crate::connect::Dial>>,
 }
 
 /// Counts and latencies of one task (or of all).
