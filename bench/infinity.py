@@ -2,11 +2,12 @@
 """A real OpenAI-compatible server no one here wrote, loaded through `api: openai`: infinity
 (`infinity-emb` from PyPI, `--engine torch`) serving the same all-MiniLM-L6-v2 from models/, and
 loadgate's own model-server, each alone on this machine, each asked the same question by the
-same LoadTest in local mode: a capacity search (open model, 10 req/s more every 10 s, requests of
-1-2 texts in OpenAI's shape, every answer's vectors checked) against p95 < 200 ms and < 1% errors.
+same LoadTest in local mode: a capacity search (open model, a step more every 10 s: 20 req/s for
+model-server, 5 for infinity; requests of 1-2 texts in OpenAI's shape, every answer's vectors
+checked) against p95 < 200 ms and < 1% errors.
 Prints the CPU, both capacity answers side by side and their ratio; writes bench/out/infinity.json.
 
-Usage: bench/infinity.py [--step-seconds 10] [--max-rps 400]
+Usage: bench/infinity.py [--step-seconds 10] [--step-rps 20]
 Installs infinity-emb[torch,server] into target/infinity-venv (PyPI's torch wheel: a large
 download once). Needs release binaries (it builds them) and models/all-MiniLM-L6-v2.
 """
@@ -53,7 +54,7 @@ def wait_ready(url: str, seconds: float = 300) -> None:
     raise SystemExit(f"{url} did not answer within {seconds} s")
 
 
-def load_test(name: str, path: str, model: str, step_s: int, max_rps: int) -> str:
+def load_test(name: str, path: str, model: str, step_s: int, step_rps: int) -> str:
     return f"""apiVersion: loadgate.dev/v1alpha1
 kind: LoadTest
 metadata: {{name: {name}}}
@@ -68,16 +69,17 @@ spec:
   profiles:
     - name: search
       users: 64
-      search: {{startRps: 10, stepRps: 10, stepDuration: {step_s}s, maxRps: {max_rps}}}
+      search: {{startRps: {step_rps}, stepRps: {step_rps}, stepDuration: {step_s}s, maxRps: {24 * step_rps}}}
   thresholds: {{p95Ms: 200, maxErrorRate: 0.01}}
   timeout: 30m
 """
 
 
-def capacity(name: str, ready_path: str, path: str, model: str, args, server: list[str], env: dict) -> dict:
+def capacity(name: str, ready_path: str, path: str, model: str, step_s: int, step_rps: int, server: list[str],
+             env: dict) -> dict:
     out = ROOT / "target" / "bench-infinity"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.yaml").write_text(load_test(name, path, model, args.step_seconds, args.max_rps))
+    (out / f"{name}.yaml").write_text(load_test(name, path, model, step_s, step_rps))
     log = open(out / f"{name}-server.log", "w")
     proc = subprocess.Popen(server, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT)
     try:
@@ -104,18 +106,18 @@ def capacity(name: str, ready_path: str, path: str, model: str, args, server: li
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--step-seconds", type=int, default=10)
-    parser.add_argument("--max-rps", type=int, default=400)
+    parser.add_argument("--step-rps", type=int, default=20, help="model-server's step (infinity's is a quarter)")
     args = parser.parse_args()
     ensure_infinity()
     subprocess.run(["cargo", "build", "--release", "--locked", "--bins"], cwd=ROOT, check=True)
     threads = str(os.cpu_count() or 2)
     results = {
         "model-server": capacity(
-            "model-server", "/health", "/v1/embeddings", "all-MiniLM-L6-v2", args,
+            "model-server", "/health", "/v1/embeddings", "all-MiniLM-L6-v2", args.step_seconds, args.step_rps,
             [str(ROOT / "target/release/model-server"), "--model", str(MODEL), "--port", str(PORT),
              "--host", "127.0.0.1"], {}),
         "infinity (torch)": capacity(
-            "infinity", "/health", "/embeddings", str(MODEL), args,
+            "infinity", "/health", "/embeddings", str(MODEL), args.step_seconds, max(1, args.step_rps // 4),
             [str(VENV / "bin/infinity_emb"), "v2", "--model-id", str(MODEL), "--engine", "torch",
              "--device", "cpu", "--port", str(PORT), "--host", "127.0.0.1"],
             {"OMP_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}),

@@ -50,9 +50,9 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
         println!("warm-up: the first {warmup:.1} s were sent but are counted in no figure");
     }
     if let Some(c) = &summary.connections {
-        let tls = c
-            .tls_p95_ms
-            .map_or(String::new(), |p95| format!(", TLS handshake p95 {p95:.1} ms"));
+        let tls = c.tls_p95_ms.map_or(String::new(), |p95| {
+            format!(", TLS handshake p95 {p95:.1} ms")
+        });
         println!(
             "connections: {} opened over {}; connect p95 {:.1} ms{tls} (not in the latencies above)",
             c.opened, c.protocol, c.connect_p95_ms

@@ -42,11 +42,7 @@ pub fn referenced(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     let Some(spec) = pod.spec.as_ref() else {
         return (secrets, config_maps);
     };
-    for var in spec
-        .containers
-        .iter()
-        .flat_map(|c| c.env.iter().flatten())
-    {
+    for var in spec.containers.iter().flat_map(|c| c.env.iter().flatten()) {
         if let Some(source) = &var.value_from {
             if let Some(r) = &source.secret_key_ref {
                 secrets.insert(r.name.clone());
@@ -148,7 +144,8 @@ pub fn write_volumes(dir: &Path, spec: &PodSpec, objects: &PodObjects) -> Result
             let value = objects.value(secret, &name, &item.key)?;
             let file = root.join(&item.path);
             if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
             }
             std::fs::write(&file, value).map_err(|e| format!("{}: {e}", file.display()))?;
             let mut permissions = std::fs::metadata(&file)
@@ -199,8 +196,14 @@ mod tests {
         );
         let dir = std::env::temp_dir().join(format!("kubelet-objects-{}", std::process::id()));
         write_volumes(&dir, pod.spec.as_ref().unwrap(), &objects).unwrap();
-        assert_eq!(std::fs::read(dir.join("volumes/ca/ca.pem")).unwrap(), b"PEM");
-        assert_eq!(std::fs::read(dir.join("volumes/texts/lines")).unwrap(), b"a\nb");
+        assert_eq!(
+            std::fs::read(dir.join("volumes/ca/ca.pem")).unwrap(),
+            b"PEM"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("volumes/texts/lines")).unwrap(),
+            b"a\nb"
+        );
         for f in ["volumes/ca/ca.pem", "volumes/texts/lines"] {
             let mut p = std::fs::metadata(dir.join(f)).unwrap().permissions();
             #[allow(clippy::permissions_set_readonly_false)]
