@@ -168,6 +168,16 @@ def run_wrk_https(conns: int, seconds: float) -> dict:
     return {"requests": int(re.search(r"(\d+) requests in", out).group(1)), "failures": 0, "cpu_s": cpu, "wall_s": wall}
 
 
+def efficiency_table(title: str, runs: dict) -> None:
+    """Prints requests per CPU-second of each tool and loadrunner's ratio to it."""
+    print(f"\n{title}")
+    print(f"{'tool':<22} {'requests':>9} {'req/s':>9} {'gen CPU s':>10} {'req/CPU-s':>10} {'loadrunner ratio':>17}")
+    lr = runs["loadrunner"]["requests"] / max(runs["loadrunner"]["cpu_s"], 1e-9)
+    for name, r in runs.items():
+        per_cpu = r["requests"] / max(r["cpu_s"], 1e-9)
+        print(f"{name:<22} {r['requests']:>9} {r['requests'] / r['wall_s']:>9.0f} {r['cpu_s']:>10.2f} {per_cpu:>10.0f} {lr / per_cpu:>16.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -214,18 +224,8 @@ def main() -> None:
             gateway.send_signal(signal.SIGQUIT)
             gateway.wait(timeout=10)
 
-    print("\nEfficiency: GET /health, 32 connections, requests per CPU-second of the load generator")
-    print(f"{'tool':<22} {'requests':>9} {'req/s':>9} {'gen CPU s':>10} {'req/CPU-s':>10} {'loadrunner ratio':>17}")
-    lr_eff = eff["loadrunner"]["requests"] / max(eff["loadrunner"]["cpu_s"], 1e-9)
-    for name, r in eff.items():
-        per_cpu = r["requests"] / max(r["cpu_s"], 1e-9)
-        print(f"{name:<22} {r['requests']:>9} {r['requests'] / r['wall_s']:>9.0f} {r['cpu_s']:>10.2f} {per_cpu:>10.0f} {lr_eff / per_cpu:>16.2f}x")
-    print("\nEfficiency on https: GET /health through nginx's TLS (HTTP/1.1 for both), 32 connections")
-    print(f"{'tool':<22} {'requests':>9} {'req/s':>9} {'gen CPU s':>10} {'req/CPU-s':>10} {'loadrunner ratio':>17}")
-    lr_https = https["loadrunner"]["requests"] / max(https["loadrunner"]["cpu_s"], 1e-9)
-    for name, r in https.items():
-        per_cpu = r["requests"] / max(r["cpu_s"], 1e-9)
-        print(f"{name:<22} {r['requests']:>9} {r['requests'] / r['wall_s']:>9.0f} {r['cpu_s']:>10.2f} {per_cpu:>10.0f} {lr_https / per_cpu:>16.2f}x")
+    efficiency_table("Efficiency: GET /health, 32 connections, requests per CPU-second of the load generator", eff)
+    efficiency_table("Efficiency on https: GET /health through nginx's TLS (HTTP/1.1 for both), 32 connections", https)
     c = https["loadrunner"].get("connections") or {}
     print(f"loadrunner's connections: {c.get('opened')} over {c.get('protocol')}, TLS handshake p50 {c.get('tlsP50Ms')} ms, p95 {c.get('tlsP95Ms')} ms")
     print("\nAccuracy: GET /sleep/20, 8 connections, latency in ms; 'server' = the server's own timing in the same run")

@@ -733,73 +733,46 @@ mod tests {
         stalled["message"].as_str().unwrap().to_owned()
     }
 
+    /// Reconciles the started test once, its reference reads answered by `reads`, and returns
+    /// the `InvalidSpec` message it ends with (and that no Job was created: a POST would be an
+    /// unexpected request).
+    async fn refused_after(reads: Vec<crate::fixtures::apiserver::Expect>) -> String {
+        let test = started_with_references();
+        let status_at = 2 + reads.len();
+        let mut expected = vec![get_ready_endpoint(), not_found(job_path(&test, "ramp-up"))];
+        expected.extend(reads);
+        expected.extend([status_patch(&test), event()]);
+        let (client, verifier) = client(expected);
+        timeout_after_1s(reconcile(Arc::new(test), context(client)))
+            .await
+            .unwrap();
+        invalid_spec_message(&verifier.await.unwrap(), status_at)
+    }
+
     /// Before: a header from a Secret that does not exist left the runner pods in
     /// CreateContainerConfigError until the Job's deadline. Now the run ends at once, Stalled
-    /// `InvalidSpec` naming the Secret and the field; no Job is created.
+    /// `InvalidSpec` naming the object, the key and the field; no Job is created.
     #[tokio::test]
-    async fn a_missing_secret_ends_the_run_naming_it_and_creates_no_job() {
-        let test = started_with_references();
-        let (client, verifier) = client(vec![
-            get_ready_endpoint(),
-            not_found(job_path(&test, "ramp-up")),
-            not_found(API_KEY),
-            status_patch(&test),
-            event(),
-        ]);
-        timeout_after_1s(reconcile(Arc::new(test), context(client)))
-            .await
-            .unwrap();
-        let message = invalid_spec_message(&verifier.await.unwrap(), 3);
-        assert!(
-            message.contains(
-                "Secret embed-api-key not found (spec.target.headers[0].valueFrom.secretKeyRef)"
+    async fn a_missing_secret_key_or_configmap_ends_the_run_naming_it_and_creates_no_job() {
+        let cases = [
+            (
+                vec![not_found(API_KEY)],
+                "Secret embed-api-key not found (spec.target.headers[0].valueFrom.secretKeyRef)",
             ),
-            "{message}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_secret_without_the_key_ends_the_run_naming_the_key() {
-        let test = started_with_references();
-        let (client, verifier) = client(vec![
-            get_ready_endpoint(),
-            not_found(job_path(&test, "ramp-up")),
-            api_key_secret("api-key"),
-            status_patch(&test),
-            event(),
-        ]);
-        timeout_after_1s(reconcile(Arc::new(test), context(client)))
-            .await
-            .unwrap();
-        let message = invalid_spec_message(&verifier.await.unwrap(), 3);
-        assert!(
-            message.contains(
+            (
+                vec![api_key_secret("api-key")],
                 "Secret embed-api-key has no key \"token\" \
-                 (spec.target.headers[0].valueFrom.secretKeyRef)"
+                 (spec.target.headers[0].valueFrom.secretKeyRef)",
             ),
-            "{message}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_missing_dataset_configmap_ends_the_run_naming_it() {
-        let test = started_with_references();
-        let (client, verifier) = client(vec![
-            get_ready_endpoint(),
-            not_found(job_path(&test, "ramp-up")),
-            api_key_secret("token"),
-            not_found(TEXTS),
-            status_patch(&test),
-            event(),
-        ]);
-        timeout_after_1s(reconcile(Arc::new(test), context(client)))
-            .await
-            .unwrap();
-        let message = invalid_spec_message(&verifier.await.unwrap(), 4);
-        assert!(
-            message.contains("ConfigMap texts not found (spec.dataset.configMapRef)"),
-            "{message}"
-        );
+            (
+                vec![api_key_secret("token"), not_found(TEXTS)],
+                "ConfigMap texts not found (spec.dataset.configMapRef)",
+            ),
+        ];
+        for (reads, want) in cases {
+            let message = refused_after(reads).await;
+            assert!(message.contains(want), "{message}");
+        }
     }
 
     /// A busy apiserver is no verdict on the spec: the reconcile is retried, nothing written.
