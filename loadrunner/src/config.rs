@@ -8,11 +8,17 @@ use clap::{Args, Parser, Subcommand};
 use loadgate_api::duration::Duration;
 use loadgate_api::load::{LoadProfile, Search, Stage, Task, TaskThresholds, Thresholds, WaitTime};
 use loadgate_api::run_spec::{MAX_RUN_SPEC_BYTES, Readiness, RunSpec, Shard};
+use loadgate_api::target::{RunHeader, RunTls};
 use std::path::PathBuf;
 
 /// The flags that build a [`RunSpec`]: `--spec` replaces them all.
-const SPEC_FLAGS: [&str; 25] = [
+const SPEC_FLAGS: [&str; 30] = [
     "host",
+    "ca_file",
+    "insecure",
+    "server_name",
+    "headers",
+    "env_headers",
     "users",
     "spawn_rate",
     "run_time",
@@ -67,7 +73,7 @@ pub struct RunArgs {
     pub spec: Option<String>,
 
     /// Base URL of the target, e.g. http://127.0.0.1:8080 or https://embed.example.com (TLS by
-    /// rustls, HTTP/2 by ALPN; trust, headers and datasets come with `--spec`).
+    /// rustls, HTTP/2 by ALPN; see --ca-file, --header-env).
     #[arg(
         short = 'H',
         long,
@@ -75,6 +81,28 @@ pub struct RunArgs {
         required_unless_present = "spec"
     )]
     pub host: Option<String>,
+
+    /// https: a PEM file of CA certificates trusted beside the system roots (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<String>,
+
+    /// https: trust any certificate (a test endpoint only).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+
+    /// https: the name sent as SNI and checked in the certificate, when not the URL's host.
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+
+    /// A header sent on every request, repeatable: 'Name: value'. Not for credentials (a value
+    /// on the command line shows in `ps`): use --header-env for those.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// A header whose value is read from an environment variable, repeatable: 'Name=VAR'
+    /// (e.g. --header-env Authorization=EMBED_API_KEY); the value is never echoed.
+    #[arg(long = "header-env", value_name = "NAME=VAR", value_parser = parse_env_header)]
+    pub env_headers: Vec<(String, String)>,
 
     /// Peak number of concurrent users.
     #[arg(short = 'u', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -312,14 +340,65 @@ impl RunArgs {
             request_timeout: self.request_timeout,
             start_at_ms: self.start_at,
             caller_judges: self.exit_zero,
+            tls: (self.ca_file.is_some() || self.insecure || self.server_name.is_some()).then(
+                || RunTls {
+                    ca_file: self.ca_file.clone(),
+                    ca_pem: None,
+                    insecure_skip_verify: self.insecure,
+                    server_name: self.server_name.clone(),
+                },
+            ),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| RunHeader {
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                    value_from_env: None,
+                    value_from_file: None,
+                })
+                .chain(self.env_headers.iter().map(|(name, var)| RunHeader {
+                    name: name.clone(),
+                    value: None,
+                    value_from_env: Some(var.clone()),
+                    value_from_file: None,
+                }))
+                .collect(),
             ..RunSpec::new(host, profile)
         })
     }
 }
 
+/// `--header 'Name: value'`; a credential's name is refused (its value would show in `ps`).
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| "write 'Name: value'".to_owned())?;
+    let (name, value) = (name.trim(), value.trim());
+    if loadgate_api::target::is_credential(name) {
+        return Err(format!(
+            "{name} carries a credential, and a value on the command line shows in `ps`: \
+             pass it as --header-env {name}=VARIABLE"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// `--header-env Name=VAR`.
+fn parse_env_header(text: &str) -> Result<(String, String), String> {
+    let (name, var) = text
+        .split_once('=')
+        .filter(|(n, v)| !n.trim().is_empty() && !v.trim().is_empty())
+        .ok_or_else(|| "write 'Name=VARIABLE'".to_owned())?;
+    Ok((name.trim().to_owned(), var.trim().to_owned()))
+}
+
 /// The flag that set a run spec's `field`, to name it in an error about flags.
 fn flag_of(field: &str) -> &str {
-    const FLAGS: [(&str, &str); 19] = [
+    const FLAGS: [(&str, &str); 22] = [
+        ("tls.serverName", "--server-name"),
+        ("tls", "--ca-file/--insecure/--server-name"),
+        ("headers", "--header/--header-env"),
         ("shard", "--shard"),
         ("target", "--host"),
         ("readiness.path", "--ready-path"),
@@ -568,6 +647,60 @@ pub fn parse_wait_time(s: &str) -> Result<WaitTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_trust_and_headers_come_from_flags_and_credentials_only_from_the_environment() {
+        let run = |args: &[&str]| {
+            let mut all = vec!["loadrunner", "run", "-H", "https://embed.example.com"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Run(run) => run,
+                Command::Gate(_) => panic!("run expected"),
+            })
+        };
+        let args = run(&[
+            "--ca-file",
+            "/etc/ca.pem",
+            "--server-name",
+            "gw.internal",
+            "--header",
+            "X-Tenant: blue",
+            "--header-env",
+            "Authorization=EMBED_API_KEY",
+        ])
+        .unwrap();
+        let spec = args.run_spec().unwrap();
+        let tls = spec.tls.unwrap();
+        assert_eq!(
+            (tls.ca_file.as_deref(), tls.server_name.as_deref()),
+            (Some("/etc/ca.pem"), Some("gw.internal"))
+        );
+        assert_eq!(spec.headers[0].value.as_deref(), Some("blue"));
+        assert_eq!(
+            spec.headers[1].value_from_env.as_deref(),
+            Some("EMBED_API_KEY")
+        );
+        let refused = run(&["--header", "Authorization: Bearer s3cr3t"]).unwrap_err();
+        assert!(
+            refused.to_string().contains("--header-env Authorization="),
+            "{refused}"
+        );
+        assert!(run(&["--insecure", "--ca-file", "x"]).is_err());
+        let plain = Cli::try_parse_from([
+            "loadrunner",
+            "run",
+            "-H",
+            "http://x:1",
+            "--ca-file",
+            "/ca.pem",
+        ])
+        .unwrap();
+        let Command::Run(plain) = plain.command else {
+            panic!("run expected")
+        };
+        let e = plain.run_spec().unwrap_err().0;
+        assert!(e.starts_with("--ca-file/--insecure/--server-name"), "{e}");
+    }
 
     #[test]
     fn locust_style_flags_parse_and_bad_ones_are_named() {

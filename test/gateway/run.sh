@@ -80,9 +80,26 @@ grep -q 'HTTPError 401' "$work/wrong/gateway/steady_failures.csv" ||
   { echo "the wrong key's failures are not named HTTPError 401" >&2; exit 1; }
 echo "gateway: a wrong key fails with HTTPError 401"
 
+# The runner's own command line reaches the same gateway: the CA by flag, the key from the
+# environment (never in its arguments).
+cli_code=0
+GATEWAY_KEY="$key" target/debug/loadrunner run -H https://127.0.0.1:18443 --server-name gateway.test \
+  --ca-file "$work/ca.crt" --header-env Authorization=GATEWAY_KEY -u 2 -r 2 -t 2s --no-wait-ready \
+  --tasks '[{"name":"tei","weight":1,"request":{"embed":{"path":"/embed","api":"tei","minTexts":1,"maxTexts":2}}}]' \
+  --csv "$work/cli" >"$work/cli.log" 2>&1 || cli_code=$?
+if [[ $cli_code != 0 ]] || ! grep -qE '^POST,tei,[1-9][0-9]*,0,' "$work/cli_stats.csv"; then
+  cat "$work/cli.log" >&2
+  echo "loadrunner's flags did not reach the gateway (exit $cli_code)" >&2
+  exit 1
+fi
+grep -q 'connections: 2 opened over HTTP/2' "$work/cli.log" ||
+  { echo "loadrunner did not report its HTTP/2 connections" >&2; exit 1; }
+echo "gateway: loadrunner's --ca-file, --server-name and --header-env reach it over HTTP/2"
+
 # The key is nowhere in what loadgate wrote or printed.
 secret=${key#Bearer }
-if grep -rIl -- "$secret" "$work/results" "$work/wrong" "$work/local.log" "$work/wrong.log"; then
+if grep -rIl -- "$secret" "$work/results" "$work/wrong" "$work/local.log" "$work/wrong.log" \
+  "$work"/cli*; then
   echo "the API key leaked into the files above" >&2
   exit 1
 fi
