@@ -44,6 +44,7 @@ RUN grep -Fqx "channel = \"${RUST_VERSION}\"" /tmp/rust-toolchain.toml \
 COPY Cargo.toml Cargo.lock ./
 COPY operator operator
 COPY loadrunner loadrunner
+COPY loadgate-results loadgate-results
 COPY model-server model-server
 COPY test/kubelet test/kubelet
 # Cache mounts keep downloaded crates and compiled dependencies between builds (all three

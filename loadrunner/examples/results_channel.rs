@@ -10,9 +10,10 @@
 use loadgate_api::duration::Duration as SpecDuration;
 use loadgate_api::load::LoadProfile;
 use loadgate_api::results::RunResults;
-use loadrunner::client::Outcome;
+use loadgate_results::sample::Outcome;
+use loadgate_results::sample::Sample;
+use loadgate_results::stats::Stats;
 use loadrunner::rng::Rng;
-use loadrunner::stats::{Sample, Stats};
 use std::time::{Duration, Instant};
 
 /// Requests per second over the whole profile (all pods together).
@@ -41,9 +42,9 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
         stats.snapshot(whole.shard(index, pods).users);
     }
     stats.finish();
-    let summary = loadrunner::summary::summarize(
+    let summary = loadgate_results::summary::summarize(
         &whole.shard(index, pods),
-        &loadrunner::engine::RunOutcome {
+        &loadgate_results::stats::RunOutcome {
             stats: stats.clone(),
             elapsed: whole.run_time(),
             interrupted: false,
@@ -58,7 +59,11 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
         steps: stats
             .steps
             .iter()
-            .flat_map(|s| s.rows.iter().map(loadrunner::capacity::StepRow::result))
+            .flat_map(|s| {
+                s.rows
+                    .iter()
+                    .map(loadgate_results::capacity::StepRow::result)
+            })
             .collect(),
         windows: stats.windows,
     }
@@ -89,7 +94,7 @@ fn main() {
             for index in 0..distinct {
                 let results = simulate_pod(&whole, pods, index, 7);
                 let started = Instant::now();
-                frames.push(loadrunner::results_frame::encode(&results));
+                frames.push(loadgate_results::results_frame::encode(&results));
                 encode_time += started.elapsed();
             }
             let started = Instant::now();
@@ -98,15 +103,16 @@ fn main() {
             for i in 0..pods {
                 let frame = &frames[(i % distinct) as usize];
                 bytes += frame.text.len();
-                let results = loadrunner::results_frame::decode(&frame.text, &frame.reference)
-                    .expect("a frame decodes");
+                let results =
+                    loadgate_results::results_frame::decode(&frame.text, &frame.reference)
+                        .expect("a frame decodes");
                 for stats in results.steps.iter().map(|s| &s.stats) {
-                    loadrunner::merge::decode(stats).expect("a step histogram decodes");
+                    loadgate_results::checked::decode(stats).expect("a step histogram decodes");
                 }
                 steps.push(results.steps);
             }
             let refs: Vec<&[_]> = steps.iter().map(Vec::as_slice).collect();
-            let curve = loadrunner::capacity::merge_steps(&refs).expect("steps merge");
+            let curve = loadgate_results::capacity::merge_steps(&refs).expect("steps merge");
             let merge_time = started.elapsed();
             assert!(!curve.is_empty());
             println!(

@@ -5,51 +5,12 @@
 //! limit (default [`MAX_RESPONSE_BYTES`]). The time a request spent opening its connection is
 //! handed back apart ([`Connection::take_dial`]), so it stays out of the request's latency.
 
-use crate::connect::{Dial, Endpoint, Sender};
+use crate::connect::{Endpoint, Sender};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use loadgate_results::sample::{Dial, Outcome};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What became of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx (a redirect followed to one, with `followRedirects`); body size in bytes.
-    Ok {
-        /// Response body size.
-        bytes: usize,
-    },
-    /// A failure, with Locust-style reason text ("HTTPError 503", "ConnectionError ...").
-    Failed {
-        /// Why.
-        reason: String,
-        /// Response body size (0 when there was no response).
-        bytes: usize,
-    },
-    /// Open model: a scheduled request that was never sent. Counted as a failed request, so
-    /// load the runner shed shows in the error rate.
-    NotSent(NotSent),
-}
-
-/// Why an open-model request was never sent. [`NotSent::reason`] is its failure reason in
-/// reports (Locust's `_failures.csv` "Error" column); the strings are stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotSent {
-    /// Dropped at its start time: as many requests as allowed already waited for a free user.
-    QueueFull,
-    /// Still waiting for a free user when the run ended (deadline or stop signal).
-    RunEnded,
-}
-
-impl NotSent {
-    /// `NotSent: queue full` or `NotSent: run ended`.
-    pub fn reason(self) -> &'static str {
-        match self {
-            NotSent::QueueFull => "NotSent: queue full",
-            NotSent::RunEnded => "NotSent: run ended",
-        }
-    }
-}
 
 /// A lazily (re)connected connection to the target.
 pub struct Connection {

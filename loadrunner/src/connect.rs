@@ -10,10 +10,11 @@ use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use loadgate_results::sample::{Dial, Protocol};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Where requests go and how: scheme, authority, the TLS setup and the headers every request
 /// carries. One per run, shared by every user.
@@ -63,43 +64,6 @@ pub struct Trust {
     pub insecure_skip_verify: bool,
     /// SNI and the name checked, when not the URL's host.
     pub server_name: Option<String>,
-}
-
-/// The application protocol a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Protocol {
-    /// HTTP/1.1 (plain http, or https without h2 agreed).
-    Http1,
-    /// HTTP/2, agreed by ALPN on https.
-    Http2,
-}
-
-impl Protocol {
-    /// `HTTP/1.1` or `HTTP/2`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Http1 => "HTTP/1.1",
-            Protocol::Http2 => "HTTP/2",
-        }
-    }
-}
-
-/// What opening one connection took.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Dial {
-    /// DNS and TCP connect.
-    pub connect: Duration,
-    /// The TLS handshake (https only).
-    pub tls: Option<Duration>,
-    /// The protocol agreed.
-    pub protocol: Protocol,
-}
-
-impl Dial {
-    /// Connect and TLS together: what is left out of the request's latency.
-    pub fn total(&self) -> Duration {
-        self.connect + self.tls.unwrap_or_default()
-    }
 }
 
 /// A connection's request sender, for the protocol it speaks.

@@ -10,13 +10,16 @@
 //! open model on a climbing schedule ([`crate::arrivals`]) that stops early once the aggregator
 //! has seen two steps in a row break the budgets.
 
+use crate::aggregator;
 use crate::arrivals::Arrivals;
-use crate::client::{Connection, NotSent, Outcome};
+use crate::client::Connection;
 use crate::connect::Endpoint;
 use crate::rng::Rng;
 use crate::scenario::Scenario;
-use crate::stats::{self, HistoryRow, Sample, Stats};
 use loadgate_api::load::{LoadProfile, Thresholds, WaitTime};
+use loadgate_results::entry::HistoryRow;
+use loadgate_results::sample::{NotSent, Outcome, Sample};
+use loadgate_results::stats::{RunOutcome, Stats};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,30 +56,6 @@ pub struct RunPlan {
     /// The profile's budgets, when they say `abortOnFail`: each second is judged on them, and
     /// the load stops once `abortAfter` in a row broke one (not in a search).
     pub abort_budgets: Option<Thresholds>,
-}
-
-/// What a run measured.
-#[derive(Debug)]
-pub struct RunOutcome {
-    /// Counts, histograms, failures, history.
-    pub stats: Stats,
-    /// From the first user's start to the last user's stop.
-    pub elapsed: Duration,
-    /// True when a shutdown signal cut the run short.
-    pub interrupted: bool,
-    /// Open model: requests not sent because too many already waited for a free user (they are
-    /// also in the stats, as [`NotSent::QueueFull`] failures).
-    pub dropped: u64,
-    /// A search that stopped early: two steps in a row broke the budgets.
-    pub stopped_at_break: bool,
-}
-
-impl RunOutcome {
-    /// The time the figures cover: the run's, less its warm-up.
-    pub fn measured(&self) -> Duration {
-        self.elapsed
-            .saturating_sub(self.stats.warmup_spent.unwrap_or_default())
-    }
 }
 
 /// How often a staged profile adjusts its user count.
@@ -117,7 +96,7 @@ pub async fn run(
         stats = stats.stopping_on_break(budgets);
     }
     let (break_tx, mut break_rx) = watch::channel(false);
-    let aggregator = tokio::spawn(stats::aggregate(
+    let aggregator = tokio::spawn(aggregator::aggregate(
         samples_rx,
         stats,
         running.clone(),

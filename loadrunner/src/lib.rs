@@ -1,42 +1,33 @@
 //! loadrunner: the load engine loadgate measures with, as a library (for local mode and the
-//! operator's runner Jobs) and a Locust-like CLI.
+//! operator's runner Jobs) and a Locust-like CLI. What a run measured, and the math and reports
+//! over it, live in `loadgate_results`; this crate makes the load.
 //!
 //! Module map: a run is one [`loadgate_api::run_spec::RunSpec`], built from the flags of
 //! [`config`] or read from `--spec`, and carried out by [`run`]: [`target`] finds the target and
-//! waits on it; [`scenario`] (weighted tasks and payloads from [`corpus`], seeded by [`rng`]) says
-//! what users send; [`engine`] runs the users (spawn rate, deadline, drain; [`arrivals`] for the
-//! open model) over [`client`] (keep-alive HTTP/1.1) into [`stats`] (HDR histograms, windows,
-//! [`history`]); [`capacity`] cuts a ramp's or search's steps and finds the knee; [`summary`] and
-//! [`gate`] turn it into a summary and a verdict; [`quality`] checks sampled embed answers
-//! against vectors taken on the idle endpoint; [`console`] prints progress and the summary;
-//! [`outputs`] writes the reports ([`report`]: Locust CSVs, JSON; [`html`]: the page). Parallel
-//! runners' results travel in [`results_frame`] and the bounded histograms of [`codec`], and
-//! [`merge`] adds them up.
+//! waits on it; [`scenario`] (weighted tasks and payloads from [`corpus`] or the team's
+//! [`dataset`], seeded by [`rng`]; bodies and answer checks in [`wire`]) says what users send;
+//! [`engine`] runs the users (spawn rate, deadline, drain; [`arrivals`] for the open model) over
+//! [`client`] (keep-alive HTTP/1.1 or HTTP/2, connections opened by [`connect`]) and hands each
+//! sample to the [`aggregator`], which owns the run's `loadgate_results::stats::Stats`;
+//! [`quality`] checks sampled embed answers against vectors taken on the idle endpoint;
+//! [`console`] prints progress and the summary; [`outputs`] writes the reports and the results
+//! frame. [`gate_command`] is `loadrunner gate` over a Locust CSV.
 
+pub mod aggregator;
 pub mod arrivals;
-pub mod capacity;
 pub mod client;
-pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod console;
 pub mod corpus;
 pub mod dataset;
-pub mod dials;
 pub mod engine;
-pub mod gate;
-pub mod history;
-pub mod html;
-pub mod merge;
+pub mod gate_command;
 pub mod outputs;
 pub mod quality;
-pub mod report;
-pub mod results_frame;
 pub mod rng;
 pub mod run;
 pub mod scenario;
-pub mod stats;
-pub mod summary;
 pub mod target;
 pub mod wire;
 

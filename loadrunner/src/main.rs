@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Gate(args) => loadrunner::gate::command(&args),
+        Command::Gate(args) => loadrunner::gate_command::command(&args),
         Command::Run(args) => match runtime(args.threads) {
             Ok(runtime) => runtime.block_on(loadrunner::run::run_command(*args, shutdown_signal())),
             Err(error) => Err(error.into()),

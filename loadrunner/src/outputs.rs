@@ -4,12 +4,12 @@
 //!
 //! [`RunSpec`]: loadgate_api::run_spec::RunSpec
 
-use crate::results_frame::{self, Frame};
-use crate::stats::Stats;
-use crate::{html, merge, report};
 use anyhow::Context;
 use loadgate_api::load::{RunSummary, Thresholds};
 use loadgate_api::results::RunResults;
+use loadgate_results::results_frame::{self, Frame};
+use loadgate_results::stats::Stats;
+use loadgate_results::{html, merge, report};
 use std::path::PathBuf;
 
 /// The reports a run writes; each unset one is not written.

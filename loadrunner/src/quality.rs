@@ -6,9 +6,10 @@
 //! reference vectors are normalised. Batching, padding and truncation bugs that only appear
 //! under concurrency show here as bent vectors.
 
-use crate::client::{Connection, Outcome};
+use crate::client::Connection;
 use crate::rng::Rng;
 use loadgate_api::load::{EmbedApi, EmbedRequest, EncodingFormat, Quality};
+use loadgate_results::sample::{Check, Outcome};
 use std::time::Duration;
 
 /// Texts in the reference set (embedded one by one before the clock starts).
@@ -94,16 +95,6 @@ pub struct QualityPlan {
     pub reference: Reference,
 }
 
-/// What one checked response showed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Check {
-    /// False when a vector was below `minCosine`, of another dimension, not unit norm while the
-    /// reference is, or the answer did not parse or had the wrong count.
-    pub good: bool,
-    /// The lowest cosine among its vectors (`None` when none could be compared).
-    pub worst_cosine: Option<f64>,
-}
-
 impl QualityPlan {
     /// The plan for `quality` over `reference`.
     pub fn new(quality: &Quality, reference: Reference) -> Self {
@@ -167,28 +158,6 @@ impl QualityPlan {
     }
 }
 
-/// Checked responses of a run (or a window), added up.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Tally {
-    /// Responses checked.
-    pub sampled: u64,
-    /// Of which failed the check.
-    pub bad: u64,
-    /// The lowest cosine seen.
-    pub worst_cosine: Option<f64>,
-}
-
-impl Tally {
-    /// Adds one checked response.
-    pub fn add(&mut self, check: &Check) {
-        self.sampled += 1;
-        self.bad += u64::from(!check.good);
-        if let Some(c) = check.worst_cosine {
-            self.worst_cosine = Some(self.worst_cosine.map_or(c, |w| w.min(c)));
-        }
-    }
-}
-
 fn norm(v: &[f32]) -> f64 {
     v.iter()
         .map(|&x| f64::from(x) * f64::from(x))
@@ -224,6 +193,7 @@ pub const REFERENCE_TIMEOUT: Duration = Duration::from_secs(120);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loadgate_results::sample::Tally;
 
     fn plan(vectors: Vec<Vec<f32>>) -> QualityPlan {
         QualityPlan {

@@ -7,11 +7,12 @@ use crate::config::RunArgs;
 use crate::engine::{self, RunPlan};
 use crate::outputs::RunOutputs;
 use crate::scenario::Scenario;
-use crate::{UsageError, Verdict, capacity, console, gate, stats, summary, target};
+use crate::{UsageError, Verdict, console, target};
 use anyhow::Context;
 use loadgate_api::load::RequestStats;
 use loadgate_api::results::RunResults;
 use loadgate_api::run_spec::RunSpec;
+use loadgate_results::{capacity, gate, summary};
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub async fn execute(
     let names: Vec<RequestStats> = scenario
         .tasks()
         .iter()
-        .map(|t| stats::Entry::new(&t.name, t.request.method()).summary(0.0))
+        .map(|t| loadgate_results::entry::Entry::new(&t.name, t.request.method()).summary(0.0))
         .collect();
     gate::evaluate_tasks(&names, &spec.task_thresholds, "")
         .map_err(|e| UsageError(format!("task budget: {e}")))?;
@@ -137,7 +138,7 @@ pub async fn execute(
             .collect(),
         // A long sharded profile's windows are coarsened, the same on every shard, so what the
         // operator decodes for the profile stays bounded (MAX_PROFILE_WINDOWS in all).
-        windows: crate::history::coarsen_windows(
+        windows: loadgate_results::history::coarsen_windows(
             outcome.stats.windows.clone(),
             loadgate_api::results::window_seconds(spec.profile.run_time().as_secs(), shard.count),
         )

@@ -8,6 +8,7 @@ use crate::client;
 use crate::connect::{Endpoint, Trust};
 use loadgate_api::run_spec::RunSpec;
 use loadgate_api::target::{MAX_CA_BYTES, MAX_HEADER_VALUE_BYTES, RunHeader, header_value_ok};
+use loadgate_results::sample::Outcome;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,10 +157,10 @@ pub async fn wait_ready(
     let mut last = String::from("no answer yet");
     while started.elapsed() < timeout {
         match conn.send("GET", path, None).await {
-            client::Outcome::Ok { .. } => return Ok(started.elapsed()),
+            Outcome::Ok { .. } => return Ok(started.elapsed()),
             // Up, and refusing the credentials: the load runs, and each refused request is a
             // failure named by its status, rather than the run ending with no verdict.
-            client::Outcome::Failed { reason, .. }
+            Outcome::Failed { reason, .. }
                 if reason == "HTTPError 401" || reason == "HTTPError 403" =>
             {
                 tracing::warn!(
@@ -169,8 +170,8 @@ pub async fn wait_ready(
                 );
                 return Ok(started.elapsed());
             }
-            client::Outcome::Failed { reason, .. } => last = reason,
-            client::Outcome::NotSent(why) => last = why.reason().to_owned(),
+            Outcome::Failed { reason, .. } => last = reason,
+            Outcome::NotSent(why) => last = why.reason().to_owned(),
         }
         tokio::time::sleep(
             Duration::from_millis(200).min(timeout.saturating_sub(started.elapsed())),

@@ -400,7 +400,7 @@ async fn load_not_sent_counts_as_failed_requests_and_fails_the_error_budget() {
         max_error_rate: Some(0.1),
         ..Thresholds::default()
     };
-    let summary = loadrunner::summary::summarize(&profile, &outcome, &budget, &[]);
+    let summary = loadgate_results::summary::summarize(&profile, &outcome, &budget, &[]);
     assert!(!summary.passed);
     assert_eq!(summary.violations[0].metric, "maxErrorRate");
     assert_eq!(summary.total.not_sent, total.not_sent);
@@ -408,14 +408,14 @@ async fn load_not_sent_counts_as_failed_requests_and_fails_the_error_budget() {
     let json = serde_json::to_value(&summary).unwrap();
     assert_eq!(json["total"]["notSent"], total.not_sent);
     assert_eq!(json["tasks"][1]["notSent"], stats.tasks[1].not_sent);
-    let merged = loadrunner::merge::merge(&[summary.clone(), summary], &budget).unwrap();
+    let merged = loadgate_results::merge::merge(&[summary.clone(), summary], &budget).unwrap();
     assert_eq!(
         (merged.total.not_sent, merged.total.failures),
         (2 * total.not_sent, 2 * total.failures)
     );
     assert!(!merged.passed && merged.violations[0].metric == "maxErrorRate");
     // And in Locust's failures CSV.
-    let csv = loadrunner::report::failures_csv(stats);
+    let csv = loadgate_results::report::failures_csv(stats);
     assert!(csv.contains("GET,a,NotSent: queue full,"), "{csv}");
 }
 
@@ -674,11 +674,11 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
     };
     let ramp_plan = plan(addr, task(), 8, 1.0, 9);
     assert_eq!(
-        loadrunner::capacity::windows_per_step(&ramp_plan.profile),
+        loadgate_results::capacity::windows_per_step(&ramp_plan.profile),
         Some(2)
     );
     let ramp = engine::run(ramp_plan.clone(), std::future::pending(), |_, _| {}).await;
-    let summary = loadrunner::summary::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
+    let summary = loadgate_results::summary::summarize(&ramp_plan.profile, &ramp, &budget, &[]);
     // Steps end on one-second windows, and users start on about the same beat, so where a step
     // ends moves by a user or two; the claims err low both ways: the knee is the users that ran
     // through a held step's last second (1–4), the break the most a broken step reached (5–7).
@@ -696,7 +696,8 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
     assert!((110.0..300.0).contains(&broke.measured), "{broke:?}");
 
     // Fixed runs at the knee and at the break agree.
-    let at = |outcome: &engine::RunOutcome| outcome.stats.total.percentile_ms(0.95);
+    let at =
+        |outcome: &loadgate_results::stats::RunOutcome| outcome.stats.total.percentile_ms(0.95);
     let (within, over) = (run(held, 100.0, 2).await, run(broke.users, 100.0, 2).await);
     assert!(
         at(&within) <= 100.0,
@@ -711,7 +712,9 @@ async fn a_ramps_knee_agrees_with_fixed_user_runs_of_a_server_of_known_capacity(
     );
     // The step's rate was measured through its users: at least the fixed run's at the knee,
     // about, and at most the server's ceiling (the saturated run at the break: 2 / 40 ms).
-    let rps = |o: &engine::RunOutcome| o.stats.total.requests as f64 / o.elapsed.as_secs_f64();
+    let rps = |o: &loadgate_results::stats::RunOutcome| {
+        o.stats.total.requests as f64 / o.elapsed.as_secs_f64()
+    };
     assert!(
         capacity.max_rps_within_budget > 0.7 * rps(&within)
             && capacity.max_rps_within_budget < 1.1 * rps(&over),
@@ -748,14 +751,14 @@ async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
         engine::run(plan, std::future::pending(), |_, _| {})
     };
     let (a, b) = tokio::join!(shard(0), shard(1));
-    let steps = |o: &engine::RunOutcome| {
+    let steps = |o: &loadgate_results::stats::RunOutcome| {
         o.stats
             .steps
             .as_ref()
             .expect("a ramp has steps")
             .rows
             .iter()
-            .map(loadrunner::capacity::StepRow::result)
+            .map(loadgate_results::capacity::StepRow::result)
             .collect::<Vec<_>>()
     };
     let (steps_a, steps_b) = (steps(&a), steps(&b));
@@ -769,7 +772,7 @@ async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
         starts(&steps_b),
         "both cut the same steps"
     );
-    let curve = loadrunner::capacity::merge_steps(&[&steps_a, &steps_b]).unwrap();
+    let curve = loadgate_results::capacity::merge_steps(&[&steps_a, &steps_b]).unwrap();
     assert!(rises_to_eight(&curve), "{curve:?}");
     let in_steps: u64 = curve.iter().map(|p| p.requests).sum();
     let sent = a.stats.total.requests + b.stats.total.requests;
@@ -777,7 +780,7 @@ async fn two_shards_on_one_clock_add_up_to_the_ramps_knee() {
         in_steps <= sent && in_steps + 16 >= sent,
         "{in_steps} requests in steps of {sent} (only the drain's are left out)"
     );
-    let capacity = loadrunner::capacity::knee(&curve, &budget).expect("a p95 budget");
+    let capacity = loadgate_results::capacity::knee(&curve, &budget).expect("a p95 budget");
     assert!(
         (1..=4).contains(&capacity.max_users_within_budget),
         "{capacity:?} {curve:?}"
@@ -822,7 +825,7 @@ async fn a_search_finds_the_rate_a_fixed_rate_run_holds_and_stops_after_the_brea
         "stopped after the break, {:?} in",
         outcome.elapsed
     );
-    let summary = loadrunner::summary::summarize(&search.profile, &outcome, &budget, &[]);
+    let summary = loadgate_results::summary::summarize(&search.profile, &outcome, &budget, &[]);
     let offered: Vec<f64> = summary.curve.iter().filter_map(|p| p.offered_rps).collect();
     assert!(
         offered.len() == summary.curve.len()
@@ -871,7 +874,7 @@ async fn a_search_finds_the_rate_a_fixed_rate_run_holds_and_stops_after_the_brea
         p.whole = p.profile.clone();
         engine::run(p, std::future::pending(), |_, _| {})
     };
-    let p95 = |o: &engine::RunOutcome| o.stats.total.percentile_ms(0.95);
+    let p95 = |o: &loadgate_results::stats::RunOutcome| o.stats.total.percentile_ms(0.95);
     let within = fixed(held, 2).await;
     assert!(
         p95(&within) <= 100.0,
@@ -932,7 +935,7 @@ async fn warm_up_seconds_are_sent_and_kept_but_not_counted() {
         "{}",
         stats.total.percentile_ms(0.95)
     );
-    let summary = loadrunner::summary::summarize(&plan.profile, &outcome, &budgets, &[]);
+    let summary = loadgate_results::summary::summarize(&plan.profile, &outcome, &budgets, &[]);
     assert!(summary.passed, "{:?}", summary.violations);
     let spent = summary.warmup_seconds.unwrap();
     assert!((1.9..2.6).contains(&spent), "warm-up took {spent} s");
@@ -943,7 +946,7 @@ async fn warm_up_seconds_are_sent_and_kept_but_not_counted() {
         summary.duration_seconds
     );
     // The history CSV keeps Locust's columns and marks the warm-up rows in Type.
-    let csv = loadrunner::report::history_csv(stats);
+    let csv = loadgate_results::report::history_csv(stats);
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert!(rows[0].split(',').nth(2) == Some("warm-up") && rows[0].contains(",Aggregated,"));
     assert_eq!(rows[2].split(',').nth(2), Some(""));
@@ -954,7 +957,7 @@ async fn warm_up_seconds_are_sent_and_kept_but_not_counted() {
     cold.profile.warmup = SpecDuration::default();
     cold.whole = cold.profile.clone();
     let outcome = engine::run(cold.clone(), std::future::pending(), |_, _| {}).await;
-    let summary = loadrunner::summary::summarize(&cold.profile, &outcome, &budgets, &[]);
+    let summary = loadgate_results::summary::summarize(&cold.profile, &outcome, &budgets, &[]);
     assert!(!summary.passed && summary.warmup_seconds.is_none());
 }
 
@@ -984,7 +987,7 @@ async fn abort_on_fail_stops_a_profile_that_stays_over_budget() {
         "{why}"
     );
     assert!((1.9..4.0).contains(&at.as_secs_f64()), "{at:?}");
-    let summary = loadrunner::summary::summarize(&plan.profile, &outcome, &budgets, &[]);
+    let summary = loadgate_results::summary::summarize(&plan.profile, &outcome, &budgets, &[]);
     assert!(!summary.passed);
     let abort = summary.aborted.unwrap();
     assert!(abort.saved_seconds > 14.0, "{abort:?}");
@@ -1011,7 +1014,8 @@ async fn abort_on_fail_stops_a_profile_that_stays_over_budget() {
 /// passed with a perfect p95; and a response body was read whole, whatever its size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_fails_with_its_reason_unless_followed_and_bodies_are_capped() {
-    use loadrunner::client::{Connection, Limits, Outcome, Redirects};
+    use loadgate_results::sample::Outcome;
+    use loadrunner::client::{Connection, Limits, Redirects};
     let (addr, hits) = start_server().await;
     let mut conn = Connection::new(endpoint(addr), Duration::from_secs(5));
     let follow = Limits {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reports;
 pub mod resources;
+pub mod signals;
 pub mod status;
 pub mod telemetry;
 
@@ -104,7 +105,7 @@ pub async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         let halt = halt.clone();
         async move {
-            loadrunner::interrupted().await;
+            crate::signals::interrupted().await;
             tracing::info!("shutting down: finishing reconciles in flight");
             let _ = halt.send(true);
             let _ = stop.send(true);

@@ -303,14 +303,14 @@ pub async fn command(args: &crate::config::ReportArgs) -> anyhow::Result<String>
     if let Some(prefix) = &args.csv {
         for profile in &report.profiles {
             let at = std::path::PathBuf::from(format!("{prefix}{}", profile.summary.profile));
-            loadrunner::report::write_merged_csvs(&at, profile)
+            loadgate_results::report::write_merged_csvs(&at, profile)
                 .map_err(|e| anyhow::anyhow!("cannot write the CSVs at {}: {e}", at.display()))?;
         }
     }
     let text = if args.json {
         serde_json::to_string_pretty(&report)?
     } else {
-        loadrunner::html::render_test(&report)
+        loadgate_results::html::render_test(&report)
     };
     let path = args.output.clone().unwrap_or_else(|| {
         std::path::PathBuf::from(format!(

@@ -92,7 +92,7 @@ fn pod_results(pod: u32, pods: u32) -> RunResults {
         "total": {"name": "Aggregated", "method": "", "requests": 40, "failures": 0,
                   "errorRate": 0.0, "rps": 1.0, "meanMs": 100.0, "p50Ms": 100.0, "p90Ms": 300.0,
                   "p95Ms": 350.0, "p99Ms": 390.0, "maxMs": 400.0,
-                  "histogram": loadrunner::merge::encode(&total)},
+                  "histogram": loadgate_results::codec::encode(&total)},
         "tasks": [], "violations": [], "passed": true, "interrupted": false
     }))
     .unwrap();
@@ -104,9 +104,9 @@ fn pod_results(pod: u32, pods: u32) -> RunResults {
             requests: 40,
             failures: 0,
             warmup: false,
-            histogram: Some(loadrunner::codec::encode(&loadrunner::codec::coarsen(
-                &histogram(&spread),
-            ))),
+            histogram: Some(loadgate_results::codec::encode(
+                &loadgate_results::codec::coarsen(&histogram(&spread)),
+            )),
         })
         .collect();
     RunResults {
@@ -124,7 +124,7 @@ fn a_day_over_a_hundred_pods_fits_and_a_bomb_is_refused_within_the_budget() {
     let logs: Vec<(String, RunSummary, String)> = (0..pods)
         .map(|pod| {
             let results = pod_results(pod, pods);
-            let frame = loadrunner::results_frame::encode(&results);
+            let frame = loadgate_results::results_frame::encode(&results);
             let summary = RunSummary {
                 results: Some(frame.reference),
                 ..results.summary
@@ -180,7 +180,7 @@ fn a_day_over_a_hundred_pods_fits_and_a_bomb_is_refused_within_the_budget() {
         deflate.write_all(&spaces).unwrap();
     }
     drop(spaces);
-    let bomb = loadrunner::results_frame::frame_of_deflated(&deflate.finish().unwrap());
+    let bomb = loadgate_results::results_frame::frame_of_deflated(&deflate.finish().unwrap());
     let summary = RunSummary {
         results: Some(bomb.reference),
         ..pod_results(0, 1).summary

@@ -482,7 +482,7 @@ async fn read_frame_lines(
     pod: &str,
     reference: &loadgate_api::results::ResultsRef,
 ) -> Result<Option<String>> {
-    use loadrunner::results_frame::{MAX_FRAME_BYTES, lines, text_len};
+    use loadgate_results::results_frame::{MAX_FRAME_BYTES, lines, text_len};
     if reference.bytes > MAX_FRAME_BYTES {
         // Refused by the frame check with its reason; nothing to ask the apiserver for.
         return Ok(Some(String::new()));
@@ -1468,6 +1468,6 @@ mod tests {
     fn one_value_histogram(micros: u64, count: u64) -> String {
         let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
         h.record_n(micros, count).unwrap();
-        loadrunner::merge::encode(&h)
+        loadgate_results::codec::encode(&h)
     }
 }

@@ -74,7 +74,7 @@ impl Interrupt {
     fn install() -> Self {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            loadrunner::interrupted().await;
+            crate::signals::interrupted().await;
             say("interrupted: stopping users, draining, writing reports, stopping model-server");
             let _ = tx.send(true);
         });
@@ -280,7 +280,7 @@ async fn run_manifest(
     )?;
     std::fs::write(
         out.join("report.html"),
-        loadrunner::html::render_test(&report),
+        loadgate_results::html::render_test(&report),
     )?;
     test.status = Some(plan.status);
     let yaml = serde_saphyr::to_string(&test)

@@ -605,7 +605,7 @@ mod tests {
             p95_ms: latency_ms as f64,
             p99_ms: latency_ms as f64,
             max_ms: latency_ms as f64,
-            histogram: Some(loadrunner::merge::encode(&h)),
+            histogram: Some(loadgate_results::codec::encode(&h)),
             not_sent: 0,
             embeddings: 0,
         }

@@ -72,7 +72,7 @@ pub struct ProfileResult {
 /// curve made here from the runners' steps (added up step by step on their common clock) or,
 /// with only termination messages, from a lone runner's own curve, and its capacity judged here
 /// (a runner's own reading is not trusted). A `search` is judged on that capacity instead
-/// ([`loadrunner::gate::evaluate_search`]): it exists to break its budgets at the top.
+/// ([`loadgate_results::gate::evaluate_search`]): it exists to break its budgets at the top.
 ///
 /// `quality_checked`: the runners were asked to check answers (`spec.quality`), so a profile
 /// whose runners sent no quality result fails (a check that never ran does not pass).
@@ -95,11 +95,12 @@ pub fn profile_result(
         ));
     }
     let summaries: Vec<RunSummary> = runners.iter().map(|r| r.summary.clone()).collect();
-    let merged = loadrunner::merge::merge(&summaries, thresholds).map_err(|e| e.to_string())?;
+    let merged =
+        loadgate_results::merge::merge(&summaries, thresholds).map_err(|e| e.to_string())?;
     let mut violations = merged.violations.clone();
     // Unknown task names are an error for a search too, though its tasks are not judged.
     let task_violations =
-        loadrunner::gate::evaluate_tasks(&merged.tasks, task_thresholds, &merged.profile)?;
+        loadgate_results::gate::evaluate_tasks(&merged.tasks, task_thresholds, &merged.profile)?;
     violations.extend(task_violations);
     let t = &merged.total;
     let figures = ResultFigures {
@@ -118,13 +119,13 @@ pub fn profile_result(
     }
     let steps: Option<Vec<&[StepResult]>> = runners.iter().map(|r| r.steps.as_deref()).collect();
     let mut curve = match steps {
-        Some(steps) => loadrunner::capacity::merge_steps(&steps)?,
+        Some(steps) => loadgate_results::capacity::merge_steps(&steps)?,
         None => merged.curve.clone(),
     };
-    curve.truncate(loadrunner::capacity::MAX_CURVE_POINTS);
-    let capacity = loadrunner::capacity::knee(&curve, thresholds);
+    curve.truncate(loadgate_results::capacity::MAX_CURVE_POINTS);
+    let capacity = loadgate_results::capacity::knee(&curve, thresholds);
     if search {
-        violations = loadrunner::gate::evaluate_search(
+        violations = loadgate_results::gate::evaluate_search(
             capacity.as_ref(),
             thresholds,
             &format!("profile {}", merged.profile),
@@ -144,7 +145,7 @@ pub fn profile_result(
     let windows: Option<Vec<&[WindowResult]>> =
         runners.iter().map(|r| r.windows.as_deref()).collect();
     let history = match windows {
-        Some(windows) => loadrunner::history::merge_windows(&windows)?,
+        Some(windows) => loadgate_results::history::merge_windows(&windows)?,
         None => Vec::new(),
     };
     let mut summary = merged;

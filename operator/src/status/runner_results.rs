@@ -5,10 +5,10 @@
 //! pod, so a forged or broken result ends the profile in `Error` instead of in the verdict.
 //!
 //! Sizes are checked before anything is parsed: a termination message is at most 4 KiB on a
-//! real kubelet, and a summary's histograms are decoded by [`loadrunner::merge`], which bounds
+//! real kubelet, and a summary's histograms are decoded by [`loadgate_results::checked`], which bounds
 //! them before it allocates.
 //!
-//! A summary may name a results frame in the pod's log ([`loadrunner::results_frame`]): the
+//! A summary may name a results frame in the pod's log ([`loadgate_results::results_frame`]): the
 //! full results, past the message's 4 KiB. [`with_frame`] takes it when it checks out against
 //! the message, falls back to the message when the log or the frame is gone or cut, and refuses
 //! a frame that checks out but contradicts the message (one of the two is forged).
@@ -77,7 +77,7 @@ fn check_histograms<'a>(
 ) -> Result<(), String> {
     for stats in stats {
         if stats.histogram.is_some() {
-            loadrunner::merge::decode(stats).map_err(|e| format!("pod {pod}: {e}"))?;
+            loadgate_results::checked::decode(stats).map_err(|e| format!("pod {pod}: {e}"))?;
         }
     }
     Ok(())
@@ -169,7 +169,7 @@ pub fn with_frame(
         pod,
         summary,
         log,
-        loadrunner::results_frame::MAX_INFLATED_BYTES,
+        loadgate_results::results_frame::MAX_INFLATED_BYTES,
     )
     .map(|(results, _)| results)
 }
@@ -193,11 +193,11 @@ fn frame_results(
             0,
         ));
     };
-    let (mut results, inflated) = match loadrunner::results_frame::decode_within(
+    let (mut results, inflated) = match loadgate_results::results_frame::decode_within(
         log, &reference, budget,
     ) {
         Ok(decoded) => decoded,
-        Err(loadrunner::results_frame::FrameError::OverBudget(left)) => {
+        Err(loadgate_results::results_frame::FrameError::OverBudget(left)) => {
             return Err(over_budget(pod, left.saturating_add(1), left));
         }
         Err(e) => {
@@ -337,7 +337,7 @@ mod tests {
             "profile": "ramp-up", "durationSeconds": 20.0, "users": 2,
             "total": {"name": "Aggregated", "method": "", "requests": requests, "failures": 0, "errorRate": 0.0,
                       "rps": 5.0, "meanMs": 10.0, "p50Ms": 10.0, "p90Ms": 10.0, "p95Ms": 10.0, "p99Ms": 10.0,
-                      "maxMs": 10.0, "histogram": loadrunner::merge::encode(&h)},
+                      "maxMs": 10.0, "histogram": loadgate_results::codec::encode(&h)},
             "tasks": [], "violations": [], "passed": true, "interrupted": false
         })
         .to_string()
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn a_results_frame_replaces_the_message_and_a_contradicting_one_is_refused() {
         use loadgate_api::results::{RunResults, StepResult};
-        use loadrunner::results_frame::encode;
+        use loadgate_results::results_frame::encode;
         let message: RunSummary = serde_json::from_str(&summary(5)).unwrap();
         let results = RunResults {
             summary: message.clone(),

@@ -3,7 +3,8 @@
 //! SIGTERM. The same CSVs come from a merged report of several runners too
 //! ([`merged_stats_csv`], [`merged_history_csv`]).
 
-use crate::stats::{Entry, Figures, Stats};
+use crate::entry::{Entry, Figures};
+use crate::stats::Stats;
 use loadgate_api::load::{RequestStats, RunSummary};
 use loadgate_api::report::ProfileReport;
 use std::fmt::Write as _;
@@ -174,7 +175,7 @@ pub fn merged_stats_csv(report: &ProfileReport) -> String {
     let mut out = format!("{STATS_HEADER}\n");
     for stats in summary.tasks.iter().chain([&summary.total]) {
         let mut entry = Entry::new(&stats.name, &stats.method);
-        let figures = match crate::merge::decode(stats) {
+        let figures = match crate::checked::decode(stats) {
             Ok(histogram) => {
                 let added =
                     entry.add_counts(&histogram, stats.requests, stats.failures, stats.not_sent);
@@ -202,8 +203,8 @@ pub fn merged_stats_csv(report: &ProfileReport) -> String {
 /// Figures of a row whose histogram is gone: counts, mean and max as summarised, percentiles
 /// unknown (written `N/A`: the median column too).
 fn unknown(stats: &RequestStats) -> Figures {
-    let mut percentiles_ms = [f64::NAN; crate::stats::PERCENTILES.len()];
-    percentiles_ms[crate::stats::PERCENTILES.len() - 1] = stats.max_ms;
+    let mut percentiles_ms = [f64::NAN; crate::entry::PERCENTILES.len()];
+    percentiles_ms[crate::entry::PERCENTILES.len() - 1] = stats.max_ms;
     Figures {
         requests: stats.requests,
         failures: stats.failures,
@@ -226,7 +227,7 @@ pub fn merged_history_csv(report: &ProfileReport) -> String {
             requests = requests.saturating_add(point.requests);
             failures = failures.saturating_add(point.failures);
         }
-        let percentiles: Vec<String> = crate::stats::PERCENTILES
+        let percentiles: Vec<String> = crate::entry::PERCENTILES
             .iter()
             .map(|&q| match q {
                 _ if point.requests == 0 => "N/A".to_owned(),
@@ -278,8 +279,9 @@ pub fn write_json(path: &Path, summary: &RunSummary) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{NotSent, Outcome};
-    use crate::stats::{Entry, PERCENTILES, Sample};
+    use crate::entry::{Entry, PERCENTILES};
+    use crate::sample::Sample;
+    use crate::sample::{NotSent, Outcome};
     use std::time::Duration;
 
     // The CSV rows as written before history rows kept `Figures` instead of histogram copies,

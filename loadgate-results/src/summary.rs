@@ -1,7 +1,8 @@
 //! A finished run's [`RunSummary`]: its totals, per-task rows, a ramp's or search's curve and
 //! capacity, and the verdict of its budgets (a search is judged on what its steps found).
 
-use crate::{capacity, engine, gate};
+use crate::stats::RunOutcome;
+use crate::{capacity, gate};
 use loadgate_api::load::{
     Abort, LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds,
 };
@@ -9,7 +10,7 @@ use loadgate_api::load::{
 /// Builds the summary and verdict of a finished run.
 pub fn summarize(
     profile: &LoadProfile,
-    outcome: &engine::RunOutcome,
+    outcome: &RunOutcome,
     thresholds: &Thresholds,
     task_budgets: &[TaskThresholds],
 ) -> RunSummary {
@@ -82,7 +83,7 @@ pub fn summarize(
 /// sampled answer failed or none was sampled.
 pub fn add_quality(
     summary: &mut RunSummary,
-    tally: &crate::quality::Tally,
+    tally: &crate::sample::Tally,
     quality: &loadgate_api::load::Quality,
 ) {
     let result = loadgate_api::load::QualityResult {

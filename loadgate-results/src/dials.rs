@@ -3,8 +3,8 @@
 //! merged exactly across runner pods ([`merge`]).
 
 use crate::codec;
-use crate::connect::{Dial, Protocol};
-use crate::stats::MAX_MICROS;
+use crate::codec::MAX_MICROS;
+use crate::sample::{Dial, Protocol};
 use hdrhistogram::Histogram;
 use loadgate_api::load::ConnectionStats;
 use std::collections::BTreeSet;

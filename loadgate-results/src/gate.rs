@@ -1,7 +1,7 @@
 //! The pass/fail gate: thresholds checked against measured stats, each violation naming the
 //! measured value and the budget; also over a Locust-format `_stats.csv` (ours or Locust's);
-//! and a capacity search's verdict, read from the capacity its steps found. [`command`] is
-//! `loadrunner gate`.
+//! and a capacity search's verdict, read from the capacity its steps found (`loadrunner gate`
+//! reads the CSV).
 
 use loadgate_api::capacity::Capacity;
 use loadgate_api::load::{RequestStats, TaskThresholds, Thresholds, Violation};
@@ -77,7 +77,7 @@ pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> V
 
 /// One second of load against the budgets `abortOnFail` watches (p95, p99, error rate): the
 /// first broken, in words ("p95 812 ms > budget 500 ms"), or `None` when it held.
-pub fn window_breaks(window: &crate::stats::Entry, budgets: &Thresholds) -> Option<String> {
+pub fn window_breaks(window: &crate::entry::Entry, budgets: &Thresholds) -> Option<String> {
     let checks = [
         ("p95", " ms", window.percentile_ms(0.95), budgets.p95_ms),
         ("p99", " ms", window.percentile_ms(0.99), budgets.p99_ms),
@@ -292,45 +292,6 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         p99_ms: num(p99_col)?,
         max_ms: num(max_col)?,
         histogram: None,
-    })
-}
-
-/// `loadrunner gate`: thresholds over a Locust-format stats CSV.
-///
-/// # Errors
-/// When the file is unreadable or not a Locust stats CSV.
-pub fn command(args: &crate::config::GateArgs) -> anyhow::Result<crate::Verdict> {
-    let stats = read_stats_csv(&args.file).map_err(|e| crate::UsageError(e.to_string()))?;
-    let violations = evaluate(
-        &stats,
-        &Thresholds::from(args.thresholds),
-        &args.file.display().to_string(),
-    );
-    println!(
-        "{}: {} requests, {} failures ({:.2}%), {:.1} req/s, p95 {:.0} ms, p99 {:.0} ms",
-        args.file.display(),
-        stats.requests,
-        stats.failures,
-        stats.error_rate * 100.0,
-        stats.rps,
-        stats.p95_ms,
-        stats.p99_ms
-    );
-    for v in &violations {
-        println!("FAIL {}", v.message);
-    }
-    println!(
-        "{}",
-        if violations.is_empty() {
-            "PASS"
-        } else {
-            "FAIL"
-        }
-    );
-    Ok(if violations.is_empty() {
-        crate::Verdict::Pass
-    } else {
-        crate::Verdict::Fail
     })
 }
 

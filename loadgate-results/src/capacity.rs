@@ -13,7 +13,7 @@
 //! one): one slow step between good ones is noise, not the knee. A ramp has at most about
 //! [`MAX_STEPS`] steps, so the curve stays small enough for a pod's termination message.
 
-use crate::stats::{Entry, Figures};
+use crate::entry::{Entry, Figures};
 use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
 use loadgate_api::load::{LoadProfile, RequestStats, Thresholds};
 use loadgate_api::results::StepResult;
@@ -344,7 +344,7 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String>
             return Err(format!("step at window {first} offered {offered:?} req/s"));
         }
         for part in &parts {
-            let histogram = crate::merge::decode(&part.stats).map_err(|e| e.to_string())?;
+            let histogram = crate::checked::decode(&part.stats).map_err(|e| e.to_string())?;
             entry
                 .add_counts(
                     &histogram,

@@ -23,9 +23,12 @@ pub const MAX_ENCODED_LEN: usize = 1 << 20;
 /// 40-byte header: 221,224 bytes (a test checks it fits).
 pub const MAX_INFLATED_LEN: usize = 256 << 10;
 
+/// Longest latency a histogram holds (1 hour, in µs); longer ones are clamped.
+pub const MAX_MICROS: u64 = 3_600_000_000;
+
 /// Largest `highest trackable value` accepted: twice the runner's 1 h (µs) histogram bound, so
 /// its histograms, and those of a runner with a somewhat larger bound, decode; nothing larger.
-pub const MAX_HIGHEST: u64 = 2 * crate::stats::MAX_MICROS;
+pub const MAX_HIGHEST: u64 = 2 * MAX_MICROS;
 
 /// Most significant digits accepted: the runner records at 3 and coarsens to 2; 5, the format's
 /// limit, needs a counts array 100 times larger.
@@ -370,7 +373,27 @@ fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::Rng;
+
+    /// SplitMix64, seeded: reproducible random histograms and byte mutations.
+    struct Rng(u64);
+
+    impl Rng {
+        fn new(seed: u64) -> Self {
+            Self(seed)
+        }
+
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        }
+    }
     use std::io::Write as _;
 
     fn b64(bytes: &[u8]) -> String {
@@ -404,13 +427,7 @@ mod tests {
 
     /// A valid V2 encoding around `payload`, with the runner's bounds.
     fn runner_v2(payload: &[u8]) -> Vec<u8> {
-        v2(
-            payload.len() as u32,
-            3,
-            1,
-            crate::stats::MAX_MICROS,
-            payload,
-        )
+        v2(payload.len() as u32, 3, 1, MAX_MICROS, payload)
     }
 
     /// The inflated V2 bytes of an encoding.
@@ -422,7 +439,7 @@ mod tests {
     }
 
     fn sample_histogram() -> Histogram<u64> {
-        let mut h = Histogram::new_with_bounds(1, crate::stats::MAX_MICROS, 3).unwrap();
+        let mut h = Histogram::new_with_bounds(1, MAX_MICROS, 3).unwrap();
         let mut rng = Rng::new(7);
         for _ in 0..10_000 {
             h.record(1 + rng.below(5_000_000)).unwrap();
@@ -444,9 +461,9 @@ mod tests {
             ),
             (h.len(), h.min(), h.max(), h.value_at_quantile(0.99))
         );
-        let empty = Histogram::<u64>::new_with_bounds(1, crate::stats::MAX_MICROS, 3).unwrap();
+        let empty = Histogram::<u64>::new_with_bounds(1, MAX_MICROS, 3).unwrap();
         assert_eq!(decode(&encode(&empty)).unwrap().len(), 0);
-        let mut coarse = Histogram::<u64>::new_with_bounds(1, crate::stats::MAX_MICROS, 2).unwrap();
+        let mut coarse = Histogram::<u64>::new_with_bounds(1, MAX_MICROS, 2).unwrap();
         coarse.record_n(1_234, 5).unwrap();
         assert_eq!(decode(&encode(&coarse)).unwrap(), coarse);
     }
@@ -490,7 +507,7 @@ mod tests {
     #[test]
     fn a_payload_claiming_4_gib_is_refused() {
         // hdrhistogram would allocate (and zero) a buffer of the claimed 4 GiB before reading.
-        let claim = envelope(&v2(u32::MAX, 3, 1, crate::stats::MAX_MICROS, &[2]));
+        let claim = envelope(&v2(u32::MAX, 3, 1, MAX_MICROS, &[2]));
         let err = decode(&b64(&claim)).unwrap_err();
         assert!(
             matches!(
@@ -535,18 +552,9 @@ mod tests {
             field(v2(1, 3, 1, MAX_HIGHEST + 1, &p)),
             "highestTrackableValue"
         );
-        assert_eq!(
-            field(v2(1, 5, 1, crate::stats::MAX_MICROS, &p)),
-            "significantDigits"
-        );
-        assert_eq!(
-            field(v2(1, 0, 1, crate::stats::MAX_MICROS, &p)),
-            "significantDigits"
-        );
-        assert_eq!(
-            field(v2(1, 3, 0, crate::stats::MAX_MICROS, &p)),
-            "lowestDiscernibleValue"
-        );
+        assert_eq!(field(v2(1, 5, 1, MAX_MICROS, &p)), "significantDigits");
+        assert_eq!(field(v2(1, 0, 1, MAX_MICROS, &p)), "significantDigits");
+        assert_eq!(field(v2(1, 3, 0, MAX_MICROS, &p)), "lowestDiscernibleValue");
         assert_eq!(field(v2(1, 3, 1_000, 1_500, &p)), "highestTrackableValue");
         let mut offset = runner_v2(&p);
         offset[8..12].copy_from_slice(&1u32.to_be_bytes());

@@ -3,7 +3,8 @@
 //! ([`merge_windows`]): counts summed, histograms merged, so each second's percentiles are those
 //! of all its requests (at the windows' 2 significant digits).
 
-use crate::stats::{Entry, Stats};
+use crate::entry::Entry;
+use crate::stats::Stats;
 use loadgate_api::report::HistoryPoint;
 use loadgate_api::results::WindowResult;
 use std::collections::BTreeMap;
