@@ -28,6 +28,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: Settings,
+    /// What "now" is (the system's; tests set and move it).
+    pub clock: crate::status::Clock,
 }
 
 impl Context {
@@ -62,6 +64,7 @@ impl Context {
             client,
             metrics,
             settings,
+            clock: crate::status::Clock::system(),
         }
     }
 }

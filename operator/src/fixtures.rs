@@ -226,9 +226,13 @@ pub mod apiserver {
     }
 }
 
-/// A context around `client` with fixed images and fresh metrics.
+/// The time the controller tests' clock stands at ([`context`]): 2026-09-21, long after every
+/// fixture's `at(0)` start.
+pub const NOW: i64 = 1_790_000_000;
+
+/// A context around `client` with fixed images, fresh metrics and its clock standing at [`NOW`].
 pub fn context(client: kube::Client) -> std::sync::Arc<crate::context::Context> {
-    std::sync::Arc::new(crate::context::Context::with_settings(
+    let mut context = crate::context::Context::with_settings(
         client,
         crate::context::Settings {
             model_server_image: "example/model-server:test".into(),
@@ -239,7 +243,9 @@ pub fn context(client: kube::Client) -> std::sync::Arc<crate::context::Context> 
             ),
         },
         std::sync::Arc::new(crate::metrics::Metrics::default()),
-    ))
+    );
+    context.clock = crate::status::Clock::fixed(&at(NOW));
+    std::sync::Arc::new(context)
 }
 
 /// Runs `f` but fails the test after 1 s.

@@ -20,8 +20,7 @@ use crate::resources::load_test::{
 use crate::status::load_test::{
     advance, cleanup_in, deny_run, is_current_run, refuse, reject_spec, start_run,
 };
-use crate::status::now;
-use crate::status::plan::{EndpointState, JobState, Plan, Step};
+use crate::status::plan::{EndpointState, EventReason, JobState, Plan, Step, Transition};
 use crate::status::runner_results;
 use crate::{Error, Result};
 use k8s_openapi::api::batch::v1::Job;
@@ -59,7 +58,7 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or_else(|| Error::InvalidSpec("a LoadTest must be namespaced".into()))?;
     let run = requested_run(test);
-    let now = now();
+    let now = ctx.clock.now();
     let plan = match test.status.as_ref() {
         Some(status) if is_current_run(test, status, &run) => {
             if status.phase.is_some_and(LoadPhase::is_finished) {
@@ -97,29 +96,31 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
                     // The runs before this one stop first: their load would be measured as
                     // this run's (a re-run, or a spec edit mid-profile).
                     let stopped = stop_superseded_jobs(ctx, test, &namespace, &run).await?;
-                    let mut plan = start_run(test, status, &run, &now);
-                    if !stopped.is_empty() {
-                        plan.events.push(crate::status::plan::Transition {
-                            warning: false,
-                            reason: "SupersededRun",
-                            note: format!(
-                                "run {run} stopped the runner Jobs of earlier runs: {}",
-                                stopped.join(", ")
-                            ),
-                        });
-                    }
-                    if let Some(other) = test
+                    // Another LoadTest's latest passed run as the baseline: read once, as the
+                    // run starts, and kept in the status with the figures it compares.
+                    let referenced = match test
                         .spec
                         .baseline
                         .as_ref()
                         .and_then(|b| b.load_test_ref.as_deref())
                     {
-                        // Another LoadTest's latest passed run: read once, as the run starts,
-                        // and kept in the status with the figures it compares.
-                        let tests: Api<LoadTest> = Api::namespaced(ctx.client.clone(), &namespace);
-                        let source = tests.get_opt(other).await?.and_then(|t| t.status);
-                        plan.status.baseline =
-                            crate::status::gates::pick_baseline(test, source.as_ref());
+                        Some(other) => {
+                            let tests: Api<LoadTest> =
+                                Api::namespaced(ctx.client.clone(), &namespace);
+                            tests.get_opt(other).await?.and_then(|t| t.status)
+                        }
+                        None => None,
+                    };
+                    let mut plan = start_run(test, status, referenced.as_ref(), &run, &now);
+                    if !stopped.is_empty() {
+                        plan.events.push(Transition {
+                            warning: false,
+                            reason: EventReason::SupersededRun,
+                            note: format!(
+                                "run {run} stopped the runner Jobs of earlier runs: {}",
+                                stopped.join(", ")
+                            ),
+                        });
                     }
                     plan
                 }
@@ -159,20 +160,20 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
             run: run.clone(),
             generation,
             index: *index,
-            finished_at_ms: unix_ms(),
+            finished_at_ms: unix_ms(ctx.clock.system_time()),
             report: report.clone(),
             cold_start_seconds: plan.status.cold_start_seconds,
         };
         let hash = crate::resources::load_test::run_hash(&run, generation);
         let why = match crate::reports::store(&ctx.client, test, &hash, &stored).await? {
             crate::reports::Stored::Written => None,
-            crate::reports::Stored::NotOwned(why) => Some((reasons::NOT_OWNED, why)),
-            crate::reports::Stored::Refused(why) => Some(("ReportNotStored", why)),
+            crate::reports::Stored::NotOwned(why) => Some((EventReason::ReportNotOwned, why)),
+            crate::reports::Stored::Refused(why) => Some((EventReason::ReportNotStored, why)),
         };
         // The run goes on: its figures are in the status; only the report's copy is missing.
         if let Some((reason, note)) = why {
-            tracing::warn!(reason, "{note}");
-            plan.events.push(crate::status::plan::Transition {
+            tracing::warn!(reason = reason.as_str(), "{note}");
+            plan.events.push(Transition {
                 warning: true,
                 reason,
                 note,
@@ -183,7 +184,14 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         super::apply_status(ctx, test, &plan.status).await?;
     }
     for event in &plan.events {
-        super::publish(ctx, test, event.warning, event.reason, event.note.clone()).await;
+        super::publish(
+            ctx,
+            test,
+            event.warning,
+            event.reason.as_str(),
+            event.note.clone(),
+        )
+        .await;
     }
     if plan.status.phase.is_some_and(LoadPhase::is_finished) {
         record_result(ctx, test, &plan.status);
@@ -196,9 +204,8 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
     })
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+fn unix_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -559,7 +566,7 @@ async fn act(
                     run,
                     target_url,
                     default_image: &ctx.settings.loadrunner_image,
-                    start_at_ms: start_at(test.spec.parallelism, std::time::SystemTime::now()),
+                    start_at_ms: start_at(test.spec.parallelism, ctx.clock.system_time()),
                 },
             );
             let name = desired.name_any();
@@ -618,7 +625,9 @@ pub fn error_policy(test: Arc<LoadTest>, error: &Error, ctx: Arc<Context>) -> Ac
 mod tests {
     use super::*;
     use crate::fixtures::apiserver::{client, condition, event_post, expect, not_found};
-    use crate::fixtures::{at, context, deployment_with, endpoint, load_test, timeout_after_1s};
+    use crate::fixtures::{
+        NOW, at, context, deployment_with, endpoint, load_test, timeout_after_1s,
+    };
     use crate::status::model_endpoint::endpoint_status;
     use crate::status::plan::{EndpointState, JobState};
     use http::Method;
@@ -700,7 +709,7 @@ mod tests {
             }),
             inline: Vec::new(),
         });
-        test.status = Some(start_run(&test, None, "initial", &now()).status);
+        test.status = Some(start_run(&test, None, None, "initial", &at(NOW)).status);
         test
     }
 
@@ -894,7 +903,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_run_makes_no_calls() {
         let mut test = load_test("gate");
-        let mut status = start_run(&test, None, "initial", &at(0)).status;
+        let mut status = start_run(&test, None, None, "initial", &at(0)).status;
         status.phase = Some(LoadPhase::Passed);
         test.status = Some(status);
         let (client, verifier) = client(vec![]);
@@ -908,7 +917,7 @@ mod tests {
     #[tokio::test]
     async fn a_ready_endpoint_gets_the_first_runner_job() {
         let mut test = load_test("gate");
-        test.status = Some(start_run(&test, None, "initial", &now()).status);
+        test.status = Some(start_run(&test, None, None, "initial", &at(NOW)).status);
         let mut ep = endpoint("mini");
         ep.status = Some(endpoint_status(
             &ep,
@@ -958,7 +967,7 @@ mod tests {
             tls: None,
             headers: Vec::new(),
         };
-        let mut status = start_run(&test, None, "initial", &now()).status;
+        let mut status = start_run(&test, None, None, "initial", &at(NOW)).status;
         status.phase = Some(LoadPhase::Running);
         let job_name = job_name(&test, "ramp-up", "initial");
         status.profiles[0].phase = ProfilePhase::Running;
@@ -1273,20 +1282,20 @@ mod tests {
     /// The test as the previous reconcile left it: run started, first Job created.
     fn running(test: &LoadTest) -> LoadTest {
         let mut test = test.clone();
-        let start = start_run(&test, None, "initial", &now()).status;
+        let start = start_run(&test, None, None, "initial", &at(NOW)).status;
         let ready = EndpointState::Ready {
             url: "http://mini.ml.svc:8080".into(),
             cold_start_seconds: None,
             resources: None,
         };
-        test.status = Some(advance(&test, &start, &ready, &JobState::Missing, &now()).status);
+        test.status = Some(advance(&test, &start, &ready, &JobState::Missing, &at(NOW)).status);
         test
     }
 
     #[tokio::test]
     async fn an_endpoint_not_ready_is_waited_for() {
         let mut test = load_test("gate");
-        test.status = Some(start_run(&test, None, "initial", &now()).status);
+        test.status = Some(start_run(&test, None, None, "initial", &at(NOW)).status);
         let not_ready = serde_json::to_value(endpoint("mini")).unwrap();
         let (client, verifier) = client(vec![
             expect(
@@ -1418,7 +1427,7 @@ mod tests {
     async fn a_restarted_operator_adopts_the_job_it_had_created() {
         // The last reconcile created the Job but stopped before writing the status.
         let mut test = load_test("gate");
-        let mut status = start_run(&test, None, "initial", &now()).status;
+        let mut status = start_run(&test, None, None, "initial", &at(NOW)).status;
         status.phase = Some(LoadPhase::Running);
         status.target_url = Some("http://mini.ml.svc:8080".into());
         test.status = Some(status);

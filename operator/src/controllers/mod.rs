@@ -6,6 +6,7 @@ pub mod load_test;
 pub mod model_endpoint;
 
 use crate::context::Context;
+use crate::status::plan::EventReason;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -159,7 +160,7 @@ pub async fn publish_failure<K: kube::Resource<DynamicType = ()>>(
         note.push_str(&cause.to_string());
         source = cause.source();
     }
-    publish(ctx, obj, true, "ReconcileFailed", note).await;
+    publish(ctx, obj, true, EventReason::ReconcileFailed.as_str(), note).await;
 }
 
 /// Requeue after a failed reconcile: soon for API errors, slowly for specs a user must fix.

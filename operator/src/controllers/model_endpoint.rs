@@ -7,7 +7,7 @@ use crate::resources::FIELD_MANAGER;
 use crate::resources::model_endpoint::{deployment, selector_of, service};
 use crate::resources::not_owned;
 use crate::status::model_endpoint::{blocked_status, cold_start_seconds, endpoint_status};
-use crate::status::now;
+use crate::status::plan::EventReason;
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -81,7 +81,7 @@ async fn reconcile_endpoint(endpoint: &ModelEndpoint, ctx: &Context) -> Result<A
     {
         return refused(ctx, endpoint, "Service", e).await;
     }
-    let mut status = endpoint_status(endpoint, Some(&live), &now());
+    let mut status = endpoint_status(endpoint, Some(&live), &ctx.clock.now());
     if is_true(&status.conditions, types::READY) {
         // Rolled out and serving: every pod left is the latest rollout's.
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -111,11 +111,11 @@ async fn reconcile_endpoint(endpoint: &ModelEndpoint, ctx: &Context) -> Result<A
                 status.ready_replicas, endpoint.spec.replicas
             );
             let reason = if ready {
-                "EndpointReady"
+                EventReason::EndpointReady
             } else {
-                "EndpointNotReady"
+                EventReason::EndpointNotReady
             };
-            super::publish(ctx, endpoint, !ready && was_ready, reason, note).await;
+            super::publish(ctx, endpoint, !ready && was_ready, reason.as_str(), note).await;
         }
     }
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -148,7 +148,7 @@ async fn block(
     reason: &'static str,
     message: String,
 ) -> Result<Action> {
-    let status = blocked_status(endpoint, reason, &message, &now());
+    let status = blocked_status(endpoint, reason, &message, &ctx.clock.now());
     if endpoint.status.as_ref() != Some(&status) {
         tracing::warn!(reason, message, "endpoint blocked");
         super::apply_status(ctx, endpoint, &status).await?;

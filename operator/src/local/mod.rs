@@ -17,7 +17,7 @@ pub mod server;
 use crate::resources::load_test::{requested_run, run_spec};
 use crate::status::load_test::{advance, start_run};
 use crate::status::now;
-use crate::status::plan::{EndpointState, JobState, Step};
+use crate::status::plan::{EndpointState, EventReason, JobState, Step};
 use crate::status::profile_results::RunnerResults;
 use clap::Args;
 use kube::ResourceExt;
@@ -190,16 +190,14 @@ async fn run_manifest(
     };
 
     let run = local_run_name(&test);
-    let mut plan = start_run(&test, last.as_ref(), &run, &now());
-    if let Some(other) = test
+    // Another LoadTest's run as the baseline: its status from an earlier local run beside this one.
+    let referenced = test
         .spec
         .baseline
         .as_ref()
         .and_then(|b| b.load_test_ref.as_deref())
-    {
-        let source = read_status(&args.results.join(other).join("status.yaml"));
-        plan.status.baseline = crate::status::gates::pick_baseline(&test, source.as_ref());
-    }
+        .and_then(|other| read_status(&args.results.join(other).join("status.yaml")));
+    let mut plan = start_run(&test, last.as_ref(), referenced.as_ref(), &run, &now());
     if let Some(baseline) = &plan.status.baseline {
         say(format!("baseline: {}", baseline.message));
     }
@@ -226,7 +224,7 @@ async fn run_manifest(
         // The runner ran to completion inside `run_profile`, so its outcome is consumed here.
         job = JobState::Missing;
         for event in &plan.events {
-            if event.reason != "ProfileStarted" {
+            if event.reason != EventReason::ProfileStarted {
                 say(&event.note);
             }
         }

@@ -63,13 +63,72 @@ pub enum Step {
     DeleteJob(String),
 }
 
+/// Why the operator published an Event: one name for the controllers, local mode and the tests
+/// (`kubectl get events --field-selector reason=ProfilePassed` relies on these strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReason {
+    /// A run was accepted and its status reset.
+    RunStarted,
+    /// A profile's runner Job is being created.
+    ProfileStarted,
+    /// A profile finished within its budgets.
+    ProfilePassed,
+    /// A profile finished and broke a budget.
+    ProfileFailed,
+    /// The run ended and passed.
+    TestPassed,
+    /// The run ended and failed its budgets.
+    TestFailed,
+    /// The run ended in error (no verdict).
+    TestError,
+    /// A new run stopped the runner Jobs of earlier runs.
+    SupersededRun,
+    /// A ModelEndpoint became Ready.
+    EndpointReady,
+    /// A ModelEndpoint that was Ready no longer is.
+    EndpointNotReady,
+    /// A reconcile failed (the error chain is the note).
+    ReconcileFailed,
+    /// A profile's report was not stored: its ConfigMap is not this test's (`NotOwned`).
+    ReportNotOwned,
+    /// A profile's report was not stored: the apiserver refused it.
+    ReportNotStored,
+}
+
+impl EventReason {
+    /// The PascalCase reason an Event carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::RunStarted => "RunStarted",
+            EventReason::ProfileStarted => "ProfileStarted",
+            EventReason::ProfilePassed => "ProfilePassed",
+            EventReason::ProfileFailed => "ProfileFailed",
+            EventReason::TestPassed => "TestPassed",
+            EventReason::TestFailed => "TestFailed",
+            EventReason::TestError => "TestError",
+            EventReason::SupersededRun => "SupersededRun",
+            EventReason::EndpointReady => "EndpointReady",
+            EventReason::EndpointNotReady => "EndpointNotReady",
+            EventReason::ReconcileFailed => "ReconcileFailed",
+            EventReason::ReportNotOwned => "NotOwned",
+            EventReason::ReportNotStored => "ReportNotStored",
+        }
+    }
+}
+
+impl std::fmt::Display for EventReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A transition worth an Event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// Warning (true) or Normal.
     pub warning: bool,
-    /// PascalCase reason.
-    pub reason: &'static str,
+    /// Why.
+    pub reason: EventReason,
     /// For a person.
     pub note: String,
 }

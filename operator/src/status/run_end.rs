@@ -3,7 +3,7 @@
 //! Rollouts gate on (Complete, Passed, Ready, Reconciling, Stalled), with one sentence that
 //! leads with the capacity; [`set_in_progress`] sets them while a run is under way.
 
-use super::plan::Transition;
+use super::plan::{EventReason, Transition};
 use super::profile_results::{overall_figures, test_capacity};
 use kube::ResourceExt;
 use loadgate_api::conditions::{ConditionUpdate, Time, reasons, set_condition, types};
@@ -111,9 +111,9 @@ pub fn finish(
     vec![Transition {
         warning: !passed,
         reason: match phase {
-            LoadPhase::Passed => "TestPassed",
-            LoadPhase::Failed => "TestFailed",
-            _ => "TestError",
+            LoadPhase::Passed => EventReason::TestPassed,
+            LoadPhase::Failed => EventReason::TestFailed,
+            _ => EventReason::TestError,
         },
         note: format!("{name}: {message}"),
     }]
