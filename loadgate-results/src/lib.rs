@@ -16,6 +16,8 @@
 //!    as a bounded frame on a runner's log).
 //! 3. **Rendering**: [`report`] (Locust CSVs, JSON), [`html`] (the page).
 
+#![forbid(unsafe_code)]
+
 pub mod capacity;
 pub mod checked;
 pub mod codec;

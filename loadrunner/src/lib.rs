@@ -13,6 +13,8 @@
 //! [`console`] prints progress and the summary; [`outputs`] writes the reports and the results
 //! frame. [`gate_command`] is `loadrunner gate` over a Locust CSV.
 
+#![forbid(unsafe_code)]
+
 pub mod aggregator;
 pub mod arrivals;
 pub mod client;

@@ -1,5 +1,7 @@
 //! `loadrunner` binary: parse flags, run or gate, exit 0 (pass), 1 (fail) or 2 (usage).
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use loadrunner::config::{Cli, Command};
 use loadrunner::{UsageError, Verdict};

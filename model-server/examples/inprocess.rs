@@ -7,8 +7,8 @@
 //! long between passes, as the worker idles between a lone HTTP client's requests (the pass runs
 //! slower after an idle gap on a VM: compare with and without).
 
-use model_server::backend::EmbeddingBackend;
 use model_server::backend::candle::CandleBert;
+use model_server::backend::{EmbeddingBackend, KernelConfig};
 use model_server::model;
 use model_server::tokenize::TextTokenizer;
 use std::time::{Duration, Instant};
@@ -28,7 +28,9 @@ fn main() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     let files = model::read_dir(std::path::Path::new(&dir))?;
-    let mut backend = CandleBert::load(&files)?;
+    // The kernel knobs as the server reads them, from MODEL_SERVER_KERNEL & co.
+    let kernels = KernelConfig::from_env()?;
+    let mut backend = CandleBert::load(&files, &kernels)?;
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256)?;
     let dtype = std::env::var("DTYPE").unwrap_or_else(|_| "f32".to_owned());
     match dtype.as_str() {
@@ -44,9 +46,9 @@ fn main() -> anyhow::Result<()> {
         .map(|us| us.parse().map(Duration::from_micros))
         .transpose()?;
     let kernel = if dtype == "int8" {
-        model_server::backend::quantized::Kernel::best().name()
+        model_server::backend::quantized::Kernel::best(kernels.int8_kernel).name()
     } else {
-        model_server::backend::linear::Kernel::detect().name()
+        backend.kernel().name()
     };
     // As the server runs a lone request: one text is one pass split with the helper thread; more
     // texts are sharded over the threads (the server's queue shares them out over its workers).

@@ -1,6 +1,7 @@
 //! Command-line flags, each with an environment-variable fallback of the same name
 //! (`--max-batch-tokens` ↔ `MAX_BATCH_TOKENS`), as the ModelEndpoint CRD will set them.
 
+use crate::backend::{F32Kernel, Int8Kernel, KernelConfig};
 use crate::infer::Limits;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
@@ -119,6 +120,65 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+
+    /// The backend's kernel knobs.
+    #[command(flatten)]
+    pub kernels: KernelArgs,
+}
+
+/// The backend's kernel knobs, for measuring one kernel against another with one binary; the
+/// defaults run the fastest this CPU has. Their variables keep the `MODEL_SERVER_` prefix the
+/// benchmarks and `scripts/test.sh` set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct KernelArgs {
+    /// Kernel of the f32 matrix products.
+    #[arg(long, env = "MODEL_SERVER_KERNEL", value_enum, default_value_t = F32Kernel::Auto)]
+    pub kernel: F32Kernel,
+
+    /// Kernel of the `--dtype int8` matrix products.
+    #[arg(long, env = "MODEL_SERVER_INT8_KERNEL", value_enum, default_value_t = Int8Kernel::Auto)]
+    pub int8_kernel: Int8Kernel,
+
+    /// Whether the packed weights ask Linux for 2 MiB transparent huge pages
+    /// (`madvise(MADV_HUGEPAGE)`: far fewer TLB misses as a pass streams the weights); `off` to
+    /// measure the difference.
+    #[arg(long, env = "MODEL_SERVER_HUGE_PAGES", value_enum, default_value_t = HugePages::On)]
+    pub huge_pages: HugePages,
+}
+
+/// `--huge-pages`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HugePages {
+    /// Ask for huge pages (the kernel may still say no).
+    On,
+    /// Plain allocations on 4 KiB pages.
+    Off,
+}
+
+impl KernelArgs {
+    /// The knobs from their environment variables alone (defaults where unset), parsed as the
+    /// flags are.
+    ///
+    /// # Errors
+    /// A variable set to a value its flag does not take.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(Parser)]
+        #[command(name = "model-server")]
+        struct EnvOnly {
+            #[command(flatten)]
+            kernels: KernelArgs,
+        }
+        EnvOnly::try_parse_from(["model-server"]).map(|parsed| parsed.kernels)
+    }
+
+    /// The backend's configuration these knobs describe.
+    pub fn config(self) -> KernelConfig {
+        KernelConfig {
+            kernel: self.kernel,
+            int8_kernel: self.int8_kernel,
+            huge_pages: self.huge_pages == HugePages::On,
+        }
+    }
 }
 
 /// `--dtype`'s values, as the CRD spells them.
@@ -157,6 +217,7 @@ impl std::fmt::Debug for Args {
             body_read_timeout_secs,
             max_connections,
             log_format,
+            kernels,
         } = self;
         f.debug_struct("Args")
             .field("model", model)
@@ -180,6 +241,7 @@ impl std::fmt::Debug for Args {
             .field("body_read_timeout_secs", body_read_timeout_secs)
             .field("max_connections", max_connections)
             .field("log_format", log_format)
+            .field("kernels", kernels)
             .finish()
     }
 }
@@ -207,6 +269,11 @@ impl Args {
             inference_workers: self.inference_workers.unwrap_or(cores).max(1),
             threads_per_worker: self.threads_per_worker.max(1),
         }
+    }
+
+    /// The backend's kernel configuration (`--kernel`, `--int8-kernel`, `--huge-pages`).
+    pub fn kernel_config(&self) -> KernelConfig {
+        self.kernels.config()
     }
 
     /// The name answers carry: `--served-model-name`, else the last part of `--model`.
@@ -272,5 +339,56 @@ mod tests {
             !format!("{secret:?}").contains("hf_secret"),
             "the token is redacted"
         );
+    }
+
+    #[test]
+    fn kernel_knobs_parse_into_the_backend_config_and_are_in_the_help() {
+        let args = Args::try_parse_from([
+            "model-server",
+            "--kernel",
+            "gemm",
+            "--int8-kernel",
+            "vnni",
+            "--huge-pages",
+            "off",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.kernel_config(),
+            KernelConfig {
+                kernel: F32Kernel::Gemm,
+                int8_kernel: Int8Kernel::Vnni,
+                huge_pages: false,
+            }
+        );
+        let auto = Args::try_parse_from([
+            "model-server",
+            "--kernel",
+            "auto",
+            "--int8-kernel",
+            "auto",
+            "--huge-pages",
+            "on",
+        ])
+        .unwrap();
+        assert_eq!(auto.kernel_config(), KernelConfig::default());
+        let error = Args::try_parse_from(["model-server", "--kernel", "avx2"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("auto") && error.contains("gemm"), "{error}");
+        let help = <Args as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for name in [
+            "--kernel",
+            "MODEL_SERVER_KERNEL",
+            "--int8-kernel",
+            "MODEL_SERVER_INT8_KERNEL",
+            "--huge-pages",
+            "MODEL_SERVER_HUGE_PAGES",
+        ] {
+            assert!(help.contains(name), "--help lists {name}");
+        }
     }
 }

@@ -12,6 +12,10 @@
 //! Start-up order matters for probes: the port is bound first and answers `/health` with 503
 //! while the model loads and warms up, then 200; SIGTERM stops accepting, finishes in-flight
 //! requests and exits 0.
+//!
+//! Only [`backend::kernels`] may hold `unsafe` code: it is denied everywhere else.
+
+#![deny(unsafe_code)]
 
 pub mod backend;
 pub mod config;
@@ -119,6 +123,7 @@ async fn load_model(
     started: Instant,
 ) -> anyhow::Result<(ServedModel, InferTasks)> {
     let hub = args.hub();
+    let kernels = args.kernel_config();
     let Args {
         model,
         max_input_length,
@@ -127,7 +132,7 @@ async fn load_model(
     } = args;
     let (backend, tokenizer, pooling) = tokio::task::spawn_blocking(move || {
         let files = model::resolve(&model, &hub)?;
-        let mut backend = CandleBert::load(&files)?;
+        let mut backend = CandleBert::load(&files, &kernels)?;
         let model_max = backend.max_position_embeddings();
         let max_len = max_input_length.or(files.max_seq_length).unwrap_or(model_max);
         anyhow::ensure!(
@@ -137,7 +142,7 @@ async fn load_model(
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_len)?;
         if dtype == config::Dtype::Int8 {
             let layers = backend.quantize_int8(&tokenizer)?;
-            let kernel = backend::quantized::Kernel::best().name();
+            let kernel = backend::quantized::Kernel::best(kernels.int8_kernel).name();
             tracing::info!(layers, kernel, "dense layers quantized to int8");
         }
         let huge_page_mib = backend::pages::anon_huge_page_bytes().map(|b| b >> 20);

@@ -1,6 +1,8 @@
 //! `model-server` binary: parse flags, size candle's thread pools, start logging, run until
 //! SIGTERM.
 
+#![deny(unsafe_code)]
+
 use clap::Parser;
 use model_server::config::Args;
 
@@ -35,15 +37,16 @@ fn main() -> std::process::ExitCode {
 /// its element-wise pool then serialises the workers on one lock while its spare threads spin
 /// (perf: 16% of CPU in `BarrierGuard::drop` + `execute_chunked`). Sized to the per-worker thread
 /// count, each worker runs its own passes inline: 78 against 53 embeddings/s at 50 users on 2
-/// cores (bench/model_server.py). Values the operator set are kept.
-#[allow(unsafe_code)]
+/// cores (bench/model_server.py). Values the operator set are kept. Runs first thing in `main`,
+/// while the process has one thread: the environment can be changed only then.
 fn size_compute_pools(threads_per_worker: usize) {
     let threads = threads_per_worker.max(1).to_string();
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            // SAFETY: runs first thing in `main`, before the tokio runtime or any other thread
-            // exists, so nothing can read the environment concurrently.
-            unsafe { std::env::set_var(var, &threads) };
-        }
+    let vars = [
+        ("RAYON_NUM_THREADS", threads.as_str()),
+        ("CANDLE_NUM_THREADS", threads.as_str()),
+    ];
+    if let Err(error) = model_server::backend::kernels::process::set_env_defaults(&vars) {
+        // Logging starts after this (its writer may be a thread), so straight to stderr.
+        eprintln!("model-server: candle's thread pools keep their default size: {error}");
     }
 }

@@ -3,6 +3,7 @@
 //! every component within 1e-5, cosine ≥ 0.99999; and batching changes no vector by more than
 //! 1e-6. Needs the weights from `scripts/fetch-model.sh`; fails loudly without them.
 
+use model_server::backend::KernelConfig;
 use model_server::backend::candle::CandleBert;
 use model_server::infer::{EmbedOptions, Infer, Limits};
 use model_server::metrics::Metrics;
@@ -38,6 +39,13 @@ fn model_dir() -> PathBuf {
     dir
 }
 
+/// The model, on the kernels `MODEL_SERVER_KERNEL` & co. pick (`scripts/test.sh` runs this
+/// binary again with `MODEL_SERVER_KERNEL=gemm`).
+fn load(files: &model::ModelFiles) -> CandleBert {
+    let kernels = KernelConfig::from_env().unwrap_or_else(|error| panic!("{error}"));
+    CandleBert::load(files, &kernels).unwrap()
+}
+
 fn reference() -> Reference {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference.json");
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -54,7 +62,7 @@ fn start_with(limits: Limits, prepare: impl FnOnce(&mut CandleBert, &TextTokeniz
         (files.pooling, files.max_seq_length),
         (Pooling::Mean, Some(256))
     );
-    let mut backend = CandleBert::load(&files).unwrap();
+    let mut backend = load(&files);
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
     prepare(&mut backend, &tokenizer);
     let (infer, _tasks) = Infer::start(
@@ -180,7 +188,7 @@ async fn matches_sentence_transformers_one_by_one_and_batched() {
 async fn int8_stays_within_cosine_0_999_of_sentence_transformers() {
     if !model_server::backend::quantized::supported() {
         let files = model::read_dir(&model_dir()).unwrap();
-        let mut backend = CandleBert::load(&files).unwrap();
+        let mut backend = load(&files);
         let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
         let error = backend.quantize_int8(&tokenizer).unwrap_err().to_string();
         assert!(
@@ -308,7 +316,6 @@ fn a_huge_text_tokenizes_to_the_same_first_tokens_as_its_start() {
 #[test]
 fn short_texts_match_with_the_kernel_this_cpu_picks() {
     use model_server::backend::EmbeddingBackend;
-    use model_server::backend::linear::Kernel;
     let reference = reference();
     let cases: Vec<&Case> = reference
         .cases
@@ -318,7 +325,7 @@ fn short_texts_match_with_the_kernel_this_cpu_picks() {
         .collect();
     assert_eq!(cases.len(), 2, "the reference has two short texts");
     let files = model::read_dir(&model_dir()).unwrap();
-    let backend = CandleBert::load(&files).unwrap();
+    let backend = load(&files);
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
     let ids: Vec<Vec<u32>> = cases
         .iter()
@@ -335,7 +342,7 @@ fn short_texts_match_with_the_kernel_this_cpu_picks() {
     }
     println!(
         "kernel {}: {} short texts within 1e-5",
-        Kernel::detect().name(),
+        backend.kernel().name(),
         cases.len()
     );
 }

@@ -6,6 +6,8 @@
 //! LoadTest state machine (pure), [`controllers`] does the I/O around them; [`metrics`],
 //! [`http`] and [`telemetry`] serve the operator itself; [`reports`] keeps each run's merged
 //! report in a ConfigMap that outlives the pods.
+
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod config;

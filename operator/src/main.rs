@@ -1,5 +1,7 @@
 //! `loadgate`: parse the command line, start logging, run the subcommand, exit with its code.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use loadgate::config::{Cli, Command};
 use std::process::ExitCode;

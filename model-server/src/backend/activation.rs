@@ -2,9 +2,9 @@
 //! approximation, and ReLU. The erf is a branch-free rational approximation the compiler
 //! vectorizes (libm's scalar `erff` alone was 9.5% of the profile); [`super::linear`] applies the
 //! activation to each tile of its product while the tile is still in cache. It runs at the
-//! CPU's vector width ([`super::simd`]).
+//! CPU's vector width ([`super::kernels::simd`]).
 
-use super::simd::wide_fn;
+use super::kernels::simd::wide_fn;
 
 /// A dense layer's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

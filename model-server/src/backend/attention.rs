@@ -14,17 +14,14 @@
 //! the order of the additions differs from gemm's (the golden tests hold both paths to
 //! sentence-transformers' vectors).
 //!
-//! With a [`Team`] (a lone pass), half the heads run on the helper thread.
+//! With a [`Team`] (a lone pass), half the heads run on the helper thread. The kernel itself is
+//! [`super::kernels::attention`]; this module is its candle op.
 
-#![allow(unsafe_code)] // two threads write disjoint head columns of one output buffer.
-
-use super::simd::wide_fn;
 use super::team::Team;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 use std::ops::Range;
 
-/// Longest sequence the fused kernel runs; longer batches go through candle's batched gemm.
-pub const FUSED_MAX_SEQ: usize = 64;
+pub use super::kernels::attention::FUSED_MAX_SEQ;
 
 /// The attention of one pass; applied to the QKV rows with `apply_op1_no_bwd`. Each text
 /// attends over its own rows only, so a pass may hold its texts padded to one length (with the
@@ -40,28 +37,6 @@ pub struct FusedAttention<'a> {
     pub head_size: usize,
     /// With a team, half the heads run on its helper thread.
     pub team: Option<&'a Team<'a>>,
-}
-
-/// The output rows, shared by the two threads of a split; each writes its own heads' columns.
-#[derive(Clone, Copy)]
-struct Context(*mut f32);
-// SAFETY: the threads given one `Context` write disjoint column ranges (heads) of it.
-unsafe impl Send for Context {}
-unsafe impl Sync for Context {}
-
-/// `a · b` with 8 independent partial sums, so the loop vectorizes without reassociation flags.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
-    let (b8, b_rest) = b.split_at(a8.len());
-    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 impl CustomOp1 for FusedAttention<'_> {
@@ -96,88 +71,15 @@ impl CustomOp1 for FusedAttention<'_> {
                 self.texts.len()
             );
         }
-        let mut out = vec![0f32; rows * hidden];
-        let context = Context(out.as_mut_ptr());
-        let heads_of = |range: std::ops::Range<usize>| {
-            // SAFETY: `out` holds rows * hidden floats and outlives both halves; each
-            // half writes only the columns of its own heads.
-            move || unsafe { attend(self, qkv, context, range) }
-        };
-        match self.team {
-            Some(team) if heads >= 2 => {
-                let half = heads / 2;
-                team.split(heads_of(0..half), Box::new(heads_of(half..heads)));
-            }
-            _ => heads_of(0..heads)(),
-        }
-        Ok((CpuStorage::F32(out), Shape::from((rows, hidden))))
-    }
-}
-
-wide_fn! {
-    /// The context columns of heads `range`, for every text and position.
-    ///
-    /// # Safety
-    /// `out` points at `rows * hidden` floats that no other thread writes in these heads'
-    /// columns; `qkv` holds `rows * 3 * hidden` floats, and `texts` covers rows `0..rows`.
-    unsafe fn attend(
-        attention: &FusedAttention<'_>,
-        qkv: &[f32],
-        out: Context,
-        range: std::ops::Range<usize>,
-    ) {
-        let FusedAttention {
-            mask,
-            texts,
+        let out = super::kernels::attention::attend(
+            qkv,
+            self.mask,
+            self.texts,
             heads,
-            head_size,
-            ..
-        } = *attention;
-        let hidden = heads * head_size;
-        let stride = 3 * hidden;
-        let mut scores_buffer = [0f32; FUSED_MAX_SEQ];
-        for text in texts {
-            let (first, seq) = (text.start, text.len());
-            let scores = &mut scores_buffer[..seq];
-            let rows = &qkv[first * stride..text.end * stride];
-            let mask = &mask[text.clone()];
-            for h in range.clone() {
-                let (q_at, k_at, v_at) = (
-                    h * head_size,
-                    hidden + h * head_size,
-                    2 * hidden + h * head_size,
-                );
-                for i in 0..seq {
-                    let q = &rows[i * stride + q_at..][..head_size];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, score) in scores.iter_mut().enumerate() {
-                        let k = &rows[j * stride + k_at..][..head_size];
-                        *score = dot(q, k) + mask[j];
-                        max = max.max(*score);
-                    }
-                    let mut sum = 0f32;
-                    for score in scores.iter_mut() {
-                        *score = (*score - max).exp();
-                        sum += *score;
-                    }
-                    let inv = 1.0 / sum;
-                    // SAFETY: row first + i, head h: inside `out`, and this thread's columns.
-                    let o = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            out.0.add((first + i) * hidden + q_at),
-                            head_size,
-                        )
-                    };
-                    for (j, &p) in scores.iter().enumerate() {
-                        let p = p * inv;
-                        let v = &rows[j * stride + v_at..][..head_size];
-                        for (o, v) in o.iter_mut().zip(v) {
-                            *o += p * v;
-                        }
-                    }
-                }
-            }
-        }
+            self.head_size,
+            self.team,
+        );
+        Ok((CpuStorage::F32(out), Shape::from((rows, hidden))))
     }
 }
 

@@ -21,9 +21,10 @@
 use super::activation::Activation;
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
 use super::dense::Dense;
+use super::kernels::simd::{self, wide_fn};
 use super::linear::{Kernel, Linear};
-use super::simd::{self, wide_fn};
 use super::team::Team;
+use super::{KernelConfig, quantized};
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -37,6 +38,8 @@ pub struct Bert {
     layers: Vec<Layer>,
     heads: usize,
     head_size: usize,
+    /// The kernel the f32 dense layers were packed for.
+    kernel: Kernel,
 }
 
 /// One transformer layer; each dense layer adds its bias itself ([`Linear`]).
@@ -70,11 +73,12 @@ impl Layer {
 pub type Observer<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
 
 impl Bert {
-    /// Builds the encoder from a checkpoint (with or without the `bert.` prefix).
+    /// Builds the encoder from a checkpoint (with or without the `bert.` prefix), its dense
+    /// layers packed for the kernel `kernels` picks.
     ///
     /// # Errors
     /// A missing or misshapen tensor, or an activation this module does not implement.
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    pub fn load(vb: VarBuilder, config: &Config, kernels: &KernelConfig) -> Result<Self> {
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
         } else {
@@ -110,7 +114,8 @@ impl Bert {
         let embeddings_norm = RowNorm::load(&emb.pp("LayerNorm"), hidden, eps)?;
 
         let head_size = hidden / config.num_attention_heads;
-        let kernel = Kernel::detect();
+        let kernel = Kernel::detect(kernels.kernel);
+        let huge_pages = kernels.huge_pages;
         let scale = 1.0 / (head_size as f64).sqrt();
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
@@ -138,10 +143,15 @@ impl Bert {
                 let inter = config.intermediate_size;
                 let dense = |vb: &VarBuilder, shape: (usize, usize)| -> Result<Linear> {
                     let bias = vb.get(shape.0, "bias")?.to_vec1()?;
-                    Linear::new(&vb.get(shape, "weight")?, bias, kernel)
+                    Linear::new(&vb.get(shape, "weight")?, bias, kernel, huge_pages)
                 };
                 Ok(Layer {
-                    qkv: Dense::F32(Linear::new(&qkv_weight, qkv_bias.to_vec1()?, kernel)?),
+                    qkv: Dense::F32(Linear::new(
+                        &qkv_weight,
+                        qkv_bias.to_vec1()?,
+                        kernel,
+                        huge_pages,
+                    )?),
                     attention_out: Dense::F32(dense(&attn.pp("output.dense"), (hidden, hidden))?),
                     attention_norm: ResidualNorm::load(&attn.pp("output.LayerNorm"), hidden, eps)?,
                     intermediate: Dense::F32(
@@ -160,6 +170,7 @@ impl Bert {
             layers,
             heads: config.num_attention_heads,
             head_size,
+            kernel,
         })
     }
 
@@ -278,19 +289,26 @@ impl Bert {
             .collect()
     }
 
+    /// The kernel the f32 dense layers were packed for.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
     /// Quantizes every dense layer the int8 kernel takes, given each one's per-input-channel
-    /// largest |x| (indexed as [`Observer`] numbers them); returns how many are int8 now.
+    /// largest |x| (indexed as [`Observer`] numbers them), for the int8 kernel and pages
+    /// `kernels` picks; returns how many are int8 now.
     ///
     /// # Errors
     /// A missing measurement, or a weight that cannot be read back.
-    pub fn quantize(&mut self, channel_max: &[Vec<f32>]) -> Result<usize> {
+    pub fn quantize(&mut self, channel_max: &[Vec<f32>], kernels: &KernelConfig) -> Result<usize> {
+        let kernel = quantized::Kernel::best(kernels.int8_kernel);
         let dense = self.layers.iter_mut().flat_map(Layer::dense_mut);
         let mut quantized = 0;
         for (index, layer) in dense.enumerate() {
             let Some(max) = channel_max.get(index) else {
                 bail!("int8: no calibration for dense layer {index}");
             };
-            quantized += usize::from(layer.quantize(max)?);
+            quantized += usize::from(layer.quantize(max, kernel, kernels.huge_pages)?);
         }
         Ok(quantized)
     }

@@ -1,5 +1,5 @@
-//! all-MiniLM-L6-v2 (any sentence-transformers BERT) on candle's CPU backend: f32 weights loaded
-//! without `unsafe` (buffered, not mmapped; 91 MB, so the copy is cheap), one forward pass per
+//! all-MiniLM-L6-v2 (any sentence-transformers BERT) on candle's CPU backend: f32 weights read
+//! into memory (buffered, not mmapped; 91 MB, so the copy is cheap), one forward pass per
 //! batch with an attention mask, then mean or CLS pooling exactly as sentence-transformers pools.
 //!
 //! f32 by default: exact to sentence-transformers. [`CandleBert::quantize_int8`] turns the dense
@@ -7,8 +7,9 @@
 
 use super::attention::FUSED_MAX_SEQ;
 use super::bert::Bert;
+use super::linear::Kernel;
 use super::team::Team;
-use super::{BackendError, EmbeddingBackend};
+use super::{BackendError, EmbeddingBackend, KernelConfig};
 use crate::model::{ModelFiles, Pooling, read_json};
 use crate::tokenize::TextTokenizer;
 use candle_core::{DType, Device, Tensor};
@@ -64,14 +65,15 @@ pub struct CandleBert {
     dimensions: usize,
     pad_id: u32,
     device: Device,
+    kernels: KernelConfig,
 }
 
 impl CandleBert {
-    /// Loads config and weights from a model directory.
+    /// Loads config and weights from a model directory, for the kernels `kernels` picks.
     ///
     /// # Errors
     /// [`LoadError`] naming the file that could not be read or did not fit.
-    pub fn load(files: &ModelFiles) -> Result<Self, LoadError> {
+    pub fn load(files: &ModelFiles, kernels: &KernelConfig) -> Result<Self, LoadError> {
         let config: Config = read_json(&files.config)?;
         let device = Device::Cpu;
         let weights = std::fs::read(&files.weights).map_err(|source| LoadError::Weights {
@@ -84,7 +86,7 @@ impl CandleBert {
         };
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(model_err)?;
-        let model = Bert::load(vb, &config).map_err(model_err)?;
+        let model = Bert::load(vb, &config, kernels).map_err(model_err)?;
         Ok(Self {
             model,
             max_position_embeddings: config.max_position_embeddings,
@@ -92,6 +94,7 @@ impl CandleBert {
             dimensions: config.hidden_size,
             pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
             device,
+            kernels: *kernels,
         })
     }
 
@@ -141,7 +144,12 @@ impl CandleBert {
                 .forward_observed(&tensor, &mask, None, &mut observe)
                 .map_err(model_err)?;
         }
-        self.model.quantize(&max).map_err(model_err)
+        self.model.quantize(&max, &self.kernels).map_err(model_err)
+    }
+
+    /// The kernel the f32 dense layers run on (shapes that are not whole panels use gemm).
+    pub fn kernel(&self) -> Kernel {
+        self.model.kernel()
     }
 
     /// Longest sequence the position embeddings cover (512 for all-MiniLM-L6-v2).

@@ -35,12 +35,18 @@ impl Dense {
         }
     }
 
-    /// Turns an f32 layer into int8, given each input channel's largest |x| on the calibration
-    /// corpus. A shape the int8 kernel does not take stays f32; returns whether it is int8 now.
+    /// Turns an f32 layer into int8 on `kernel`, given each input channel's largest |x| on the
+    /// calibration corpus, its weights on huge pages when `huge_pages`. A shape the int8 kernel
+    /// does not take stays f32; returns whether it is int8 now.
     ///
     /// # Errors
     /// When the f32 weight cannot be read back.
-    pub fn quantize(&mut self, channel_max: &[f32]) -> Result<bool> {
+    pub fn quantize(
+        &mut self,
+        channel_max: &[f32],
+        kernel: quantized::Kernel,
+        huge_pages: bool,
+    ) -> Result<bool> {
         let Dense::F32(linear) = self else {
             return Ok(true);
         };
@@ -54,6 +60,8 @@ impl Dense {
             outputs,
             linear.bias().to_vec(),
             channel_max,
+            kernel,
+            huge_pages,
         )?;
         if let Some(activation) = linear.activation() {
             int8 = int8.with_activation(activation);

@@ -1,7 +1,8 @@
 //! Dense layers, `x · W + b`, on weights packed once at load time into the layout our own
-//! micro-kernel streams: column panels of [`avx512::NR`] floats, each `in` rows deep, 64-byte
-//! aligned. The kernel is picked at run time: AVX-512 where the CPU has `avx512f`, else candle's
-//! gemm (which itself picks AVX2/FMA or SSE), so one binary runs on any x86-64 CPU.
+//! micro-kernel (`kernels::linear`) streams: column panels of `NR` (48) floats, each `in`
+//! rows deep, 64-byte aligned. The kernel is picked at run time: AVX-512 where the CPU has
+//! `avx512f`, else candle's gemm (which itself picks AVX2/FMA or SSE), so one binary runs on any
+//! x86-64 CPU; `--kernel gemm` (`MODEL_SERVER_KERNEL=gemm`) forces gemm.
 //!
 //! Why not candle's `matmul` everywhere: gemm packs the right-hand side (the weights) on every
 //! call, and at the shapes an embedding server sees (16..512 rows against 384..1536-wide weights)
@@ -17,17 +18,14 @@
 //! panels to the team's helper thread. The backend forms a team only when one pass has the cores
 //! to itself (see `backend::candle`).
 
-#![allow(unsafe_code)] // SIMD intrinsics and raw tile pointers; each unsafe block states its bounds.
-
+use super::F32Kernel;
 use super::activation::Activation;
+use super::kernels::linear::{self as kernel, Line, NR, Packed};
 use super::pages::PageBuf;
 use super::team::Team;
-use super::tiles::{Out, activate_columns, each_row_tile, input_rows, split_panels};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
-/// Depth of one pass over the rows: 8 rows x 384 floats = 12 KiB of `x`, which stays in L1 while a
-/// panel of the weights streams past it.
-pub const KC: usize = 384;
+pub use super::kernels::linear::KC;
 
 /// Which code computes the products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +37,13 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs, unless `MODEL_SERVER_KERNEL=gemm` asks for candle's
-    /// (to compare the two side by side, or to test the fallback on an AVX-512 machine).
-    pub fn detect() -> Self {
-        if std::env::var("MODEL_SERVER_KERNEL").is_ok_and(|k| k == "gemm") {
+    /// The fastest kernel this CPU runs, unless `choice` asks for candle's gemm (to compare the
+    /// two side by side, or to test the fallback on an AVX-512 machine).
+    pub fn detect(choice: F32Kernel) -> Self {
+        if choice == F32Kernel::Gemm {
             return Kernel::Gemm;
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if kernel::supported() {
             return Kernel::Avx512;
         }
         Kernel::Gemm
@@ -60,11 +57,6 @@ impl Kernel {
         }
     }
 }
-
-/// One cache line of floats; the packed panels are made of these so every panel row is aligned.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
 
 /// A dense layer: weight, bias, and the kernel that runs it.
 pub struct Linear {
@@ -83,12 +75,13 @@ enum Weights {
 }
 
 impl Linear {
-    /// Packs a PyTorch-layout `(out, in)` weight and its bias for `kernel`. Shapes whose output
-    /// width is not a whole number of panels use candle's gemm whatever the kernel.
+    /// Packs a PyTorch-layout `(out, in)` weight and its bias for `kernel`, on huge pages when
+    /// `huge_pages` ([`PageBuf`]). Shapes whose output width is not a whole number of panels use
+    /// candle's gemm whatever the kernel.
     ///
     /// # Errors
     /// A weight that is not 2-D f32, or a bias of another length.
-    pub fn new(weight: &Tensor, bias: Vec<f32>, kernel: Kernel) -> Result<Self> {
+    pub fn new(weight: &Tensor, bias: Vec<f32>, kernel: Kernel, huge_pages: bool) -> Result<Self> {
         let (outputs, inputs) = weight.dims2()?;
         if bias.len() != outputs {
             bail!(
@@ -97,9 +90,9 @@ impl Linear {
             );
         }
         let by_input = weight.t()?.contiguous()?;
-        let weights = if kernel == Kernel::Avx512 && outputs.is_multiple_of(avx512::NR) {
+        let weights = if kernel == Kernel::Avx512 && outputs.is_multiple_of(NR) {
             let matrix = by_input.flatten_all()?.to_vec1::<f32>()?;
-            Weights::Panels(pack_panels(&matrix, inputs, outputs))
+            Weights::Panels(pack_panels(&matrix, inputs, outputs, huge_pages))
         } else {
             Weights::Matrix(by_input)
         };
@@ -142,13 +135,13 @@ impl Linear {
         match &self.weights {
             Weights::Matrix(w) => w.flatten_all()?.to_vec1::<f32>(),
             Weights::Panels(panels) => {
-                const LINES: usize = avx512::NR / 16;
+                const LINES: usize = NR / 16;
                 let (k, n) = (self.inputs, self.outputs);
                 let mut matrix = vec![0f32; k * n];
-                for p in 0..n / avx512::NR {
+                for p in 0..n / NR {
                     for kk in 0..k {
                         let src = &panels[(p * k + kk) * LINES..][..LINES];
-                        let dst = &mut matrix[kk * n + p * avx512::NR..][..avx512::NR];
+                        let dst = &mut matrix[kk * n + p * NR..][..NR];
                         for (chunk, line) in dst.chunks_exact_mut(16).zip(src) {
                             chunk.copy_from_slice(&line.0);
                         }
@@ -189,13 +182,13 @@ impl Linear {
 }
 
 /// Rearranges a row-major `(inputs, outputs)` matrix into NR-wide column panels.
-fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize) -> PageBuf<Line> {
-    const LINES: usize = avx512::NR / 16;
-    let panels = outputs / avx512::NR;
-    let mut packed = PageBuf::filled(panels * inputs * LINES, Line([0.0; 16]));
+fn pack_panels(matrix: &[f32], inputs: usize, outputs: usize, huge_pages: bool) -> PageBuf<Line> {
+    const LINES: usize = NR / 16;
+    let panels = outputs / NR;
+    let mut packed = PageBuf::filled(panels * inputs * LINES, Line([0.0; 16]), huge_pages);
     for p in 0..panels {
         for k in 0..inputs {
-            let src = &matrix[k * outputs + p * avx512::NR..][..avx512::NR];
+            let src = &matrix[k * outputs + p * NR..][..NR];
             let dst = &mut packed[(p * inputs + k) * LINES..][..LINES];
             for (line, chunk) in dst.iter_mut().zip(src.chunks_exact(16)) {
                 line.0.copy_from_slice(chunk);
@@ -247,179 +240,37 @@ impl CustomOp1 for PanelProduct<'_> {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let layer = self.layer;
         let (rows, x) = input_rows(self.name(), storage, layout, layer.inputs)?;
-        let len = rows * layer.outputs;
-        let mut y = Vec::<f32>::with_capacity(len);
-        product(x, rows, layer, self.panels, self.team, y.as_mut_ptr(), len);
-        // SAFETY: the first depth block of every tile starts from the bias and stores all its
-        // outputs before any later block reads them, and the tiles cover every row and column.
-        unsafe { y.set_len(len) };
+        let packed = Packed {
+            inputs: layer.inputs,
+            outputs: layer.outputs,
+            panels: self.panels,
+            bias: &layer.bias,
+            activation: layer.activation,
+        };
+        let y = kernel::product(&packed, x, rows, self.team);
         Ok((CpuStorage::F32(y), Shape::from((rows, layer.outputs))))
     }
 }
 
-/// `y = x · W + b` into the `len` floats at `y` (uninitialized is fine: all are written before
-/// they are read) over all panels; with a team, half the panels go to its helper.
-fn product(
-    x: &[f32],
-    rows: usize,
-    layer: &Linear,
-    panels: &[Line],
-    team: Option<&Team>,
-    y: *mut f32,
-    len: usize,
-) {
-    let (k, n) = (layer.inputs, layer.outputs);
-    assert!(x.len() == rows * k && len == rows * n);
-    assert!(panels.len() * 16 == k * n && layer.bias.len() == n);
-    let out = Out(y);
-    // SAFETY: the asserts above bound every tile to `x`, `panels`, `bias` and `y`; the ranges
-    // `split_panels` hands out partition the panels, so two threads write disjoint columns.
-    unsafe {
-        split_panels(n / avx512::NR, rows * k * n, team, |range| {
-            panel_range(x, rows, layer, panels, out, range)
-        });
+/// A product's input as candle hands it to the op: `(rows, data)` of a contiguous f32 matrix
+/// `inputs` wide, or an error naming `op`.
+pub(super) fn input_rows<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    inputs: usize,
+) -> Result<(usize, &'a [f32])> {
+    let (rows, width) = layout.shape().dims2()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: the input must be contiguous");
+    };
+    let CpuStorage::F32(data) = storage else {
+        bail!("{op}: only f32 input is implemented");
+    };
+    if width != inputs {
+        bail!("{op}: input has {width} columns, the layer takes {inputs}");
     }
-}
-
-/// The columns of panels `range`, every row, every depth block.
-///
-/// # Safety
-/// `x` holds `rows * inputs` floats, `panels` the layer's packed weight, `out` points at
-/// `rows * outputs` floats, and no other thread writes these columns; the CPU has AVX-512F.
-unsafe fn panel_range(
-    x: &[f32],
-    rows: usize,
-    layer: &Linear,
-    panels: &[Line],
-    out: Out,
-    range: std::ops::Range<usize>,
-) {
-    use avx512::{NR, tile};
-    let (k, n) = (layer.inputs, layer.outputs);
-    let x = x.as_ptr();
-    let weights = panels.as_ptr().cast::<f32>();
-    for k0 in (0..k).step_by(KC) {
-        let depth = KC.min(k - k0);
-        for p in range.clone() {
-            // SAFETY (all pointer arithmetic below): p < n / NR, k0 + depth <= k, and the row tiles
-            // cover rows 0..rows, so every tile lies inside its buffer.
-            unsafe {
-                let b = weights.add((p * k + k0) * NR);
-                let (start, stride) = if k0 == 0 {
-                    (layer.bias.as_ptr().add(p * NR), 0)
-                } else {
-                    (out.0.add(p * NR).cast_const(), n)
-                };
-                let tile_at = |row: usize| Tile {
-                    a: x.add(row * k + k0),
-                    lda: k,
-                    b,
-                    depth,
-                    start: start.add(row * stride),
-                    start_stride: stride,
-                    c: out.0.add(row * n + p * NR),
-                    ldc: n,
-                };
-                each_row_tile!(rows, tile_at, tile);
-            }
-        }
-    }
-    if let Some(activation) = layer.activation {
-        // SAFETY: these columns of every row are this thread's, and finished.
-        unsafe { activate_columns(out, rows, n, range.start * NR..range.end * NR, activation) };
-    }
-}
-
-/// One tile's operands: `c[r][0..NR] = start[r][0..NR] + a[r][0..depth] · b[0..depth][0..NR]`.
-struct Tile {
-    /// First row of `x` at this depth block; rows `lda` floats apart.
-    a: *const f32,
-    lda: usize,
-    /// The panel at this depth block: `depth` rows of NR floats, 64-byte aligned.
-    b: *const f32,
-    depth: usize,
-    /// What the accumulators start from: the bias (stride 0) or the partial sums in `c`.
-    start: *const f32,
-    start_stride: usize,
-    /// Where the tile's rows go, `ldc` floats apart.
-    c: *mut f32,
-    ldc: usize,
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod avx512 {
-    //! Placeholder so the panel code type-checks off x86-64; [`super::Kernel::detect`] never
-    //! picks it there.
-    pub const NR: usize = 48;
-    use super::Tile;
-    pub unsafe fn tile<const ROWS: usize>(_: &Tile) {
-        unreachable!("the AVX-512 kernel exists only on x86-64")
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    //! The AVX-512 micro-kernel: a tile of up to 8 rows x 48 columns (24 zmm accumulators, three
-    //! weight vectors per step, each row's value broadcast from memory into the multiply-add).
-    //! The depth loop is unrolled by four steps over row pointers taken once per tile: that took
-    //! the product of a 64 x 384 by 384 x 1536 layer from 155 to 166 GFLOP/s on one core (AVX-512
-    //! Xeon; 211 is its FMA peak), with the same multiply-adds in the same order.
-    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps};
-    use std::arch::x86_64::{_mm512_load_ps, _mm512_storeu_ps};
-
-    use super::Tile;
-
-    /// Panel width: three 16-float vectors.
-    pub const NR: usize = 48;
-
-    /// Computes one tile of `ROWS` rows.
-    ///
-    /// # Safety
-    /// Every pointer in `tile` covers the rows and columns described there; the CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile<const ROWS: usize>(tile: &Tile) {
-        // SAFETY: the caller bounds every row and column this reads or writes.
-        unsafe {
-            let mut acc: [[__m512; 3]; ROWS] = [[_mm512_set1_ps(0.0); 3]; ROWS];
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let start = tile.start.add(r * tile.start_stride);
-                for (j, v) in acc.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(start.add(16 * j));
-                }
-            }
-            let rows: [*const f32; ROWS] = std::array::from_fn(|r| tile.a.add(r * tile.lda));
-            let step = |acc: &mut [[__m512; 3]; ROWS], kk: usize| {
-                let b = tile.b.add(kk * NR);
-                let b0 = _mm512_load_ps(b);
-                let b1 = _mm512_load_ps(b.add(16));
-                let b2 = _mm512_load_ps(b.add(32));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let a = _mm512_set1_ps(*rows[r].add(kk));
-                    acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
-                    acc[2] = _mm512_fmadd_ps(a, b2, acc[2]);
-                }
-            };
-            let mut kk = 0;
-            while kk + 4 <= tile.depth {
-                step(&mut acc, kk);
-                step(&mut acc, kk + 1);
-                step(&mut acc, kk + 2);
-                step(&mut acc, kk + 3);
-                kk += 4;
-            }
-            while kk < tile.depth {
-                step(&mut acc, kk);
-                kk += 1;
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                let c = tile.c.add(r * tile.ldc);
-                for (j, v) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(c.add(16 * j), *v);
-                }
-            }
-        }
-    }
+    Ok((rows, &data[start..end]))
 }
 
 #[cfg(test)]
@@ -444,7 +295,7 @@ mod tests {
     #[test]
     fn every_kernel_matches_an_f64_reference() -> Result<()> {
         let mut kernels = vec![Kernel::Gemm];
-        if Kernel::detect() == Kernel::Avx512 {
+        if Kernel::detect(F32Kernel::Auto) == Kernel::Avx512 {
             kernels.push(Kernel::Avx512);
         }
         let helper = super::super::team::Helper::spawn("test-helper".into()).unwrap();
@@ -454,9 +305,9 @@ mod tests {
                 let weight = noise(outputs * inputs, 7);
                 let bias = noise(outputs, 11);
                 let w = Tensor::from_vec(weight.clone(), (outputs, inputs), &Device::Cpu)?;
-                let layer = Linear::new(&w, bias.clone(), kernel)?;
+                let layer = Linear::new(&w, bias.clone(), kernel, true)?;
                 let activated =
-                    Linear::new(&w, bias.clone(), kernel)?.with_activation(Activation::Relu);
+                    Linear::new(&w, bias.clone(), kernel, true)?.with_activation(Activation::Relu);
                 let whole_panels = outputs % 48 == 0;
                 assert_eq!(
                     layer.kernel(),
@@ -500,8 +351,8 @@ mod tests {
         let (outputs, inputs) = (96, 20);
         let weight = noise(outputs * inputs, 3);
         let w = Tensor::from_vec(weight.clone(), (outputs, inputs), &Device::Cpu)?;
-        for kernel in [Kernel::Gemm, Kernel::detect()] {
-            let matrix = Linear::new(&w, vec![0.0; outputs], kernel)?.matrix()?;
+        for kernel in [Kernel::Gemm, Kernel::detect(F32Kernel::Auto)] {
+            let matrix = Linear::new(&w, vec![0.0; outputs], kernel, true)?.matrix()?;
             for k in 0..inputs {
                 for o in 0..outputs {
                     assert_eq!(
@@ -518,7 +369,7 @@ mod tests {
     #[test]
     fn a_bias_of_the_wrong_length_is_refused() {
         let w = Tensor::zeros((48, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let error = Linear::new(&w, vec![0.0; 47], Kernel::detect())
+        let error = Linear::new(&w, vec![0.0; 47], Kernel::detect(F32Kernel::Auto), true)
             .err()
             .unwrap();
         assert!(

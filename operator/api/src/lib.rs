@@ -16,6 +16,8 @@
 //!   [`crd`] (the generated CustomResourceDefinitions).
 //!
 //! The model server and the runner turn `crd` off and depend on serde alone.
+
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod capacity;

@@ -4,6 +4,8 @@
 //! termination messages reported as a kubelet would, and serves their logs to the apiserver
 //! (`pods/log`). See test/cluster/README.md.
 
+#![forbid(unsafe_code)]
+
 mod logs;
 mod node;
 mod objects;

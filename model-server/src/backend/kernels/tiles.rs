@@ -1,35 +1,11 @@
-//! What the packed products ([`super::linear`] f32, [`super::quantized`] int8) share: the output
+//! What the packed products ([`super::linear`] f32, [`super::int8`] int8) share: the output
 //! pointer their threads write through, the split of a product's column panels over a
 //! [`Team`], the walk over row tiles (full tiles, then one remainder tile of the right height),
 //! and the activation applied to a thread's finished columns.
 
-#![allow(unsafe_code)] // a raw output pointer shared by two threads that write disjoint columns.
-
-use super::activation::Activation;
 use super::team::Team;
-use candle_core::{CpuStorage, Layout, Result, bail};
+use crate::backend::activation::Activation;
 use std::ops::Range;
-
-/// A product's input as candle hands it to the op: `(rows, data)` of a contiguous f32 matrix
-/// `inputs` wide, or an error naming `op`.
-pub fn input_rows<'a>(
-    op: &str,
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    inputs: usize,
-) -> Result<(usize, &'a [f32])> {
-    let (rows, width) = layout.shape().dims2()?;
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("{op}: the input must be contiguous");
-    };
-    let CpuStorage::F32(data) = storage else {
-        bail!("{op}: only f32 input is implemented");
-    };
-    if width != inputs {
-        bail!("{op}: input has {width} columns, the layer takes {inputs}");
-    }
-    Ok((rows, &data[start..end]))
-}
 
 /// Below this many multiply-adds a product runs on one thread: handing half to the helper costs
 /// more than it saves.
@@ -41,8 +17,10 @@ pub const MR: usize = 8;
 /// A pointer the panel ranges of one product share across threads; each writes its own columns.
 #[derive(Clone, Copy)]
 pub struct Out(pub *mut f32);
-// SAFETY: threads given one `Out` write disjoint column ranges of the same rows.
+// SAFETY: threads given one `Out` write disjoint column ranges of the same rows (the contracts of
+// `split_panels` and `activate_columns`), so sending the pointer to another thread races nothing.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: shared `Out`s are only written through at disjoint columns.
 unsafe impl Sync for Out {}
 
 /// Runs `panel_range` over panels `0..count`: with a team and `macs` multiply-adds worth the
@@ -94,7 +72,7 @@ pub unsafe fn activate_columns(
 /// tile of the rows left (1..MR, each its own monomorphized kernel).
 macro_rules! each_row_tile {
     ($rows:expr, $tile_at:expr, $kernel:ident) => {{
-        const MR: usize = $crate::backend::tiles::MR;
+        const MR: usize = $crate::backend::kernels::tiles::MR;
         let rows: usize = $rows;
         let mut row = 0;
         while row + MR <= rows {

@@ -1,12 +1,17 @@
 //! The widest vectors this CPU has, for the elementwise kernels (activation, layer norm,
 //! attention). The binary is built for baseline x86-64 so it runs on any CPU, which leaves
-//! plain loops at SSE2's 4 lanes; [`wide_fn!`] compiles a function's body twice more, for
-//! AVX-512 and for AVX2 + FMA, and picks one at run time. Rust never fuses a multiply and an add
-//! on its own, so every variant computes the same bits: only the vector width differs.
+//! plain loops at SSE2's 4 lanes; [`dispatch`] runs a [`Wide`] body compiled twice more, for
+//! AVX-512 and for AVX2 + FMA, picking one at run time, and [`wide_fn!`] writes that for a plain
+//! function. Rust never fuses a multiply and an add on its own, so every variant computes the
+//! same bits: only the vector width differs.
+//!
+//! What it owns: the one `unsafe` call of each width, into a `#[target_feature]` variant, made
+//! only after [`level`] saw those features on this CPU. A [`Wide`] body is safe code, so running
+//! it with more features enabled changes only how it is compiled.
 
 use std::sync::OnceLock;
 
-/// Which variant [`wide_fn!`] functions run.
+/// Which variant [`dispatch`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     /// AVX-512 F/BW/DQ/VL: 16 lanes.
@@ -37,68 +42,65 @@ fn detect() -> Level {
     Level::Base
 }
 
+/// A loop body to compile at every [`Level`]. Implement `run` with `#[inline(always)]` (and the
+/// helpers it calls too), so it is compiled inside each `#[target_feature]` variant.
+pub trait Wide {
+    /// What the body returns.
+    type Output;
+    /// The body.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `body` at this CPU's [`level`].
+#[inline(always)]
+pub fn dispatch<W: Wide>(body: W) -> W::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+        fn avx512<W: Wide>(body: W) -> W::Output {
+            body.run()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<W: Wide>(body: W) -> W::Output {
+            body.run()
+        }
+        match level() {
+            // SAFETY: `level` saw AVX-512 F/BW/DQ/VL (and so AVX2 and FMA) on this CPU; the body
+            // is safe code, so these features are all the variant needs.
+            Level::Avx512 => return unsafe { avx512(body) },
+            // SAFETY: `level` saw AVX2 and FMA on this CPU; the body is safe code.
+            Level::Avx2 => return unsafe { avx2(body) },
+            Level::Base => {}
+        }
+    }
+    body.run()
+}
+
 /// Defines a function whose body is compiled for [`Level::Avx512`], [`Level::Avx2`] and the
-/// baseline, and runs the variant [`level`] picks. The body is an `#[inline(always)]` function,
-/// so it is compiled inside each `#[target_feature]` variant (helpers it calls should be
-/// `#[inline(always)]` too).
+/// baseline, and runs the variant [`level`] picks (through [`dispatch`]). The body is an
+/// `#[inline(always)]` function, so it is compiled inside each `#[target_feature]` variant
+/// (helpers it calls should be `#[inline(always)]` too). The expansion has no `unsafe`: it may be
+/// used anywhere in the crate.
 macro_rules! wide_fn {
     ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
-        #[allow(unsafe_code)] // calls the `#[target_feature]` variants `level` found.
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-                fn avx512($($arg: $ty),*) $(-> $ret)? {
+            struct Call<A>(A);
+            impl $crate::backend::kernels::simd::Wide for Call<($($ty,)*)> {
+                type Output = $crate::backend::kernels::simd::wide_fn!(@output $($ret)?);
+                #[inline(always)]
+                fn run(self) -> Self::Output {
+                    let ($($arg,)*) = self.0;
                     body($($arg),*)
                 }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
-                }
-                match $crate::backend::simd::level() {
-                    // SAFETY: `level` saw these features on this CPU.
-                    $crate::backend::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    $crate::backend::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::backend::simd::Level::Base => {}
-                }
             }
-            body($($arg),*)
+            $crate::backend::kernels::simd::dispatch(Call(($($arg,)*)))
         }
     };
-    ($(#[$attr:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$attr])*
-        #[allow(unsafe_code)] // an unsafe fn's variants, under its caller's contract.
-        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            unsafe fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    // SAFETY: the caller keeps `$name`'s contract.
-                    unsafe { body($($arg),*) }
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    // SAFETY: the caller keeps `$name`'s contract.
-                    unsafe { body($($arg),*) }
-                }
-                match $crate::backend::simd::level() {
-                    // SAFETY: `level` saw these features; the caller keeps `$name`'s contract.
-                    $crate::backend::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    $crate::backend::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::backend::simd::Level::Base => {}
-                }
-            }
-            // SAFETY: the caller keeps `$name`'s contract.
-            unsafe { body($($arg),*) }
-        }
-    };
+    (@output) => { () };
+    (@output $ret:ty) => { $ret };
 }
 pub(crate) use wide_fn;
 

@@ -1,7 +1,7 @@
 //! The int8 product on AMX (Intel's Advanced Matrix Extensions, Sapphire Rapids and later):
 //! `TDPBUSD` multiplies a 16 x 64 tile of u8 activations by a 16 x 64 tile of s8 weights into a
 //! 16 x 16 tile of i32 sums, 16,384 multiply-adds an instruction, against `VPDPBUSD`'s 64. It
-//! runs the same scheme as [`super::quantized`] on the same packed panels: a panel's quad
+//! runs the same scheme as [`crate::backend::quantized`] on the same packed panels: a panel's quad
 //! `q` is 192 bytes, three lines of 16 columns x 4 inputs, so line `j` of 16 consecutive quads,
 //! 192 bytes apart, is exactly the B tile `TDPBUSD` takes for columns `16j..16j+16`. Nothing is
 //! repacked; a tile of rows is 16 rows of the quantized activations, `k` bytes apart.
@@ -15,10 +15,11 @@
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); [`enabled`] asks once, and the
 //! kernel is chosen only when the CPU has AMX-INT8 and the request was granted. Each thread
 //! loads its tile configuration before its tiles and releases them after.
+//!
+//! What it owns: the AMX instructions (inline assembly) and the system call that enables them;
+//! [`super::int8::product`] is the safe way in.
 
-#![allow(unsafe_code)] // AMX instructions as inline assembly, and the system call that enables them.
-
-use super::quantized::{GROUP, Tile};
+use super::int8::{GROUP, Tile};
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -91,20 +92,27 @@ impl Config {
 #[derive(Clone, Copy)]
 struct Sums([i32; TILE_ROWS * 48]);
 
-#[cfg(target_arch = "x86_64")]
 /// Placeholder off x86-64, where [`enabled`] is false.
+///
+/// # Safety
+/// Never called: it panics.
 #[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn panels(_: usize, _: Range<usize>, _: impl Fn(usize, usize) -> Tile) {
+pub(super) unsafe fn panels(_: usize, _: Range<usize>, _: impl Fn(usize, usize) -> Tile) {
     unreachable!("AMX exists only on x86-64")
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Panels `panels` of every row: 16-row tiles, then one of the rows left; `tile_at(p, row)`
 /// gives the operands of the tile at `row` of panel `p`.
 ///
 /// # Safety
 /// [`enabled`] is true; `tile_at` gives tiles whose pointers cover their rows (16, or the rows
 /// left) and the panel's columns, which no other thread writes.
-pub unsafe fn panels(rows: usize, panels: Range<usize>, tile_at: impl Fn(usize, usize) -> Tile) {
+pub(super) unsafe fn panels(
+    rows: usize,
+    panels: Range<usize>,
+    tile_at: impl Fn(usize, usize) -> Tile,
+) {
     if panels.is_empty() || rows == 0 {
         return;
     }
@@ -224,7 +232,7 @@ unsafe fn tile(tile: &Tile, rows: usize, sums: &mut [Sums]) {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn finish<const R: usize>(tile: &Tile, sums: &[Sums], first: usize) {
-    use super::quantized::{NR, OUTLIERS};
+    use super::int8::{NR, OUTLIERS};
     use std::arch::x86_64::{
         _mm512_cvtepi32_ps, _mm512_fmadd_ps, _mm512_load_si512, _mm512_loadu_ps, _mm512_set1_ps,
         _mm512_setzero_ps, _mm512_storeu_ps,

@@ -12,9 +12,11 @@
 //! three quarters of a page or more is padded to a whole one) before the first write, so the first
 //! touch faults in huge pages; the rest of a tail stays on small pages. Where the kernel says no
 //! (THP `never`, another OS) the buffer works the same on small pages. A buffer under three
-//! quarters of a huge page is a plain allocation.
-
-#![allow(unsafe_code)] // one aligned allocation, its slice views and its release.
+//! quarters of a huge page is a plain allocation. `--huge-pages off` (`MODEL_SERVER_HUGE_PAGES`)
+//! turns the request off, to measure the difference with one binary.
+//!
+//! What it owns: one aligned allocation per buffer, its slice views, its release and the
+//! `madvise` call.
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::ops::{Deref, DerefMut};
@@ -26,10 +28,9 @@ const SMALL_PAGE: usize = 4096;
 
 /// How many huge pages a buffer of `bytes` asks for: every whole one it fills, and one for a tail
 /// of at least three quarters of a page (so at most a quarter of a page is ever wasted). None
-/// when `MODEL_SERVER_HUGE_PAGES=off` (to measure the difference with one binary).
-fn huge_pages(bytes: usize) -> usize {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("MODEL_SERVER_HUGE_PAGES").is_ok_and(|v| v == "off")) {
+/// when `huge_pages` is off.
+fn huge_page_count(bytes: usize, huge_pages: bool) -> usize {
+    if !huge_pages {
         return 0;
     }
     bytes / HUGE_PAGE + usize::from(bytes % HUGE_PAGE >= HUGE_PAGE / 4 * 3)
@@ -49,11 +50,11 @@ unsafe impl<T: Copy + Send> Send for PageBuf<T> {}
 unsafe impl<T: Copy + Sync> Sync for PageBuf<T> {}
 
 impl<T: Copy> PageBuf<T> {
-    /// `len` copies of `value`.
+    /// `len` copies of `value`; on huge pages when `huge_pages` and the buffer is long enough.
     ///
     /// # Panics
     /// When `len` elements of `T` overflow `isize` (as `vec!` does); aborts when memory runs out.
-    pub fn filled(len: usize, value: T) -> Self {
+    pub fn filled(len: usize, value: T, huge_pages: bool) -> Self {
         let bytes = len
             .checked_mul(size_of::<T>())
             .expect("PageBuf: length overflows");
@@ -64,7 +65,7 @@ impl<T: Copy> PageBuf<T> {
                 layout: None,
             };
         }
-        let huge = huge_pages(bytes);
+        let huge = huge_page_count(bytes, huge_pages);
         let layout = if huge > 0 {
             let size = bytes.max(huge * HUGE_PAGE).next_multiple_of(SMALL_PAGE);
             Layout::from_size_align(size, HUGE_PAGE.max(align_of::<T>()))
@@ -165,7 +166,7 @@ mod tests {
             HUGE_PAGE / 16 * 3,
             HUGE_PAGE / 4 * 3 + 5,
         ] {
-            let mut buf = PageBuf::filled(len, 7u32);
+            let mut buf = PageBuf::filled(len, 7u32, true);
             assert_eq!(buf.len(), len);
             assert!(buf.iter().all(|&v| v == 7));
             buf.iter_mut().enumerate().for_each(|(i, v)| *v = i as u32);
@@ -182,7 +183,7 @@ mod tests {
         #[derive(Clone, Copy)]
         #[repr(C, align(64))]
         struct Line([u8; 64]);
-        let small = PageBuf::filled(3, Line([1; 64]));
+        let small = PageBuf::filled(3, Line([1; 64]), true);
         assert_eq!(small.as_ptr() as usize % 64, 0);
         assert!(small.iter().all(|l| l.0 == [1; 64]));
     }

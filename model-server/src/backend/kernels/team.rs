@@ -13,8 +13,10 @@
 //! [`LINGER`], so the next request of a lone client finds it awake, then sleeps on a condvar. It
 //! burns its core only while a pass is active or just ended, and [`Helper::release`] cuts the
 //! linger short when other work wants the core.
-
-#![allow(unsafe_code)] // one lifetime erasure in `split`, which waits for the task to finish.
+//!
+//! What it owns: one lifetime erasure in [`Team::split`], sound because `split` waits for the
+//! helper to finish the task before it returns or unwinds; the whole protocol (the helper always
+//! runs what is posted while a pass is active) is this module's, so it lives here entire.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
