@@ -15,8 +15,9 @@
 
 use crate::entry::{Entry, Figures};
 use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
-use loadgate_api::load::{LoadProfile, RequestStats, Thresholds};
+use loadgate_api::load::{LoadProfile, Thresholds};
 use loadgate_api::results::StepResult;
+use loadgate_api::stats::RequestStats;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

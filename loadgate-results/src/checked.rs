@@ -4,7 +4,7 @@
 
 use crate::codec::{self, HistogramError};
 use hdrhistogram::Histogram;
-use loadgate_api::load::RequestStats;
+use loadgate_api::stats::RequestStats;
 
 /// Summaries that cannot be merged.
 #[derive(Debug, thiserror::Error)]

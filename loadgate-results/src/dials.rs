@@ -6,7 +6,7 @@ use crate::codec;
 use crate::codec::MAX_MICROS;
 use crate::sample::{Dial, Protocol};
 use hdrhistogram::Histogram;
-use loadgate_api::load::ConnectionStats;
+use loadgate_api::stats::ConnectionStats;
 use std::collections::BTreeSet;
 
 /// Connections opened so far.

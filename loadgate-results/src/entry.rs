@@ -5,7 +5,7 @@
 
 use crate::codec::MAX_MICROS;
 use hdrhistogram::Histogram;
-use loadgate_api::load::RequestStats;
+use loadgate_api::stats::RequestStats;
 
 /// Percentiles Locust reports, in its column order.
 pub const PERCENTILES: [f64; 11] = [
@@ -147,7 +147,7 @@ impl Entry {
 
     /// failures / requests.
     pub fn error_rate(&self) -> f64 {
-        loadgate_api::load::error_rate(self.failures, self.requests)
+        loadgate_api::stats::error_rate(self.failures, self.requests)
     }
 
     /// The contract form, over `elapsed` seconds.
@@ -229,7 +229,7 @@ impl Figures {
 
     /// failures / requests.
     pub fn error_rate(&self) -> f64 {
-        loadgate_api::load::error_rate(self.failures, self.requests)
+        loadgate_api::stats::error_rate(self.failures, self.requests)
     }
 
     /// Mean response body size, bytes (0 with no requests).

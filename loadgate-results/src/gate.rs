@@ -4,7 +4,9 @@
 //! reads the CSV).
 
 use loadgate_api::capacity::Capacity;
-use loadgate_api::load::{RequestStats, TaskThresholds, Thresholds, Violation};
+use loadgate_api::load::{TaskThresholds, Thresholds};
+use loadgate_api::stats::RequestStats;
+use loadgate_api::summary::Violation;
 use std::path::Path;
 
 /// Checks `stats` against `thresholds`; `scope` names the profile in messages.
@@ -283,7 +285,7 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         // A Locust CSV does not say which failures were never sent, nor how many texts.
         not_sent: 0,
         embeddings: 0,
-        error_rate: loadgate_api::load::error_rate(failures, requests),
+        error_rate: loadgate_api::stats::error_rate(failures, requests),
         rps: num(rps_col)?,
         mean_ms: num(avg_col)?,
         p50_ms: num(p50_col)?,

@@ -7,8 +7,10 @@
 
 use crate::stats::Stats;
 use loadgate_api::capacity::{Capacity, CurvePoint};
-use loadgate_api::load::{RequestStats, RunSummary, Thresholds};
+use loadgate_api::load::Thresholds;
 use loadgate_api::report::{HistoryPoint, TestReport};
+use loadgate_api::stats::RequestStats;
+use loadgate_api::summary::RunSummary;
 use std::fmt::Write as _;
 
 fn escape(s: &str) -> String {

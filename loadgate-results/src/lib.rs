@@ -2,8 +2,8 @@
 //! No runtime, no network, no Kubernetes: the load engine (`loadrunner`) fills it, the operator
 //! and local mode judge and render with it.
 //!
-//! Layers, each importing only from those above it in this list (a test, `tests/layers.rs`,
-//! keeps it so):
+//! Layers, each importing only from those above it in this list (the workspace's architecture
+//! test, `operator/tests/architecture.rs`, keeps it so):
 //!
 //! 1. **Measured**: [`sample`] (one request's outcome, connection and quality check), [`codec`]
 //!    (the histograms' bounds and their bounded wire form), [`entry`] (one task's counts and

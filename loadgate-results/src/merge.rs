@@ -12,7 +12,9 @@ use crate::checked::{MergeError, decode};
 use crate::codec::{self, encode};
 use crate::gate;
 use loadgate_api::capacity::CurvePoint;
-use loadgate_api::load::{Abort, QualityResult, RequestStats, RunSummary, Thresholds};
+use loadgate_api::load::Thresholds;
+use loadgate_api::stats::RequestStats;
+use loadgate_api::summary::{Abort, QualityResult, RunSummary};
 use std::collections::BTreeMap;
 
 /// Kubernetes keeps at most this many bytes of a container's termination message.
@@ -116,7 +118,7 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
         failures,
         embeddings,
         not_sent,
-        error_rate: loadgate_api::load::error_rate(failures, requests),
+        error_rate: loadgate_api::stats::error_rate(failures, requests),
         rps: if seconds > 0.0 {
             requests as f64 / seconds
         } else {

@@ -5,8 +5,9 @@
 
 use crate::entry::{Entry, Figures};
 use crate::stats::Stats;
-use loadgate_api::load::{RequestStats, RunSummary};
 use loadgate_api::report::ProfileReport;
+use loadgate_api::stats::RequestStats;
+use loadgate_api::summary::RunSummary;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,8 @@
 //! the bounded [`crate::codec`].
 
 use base64::Engine;
-use loadgate_api::results::{ResultsRef, RunResults};
+use loadgate_api::results::RunResults;
+use loadgate_api::summary::ResultsRef;
 use std::io::{Read, Write};
 
 /// The header line's first words.
@@ -266,8 +267,9 @@ fn inflate_at_most(deflated: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadgate_api::load::{RequestStats, RunSummary};
     use loadgate_api::results::WindowResult;
+    use loadgate_api::stats::RequestStats;
+    use loadgate_api::summary::RunSummary;
 
     fn results(windows: u32) -> RunResults {
         let stats = RequestStats {

@@ -3,9 +3,9 @@
 
 use crate::stats::RunOutcome;
 use crate::{capacity, gate};
-use loadgate_api::load::{
-    Abort, LoadProfile, RequestStats, RunSummary, StartDelay, TaskThresholds, Thresholds,
-};
+use loadgate_api::load::{LoadProfile, TaskThresholds, Thresholds};
+use loadgate_api::stats::{RequestStats, StartDelay};
+use loadgate_api::summary::{Abort, RunSummary};
 
 /// Builds the summary and verdict of a finished run.
 pub fn summarize(
@@ -86,7 +86,7 @@ pub fn add_quality(
     tally: &crate::sample::Tally,
     quality: &loadgate_api::load::Quality,
 ) {
-    let result = loadgate_api::load::QualityResult {
+    let result = loadgate_api::summary::QualityResult {
         sampled: tally.sampled,
         bad: tally.bad,
         worst_cosine: tally.worst_cosine,

@@ -1,7 +1,8 @@
 //! What a run prints while it runs and when it ends: a live progress line on a terminal (a log
 //! line every 10 s otherwise) and the closing summary with its verdict.
 
-use loadgate_api::load::{RunSummary, Thresholds};
+use loadgate_api::load::Thresholds;
+use loadgate_api::summary::RunSummary;
 use loadgate_results::entry as stats;
 use std::io::IsTerminal;
 use std::time::Instant;

@@ -4,7 +4,7 @@
 //! token lengths for the report.
 
 use crate::UsageError;
-use loadgate_api::load::DatasetStats;
+use loadgate_api::stats::DatasetStats;
 use loadgate_api::target::{MAX_DATASET_BYTES, MAX_DATASET_LINES, RunDataset};
 use serde::Deserialize;
 

@@ -5,8 +5,9 @@
 //! [`RunSpec`]: loadgate_api::run_spec::RunSpec
 
 use anyhow::Context;
-use loadgate_api::load::{RunSummary, Thresholds};
+use loadgate_api::load::Thresholds;
 use loadgate_api::results::RunResults;
+use loadgate_api::summary::RunSummary;
 use loadgate_results::results_frame::{self, Frame};
 use loadgate_results::stats::Stats;
 use loadgate_results::{html, merge, report};

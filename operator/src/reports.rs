@@ -334,14 +334,15 @@ mod tests {
     use loadgate_api::load::Thresholds;
 
     fn stored(run: &str, index: usize, profile: &str, at: u64, pad: usize) -> String {
-        let summary: loadgate_api::load::RunSummary = serde_json::from_value(serde_json::json!({
-            "profile": profile, "durationSeconds": 1.0, "users": 1,
-            "total": {"name": "Aggregated", "method": "", "requests": 1, "failures": 0,
-                      "errorRate": 0.0, "rps": 1.0, "meanMs": 1.0, "p50Ms": 1.0, "p90Ms": 1.0,
-                      "p95Ms": 1.0, "p99Ms": 1.0, "maxMs": 1.0},
-            "tasks": [], "violations": [], "passed": true, "interrupted": false
-        }))
-        .unwrap();
+        let summary: loadgate_api::summary::RunSummary =
+            serde_json::from_value(serde_json::json!({
+                "profile": profile, "durationSeconds": 1.0, "users": 1,
+                "total": {"name": "Aggregated", "method": "", "requests": 1, "failures": 0,
+                          "errorRate": 0.0, "rps": 1.0, "meanMs": 1.0, "p50Ms": 1.0, "p90Ms": 1.0,
+                          "p95Ms": 1.0, "p99Ms": 1.0, "maxMs": 1.0},
+                "tasks": [], "violations": [], "passed": true, "interrupted": false
+            }))
+            .unwrap();
         let mut summary = summary;
         summary.profile = format!("{profile}{}", " ".repeat(pad));
         serde_json::to_string(&StoredProfile {

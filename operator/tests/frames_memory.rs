@@ -12,8 +12,9 @@
 
 use loadgate::status::profile_results::{RunnerResults, profile_result};
 use loadgate::status::runner_results::{DecodeBudget, PROFILE_DECODE_BUDGET, with_frame_within};
-use loadgate_api::load::{RunSummary, Thresholds};
+use loadgate_api::load::Thresholds;
 use loadgate_api::results::{RunResults, WindowResult, window_seconds};
+use loadgate_api::summary::RunSummary;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

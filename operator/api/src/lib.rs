@@ -1,14 +1,21 @@
 //! loadgate's contract crate: every type that crosses a process boundary lives here, so the model
 //! server, the load runner and the operator share one definition of each.
 //!
-//! - [`embed`]: HTTP bodies of the embedding API (model-server ↔ loadrunner);
-//! - [`load`]: the load spec (profiles, tasks, wait time, thresholds) and the run summary;
+//! The spec, what is asked:
+//! - [`load`]: the load spec (profiles, tasks, wait time, thresholds);
+//! - [`target`]: how a target is reached: TLS, headers (some secret), the team's dataset;
+//! - [`run_spec`]: everything one runner runs, as one value (the operator → runner pods);
+//! - [`rules`]: the spec checks a LoadTest and a run spec share;
+//!
+//! The outcome, what a run measured and came to:
+//! - [`stats`]: measured figures (requests and latency with their histograms, connections);
 //! - [`capacity`]: a ramp's load curve and the capacity read from it;
+//! - [`summary`]: one run's summary and the violations of its budgets;
 //! - [`results`]: a runner pod's full results, read from its log past the 4 KiB message;
 //! - [`report`]: the merged report of a run that outlives its pods;
-//! - [`run_spec`]: everything one runner runs, as one value (the operator → runner pods);
-//! - [`target`]: how a target is reached: TLS, headers (some secret), the team's dataset;
-//! - [`rules`]: the spec checks a LoadTest and a run spec share;
+//!
+//! Shared by both:
+//! - [`embed`]: HTTP bodies of the embedding API (model-server ↔ loadrunner);
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - [`efficiency`]: embeddings per second, per core, and their cost;
 //! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
@@ -29,6 +36,8 @@ pub mod report;
 pub mod results;
 pub mod rules;
 pub mod run_spec;
+pub mod stats;
+pub mod summary;
 pub mod target;
 
 #[cfg(feature = "crd")]

@@ -5,9 +5,8 @@
 use crate::capacity::{Capacity, CurvePoint};
 use crate::conditions::{Condition, Time};
 use crate::duration::Duration;
-use crate::load::{
-    LoadProfile, Task, TaskThresholds, Thresholds, Violation, WaitTime, default_tasks,
-};
+use crate::load::{LoadProfile, Task, TaskThresholds, Thresholds, WaitTime, default_tasks};
+use crate::summary::Violation;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -168,7 +167,7 @@ pub struct Target {
     pub endpoint_ref: Option<EndpointRef>,
     /// Base URL of any HTTP endpoint (`http://host:port` or `https://host:port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::validate::TARGET_URL_PATTERN), length(max = 2048))]
+    #[schemars(regex(pattern = crate::rules::TARGET_URL_PATTERN), length(max = 2048))]
     pub url: Option<String>,
     /// How an `https` URL is trusted: the system roots, plus a CA bundle from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -429,11 +428,11 @@ pub struct ProfileStatus {
     pub start_skew_ms: Option<i64>,
     /// With `spec.quality`: what checking its sampled answers found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<crate::load::QualityResult>,
+    pub quality: Option<crate::summary::QualityResult>,
     /// The connections its runners opened: the protocol spoken (`HTTP/2` by ALPN on https),
     /// and connect and TLS handshake times, which no request's latency includes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connections: Option<crate::load::ConnectionStats>,
+    pub connections: Option<crate::stats::ConnectionStats>,
     /// Embeddings per second, per CPU core of the endpoint, and their cost (`spec.pricing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub efficiency: Option<crate::efficiency::Efficiency>,

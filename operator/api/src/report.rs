@@ -4,7 +4,8 @@
 //! LoadTest, local mode writes it beside the other reports, and `loadgate report` renders it
 //! into one self-contained HTML page for the whole test.
 
-use crate::load::{RunSummary, Thresholds};
+use crate::load::Thresholds;
+use crate::summary::RunSummary;
 use serde::{Deserialize, Serialize};
 
 /// One second of a profile, all its runners together.

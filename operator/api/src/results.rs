@@ -1,7 +1,7 @@
 //! A runner pod's full results, for the channel with no 4 KiB ceiling: the pod's log.
 //!
 //! The termination message (4 KiB on a real kubelet) carries a compact [`RunSummary`] and a
-//! [`ResultsRef`] naming the size and checksum of a frame the runner printed last on its
+//! [`crate::summary::ResultsRef`] naming the size and checksum of a frame the runner printed last on its
 //! standard output: [`RunResults`], with every histogram at full precision, the ramp's steps and
 //! the once-a-second windows. The operator reads the frame through `pods/log` (no API access or
 //! RBAC for runner pods), checks it against the reference, and uses it; the termination message
@@ -12,18 +12,9 @@
 //! up, and the steps are cut on the whole profile's planned users (not one shard's), the same in
 //! every pod.
 
-use crate::load::{RequestStats, RunSummary};
+use crate::stats::RequestStats;
+use crate::summary::RunSummary;
 use serde::{Deserialize, Serialize};
-
-/// Where a summary's full results are, and how to know them: the frame's size and checksum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResultsRef {
-    /// Bytes of the compressed frame (before its base64).
-    pub bytes: u64,
-    /// CRC-32 (IEEE) of those bytes.
-    pub crc32: u32,
-}
 
 /// Everything one runner measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -487,7 +487,7 @@ async fn observe_job(
 async fn read_frame_lines(
     pods: &Api<Pod>,
     pod: &str,
-    reference: &loadgate_api::results::ResultsRef,
+    reference: &loadgate_api::summary::ResultsRef,
 ) -> Result<Option<String>> {
     use loadgate_results::results_frame::{MAX_FRAME_BYTES, lines, text_len};
     if reference.bytes > MAX_FRAME_BYTES {

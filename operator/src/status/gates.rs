@@ -12,12 +12,12 @@
 //! Violations name both runs: "p95 612 ms is +18% over the baseline's 518 ms (run 3f2a9c1) in
 //! profile sustained".
 
-use loadgate_api::load::Violation;
 use loadgate_api::load_test::ProfileStatus;
 use loadgate_api::load_test::{
     BaselineSpec, BaselineStatus, LoadPhase, LoadTest, LoadTestStatus, ProfileSpec, RunRecord,
     Verdict,
 };
+use loadgate_api::summary::Violation;
 
 /// What a profile's figures depend on besides the endpoint, as 16 hex digits of FNV-1a over
 /// its canonical JSON: the load shape (everything of the profile but its name and budgets), the

@@ -5,10 +5,11 @@
 //! ([`overall_figures`]).
 
 use loadgate_api::capacity::{Capacity, CurvePoint};
-use loadgate_api::load::{RunSummary, Thresholds, Violation};
+use loadgate_api::load::Thresholds;
 use loadgate_api::load_test::{ProfileSpec, ProfileStatus, ResultFigures, TestCapacity};
 use loadgate_api::report::ProfileReport;
 use loadgate_api::results::{RunResults, StepResult, WindowResult};
+use loadgate_api::summary::{RunSummary, Violation};
 
 /// What one runner pod left.
 #[derive(Debug, Clone, PartialEq)]

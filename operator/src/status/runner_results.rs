@@ -17,7 +17,8 @@ use crate::status::profile_results::RunnerResults;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::ResourceExt;
-use loadgate_api::load::{RequestStats, RunSummary};
+use loadgate_api::stats::RequestStats;
+use loadgate_api::summary::RunSummary;
 
 /// Annotation (and label) the Job controller puts on each pod of an Indexed Job.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";

@@ -10,10 +10,11 @@ use crate::status::profile_results::{ProfileResult, RunnerResults, profile_resul
 use loadgate_api::capacity::Capacity;
 use loadgate_api::conditions::{Time, reasons};
 use loadgate_api::efficiency::Efficiency;
-use loadgate_api::load::{Abort, QualityResult, Thresholds, Violation};
+use loadgate_api::load::Thresholds;
 use loadgate_api::load_test::{
     AbortStatus, LoadTest, LoadTestSpec, LoadTestStatus, ProfilePhase, ResultFigures,
 };
+use loadgate_api::summary::{Abort, QualityResult, Violation};
 
 /// Profile `i`'s Job succeeded with `results`: the profile's verdict, or an error when the
 /// results cannot be merged.

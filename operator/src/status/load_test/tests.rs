@@ -10,9 +10,10 @@ use loadgate_api::capacity::CurvePoint;
 use loadgate_api::conditions::types;
 use loadgate_api::conditions::{find, is_true};
 use loadgate_api::load::Thresholds;
-use loadgate_api::load::{RequestStats, RunSummary};
 use loadgate_api::load_test::Verdict;
 use loadgate_api::results::{StepResult, WindowResult};
+use loadgate_api::stats::RequestStats;
+use loadgate_api::summary::RunSummary;
 
 fn ready() -> EndpointState {
     EndpointState::Ready {
@@ -33,7 +34,7 @@ fn stats(requests: u64, failures: u64, latency_ms: u64) -> RequestStats {
         method: String::new(),
         requests,
         failures,
-        error_rate: loadgate_api::load::error_rate(failures, requests),
+        error_rate: loadgate_api::stats::error_rate(failures, requests),
         rps: requests as f64 / 20.0,
         mean_ms: latency_ms as f64,
         p50_ms: latency_ms as f64,
@@ -277,7 +278,7 @@ fn sharded_runners_steps_add_up_into_the_curve_and_their_start_skew_is_kept() {
 fn a_profile_aborted_on_budget_skips_the_rest_and_says_what_it_saved() {
     let test = load_test("abort");
     let mut aborted = summary("ramp-up", 900, 0);
-    aborted.aborted = Some(loadgate_api::load::Abort {
+    aborted.aborted = Some(loadgate_api::summary::Abort {
         after_seconds: 5.0,
         saved_seconds: 15.0,
         message: "5 one-second windows in a row over budget (last: p95 900 ms > budget 500 ms)"
