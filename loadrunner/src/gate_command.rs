@@ -8,7 +8,7 @@ use loadgate_results::gate;
 ///
 /// # Errors
 /// When the file is unreadable or not a Locust stats CSV.
-pub fn command(args: &crate::config::GateArgs) -> anyhow::Result<crate::Verdict> {
+pub fn command(args: &crate::config::GateArgs) -> Result<crate::Verdict, crate::RunError> {
     let stats = gate::read_stats_csv(&args.file).map_err(|e| crate::UsageError(e.to_string()))?;
     let violations = gate::evaluate(
         &stats,

@@ -15,6 +15,8 @@
 
 #![forbid(unsafe_code)]
 
+pub use error::{RunError, UsageError};
+
 pub mod aggregator;
 pub mod arrivals;
 pub mod client;
@@ -24,6 +26,7 @@ pub mod console;
 pub mod corpus;
 pub mod dataset;
 pub mod engine;
+pub mod error;
 pub mod gate_command;
 pub mod outputs;
 pub mod quality;
@@ -54,11 +57,6 @@ impl Verdict {
         }
     }
 }
-
-/// A spec or flag the runner cannot use; reported with exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// Resolves on SIGINT or SIGTERM (the signals a terminal and Kubernetes send to stop a run).
 pub async fn interrupted() {

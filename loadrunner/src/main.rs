@@ -3,8 +3,8 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use loadrunner::Verdict;
 use loadrunner::config::{Cli, Command};
-use loadrunner::{UsageError, Verdict};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -21,15 +21,18 @@ fn main() -> ExitCode {
         Command::Gate(args) => loadrunner::gate_command::command(&args),
         Command::Run(args) => match runtime(args.threads) {
             Ok(runtime) => runtime.block_on(loadrunner::run::run_command(*args, shutdown_signal())),
-            Err(error) => Err(error.into()),
+            Err(error) => {
+                eprintln!("loadrunner: cannot start the async runtime: {error}");
+                return ExitCode::from(Verdict::Fail.code());
+            }
         },
     };
     match result {
         Ok(verdict) => ExitCode::from(verdict.code()),
         Err(error) => {
-            eprintln!("loadrunner: {error:#}");
-            let usage = error.downcast_ref::<UsageError>().is_some();
-            ExitCode::from(if usage { Verdict::Usage } else { Verdict::Fail }.code())
+            // Each error's text carries its cause.
+            eprintln!("loadrunner: {error}");
+            ExitCode::from(error.verdict().code())
         }
     }
 }

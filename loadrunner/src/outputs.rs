@@ -4,7 +4,7 @@
 //!
 //! [`RunSpec`]: loadgate_api::run_spec::RunSpec
 
-use anyhow::Context;
+use crate::RunError;
 use loadgate_api::load::Thresholds;
 use loadgate_api::results::RunResults;
 use loadgate_api::summary::RunSummary;
@@ -43,35 +43,31 @@ impl RunOutputs {
         results: &RunResults,
         stats: &Stats,
         thresholds: &Thresholds,
-    ) -> anyhow::Result<Option<Frame>> {
+    ) -> Result<Option<Frame>, RunError> {
         if let Some(path) = &self.results_json {
             let text = serde_json::to_string(results).expect("results serialise; this is a bug");
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, text).map_err(RunError::io("write", path))?;
         }
         let frame = self.results_log.then(|| results_frame::encode(results));
         summary.results = frame.as_ref().map(|f| f.reference);
         if let Some(prefix) = &self.csv {
             report::write_csvs(prefix, stats, summary.duration_seconds)
-                .with_context(|| format!("cannot write CSVs at {}", prefix.display()))?;
+                .map_err(RunError::io("write CSVs at", prefix))?;
         }
         if let Some(path) = &self.html {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(RunError::io("create", dir))?;
             }
             std::fs::write(path, html::render(summary, stats, thresholds))
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                .map_err(RunError::io("write", path))?;
         }
         if let Some(path) = &self.json {
-            report::write_json(path, summary)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            report::write_json(path, summary).map_err(RunError::io("write", path))?;
         }
         if let Some(path) = &self.termination_summary {
             let compact = merge::compact_summary(summary, merge::TERMINATION_MESSAGE_LIMIT)
-                .map_err(|e| anyhow::anyhow!("--termination-summary: {e}"))?;
-            std::fs::write(path, compact)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                .map_err(RunError::TerminationSummary)?;
+            std::fs::write(path, compact).map_err(RunError::io("write", path))?;
         }
         Ok(frame)
     }

@@ -7,8 +7,7 @@ use crate::config::RunArgs;
 use crate::engine::{self, RunPlan};
 use crate::outputs::RunOutputs;
 use crate::scenario::Scenario;
-use crate::{UsageError, Verdict, console, target};
-use anyhow::Context;
+use crate::{RunError, UsageError, Verdict, console, target};
 use loadgate_api::results::RunResults;
 use loadgate_api::run_spec::RunSpec;
 use loadgate_api::stats::RequestStats;
@@ -34,7 +33,7 @@ pub struct Finished {
 pub async fn run_command(
     args: RunArgs,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Verdict> {
+) -> Result<Verdict, RunError> {
     let spec = args.run_spec()?;
     let finished = execute(&spec, &args.resolve, &args.outputs(), shutdown).await?;
     Ok(finished.verdict)
@@ -53,7 +52,7 @@ pub async fn execute(
     resolve: &[String],
     outputs: &RunOutputs,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<Finished> {
+) -> Result<Finished, RunError> {
     spec.validate()
         .map_err(|e| UsageError(format!("run spec: {e}")))?;
     let shard = spec.shard;
@@ -142,7 +141,7 @@ pub async fn execute(
             outcome.stats.windows.clone(),
             loadgate_api::results::window_seconds(spec.profile.run_time().as_secs(), shard.count),
         )
-        .map_err(|e| anyhow::anyhow!("cannot coarsen the run's windows: {e}"))?,
+        .map_err(RunError::Windows)?,
     };
     let frame = outputs.write(&mut summary, &results, &outcome.stats, &spec.thresholds)?;
     console::print_summary(&summary, &spec.thresholds);
@@ -151,7 +150,10 @@ pub async fn execute(
         let mut out = std::io::stdout().lock();
         out.write_all(frame.text.as_bytes())
             .and_then(|()| out.flush())
-            .context("cannot print the results frame")?;
+            .map_err(|source| RunError::Io {
+                what: "print the results frame".into(),
+                source,
+            })?;
     }
     let verdict = if summary.passed || (spec.caller_judges && !summary.interrupted) {
         Verdict::Pass
@@ -168,7 +170,7 @@ async fn with_reference(
     quality: &loadgate_api::load::Quality,
     target: &Arc<crate::connect::Endpoint>,
     timeout: Duration,
-) -> anyhow::Result<Scenario> {
+) -> Result<Scenario, RunError> {
     let Some(request) = scenario.tasks().iter().find_map(|t| match &t.request {
         loadgate_api::load::TaskRequest::Embed(e) if t.weight > 0 => Some(e.clone()),
         _ => None,
@@ -184,12 +186,12 @@ async fn with_reference(
     )
     .await
     .map_err(|_| {
-        anyhow::anyhow!(
-            "quality: the reference texts took over {:?} to embed",
+        RunError::Quality(format!(
+            "the reference texts took over {:?} to embed",
             crate::quality::REFERENCE_TIMEOUT
-        )
+        ))
     })?
-    .map_err(|e| anyhow::anyhow!("quality: {e}"))?;
+    .map_err(RunError::Quality)?;
     tracing::info!(
         texts = reference.texts.len(),
         normalised = reference.normalised,

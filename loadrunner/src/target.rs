@@ -151,7 +151,7 @@ pub async fn wait_ready(
     target: &Arc<Endpoint>,
     path: &str,
     timeout: Duration,
-) -> anyhow::Result<Duration> {
+) -> Result<Duration, crate::RunError> {
     let started = Instant::now();
     let mut conn = client::Connection::new(target.clone(), Duration::from_secs(5));
     let mut last = String::from("no answer yet");
@@ -178,11 +178,11 @@ pub async fn wait_ready(
         )
         .await;
     }
-    anyhow::bail!(
-        "target {}{path} not ready after {:.0}s: {last}",
-        target.url(),
-        timeout.as_secs_f64()
-    )
+    Err(crate::RunError::NotReady {
+        url: format!("{}{path}", target.url()),
+        seconds: timeout.as_secs_f64(),
+        last,
+    })
 }
 
 /// The endpoint `spec` targets: its URL (pinned by a matching `--resolve` entry), TLS trust
