@@ -17,7 +17,6 @@ pub const FAKE_DIMENSIONS: usize = 8;
 
 /// A backend whose vector depends only on a text's own token ids (so batching must not change
 /// it), with a configurable delay per pass and a switch to fail.
-#[derive(Default)]
 pub struct FakeBackend {
     /// Sleep per forward pass (simulates inference time).
     pub delay: Duration,
@@ -25,6 +24,20 @@ pub struct FakeBackend {
     pub fail: AtomicBool,
     /// Size of every pass so far, in order.
     pub passes: Mutex<Vec<usize>>,
+    /// Passes started so far: tests wait on it ([`FakeBackend::passes_started`]) rather than
+    /// sleeping and hoping the worker got there.
+    pub started: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            fail: AtomicBool::new(false),
+            passes: Mutex::new(Vec::new()),
+            started: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl FakeBackend {
@@ -34,6 +47,13 @@ impl FakeBackend {
             delay,
             ..Self::default()
         }
+    }
+
+    /// Resolves once `n` passes have started.
+    pub async fn passes_started(&self, n: usize) {
+        let mut started = self.started.subscribe();
+        // The sender lives as long as `self`: the wait cannot end in an error.
+        let _ = started.wait_for(|&count| count >= n).await;
     }
 
     /// The vector this backend returns for `ids` (pooled, not normalised).
@@ -56,6 +76,7 @@ impl EmbeddingBackend for FakeBackend {
             .lock()
             .expect("passes lock poisoned; this is a bug")
             .push(batch.len());
+        self.started.send_modify(|count| *count += 1);
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }

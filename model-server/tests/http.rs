@@ -376,7 +376,12 @@ async fn full_queue_answers_429_at_once_with_retry_after() {
         inference_workers: 1,
         ..test_limits()
     };
-    let router = ready_app(FakeBackend::with_delay(Duration::from_millis(400)), limits);
+    let backend = Arc::new(FakeBackend::with_delay(Duration::from_millis(400)));
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(test_http_config(limits), metrics.clone());
+    let (model, _tasks) = fake_model(backend.clone(), limits, metrics.clone());
+    state.set_ready(model);
+    let router = app(state);
     let busy: Vec<_> = (0..2)
         .map(|_| {
             let router = router.clone();
@@ -387,8 +392,13 @@ async fn full_queue_answers_429_at_once_with_retry_after() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = std::time::Instant::now();
+    // Both permits taken: both requests in the worker's pass (batched together), or one in it
+    // and the other queued behind it.
+    until("both requests to be admitted", || {
+        let in_passes: usize = backend.passes.lock().unwrap().iter().sum();
+        in_passes >= 2 || metrics.queue_depth.get() > 0
+    })
+    .await;
     let rejected = send(&router, post("/embed", r#"{"texts":["a"]}"#)).await;
     assert_error(
         &rejected,
@@ -398,8 +408,8 @@ async fn full_queue_answers_429_at_once_with_retry_after() {
     );
     assert_eq!(rejected.headers[header::RETRY_AFTER], "1");
     assert!(
-        started.elapsed() < Duration::from_millis(200),
-        "429 must not wait for the queue"
+        busy.iter().all(|task| !task.is_finished()),
+        "429 must not wait for the queue: it came while both requests held their permits"
     );
     // Health never waits behind inference.
     assert_eq!(send(&router, get("/health")).await.status, StatusCode::OK);
@@ -413,6 +423,19 @@ async fn full_queue_answers_429_at_once_with_retry_after() {
         StatusCode::OK,
         "permits come back"
     );
+}
+
+/// Waits until `condition` holds (checked every millisecond), or fails the test after 10 s
+/// naming `what`: a readiness signal, never a guess at how long something takes.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 #[tokio::test]
@@ -431,7 +454,8 @@ async fn slow_requests_time_out_with_408_and_leave_the_queue() {
     let router = app(state);
     let (first, second) =
         tokio::join!(send(&router, post("/embed", r#"{"texts":["a"]}"#)), async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Queued behind the first, which is already in the worker's pass.
+            backend.passes_started(1).await;
             send(&router, post("/embed", r#"{"texts":["the"]}"#)).await
         });
     assert_error(
@@ -446,10 +470,13 @@ async fn slow_requests_time_out_with_408_and_leave_the_queue() {
         "timeout",
         "--request-timeout-secs",
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // The first was already running; the second was still queued and is dropped, never run.
+    // The first was already running; the second was still queued and is dropped, never run:
+    // once the worker is through the first pass, it counts the second as cancelled.
+    until("the queued request to be dropped", || {
+        metrics.cancelled.get() == 1
+    })
+    .await;
     assert_eq!(backend.passes.lock().unwrap().len(), 1);
-    assert_eq!(metrics.cancelled.get(), 1);
 }
 
 #[tokio::test]
@@ -471,7 +498,7 @@ async fn concurrent_requests_share_forward_passes_and_keep_their_vectors() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    backend.passes_started(1).await;
     let texts = [
         "the cat",
         "a dog sat",
@@ -574,7 +601,8 @@ async fn bodies_read_at_once_are_bounded_and_the_rest_get_429() {
         max_concurrent_requests: 1,
         ..test_limits()
     };
-    let router = ready_app(FakeBackend::default(), limits);
+    let (state, _tasks) = ready_state(Arc::new(FakeBackend::default()), limits);
+    let router = app(state.clone());
     // A body that arrives slowly: its read holds the only body-read permit.
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<axum::body::Bytes, std::io::Error>>();
     tx.unbounded_send(Ok(axum::body::Bytes::from_static(b"{\"texts\":[\"a")))
@@ -587,7 +615,10 @@ async fn bodies_read_at_once_are_bounded_and_the_rest_get_429() {
         let router = router.clone();
         async move { send(&router, slow).await.status }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until("the slow body's read to hold its permit", || {
+        state.body_reads_in_progress() == 1
+    })
+    .await;
     let refused = send(&router, post("/embed", r#"{"texts":["b"]}"#)).await;
     assert_error(
         &refused,

@@ -92,6 +92,11 @@ impl AppState {
         self.inner.body_reads.clone().try_acquire_owned().ok()
     }
 
+    /// Request bodies being read right now (at most [`max_body_reads`]).
+    pub fn body_reads_in_progress(&self) -> usize {
+        max_body_reads(&self.inner.config.limits) - self.inner.body_reads.available_permits()
+    }
+
     /// Marks the model loaded and warmed up: `/health` turns 200 and requests are served.
     pub fn set_ready(&self, model: ServedModel) {
         if self.inner.model.set(model).is_err() {
