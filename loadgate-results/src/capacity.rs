@@ -13,6 +13,7 @@
 //! one): one slow step between good ones is noise, not the knee. A ramp has at most about
 //! [`MAX_STEPS`] steps, so the curve stays small enough for a pod's termination message.
 
+use crate::checked::PartError;
 use crate::entry::{Entry, Figures};
 use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
 use loadgate_api::load::{LoadProfile, Thresholds};
@@ -317,7 +318,7 @@ impl Steps {
 /// # Errors
 /// When runners disagree on where a step is (its windows), or a step's histogram does not
 /// decode or match its counts.
-pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String> {
+pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, PartError> {
     let mut by_start: BTreeMap<u32, Vec<&StepResult>> = BTreeMap::new();
     for steps in runners {
         for step in *steps {
@@ -328,24 +329,25 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String>
     for (first, parts) in by_start {
         let windows = parts[0].windows;
         if parts.iter().any(|p| p.windows != windows) {
-            return Err(format!(
-                "runners disagree on the step at window {first}: {} windows against {windows}",
-                parts
+            return Err(PartError::StepWindows {
+                first,
+                theirs: parts
                     .iter()
                     .map(|p| p.windows)
                     .find(|&w| w != windows)
-                    .unwrap_or(0)
-            ));
+                    .unwrap_or(0),
+                ours: windows,
+            });
         }
         let mut entry = Entry::new("step", "");
         let (mut users, mut throughout, mut seconds) = (0u32, 0u32, 0f64);
         // A search's offered rate is the shards' shares added up (all of them must say it).
         let offered: Option<f64> = parts.iter().map(|p| p.offered_rps).sum();
         if offered.is_some_and(|r| !r.is_finite() || r < 0.0) {
-            return Err(format!("step at window {first} offered {offered:?} req/s"));
+            return Err(PartError::Offered { first, offered });
         }
         for part in &parts {
-            let histogram = crate::checked::decode(&part.stats).map_err(|e| e.to_string())?;
+            let histogram = crate::checked::decode(&part.stats)?;
             entry
                 .add_counts(
                     &histogram,
@@ -353,13 +355,13 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, String>
                     part.stats.failures,
                     part.stats.not_sent,
                 )
-                .map_err(|e| format!("step at window {first}: {e}"))?;
+                .map_err(PartError::in_step(first))?;
             users = users.saturating_add(part.users);
             throughout = throughout.saturating_add(part.users_throughout);
             seconds = seconds.max(part.seconds);
         }
         if !seconds.is_finite() || seconds < 0.0 {
-            return Err(format!("step at window {first} lasted {seconds} s"));
+            return Err(PartError::Seconds { first, seconds });
         }
         curve.push(point(
             users,
@@ -693,7 +695,7 @@ mod tests {
 
         let mut shifted = b.clone();
         shifted[1].windows = 3;
-        let err = merge_steps(&[&a, &shifted]).unwrap_err();
+        let err = merge_steps(&[&a, &shifted]).unwrap_err().to_string();
         assert!(err.contains("disagree"), "{err}");
         let mut forged = b;
         forged[0].stats.requests += 1;

@@ -1,6 +1,7 @@
 //! A runner's [`RequestStats`] histogram, decoded within the codec's bounds and checked against
 //! the counts the stats claim ([`decode`]); [`MergeError`] names what is wrong when runners'
-//! summaries are decoded and added up. Summaries may be forged, so nothing here trusts a count.
+//! summaries are decoded and added up, [`PartError`] when their steps and windows are. Summaries
+//! may be forged, so nothing here trusts a count.
 
 use crate::codec::{self, HistogramError};
 use hdrhistogram::Histogram;
@@ -97,4 +98,83 @@ pub fn decode(stats: &RequestStats) -> Result<Histogram<u64>, MergeError> {
         });
     }
     Ok(histogram)
+}
+
+/// Why runners' parts (a task's counts, a ramp's step, a second's window) cannot be added up.
+#[derive(Debug, thiserror::Error)]
+pub enum PartError {
+    /// A count would pass what a histogram can encode ([`codec::MAX_COUNT`]).
+    #[error("{0} overflow")]
+    Overflow(&'static str),
+    /// A histogram holds values beyond the other's range.
+    #[error("histogram out of bounds: {0:?}")]
+    OutOfBounds(hdrhistogram::AdditionError),
+    /// A window's histogram does not decode.
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
+    /// A step's stats do not decode or do not match their counts.
+    #[error(transparent)]
+    Stats(#[from] MergeError),
+    /// Runners cut the step starting at `first` into different numbers of windows.
+    #[error("runners disagree on the step at window {first}: {theirs} windows against {ours}")]
+    StepWindows {
+        /// The step's first window.
+        first: u32,
+        /// One runner's count.
+        theirs: u32,
+        /// The first runner's count.
+        ours: u32,
+    },
+    /// A step's offered rate is not a finite, non-negative number.
+    #[error("step at window {first} offered {offered:?} req/s")]
+    Offered {
+        /// The step's first window.
+        first: u32,
+        /// What the runners said, added up.
+        offered: Option<f64>,
+    },
+    /// A step's length is not a finite, non-negative number.
+    #[error("step at window {first} lasted {seconds} s")]
+    Seconds {
+        /// The step's first window.
+        first: u32,
+        /// What the runners said.
+        seconds: f64,
+    },
+    /// A part of the step starting at `first`.
+    #[error("step at window {first}: {source}")]
+    InStep {
+        /// The step's first window.
+        first: u32,
+        /// What is wrong.
+        #[source]
+        source: Box<PartError>,
+    },
+    /// A part of the window of second `window`.
+    #[error("window {window}: {source}")]
+    InWindow {
+        /// The window's second.
+        window: u32,
+        /// What is wrong.
+        #[source]
+        source: Box<PartError>,
+    },
+}
+
+impl PartError {
+    /// This error, placed in the step starting at window `first`.
+    pub fn in_step(first: u32) -> impl FnOnce(PartError) -> PartError {
+        move |e| PartError::InStep {
+            first,
+            source: Box::new(e),
+        }
+    }
+
+    /// This error, placed in the window of second `window`.
+    pub fn in_window(window: u32) -> impl FnOnce(PartError) -> PartError {
+        move |e| PartError::InWindow {
+            window,
+            source: Box::new(e),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! the exact value) with its counts, [`Figures`] what the reports print of it, and [`HistoryRow`]
 //! one second of a run's history.
 
+use crate::checked::PartError;
 use crate::codec::MAX_MICROS;
 use hdrhistogram::Histogram;
 use loadgate_api::stats::RequestStats;
@@ -94,18 +95,18 @@ impl Entry {
         requests: u64,
         failures: u64,
         not_sent: u64,
-    ) -> Result<(), String> {
-        let add = |a: u64, b: u64, what: &str| {
+    ) -> Result<(), PartError> {
+        let add = |a: u64, b: u64, what: &'static str| {
             a.checked_add(b)
                 .filter(|&sum| sum <= crate::codec::MAX_COUNT)
-                .ok_or_else(|| format!("{what} overflow"))
+                .ok_or(PartError::Overflow(what))
         };
         self.requests = add(self.requests, requests, "requests")?;
         self.failures = add(self.failures, failures, "failures")?;
         self.not_sent = add(self.not_sent, not_sent, "not-sent requests")?;
         self.histogram
             .add(histogram)
-            .map_err(|e| format!("histogram out of bounds: {e:?}"))
+            .map_err(PartError::OutOfBounds)
     }
 
     /// Empties it in place (keeping the histogram's allocation).

@@ -158,6 +158,16 @@ pub fn evaluate_search(
     }
 }
 
+/// A task budget names no task of the run.
+#[derive(Debug, thiserror::Error)]
+#[error("budget for task {task:?}: no such task (tasks: {})", known.join(", "))]
+pub struct UnknownTask {
+    /// The name the budget gives.
+    pub task: String,
+    /// The run's tasks.
+    pub known: Vec<String>,
+}
+
 /// Checks each task's own stats against its budgets. Budgets naming no task of the run are an
 /// error, so a typo cannot silently pass.
 ///
@@ -167,19 +177,15 @@ pub fn evaluate_tasks(
     tasks: &[RequestStats],
     budgets: &[TaskThresholds],
     profile: &str,
-) -> Result<Vec<Violation>, String> {
+) -> Result<Vec<Violation>, UnknownTask> {
     let mut violations = Vec::new();
     for budget in budgets {
         let stats = tasks
             .iter()
             .find(|t| t.name == budget.task)
-            .ok_or_else(|| {
-                let known: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-                format!(
-                    "budget for task {:?}: no such task (tasks: {})",
-                    budget.task,
-                    known.join(", ")
-                )
+            .ok_or_else(|| UnknownTask {
+                task: budget.task.clone(),
+                known: tasks.iter().map(|t| t.name.clone()).collect(),
             })?;
         violations.extend(evaluate(
             stats,

@@ -3,6 +3,7 @@
 //! ([`merge_windows`]): counts summed, histograms merged, so each second's percentiles are those
 //! of all its requests (at the windows' 2 significant digits).
 
+use crate::checked::PartError;
 use crate::entry::Entry;
 use crate::stats::Stats;
 use loadgate_api::report::HistoryPoint;
@@ -31,7 +32,7 @@ pub fn of_stats(stats: &Stats) -> Vec<HistoryPoint> {
 ///
 /// # Errors
 /// When a window's histogram does not decode, or its counts overflow.
-pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, String> {
+pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, PartError> {
     let mut by_second: BTreeMap<u32, Vec<&WindowResult>> = BTreeMap::new();
     for windows in runners {
         for window in *windows {
@@ -46,15 +47,14 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, S
         for part in parts {
             users = users.saturating_add(part.users);
             let histogram = match &part.histogram {
-                Some(encoded) => {
-                    crate::codec::decode(encoded).map_err(|e| format!("window {second}: {e}"))?
-                }
+                Some(encoded) => crate::codec::decode(encoded)
+                    .map_err(|e| PartError::in_window(second)(e.into()))?,
                 // No request was sent in that second (none, or all shed).
                 None => hdrhistogram::Histogram::new(2).expect("2 digits are valid; this is a bug"),
             };
             entry
                 .add_counts(&histogram, part.requests, part.failures, 0)
-                .map_err(|e| format!("window {second}: {e}"))?;
+                .map_err(PartError::in_window(second))?;
         }
         history.push(HistoryPoint {
             second,
@@ -80,7 +80,7 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, S
 pub fn coarsen_windows(
     windows: Vec<WindowResult>,
     seconds: u32,
-) -> Result<Vec<WindowResult>, String> {
+) -> Result<Vec<WindowResult>, PartError> {
     if seconds <= 1 {
         return Ok(windows);
     }
@@ -112,11 +112,11 @@ pub fn coarsen_windows(
         span.warmup &= window.warmup;
         if let Some(encoded) = &window.histogram {
             let part = crate::codec::decode(encoded)
-                .map_err(|e| format!("window {}: {e}", window.window))?;
+                .map_err(|e| PartError::in_window(window.window)(e.into()))?;
             match &mut histogram {
                 Some(h) => h
                     .add(&part)
-                    .map_err(|e| format!("window {}: {e}", window.window))?,
+                    .map_err(|e| PartError::in_window(window.window)(PartError::OutOfBounds(e)))?,
                 None => histogram = Some(part),
             }
         }

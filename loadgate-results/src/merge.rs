@@ -17,6 +17,18 @@ use loadgate_api::stats::RequestStats;
 use loadgate_api::summary::{Abort, QualityResult, RunSummary};
 use std::collections::BTreeMap;
 
+/// A summary that does not fit a termination message even at its most compact.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the run summary is {bytes} bytes even with a coarse total and no per-task histograms (limit {limit})"
+)]
+pub struct TooLarge {
+    /// Its most compact size.
+    pub bytes: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
 /// Kubernetes keeps at most this many bytes of a container's termination message.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
@@ -30,7 +42,7 @@ pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 ///
 /// # Errors
 /// When even the summary without per-task histograms is larger than `limit`.
-pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, String> {
+pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, TooLarge> {
     let to_json =
         |s: &RunSummary| serde_json::to_string(s).expect("a summary serialises; this is a bug");
     let full = to_json(summary);
@@ -75,11 +87,10 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Str
     if coarsest.len() <= limit {
         Ok(coarsest)
     } else {
-        Err(format!(
-            "the run summary is {} bytes even with a coarse total and no per-task histograms \
-             (limit {limit})",
-            coarsest.len()
-        ))
+        Err(TooLarge {
+            bytes: coarsest.len(),
+            limit,
+        })
     }
 }
 

@@ -31,10 +31,10 @@ pub enum RunError {
     Quality(String),
     /// The run's windows could not be coarsened for its results (a bug if it ever happens).
     #[error("cannot coarsen the run's windows: {0}")]
-    Windows(String),
+    Windows(#[source] loadgate_results::checked::PartError),
     /// The summary cannot be made to fit a termination message.
     #[error("--termination-summary: {0}")]
-    TerminationSummary(String),
+    TerminationSummary(#[source] loadgate_results::merge::TooLarge),
     /// A report could not be written, or the results frame printed.
     #[error("cannot {what}: {source}")]
     Io {

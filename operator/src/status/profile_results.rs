@@ -101,7 +101,8 @@ pub fn profile_result(
     let mut violations = merged.violations.clone();
     // Unknown task names are an error for a search too, though its tasks are not judged.
     let task_violations =
-        loadgate_results::gate::evaluate_tasks(&merged.tasks, task_thresholds, &merged.profile)?;
+        loadgate_results::gate::evaluate_tasks(&merged.tasks, task_thresholds, &merged.profile)
+            .map_err(|e| e.to_string())?;
     violations.extend(task_violations);
     let t = &merged.total;
     let figures = ResultFigures {
@@ -120,7 +121,9 @@ pub fn profile_result(
     }
     let steps: Option<Vec<&[StepResult]>> = runners.iter().map(|r| r.steps.as_deref()).collect();
     let mut curve = match steps {
-        Some(steps) => loadgate_results::capacity::merge_steps(&steps)?,
+        Some(steps) => {
+            loadgate_results::capacity::merge_steps(&steps).map_err(|e| e.to_string())?
+        }
         None => merged.curve.clone(),
     };
     curve.truncate(loadgate_results::capacity::MAX_CURVE_POINTS);
@@ -146,7 +149,9 @@ pub fn profile_result(
     let windows: Option<Vec<&[WindowResult]>> =
         runners.iter().map(|r| r.windows.as_deref()).collect();
     let history = match windows {
-        Some(windows) => loadgate_results::history::merge_windows(&windows)?,
+        Some(windows) => {
+            loadgate_results::history::merge_windows(&windows).map_err(|e| e.to_string())?
+        }
         None => Vec::new(),
     };
     let mut summary = merged;
