@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # $cache and $dir are the sourcing script's
-# Sourced by test/cluster/cluster.sh and test/node/node.sh: what both do the same way.
+# Sourced by test/cluster/cluster.sh and test/node/node.sh: what both do the same way
+# (test/e2e/run.sh sources it for wait_for).
 #   k8s_go_build NAME DIR   build DIR's Go main package (a module pinning k8s.io/kubernetes) once
 #                           per go.mod, go.sum, main.go, Go version and link flags, stamped with
 #                           that release, cached as $cache/NAME-<hash>/NAME; prints its path
