@@ -11,7 +11,7 @@
 #   scripts/test.sh          the whole suite (CI's; about 30 minutes on 2 cores)
 #   scripts/test.sh --fast   the loop to run while working: formatting, lints, every unit and
 #                            loopback test of the workspace (the real model included); no root,
-#                            no Go, no images, no cluster (about 5 minutes warm on 2 cores)
+#                            no Go, no images, no cluster (about 2 minutes warm on 2 cores: 132 s measured)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
