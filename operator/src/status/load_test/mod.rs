@@ -9,9 +9,9 @@
 //! restarted mid-test picks up where it was, and nothing measured is lost.
 //!
 //! [`advance`] reads as a table of situations, each a small function in its own module with its
-//! own tests: waiting for the endpoint ([`endpoint`]), a Job to create or one that failed
-//! ([`jobs`]), a Job that finished with results ([`finished`]), and what comes after the step:
-//! the next profile or the run's end ([`progress`]). [`tests`](self) runs whole tests through it.
+//! own tests: waiting for the endpoint (`endpoint.rs`), a Job to create or one that failed
+//! (`jobs.rs`), a Job that finished with results (`finished.rs`), and what comes after the step:
+//! the next profile or the run's end (`progress.rs`). `tests.rs` runs whole tests through it.
 
 use k8s_openapi::jiff::SignedDuration;
 use loadgate_api::conditions::{Time, reasons};
