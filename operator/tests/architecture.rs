@@ -50,6 +50,7 @@ const API: &[&str] = &[
     "report",
     // the custom resources, their checks and schemas
     "model_endpoint",
+    "load_test_status",
     "load_test",
     "validate",
     "crd",

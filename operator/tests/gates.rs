@@ -8,7 +8,8 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use loadgate_api::load_test::{LoadPhase, LoadTest, ProfilePhase};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadPhase, ProfilePhase};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,8 @@
 //! a verdict, the ramp's capacity, reports.
 //! Needs the model from scripts/fetch-model.sh, as the golden tests do; fails loudly without it.
 
-use loadgate_api::load_test::{LoadPhase, LoadTest, ProfilePhase, Verdict};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadPhase, ProfilePhase, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -18,7 +18,8 @@
 //! - [`embed`]: HTTP bodies of the embedding API (model-server ↔ loadrunner);
 //! - [`duration`]: Kubernetes-style duration strings;
 //! - [`efficiency`]: embeddings per second, per core, and their cost;
-//! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`],
+//! - with the default `crd` feature: the custom resources [`model_endpoint`] and [`load_test`]
+//!   (its status, what a run came to, in [`load_test_status`]),
 //!   the [`conditions`] vocabulary, [`validate`] (the Rust twin of every schema rule), and
 //!   [`crd`] (the generated CustomResourceDefinitions).
 //!
@@ -46,6 +47,8 @@ pub mod conditions;
 pub mod crd;
 #[cfg(feature = "crd")]
 pub mod load_test;
+#[cfg(feature = "crd")]
+pub mod load_test_status;
 #[cfg(feature = "crd")]
 pub mod model_endpoint;
 #[cfg(feature = "crd")]

@@ -29,7 +29,8 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, Propaga
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use loadgate_api::conditions::{Time, find, is_true, reasons, types};
-use loadgate_api::load_test::{LoadPhase, LoadTest, LoadTestStatus, ProfilePhase};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadPhase, LoadTestStatus, ProfilePhase};
 use loadgate_api::model_endpoint::ModelEndpoint;
 use loadgate_api::validate::validate_load_test_name;
 use std::collections::btree_map::Entry;

@@ -21,7 +21,8 @@ use crate::status::plan::{EndpointState, EventReason, JobState, Step};
 use crate::status::profile_results::RunnerResults;
 use clap::Args;
 use kube::ResourceExt;
-use loadgate_api::load_test::{LoadPhase, LoadTest};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::LoadPhase;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -291,7 +292,7 @@ async fn run_manifest(
 
 /// The status a previous run here left in `path`, when there is one that reads; a file that
 /// does not is said and ignored (the run goes on without a baseline).
-fn read_status(path: &Path) -> Option<loadgate_api::load_test::LoadTestStatus> {
+fn read_status(path: &Path) -> Option<loadgate_api::load_test_status::LoadTestStatus> {
     let text = std::fs::read_to_string(path).ok()?;
     match serde_saphyr::from_str::<LoadTest>(&text) {
         Ok(test) => test.status,

@@ -12,10 +12,10 @@
 //! Violations name both runs: "p95 612 ms is +18% over the baseline's 518 ms (run 3f2a9c1) in
 //! profile sustained".
 
-use loadgate_api::load_test::ProfileStatus;
-use loadgate_api::load_test::{
-    BaselineSpec, BaselineStatus, LoadPhase, LoadTest, LoadTestStatus, ProfileSpec, RunRecord,
-    Verdict,
+use loadgate_api::load_test::{BaselineSpec, LoadTest, ProfileSpec};
+use loadgate_api::load_test_status::ProfileStatus;
+use loadgate_api::load_test_status::{
+    BaselineStatus, LoadPhase, LoadTestStatus, RunRecord, Verdict,
 };
 use loadgate_api::summary::Violation;
 
@@ -216,7 +216,7 @@ fn ms(v: f64) -> String {
 
 /// The figures of this run a baseline is compared on.
 struct Current<'a> {
-    profiles: &'a [loadgate_api::load_test::ProfileStatus],
+    profiles: &'a [loadgate_api::load_test_status::ProfileStatus],
     capacity_rps: Option<f64>,
 }
 
@@ -389,7 +389,7 @@ fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Compariso
 mod tests {
     use super::*;
     use crate::fixtures::{at, load_test};
-    use loadgate_api::load_test::{ProfilePhase, ResultFigures, TestCapacity};
+    use loadgate_api::load_test_status::{ProfilePhase, ResultFigures, TestCapacity};
 
     fn profile(name: &str, p95: f64, rps: f64) -> ProfileStatus {
         ProfileStatus {

@@ -3,7 +3,7 @@
 //! requeue, the [`Transition`]s worth an Event, a finished profile's report) coming out.
 
 use super::profile_results::RunnerResults;
-use loadgate_api::load_test::LoadTestStatus;
+use loadgate_api::load_test_status::LoadTestStatus;
 use loadgate_api::report::ProfileReport;
 use std::time::Duration;
 

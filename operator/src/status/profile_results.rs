@@ -6,7 +6,8 @@
 
 use loadgate_api::capacity::{Capacity, CurvePoint};
 use loadgate_api::load::Thresholds;
-use loadgate_api::load_test::{ProfileSpec, ProfileStatus, ResultFigures, TestCapacity};
+use loadgate_api::load_test::ProfileSpec;
+use loadgate_api::load_test_status::{ProfileStatus, ResultFigures, TestCapacity};
 use loadgate_api::report::ProfileReport;
 use loadgate_api::results::{RunResults, StepResult, WindowResult};
 use loadgate_api::summary::{RunSummary, Violation};

@@ -7,7 +7,8 @@ use super::plan::{EventReason, Transition};
 use super::profile_results::{overall_figures, test_capacity};
 use kube::ResourceExt;
 use loadgate_api::conditions::{ConditionUpdate, Time, reasons, set_condition, types};
-use loadgate_api::load_test::{LoadPhase, LoadTest, LoadTestStatus, Verdict};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadPhase, LoadTestStatus, Verdict};
 
 /// Ends the run: phase, verdict, summary, completion time and the final conditions. `error`
 /// (reason, message) ends it in Error; otherwise the profiles' verdicts decide.

@@ -6,7 +6,8 @@ use super::{ENDPOINT_POLL, abort_run};
 use crate::status::plan::{EndpointState, Plan, Step};
 use crate::status::run_end::{finish, set_in_progress};
 use loadgate_api::conditions::{Time, reasons};
-use loadgate_api::load_test::{LoadPhase, LoadTest, LoadTestStatus};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadPhase, LoadTestStatus};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ mod tests {
     use crate::fixtures::{at, load_test};
     use crate::status::load_test::start_run;
     use loadgate_api::conditions::{find, types};
-    use loadgate_api::load_test::ProfilePhase;
+    use loadgate_api::load_test_status::ProfilePhase;
 
     fn not_ready() -> EndpointState {
         EndpointState::NotReady {

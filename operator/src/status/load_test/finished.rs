@@ -11,9 +11,8 @@ use loadgate_api::capacity::Capacity;
 use loadgate_api::conditions::{Time, reasons};
 use loadgate_api::efficiency::Efficiency;
 use loadgate_api::load::Thresholds;
-use loadgate_api::load_test::{
-    AbortStatus, LoadTest, LoadTestSpec, LoadTestStatus, ProfilePhase, ResultFigures,
-};
+use loadgate_api::load_test::{LoadTest, LoadTestSpec};
+use loadgate_api::load_test_status::{AbortStatus, LoadTestStatus, ProfilePhase, ResultFigures};
 use loadgate_api::summary::{Abort, QualityResult, Violation};
 
 /// Profile `i`'s Job succeeded with `results`: the profile's verdict, or an error when the

@@ -7,7 +7,8 @@ use super::progress::Outcome;
 use crate::resources::load_test::job_name;
 use crate::status::plan::{EventReason, JobState, Step, Transition};
 use loadgate_api::conditions::{Time, reasons};
-use loadgate_api::load_test::{LoadTest, LoadTestStatus, ProfilePhase};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadTestStatus, ProfilePhase};
 
 /// A Job exists for a profile the status still calls Pending (the operator created it and
 /// stopped before writing the status): the profile is Running under that Job from now on.

@@ -15,7 +15,8 @@
 
 use k8s_openapi::jiff::SignedDuration;
 use loadgate_api::conditions::{Time, reasons};
-use loadgate_api::load_test::{LoadPhase, LoadTest, LoadTestStatus, ProfilePhase, ProfileStatus};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadPhase, LoadTestStatus, ProfilePhase, ProfileStatus};
 use std::time::Duration;
 
 use super::gates;

@@ -6,7 +6,8 @@ use super::{RUNNING_POLL, profile_finished};
 use crate::status::plan::{Plan, Step, Transition};
 use crate::status::run_end::{finish, set_in_progress};
 use loadgate_api::conditions::{Time, reasons};
-use loadgate_api::load_test::{LoadTest, LoadTestStatus, ProfilePhase};
+use loadgate_api::load_test::LoadTest;
+use loadgate_api::load_test_status::{LoadTestStatus, ProfilePhase};
 use loadgate_api::report::ProfileReport;
 use std::time::Duration;
 
@@ -106,7 +107,7 @@ mod tests {
     use crate::fixtures::{at, load_test};
     use crate::status::load_test::start_run;
     use loadgate_api::conditions::{find, types};
-    use loadgate_api::load_test::LoadPhase;
+    use loadgate_api::load_test_status::LoadPhase;
 
     fn running(test: &LoadTest) -> LoadTestStatus {
         let mut st = start_run(test, None, None, "initial", &at(0)).status;

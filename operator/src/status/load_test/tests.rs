@@ -10,7 +10,7 @@ use loadgate_api::capacity::CurvePoint;
 use loadgate_api::conditions::types;
 use loadgate_api::conditions::{find, is_true};
 use loadgate_api::load::Thresholds;
-use loadgate_api::load_test::Verdict;
+use loadgate_api::load_test_status::Verdict;
 use loadgate_api::results::{StepResult, WindowResult};
 use loadgate_api::stats::RequestStats;
 use loadgate_api::summary::RunSummary;
