@@ -15,10 +15,10 @@
 
 use crate::checked::PartError;
 use crate::entry::{Entry, Figures};
-use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint};
+use loadgate_api::capacity::{BreakPoint, Capacity, CurvePoint, StepLlm};
 use loadgate_api::load::{LoadProfile, Thresholds};
 use loadgate_api::results::StepResult;
-use loadgate_api::stats::RequestStats;
+use loadgate_api::stats::{LlmStats, RequestStats};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -102,6 +102,7 @@ impl StepRow {
             self.offered_rps,
             self.seconds,
             &self.figures,
+            self.stats.llm.as_ref(),
         )
     }
 
@@ -119,13 +120,15 @@ impl StepRow {
     }
 }
 
-/// A curve point of a step with these users (and a search's offered rate), length and figures.
+/// A curve point of a step with these users (and a search's offered rate), length and figures
+/// (and its LLM answers', when it had any).
 pub fn point(
     users: u32,
     users_throughout: u32,
     offered_rps: Option<f64>,
     seconds: f64,
     f: &Figures,
+    llm: Option<&LlmStats>,
 ) -> CurvePoint {
     CurvePoint {
         users,
@@ -145,6 +148,19 @@ pub fn point(
         p95_ms: round(f.p95_ms(), 100.0),
         p99_ms: round(f.p99_ms(), 100.0),
         error_rate: round(f.error_rate(), 1e6),
+        llm: llm.filter(|l| l.answered > 0).map(|l| StepLlm {
+            ttft_p95_ms: round(l.ttft.p95_ms, 100.0),
+            itl_p95_ms: round(l.itl.p95_ms, 100.0),
+            tpot_p95_ms: round(l.tpot.p95_ms, 100.0),
+            output_tokens_per_second: round(
+                if seconds > 0.0 {
+                    l.output_tokens as f64 / seconds
+                } else {
+                    0.0
+                },
+                100.0,
+            ),
+        }),
     }
 }
 
@@ -363,12 +379,16 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, PartErr
         if !seconds.is_finite() || seconds < 0.0 {
             return Err(PartError::Seconds { first, seconds });
         }
+        let llm: Vec<&LlmStats> = parts.iter().filter_map(|p| p.stats.llm.as_ref()).collect();
+        let llm = crate::llm::merge("step", &llm, seconds)
+            .map_err(|e| PartError::in_step(first)(PartError::Stats(e)))?;
         curve.push(point(
             users,
             throughout,
             offered,
             seconds,
             &Figures::of(&entry),
+            llm.as_ref(),
         ));
     }
     Ok(curve)
@@ -377,12 +397,22 @@ pub fn merge_steps(runners: &[&[StepResult]]) -> Result<Vec<CurvePoint>, PartErr
 /// A broken budget: (field, measured, budget).
 type Broken = (&'static str, f64, f64);
 
-/// The budget a step broke first (p95, then p99, then errors).
+/// The budget a step broke first (p95, then p99, then errors, then the LLM answers' TTFT, ITL
+/// and TPOT p95).
 fn broken(point: &CurvePoint, t: &Thresholds) -> Option<Broken> {
+    let llm = point.llm.unwrap_or(StepLlm {
+        ttft_p95_ms: 0.0,
+        itl_p95_ms: 0.0,
+        tpot_p95_ms: 0.0,
+        output_tokens_per_second: 0.0,
+    });
     [
         ("p95Ms", point.p95_ms, t.p95_ms),
         ("p99Ms", point.p99_ms, t.p99_ms),
         ("maxErrorRate", point.error_rate, t.max_error_rate),
+        ("ttftP95Ms", llm.ttft_p95_ms, t.ttft_p95_ms),
+        ("itlP95Ms", llm.itl_p95_ms, t.itl_p95_ms),
+        ("tpotP95Ms", llm.tpot_p95_ms, t.tpot_p95_ms),
     ]
     .into_iter()
     .find_map(|(field, measured, budget)| {
@@ -396,7 +426,8 @@ fn broken(point: &CurvePoint, t: &Thresholds) -> Option<Broken> {
 /// not apply to a ramp: its rate grows with its users). `None` when no such budget is set or no
 /// step had enough requests to judge.
 pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
-    if t.p95_ms.is_none() && t.p99_ms.is_none() && t.max_error_rate.is_none() {
+    let llm_latency = t.ttft_p95_ms.is_some() || t.itl_p95_ms.is_some() || t.tpot_p95_ms.is_some();
+    if t.p95_ms.is_none() && t.p99_ms.is_none() && t.max_error_rate.is_none() && !llm_latency {
         return None;
     }
     let judged: Vec<(&CurvePoint, Option<Broken>)> = curve
@@ -439,6 +470,7 @@ pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
         offered_rps: held.and_then(|p| p.offered_rps),
         limited_by: broke_at.as_ref().map(|b| b.metric.clone()),
         broke_at,
+        output_tokens_per_second: held.and_then(|p| p.llm).map(|l| l.output_tokens_per_second),
     })
 }
 
@@ -474,6 +506,7 @@ mod tests {
             p95_ms,
             p99_ms: p95_ms * 1.2,
             error_rate,
+            llm: None,
         }
     }
 

@@ -5,8 +5,11 @@
 
 use crate::checked::PartError;
 use crate::codec::MAX_MICROS;
+use crate::llm::LlmEntry;
+use crate::sample::LlmSample;
 use hdrhistogram::Histogram;
 use loadgate_api::stats::RequestStats;
+use std::time::Duration;
 
 /// Percentiles Locust reports, in its column order.
 pub const PERCENTILES: [f64; 11] = [
@@ -35,6 +38,8 @@ pub struct Entry {
     pub sum_micros: u128,
     /// Texts embedded by the successful requests.
     pub embeddings: u64,
+    /// LLM tasks' timings and tokens (`None` until an LLM request is recorded).
+    pub llm: Option<Box<LlmEntry>>,
 }
 
 impl Entry {
@@ -51,7 +56,16 @@ impl Entry {
             bytes: 0,
             sum_micros: 0,
             embeddings: 0,
+            llm: None,
         }
+    }
+
+    /// Records an LLM request's timings and tokens (`answer` None when it failed); its count
+    /// and latency go in through [`Self::record`] as any request's do.
+    pub(crate) fn record_llm(&mut self, answer: Option<&LlmSample>, latency: Duration, good: bool) {
+        self.llm
+            .get_or_insert_with(Box::default)
+            .record(answer, latency, good);
     }
 
     pub(crate) fn record(&mut self, micros: u64, failed: bool, not_sent: bool, bytes: usize) {
@@ -82,6 +96,9 @@ impl Entry {
         self.bytes += other.bytes;
         self.sum_micros += other.sum_micros;
         self.embeddings += other.embeddings;
+        if let Some(theirs) = &other.llm {
+            self.llm.get_or_insert_with(Box::default).add(theirs);
+        }
     }
 
     /// Adds another runner's counts and latencies (decoded from its results), with overflow
@@ -118,6 +135,9 @@ impl Entry {
         self.bytes = 0;
         self.sum_micros = 0;
         self.embeddings = 0;
+        if let Some(llm) = &mut self.llm {
+            llm.reset();
+        }
     }
 
     /// Latency at quantile `q` (0–1) of the sent requests in milliseconds; 0 with none.
@@ -173,6 +193,7 @@ impl Entry {
             p99_ms: self.percentile_ms(0.99),
             max_ms: self.percentile_ms(1.0),
             histogram: Some(crate::codec::encode(&self.histogram)),
+            llm: self.llm.as_ref().map(|l| l.summary(elapsed)),
         }
     }
 }

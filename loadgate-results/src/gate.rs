@@ -74,11 +74,120 @@ pub fn evaluate(stats: &RequestStats, thresholds: &Thresholds, scope: &str) -> V
         thresholds.min_rps,
         false,
     );
+    violations.extend(evaluate_llm(stats, thresholds, scope));
     violations
 }
 
-/// One second of load against the budgets `abortOnFail` watches (p95, p99, error rate): the
-/// first broken, in words ("p95 812 ms > budget 500 ms"), or `None` when it held.
+/// The LLM budgets (`ttftP95Ms`, `ttftP99Ms`, `itlP95Ms`, `tpotP95Ms`,
+/// `minOutputTokensPerSecond`, `minGoodput`) against `stats.llm`: "TTFT p95 812 ms > budget
+/// 500 ms in profile sustained". A budget set over stats with no LLM answer is one violation
+/// saying nothing was measured, never a pass.
+fn evaluate_llm(stats: &RequestStats, t: &Thresholds, scope: &str) -> Vec<Violation> {
+    if !t.has_llm_budget() {
+        return Vec::new();
+    }
+    let Some(llm) = stats.llm.as_ref().filter(|l| l.answered > 0) else {
+        return vec![Violation {
+            metric: "llm".to_owned(),
+            measured: 0.0,
+            budget: 1.0,
+            message: format!(
+                "no LLM answer was measured in {scope}: its LLM budgets cannot pass on nothing"
+            ),
+        }];
+    };
+    let ms = |v: f64| {
+        if v >= 100.0 || v.fract() == 0.0 {
+            format!("{v:.0} ms")
+        } else {
+            format!("{v:.1} ms")
+        }
+    };
+    /// (field, label, measured, budget, higher is bad, how a value reads).
+    type Check<'a> = (
+        &'a str,
+        &'a str,
+        f64,
+        Option<f64>,
+        bool,
+        &'a dyn Fn(f64) -> String,
+    );
+    let checks: [Check; 6] = [
+        (
+            "ttftP95Ms",
+            "TTFT p95",
+            llm.ttft.p95_ms,
+            t.ttft_p95_ms,
+            true,
+            &ms,
+        ),
+        (
+            "ttftP99Ms",
+            "TTFT p99",
+            llm.ttft.p99_ms,
+            t.ttft_p99_ms,
+            true,
+            &ms,
+        ),
+        (
+            "itlP95Ms",
+            "ITL p95",
+            llm.itl.p95_ms,
+            t.itl_p95_ms,
+            true,
+            &ms,
+        ),
+        (
+            "tpotP95Ms",
+            "TPOT p95",
+            llm.tpot.p95_ms,
+            t.tpot_p95_ms,
+            true,
+            &ms,
+        ),
+        (
+            "minOutputTokensPerSecond",
+            "output tokens/s",
+            llm.output_tokens_per_second,
+            t.min_output_tokens_per_second,
+            false,
+            &|v| format!("{v:.1}"),
+        ),
+        (
+            "minGoodput",
+            "goodput",
+            llm.goodput,
+            t.min_goodput,
+            false,
+            &|v| format!("{:.1}%", v * 100.0),
+        ),
+    ];
+    checks
+        .into_iter()
+        .filter_map(|(metric, label, measured, budget, higher_is_bad, show)| {
+            let budget = budget?;
+            let broken = if higher_is_bad {
+                measured > budget
+            } else {
+                measured < budget
+            };
+            broken.then(|| Violation {
+                metric: metric.to_owned(),
+                measured,
+                budget,
+                message: format!(
+                    "{label} {} {} budget {} in {scope}",
+                    show(measured),
+                    if higher_is_bad { ">" } else { "<" },
+                    show(budget)
+                ),
+            })
+        })
+        .collect()
+}
+
+/// One second of load against the budgets `abortOnFail` watches (p95, p99, error rate, and
+/// TTFT, ITL and TPOT p95 of its LLM answers): the first broken, in words ("p95 812 ms > budget 500 ms"), or `None` when it held.
 pub fn window_breaks(window: &crate::entry::Entry, budgets: &Thresholds) -> Option<String> {
     let checks = [
         ("p95", " ms", window.percentile_ms(0.95), budgets.p95_ms),
@@ -90,8 +199,24 @@ pub fn window_breaks(window: &crate::entry::Entry, budgets: &Thresholds) -> Opti
             budgets.max_error_rate,
         ),
     ];
+    let llm = window.llm.as_deref().filter(|l| l.answered > 0);
+    let p95 = |h: &hdrhistogram::Histogram<u64>| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(0.95) as f64 / 1000.0
+        }
+    };
+    let llm_checks = llm.map(|l| {
+        [
+            ("TTFT p95", " ms", p95(&l.ttft), budgets.ttft_p95_ms),
+            ("ITL p95", " ms", p95(&l.itl), budgets.itl_p95_ms),
+            ("TPOT p95", " ms", p95(&l.tpot), budgets.tpot_p95_ms),
+        ]
+    });
     checks
         .into_iter()
+        .chain(llm_checks.into_iter().flatten())
         .find_map(|(label, unit, measured, budget)| {
             let budget = budget?;
             (measured > budget).then(|| {
@@ -300,6 +425,7 @@ pub fn read_stats_csv(path: &Path) -> Result<RequestStats, CsvGateError> {
         p99_ms: num(p99_col)?,
         max_ms: num(max_col)?,
         histogram: None,
+        llm: None,
     })
 }
 
@@ -324,6 +450,7 @@ mod tests {
             max_ms: p95,
             histogram: None,
             embeddings: 0,
+            llm: None,
         }
     }
 
@@ -376,6 +503,7 @@ mod tests {
             offered_rps: Some(40.0),
             limited_by: Some("p95Ms".into()),
             broke_at: Some(broke.clone()),
+            output_tokens_per_second: None,
         };
         assert!(evaluate_search(Some(&found), &t, "profile find").is_empty());
         let low = Capacity {
@@ -417,6 +545,7 @@ mod tests {
             abort_after: None,
             abort_on_fail: None,
             max_cold_start_seconds: None,
+            ..Thresholds::default()
         };
         assert!(evaluate(&stats(400.0, 1, 60.0), &thresholds, "profile ramp").is_empty());
         let v = evaluate(&stats(612.0, 5, 20.0), &thresholds, "profile spike");

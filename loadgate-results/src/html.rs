@@ -518,6 +518,7 @@ mod tests {
             p95_ms,
             p99_ms: p95_ms,
             error_rate: 0.0,
+            llm: None,
         }
     }
 
@@ -555,6 +556,7 @@ mod tests {
                     measured: 900.0,
                     budget: 500.0,
                 }),
+                output_tokens_per_second: None,
             }),
             aborted: None,
             warmup_seconds: None,

@@ -6,7 +6,8 @@
 //! test, `operator/tests/architecture.rs`, keeps it so):
 //!
 //! 1. **Measured**: [`sample`] (one request's outcome, connection and quality check), [`codec`]
-//!    (the histograms' bounds and their bounded wire form), [`entry`] (one task's counts and
+//!    (the histograms' bounds and their bounded wire form), [`llm`] (an LLM answer's
+//!    timings and tokens, added up and merged), [`entry`] (one task's counts and
 //!    latencies, the figures reports print), [`dials`] (the connections a run opened).
 //! 2. **Judgement**: [`capacity`] (a ramp's or search's steps, the curve, the knee), [`gate`]
 //!    (budgets into violations), [`stats`] (a run's accumulator, which closes windows and judges
@@ -26,6 +27,7 @@ pub mod entry;
 pub mod gate;
 pub mod history;
 pub mod html;
+pub mod llm;
 pub mod merge;
 pub mod report;
 pub mod results_frame;

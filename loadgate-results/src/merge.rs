@@ -13,7 +13,7 @@ use crate::codec::{self, encode};
 use crate::gate;
 use loadgate_api::capacity::CurvePoint;
 use loadgate_api::load::Thresholds;
-use loadgate_api::stats::RequestStats;
+use loadgate_api::stats::{LlmStats, RequestStats};
 use loadgate_api::summary::{Abort, QualityResult, RunSummary};
 use std::collections::BTreeMap;
 
@@ -55,6 +55,15 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Too
     if let Some(c) = &mut coarse.connections {
         c.connect_histogram = None;
         c.tls_histogram = None;
+    }
+    // LLM tasks' timing histograms next: their percentiles stay, and the results frame carries
+    // them whole (the operator merges from it).
+    for stats in std::iter::once(&mut coarse.total).chain(&mut coarse.tasks) {
+        if let Some(llm) = &mut stats.llm {
+            for t in [&mut llm.ttft, &mut llm.itl, &mut llm.tpot, &mut llm.e2e] {
+                t.histogram = None;
+            }
+        }
     }
     for task in &mut coarse.tasks {
         task.histogram = decode(task).ok().map(|h| encode(&codec::coarsen(&h)));
@@ -146,7 +155,15 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
         p99_ms: 0.0,
         max_ms: 0.0,
         histogram: None,
+        llm: merged_llm(parts, seconds)?,
     })
+}
+
+/// The LLM figures of `parts` added up ([`crate::llm::merge`]); `None` when none has any.
+fn merged_llm(parts: &[&RequestStats], seconds: f64) -> Result<Option<LlmStats>, MergeError> {
+    let name = parts.first().map_or("", |p| p.name.as_str());
+    let llm: Vec<&LlmStats> = parts.iter().filter_map(|p| p.llm.as_ref()).collect();
+    crate::llm::merge(name, &llm, seconds)
 }
 
 /// Adds `stats` together: counts add up, histograms are added, so percentiles are exact. A lone
@@ -156,6 +173,7 @@ fn merge_stats(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, Me
     let first = parts.first().ok_or(MergeError::Empty)?;
     if parts.len() == 1 {
         decode(first)?;
+        merged_llm(parts, seconds)?;
         return Ok((*first).clone());
     }
     // Summed first: with the totals known to fit, no bucket of the sum can overflow.
@@ -426,6 +444,7 @@ mod tests {
             quality: None,
             texts: 0,
             dial: None,
+            llm: None,
         };
         for _ in 0..100 {
             one.record(&sample);
@@ -475,6 +494,7 @@ mod tests {
                 quality: None,
                 texts: 0,
                 dial: None,
+                llm: None,
             };
             if i % 2 == 0 {
                 one.record(&sample)
@@ -544,6 +564,7 @@ mod tests {
                     quality: None,
                     texts: 0,
                     dial: None,
+                    llm: None,
                 });
             }
         }
@@ -596,6 +617,7 @@ mod tests {
                 quality: None,
                 texts: 0,
                 dial: None,
+                llm: None,
             });
         }
         let full = serde_json::to_string(&summary(&stats, 60.0)).unwrap();
@@ -630,6 +652,7 @@ mod tests {
                 quality: None,
                 texts: 0,
                 dial: None,
+                llm: None,
             });
         }
         stats

@@ -366,6 +366,7 @@ mod tests {
                 quality: None,
                 texts: 0,
                 dial: None,
+                llm: None,
             });
         }
         let summary = RunSummary {
@@ -453,6 +454,7 @@ mod tests {
                     quality: None,
                     texts: 0,
                     dial: None,
+                    llm: None,
                 };
                 stats.record(&sample);
                 window.record(&sample);

@@ -288,6 +288,7 @@ mod tests {
             max_ms: 1.0,
             histogram: None,
             embeddings: 0,
+            llm: None,
         };
         RunResults {
             summary: RunSummary {

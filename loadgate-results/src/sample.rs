@@ -1,6 +1,7 @@
 //! What one request measured, as the engine hands it to the results: its [`Outcome`] (success or
-//! a failure with its reason), the opening of its connection ([`Dial`]) when it opened one, and a
-//! quality sample's [`Check`]. These are the bottom of the results layer: plain data, no I/O.
+//! a failure with its reason), the opening of its connection ([`Dial`]) when it opened one, a
+//! quality sample's [`Check`], and an LLM answer's timings and tokens ([`LlmSample`]). These are
+//! the bottom of the results layer: plain data, no I/O.
 
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct Sample {
     /// The connection this request opened first, if it did (its time is not in `latency`).
     /// Boxed: it is rare, and every sample crosses a channel.
     pub dial: Option<Box<Dial>>,
+    /// An LLM task's answer (time to first token, gaps, tokens) when it was answered in full.
+    /// Boxed, as `dial` is: only LLM tasks have one.
+    pub llm: Option<Box<LlmSample>>,
 }
 
 /// What became of one request.
@@ -130,5 +134,30 @@ impl Tally {
         if let Some(c) = check.worst_cosine {
             self.worst_cosine = Some(self.worst_cosine.map_or(c, |w| w.min(c)));
         }
+    }
+}
+
+/// One LLM answer, as the engine measured it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmSample {
+    /// Time to the first content token (the whole latency when it did not stream).
+    pub ttft: Duration,
+    /// Gaps between content chunks, in order of arrival (empty when it did not stream).
+    pub gaps: Vec<Duration>,
+    /// Prompt tokens: the server's `usage.prompt_tokens`, else the runner's estimate.
+    pub input_tokens: u64,
+    /// Output tokens: the server's `usage.completion_tokens`, else content chunks.
+    pub output_tokens: u64,
+    /// The server counted the tokens (`usage` was in the answer).
+    pub from_usage: bool,
+    /// The answer streamed (server-sent events).
+    pub streamed: bool,
+}
+
+impl LlmSample {
+    /// Time per output token of a streamed answer of at least two tokens that took `latency`.
+    pub fn tpot(&self, latency: Duration) -> Option<Duration> {
+        let tokens = u32::try_from(self.output_tokens).unwrap_or(u32::MAX);
+        (self.streamed && tokens >= 2).then(|| latency.saturating_sub(self.ttft) / (tokens - 1))
     }
 }

@@ -11,6 +11,7 @@
 use crate::capacity::Steps;
 use crate::codec::MAX_MICROS;
 use crate::entry::{Entry, Figures, HistoryRow};
+use crate::llm::Slo;
 use crate::sample::{Outcome, Sample};
 use hdrhistogram::Histogram;
 use loadgate_api::load::{LoadProfile, Thresholds};
@@ -59,6 +60,11 @@ pub struct Stats {
     pub first_window: u32,
     window: Entry,
     window_started: Instant,
+    /// Which tasks are LLM ones (chat, completion), by index: their requests, failed or not,
+    /// count in the LLM figures.
+    llm_tasks: Vec<bool>,
+    /// The per-request SLO goodput counts against.
+    slo: Slo,
 }
 
 impl Stats {
@@ -88,7 +94,16 @@ impl Stats {
             quality: crate::sample::Tally::default(),
             dials: crate::dials::DialTally::default(),
             started: Instant::now(),
+            llm_tasks: Vec::new(),
+            slo: Slo::default(),
         }
+    }
+
+    /// Measures the tasks flagged in `llm_tasks` (by index) as LLM ones, goodput against `slo`.
+    pub fn measuring_llm(mut self, llm_tasks: Vec<bool>, slo: Slo) -> Self {
+        self.llm_tasks = llm_tasks;
+        self.slo = slo;
+        self
     }
 
     /// Leaves the first `windows` seconds out of every figure (they stay in the history,
@@ -144,9 +159,26 @@ impl Stats {
         if let Some(dial) = &sample.dial {
             self.dials.add(dial);
         }
+        let llm = self
+            .llm_tasks
+            .get(sample.task)
+            .copied()
+            .unwrap_or(false)
+            .then(|| {
+                let answer = sample.llm.as_deref().filter(|_| !failed);
+                let good = answer.is_some_and(|a| self.slo.met_by(a, sample.latency));
+                (answer, good)
+            });
+        if let Some((answer, good)) = llm {
+            self.window.record_llm(answer, sample.latency, good);
+        }
         if self.warming_up() {
             self.window.record(micros, failed, not_sent, bytes);
             return;
+        }
+        if let Some((answer, good)) = llm {
+            self.tasks[sample.task].record_llm(answer, sample.latency, good);
+            self.total.record_llm(answer, sample.latency, good);
         }
         if let Some(reason) = reason {
             let task = &self.tasks[sample.task];
@@ -314,6 +346,7 @@ mod tests {
             quality: None,
             texts: 0,
             dial: None,
+            llm: None,
         }
     }
 
@@ -395,6 +428,7 @@ mod tests {
                 quality: None,
                 texts: 0,
                 dial: None,
+                llm: None,
             });
         }
         stats.record(&sample(0, 5, true));

@@ -37,6 +37,7 @@ fn simulate_pod(whole: &LoadProfile, pods: u32, index: u32, seed: u64) -> RunRes
                 quality: None,
                 texts: 0,
                 dial: None,
+                llm: None,
             });
         }
         stats.snapshot(whole.shard(index, pods).users);

@@ -169,6 +169,94 @@ impl Connection {
         body: Option<Bytes>,
         max_bytes: usize,
     ) -> Result<(u16, Option<String>, Bytes), String> {
+        let response = self.start(method, path, body).await?;
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| l.chars().take(200).collect());
+        let body = read_bounded(response, max_bytes).await?;
+        Ok((status, location, body))
+    }
+
+    /// Sends one request and reads its answer as it streams: each piece of body goes to
+    /// `reader` with the time it arrived, within the timeout and `max_bytes` in all. A 2xx
+    /// hands back `Ok(bytes read)`; another status is a failure `HTTPError n` (the body read,
+    /// bounded, and dropped); a 3xx is never followed.
+    pub async fn stream(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        max_bytes: usize,
+        reader: &mut crate::llm_wire::StreamReader,
+    ) -> Outcome {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.stream_within(path, body, max_bytes, reader)).await
+        {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(reason)) => {
+                self.sender = None;
+                Outcome::Failed { reason, bytes: 0 }
+            }
+            Err(_) => {
+                self.sender = None;
+                let reason = format!(
+                    "Timeout: the answer did not end within {} ms",
+                    timeout.as_millis()
+                );
+                Outcome::Failed { reason, bytes: 0 }
+            }
+        }
+    }
+
+    async fn stream_within(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        max_bytes: usize,
+        reader: &mut crate::llm_wire::StreamReader,
+    ) -> Result<Outcome, String> {
+        let response = self.start("POST", path, Some(body)).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = read_bounded(response, max_bytes).await?;
+            return Ok(Outcome::Failed {
+                reason: format!("HTTPError {status}"),
+                bytes: body.len(),
+            });
+        }
+        let mut body = response.into_body();
+        let mut bytes = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("ConnectionError: reading body: {e}"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            bytes += data.len();
+            if bytes > max_bytes {
+                return Err(format!(
+                    "ResponseTooLarge: body over {}",
+                    bytes_text(max_bytes)
+                ));
+            }
+            if let Err(reason) = reader.feed(&data, std::time::Instant::now()) {
+                // The rest of the answer is not read: this connection cannot be reused.
+                self.sender = None;
+                return Ok(Outcome::Failed { reason, bytes });
+            }
+        }
+        Ok(Outcome::Ok { bytes })
+    }
+
+    /// Opens (or reuses) the connection and sends one request; hands back the response, its
+    /// body not read yet.
+    async fn start(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
         let endpoint = self.endpoint.clone();
         let sender = self.connect().await?;
         let mut builder = hyper::Request::builder().method(method);
@@ -188,7 +276,7 @@ impl Connection {
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| format!("InvalidRequest: {e}"))?;
-        let response = match sender {
+        match sender {
             Sender::Http1(s) => {
                 s.ready()
                     .await
@@ -207,34 +295,35 @@ impl Connection {
                 .await?
             }
         }
-        .map_err(|e| format!("ConnectionError: {e}"))?;
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get(hyper::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(|l| l.chars().take(200).collect());
-        // Bounded before it is read: a huge (or endless) answer fails, it never grows the runner.
-        let too_large = || format!("ResponseTooLarge: body over {}", bytes_text(max_bytes));
-        let declared = response
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_bytes as u64) {
-            return Err(too_large());
-        }
-        let body = http_body_util::Limited::new(response.into_body(), max_bytes)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large()
-                } else {
-                    format!("ConnectionError: reading body: {e}")
-                }
-            })?;
-        Ok((status, location, body.to_bytes()))
+        .map_err(|e| format!("ConnectionError: {e}"))
     }
+}
+
+/// The whole body of `response`, bounded before it is read: a huge (or endless) answer fails,
+/// it never grows the runner.
+async fn read_bounded(
+    response: hyper::Response<hyper::body::Incoming>,
+    max_bytes: usize,
+) -> Result<Bytes, String> {
+    let too_large = || format!("ResponseTooLarge: body over {}", bytes_text(max_bytes));
+    let declared = response
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let body = http_body_util::Limited::new(response.into_body(), max_bytes)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                format!("ConnectionError: reading body: {e}")
+            }
+        })?;
+    Ok(body.to_bytes())
 }
 
 /// `16 MiB`, `64 KiB` or `100 bytes`.

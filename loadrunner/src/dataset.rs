@@ -1,5 +1,6 @@
 //! The team's own texts (`spec.dataset`), read once before the load: plain lines are texts,
-//! JSON lines are `{"text": …}` (a text) or `{"query": …, "documents": [...]}` (a rerank case).
+//! JSON lines are `{"text": …}` (a text), `{"query": …, "documents": [...]}` (a rerank case),
+//! or an LLM prompt: `{"prompt": …}` or `{"messages": [{"role", "content"}]}`.
 //! Bounded before it is read (1 MiB, a ConfigMap's limit); [`Dataset::stats`] estimates its
 //! token lengths for the report.
 
@@ -15,6 +16,8 @@ pub struct Dataset {
     pub texts: Vec<String>,
     /// Rerank cases: a query and its documents.
     pub cases: Vec<(String, Vec<String>)>,
+    /// LLM prompts: `{"prompt": …}` and `{"messages": [...]}` lines.
+    pub prompts: Vec<crate::llm_wire::Prompt>,
     /// Where it came from: `file /etc/…` or `inline`.
     pub source: String,
 }
@@ -56,6 +59,12 @@ impl Dataset {
                 query: String,
                 documents: Vec<String>,
             },
+            Prompt {
+                prompt: String,
+            },
+            Messages {
+                messages: Vec<crate::llm_wire::Message>,
+            },
         }
         let mut dataset = Dataset {
             source: source.to_owned(),
@@ -80,10 +89,20 @@ impl Dataset {
                 Ok(Line::Case { query, documents }) if !documents.is_empty() => {
                     dataset.cases.push((query, documents));
                 }
+                Ok(Line::Prompt { prompt }) => {
+                    dataset.texts.push(prompt.clone());
+                    dataset.prompts.push(crate::llm_wire::Prompt::Text(prompt));
+                }
+                Ok(Line::Messages { messages }) if !messages.is_empty() => {
+                    dataset
+                        .prompts
+                        .push(crate::llm_wire::Prompt::Messages(messages));
+                }
                 _ => {
                     return Err(UsageError(format!(
-                        "dataset ({source}) line {}: a JSON line must be {{\"text\": …}} or \
-                         {{\"query\": …, \"documents\": [...]}} with at least one document",
+                        "dataset ({source}) line {}: a JSON line must be {{\"text\": …}}, \
+                         {{\"query\": …, \"documents\": [...]}} with at least one document, \
+                         {{\"prompt\": …}} or {{\"messages\": [{{\"role\", \"content\"}}]}}",
                         number + 1
                     )));
                 }
@@ -96,6 +115,14 @@ impl Dataset {
                 .iter()
                 .flat_map(|(q, d)| std::iter::once(q).chain(d))
                 .cloned()
+                .collect();
+        }
+        if dataset.texts.is_empty() {
+            // Messages-only datasets: their contents are the texts other tasks draw.
+            dataset.texts = dataset
+                .prompts
+                .iter()
+                .map(crate::llm_wire::Prompt::text)
                 .collect();
         }
         if dataset.texts.is_empty() {
@@ -168,10 +195,22 @@ mod tests {
         let cases_only =
             Dataset::parse([r#"{"query": "q", "documents": ["d"]}"#].into_iter(), "x").unwrap();
         assert_eq!(cases_only.texts, ["q", "d"]);
-        let e = Dataset::parse(["ok", r#"{"prompt": "x"}"#].into_iter(), "file f")
+        let e = Dataset::parse(["ok", r#"{"promt": "x"}"#].into_iter(), "file f")
             .unwrap_err()
             .0;
         assert!(e.contains("line 2"), "{e}");
+        let prompts = Dataset::parse(
+            [
+                r#"{"prompt": "Say hi"}"#,
+                r#"{"messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"}]}"#,
+            ]
+            .into_iter(),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(prompts.prompts.len(), 2);
+        assert_eq!(prompts.prompts[1].text(), "system: Be brief\nuser: Hi");
+        assert_eq!(prompts.texts, ["Say hi"]);
         assert!(Dataset::parse(["", "  "].into_iter(), "x").is_err());
     }
 

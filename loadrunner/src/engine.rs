@@ -56,6 +56,9 @@ pub struct RunPlan {
     /// The profile's budgets, when they say `abortOnFail`: each second is judged on them, and
     /// the load stops once `abortAfter` in a row broke one (not in a search).
     pub abort_budgets: Option<Thresholds>,
+    /// The per-request SLO LLM requests' goodput counts against (from `ttftP95Ms` and
+    /// `tpotP95Ms`).
+    pub slo: loadgate_results::llm::Slo,
 }
 
 /// How often a staged profile adjusts its user count.
@@ -81,7 +84,15 @@ pub async fn run(
     let mut stats = Stats::new(&task_names)
         .with_steps(&plan.whole, &plan.profile)
         .starting_at_window(plan.first_window)
-        .warming_up_for(plan.profile.warmup_windows());
+        .warming_up_for(plan.profile.warmup_windows())
+        .measuring_llm(
+            plan.scenario
+                .tasks()
+                .iter()
+                .map(|t| t.request.llm().is_some())
+                .collect(),
+            plan.slo,
+        );
     if let Some((budgets, windows)) = plan
         .abort_budgets
         .filter(|_| plan.profile.search.is_none())
@@ -246,6 +257,7 @@ async fn run_open(
                     texts: request.texts,
                     quality: None,
                     dial: None,
+                    llm: None,
                 };
                 // Waits only while the aggregator is behind by a full channel.
                 let _ = samples.send(sample).await;
@@ -281,6 +293,7 @@ async fn run_open(
                             texts: request.texts,
                             quality: None,
                             dial: None,
+                            llm: None,
                         };
                         let _ = samples.send(sample).await;
                         return;
@@ -370,6 +383,11 @@ async fn exchange(
     since: Instant,
     start_delay: Option<Duration>,
 ) -> Sample {
+    if let Some(plan) = request.llm
+        && plan.stream
+    {
+        return exchange_stream(conn, request, plan, since, start_delay).await;
+    }
     let check = scenario.quality().zip(request.check.as_deref());
     let (mut outcome, answer) = conn
         .send_with(request.method, &request.path, request.body, request.limits)
@@ -387,6 +405,18 @@ async fn exchange(
             bytes: *bytes,
         };
     }
+    let mut llm = None;
+    if let (Some(plan), Outcome::Ok { bytes }, Some(body)) = (request.llm, &outcome, &answer) {
+        match crate::llm_wire::read_whole(plan.chat, body, latency, plan.prompt_tokens) {
+            Ok(sample) => llm = Some(Box::new(sample)),
+            Err(reason) => {
+                outcome = Outcome::Failed {
+                    reason,
+                    bytes: *bytes,
+                }
+            }
+        }
+    }
     let quality = match (&outcome, check, answer) {
         (Outcome::Ok { .. }, Some((plan, sent)), Some(answer)) => Some(plan.check(&answer, sent)),
         _ => None,
@@ -399,5 +429,42 @@ async fn exchange(
         texts: request.texts,
         quality,
         dial,
+        llm,
+    }
+}
+
+/// Sends one streaming LLM request and makes its sample: latency to the stream's end, time to
+/// the first content token and the gaps after it, from `since` less the connection's opening.
+async fn exchange_stream(
+    conn: &mut Connection,
+    request: crate::scenario::Prepared,
+    plan: crate::scenario::LlmPlan,
+    since: Instant,
+    start_delay: Option<Duration>,
+) -> Sample {
+    let mut reader = crate::llm_wire::StreamReader::new(plan.chat);
+    let body = request.body.unwrap_or_default();
+    let mut outcome = conn
+        .stream(&request.path, body, request.limits.max_bytes, &mut reader)
+        .await;
+    let dial = conn.take_dial();
+    let opening = dial.map(|d| d.total()).unwrap_or_default();
+    let latency = since.elapsed().saturating_sub(opening);
+    let mut llm = None;
+    if let Outcome::Ok { bytes } = outcome {
+        match reader.finish(since, opening, plan.prompt_tokens) {
+            Ok(sample) => llm = Some(Box::new(sample)),
+            Err(reason) => outcome = Outcome::Failed { reason, bytes },
+        }
+    }
+    Sample {
+        task: request.task,
+        latency,
+        outcome,
+        start_delay,
+        texts: 0,
+        quality: None,
+        dial: dial.map(Box::new),
+        llm,
     }
 }

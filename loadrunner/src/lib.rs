@@ -5,7 +5,8 @@
 //! Module map: a run is one [`loadgate_api::run_spec::RunSpec`], built from the flags of
 //! [`config`] or read from `--spec`, and carried out by [`run`]: [`target`] finds the target and
 //! waits on it; [`scenario`] (weighted tasks and payloads from [`corpus`] or the team's
-//! [`dataset`], seeded by [`rng`]; bodies and answer checks in [`wire`]) says what users send;
+//! [`dataset`], seeded by [`rng`]; bodies and answer checks in [`wire`], LLM bodies and
+//! streamed answers in [`llm_wire`]) says what users send;
 //! [`engine`] runs the users (spawn rate, deadline, drain; [`arrivals`] for the open model) over
 //! [`client`] (keep-alive HTTP/1.1 or HTTP/2, connections opened by [`connect`]) and hands each
 //! sample to the [`aggregator`], which owns the run's `loadgate_results::stats::Stats`;
@@ -28,6 +29,7 @@ pub mod dataset;
 pub mod engine;
 pub mod error;
 pub mod gate_command;
+pub mod llm_wire;
 pub mod outputs;
 pub mod quality;
 pub mod rng;

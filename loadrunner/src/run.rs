@@ -97,6 +97,7 @@ pub async fn execute(
         seed,
         search_budgets: spec.search_budgets(),
         abort_budgets: spec.thresholds.abort_windows().map(|_| spec.thresholds),
+        slo: loadgate_results::llm::Slo::of(&spec.thresholds),
     };
     tracing::info!(profile = %profile.name, users, spawn_rate = profile.spawn_rate, run_time = ?profile.run_time(), "starting load");
     let outcome = engine::run(plan, shutdown, console::progress_printer(users)).await;

@@ -5,10 +5,12 @@
 use crate::client::{Limits, MAX_RESPONSE_BYTES, Redirects};
 use crate::corpus::Corpus;
 use crate::dataset::Dataset;
+use crate::llm_wire::{self, Prompt};
 use crate::quality::QualityPlan;
 use crate::rng::Rng;
 use crate::wire::{self, Expect};
 use bytes::Bytes;
+use loadgate_api::llm_request::{DEFAULT_PROMPT_TOKENS, LlmRequest};
 use loadgate_api::load::{Task, TaskRequest};
 
 /// A spec the runner cannot run, naming the field.
@@ -56,6 +58,19 @@ pub struct Prepared {
     pub limits: Limits,
     /// What its answer must hold.
     pub expect: Expect,
+    /// An LLM task's request: read as a stream or a whole completion, timed per token.
+    pub llm: Option<LlmPlan>,
+}
+
+/// How an LLM request's answer is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlmPlan {
+    /// A chat (else a completion).
+    pub chat: bool,
+    /// It asked for a stream.
+    pub stream: bool,
+    /// The prompt's estimated tokens (the input count when the server gives none).
+    pub prompt_tokens: u64,
 }
 
 /// The validated task mix.
@@ -162,7 +177,18 @@ impl Scenario {
         let mut count = 0u32;
         let mut check = None;
         let mut expect = Expect::Any;
+        let mut llm = None;
         let body = match request {
+            TaskRequest::Chat(r) | TaskRequest::Completion(r) => {
+                let chat = matches!(request, TaskRequest::Chat(_));
+                let prompt = self.prompt(r, rng);
+                llm = Some(LlmPlan {
+                    chat,
+                    stream: r.stream,
+                    prompt_tokens: crate::dataset::estimate_tokens(&prompt.text()),
+                });
+                Some(llm_wire::body(r, chat, &prompt))
+            }
             TaskRequest::Get { .. } => None,
             TaskRequest::Post { body, .. } => Some(Bytes::from(body.clone())),
             TaskRequest::Rerank(r) => {
@@ -226,7 +252,36 @@ impl Scenario {
                     .unwrap_or(MAX_RESPONSE_BYTES),
             },
             expect,
+            llm,
         }
+    }
+
+    /// An LLM task's prompt: synthetic of `r.prompt`'s token length, else the dataset's
+    /// prompts when it has any, else synthetic of the default length.
+    fn prompt(&self, r: &LlmRequest, rng: &mut Rng) -> Prompt {
+        if r.prompt.is_none()
+            && let Some(d) = self.dataset.as_ref().filter(|d| !d.prompts.is_empty())
+        {
+            return d.prompts[rng.below(d.prompts.len() as u64) as usize].clone();
+        }
+        let length = r.prompt.unwrap_or(DEFAULT_PROMPT_TOKENS);
+        let want = rng.range_inclusive(u64::from(length.min_tokens), u64::from(length.max_tokens));
+        let mut text = String::new();
+        let mut tokens = 0;
+        while tokens < want {
+            let piece = self.corpus.pick(rng);
+            for word in piece.split_whitespace() {
+                if tokens >= want {
+                    break;
+                }
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(word);
+                tokens += crate::dataset::estimate_tokens(word).max(1);
+            }
+        }
+        Prompt::Text(text)
     }
 }
 

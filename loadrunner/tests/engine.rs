@@ -166,6 +166,7 @@ fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u
         seed: 42,
         search_budgets: None,
         abort_budgets: None,
+        slo: Default::default(),
     }
 }
 

@@ -15,6 +15,7 @@ const RESULTS: &[&str] = &[
     "sample",
     "codec",
     "checked",
+    "llm",
     "entry",
     "dials",
     // judgement
@@ -38,6 +39,7 @@ const API: &[&str] = &[
     "efficiency",
     "embed",
     // the spec
+    "llm_request",
     "load",
     "rules",
     "target",

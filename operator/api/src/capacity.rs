@@ -38,6 +38,25 @@ pub struct CurvePoint {
     pub p99_ms: f64,
     /// failures / requests in the step.
     pub error_rate: f64,
+    /// LLM tasks: the step's time to first token, inter-token latency and time per output
+    /// token (p95), and its output tokens per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<StepLlm>,
+}
+
+/// What one step's LLM answers measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StepLlm {
+    /// Time to first token p95, ms.
+    pub ttft_p95_ms: f64,
+    /// Inter-token latency p95, ms (0 with no streamed answer).
+    pub itl_p95_ms: f64,
+    /// Time per output token p95, ms (0 with no streamed answer of two tokens).
+    pub tpot_p95_ms: f64,
+    /// Output tokens per second.
+    pub output_tokens_per_second: f64,
 }
 
 /// Where a budget broke.
@@ -52,7 +71,8 @@ pub struct BreakPoint {
     pub offered_rps: Option<f64>,
     /// Its requests per second.
     pub rps: f64,
-    /// The budget field broken: `p95Ms`, `p99Ms` or `maxErrorRate`.
+    /// The budget field broken: `p95Ms`, `p99Ms`, `maxErrorRate`, or an LLM one (`ttftP95Ms`,
+    /// `itlP95Ms`, `tpotP95Ms`).
     pub metric: String,
     /// What the step measured.
     pub measured: f64,
@@ -80,6 +100,9 @@ pub struct Capacity {
     /// The first step of the break.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broke_at: Option<BreakPoint>,
+    /// LLM tasks: output tokens per second of the highest step inside every budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_second: Option<f64>,
 }
 
 impl Capacity {
@@ -101,8 +124,10 @@ impl Capacity {
             return self.search_sentence(&holds, offered);
         }
         let held = format!(
-            "{holds} up to {:.1} req/s ({} users)",
-            self.max_rps_within_budget, self.max_users_within_budget
+            "{holds} up to {:.1} req/s ({} users{})",
+            self.max_rps_within_budget,
+            self.max_users_within_budget,
+            self.tokens()
         );
         match &self.broke_at {
             None => format!("{held}, the profile's peak: no budget broke"),
@@ -117,11 +142,19 @@ impl Capacity {
 }
 
 impl Capacity {
+    /// "; 410 output tokens/s" when the held step streamed LLM answers.
+    fn tokens(&self) -> String {
+        self.output_tokens_per_second
+            .filter(|t| *t > 0.0)
+            .map_or(String::new(), |t| format!("; {t:.0} output tokens/s"))
+    }
+
     fn search_sentence(&self, holds: &str, offered: f64) -> String {
         let held = format!(
-            "{holds} up to {:.1} req/s ({} req/s offered)",
+            "{holds} up to {:.1} req/s ({} req/s offered{})",
             self.max_rps_within_budget,
-            rate(offered)
+            rate(offered),
+            self.tokens()
         );
         match &self.broke_at {
             None => format!("{held}, the search's maximum: no budget broke"),
@@ -160,6 +193,15 @@ fn judged_budgets(t: &Thresholds) -> Vec<String> {
     if let Some(b) = t.max_error_rate {
         out.push(format!("errors < {}%", b * 100.0));
     }
+    for (label, budget) in [
+        ("TTFT p95", t.ttft_p95_ms),
+        ("ITL p95", t.itl_p95_ms),
+        ("TPOT p95", t.tpot_p95_ms),
+    ] {
+        if let Some(b) = budget {
+            out.push(format!("{label} < {b} ms"));
+        }
+    }
     out
 }
 
@@ -168,6 +210,9 @@ fn measured(at: &BreakPoint) -> String {
         "p95Ms" => format!("p95 {:.0} ms", at.measured),
         "p99Ms" => format!("p99 {:.0} ms", at.measured),
         "maxErrorRate" => format!("{:.1}% errors", at.measured * 100.0),
+        "ttftP95Ms" => format!("TTFT p95 {:.0} ms", at.measured),
+        "itlP95Ms" => format!("ITL p95 {:.1} ms", at.measured),
+        "tpotP95Ms" => format!("TPOT p95 {:.1} ms", at.measured),
         other => format!("{other} {}", at.measured),
     }
 }
@@ -199,6 +244,7 @@ mod tests {
                 measured: 612.4,
                 budget: 500.0,
             }),
+            output_tokens_per_second: None,
         };
         let [broke, held, at_once] = sentences(&broke);
         assert_eq!(
@@ -246,6 +292,7 @@ mod tests {
                 measured: 612.4,
                 budget: 500.0,
             }),
+            output_tokens_per_second: None,
         };
         let [broke, held, at_once] = sentences(&broke);
         assert_eq!(

@@ -3,6 +3,7 @@
 //!
 //! The spec, what is asked:
 //! - [`load`]: the load spec (profiles, tasks, wait time, thresholds);
+//! - [`llm_request`]: what an LLM task (chat, completion) sends, streamed or not;
 //! - [`target`]: how a target is reached: TLS, headers (some secret), the team's dataset;
 //! - [`run_spec`]: everything one runner runs, as one value (the operator → runner pods);
 //! - [`rules`]: the spec checks a LoadTest and a run spec share;
@@ -32,6 +33,7 @@ pub mod capacity;
 pub mod duration;
 pub mod efficiency;
 pub mod embed;
+pub mod llm_request;
 pub mod load;
 pub mod report;
 pub mod results;

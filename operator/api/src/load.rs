@@ -7,6 +7,7 @@
 //! structural schema can express (../shared/notes/rust-stack.md, pitfall table).
 
 use crate::duration::Duration;
+use crate::llm_request::{CHAT_PATH, COMPLETION_PATH, LlmRequest};
 use serde::{Deserialize, Serialize};
 
 /// One load shape. Closed model (default): `users` users arrive at `spawn_rate` per second and
@@ -293,6 +294,13 @@ pub enum TaskRequest {
     /// `POST path` with a query and between `minDocuments` and `maxDocuments` documents in the
     /// body shape of `api`; the answer must score every document (or `topN` of them).
     Rerank(RerankRequest),
+    /// `POST path` (default `/v1/chat/completions`) with an OpenAI-style chat request of one
+    /// user message; the answer streams by default, and its time to first token, gaps between
+    /// tokens and token counts are measured.
+    Chat(LlmRequest),
+    /// `POST path` (default `/v1/completions`) with an OpenAI-style text completion request,
+    /// measured as `chat` is.
+    Completion(LlmRequest),
     /// `POST path` with a fixed JSON body.
     Post {
         /// Path and query.
@@ -418,7 +426,11 @@ impl TaskRequest {
     pub fn method(&self) -> &'static str {
         match self {
             TaskRequest::Get { .. } => "GET",
-            TaskRequest::Embed(_) | TaskRequest::Rerank(_) | TaskRequest::Post { .. } => "POST",
+            TaskRequest::Embed(_)
+            | TaskRequest::Rerank(_)
+            | TaskRequest::Chat(_)
+            | TaskRequest::Completion(_)
+            | TaskRequest::Post { .. } => "POST",
         }
     }
 
@@ -428,6 +440,16 @@ impl TaskRequest {
             TaskRequest::Get { path } | TaskRequest::Post { path, .. } => path,
             TaskRequest::Embed(e) => &e.path,
             TaskRequest::Rerank(r) => &r.path,
+            TaskRequest::Chat(r) => r.path.as_deref().unwrap_or(CHAT_PATH),
+            TaskRequest::Completion(r) => r.path.as_deref().unwrap_or(COMPLETION_PATH),
+        }
+    }
+
+    /// The LLM request of a chat or completion task.
+    pub fn llm(&self) -> Option<&LlmRequest> {
+        match self {
+            TaskRequest::Chat(r) | TaskRequest::Completion(r) => Some(r),
+            _ => None,
         }
     }
 
@@ -560,6 +582,33 @@ pub struct Thresholds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
     pub max_cold_start_seconds: Option<f64>,
+    /// LLM tasks: most p95 time to first token, ms (from the request's start, in the open model
+    /// its scheduled start, to the first content token). Also each request's goodput SLO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
+    pub ttft_p95_ms: Option<f64>,
+    /// LLM tasks: most p99 time to first token, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
+    pub ttft_p99_ms: Option<f64>,
+    /// LLM tasks: most p95 inter-token latency (each gap between streamed chunks), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
+    pub itl_p95_ms: Option<f64>,
+    /// LLM tasks: most p95 time per output token, ms ((latency − TTFT) / (output tokens − 1)
+    /// of each streamed answer). Also each request's goodput SLO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
+    pub tpot_p95_ms: Option<f64>,
+    /// LLM tasks: fewest output tokens per second over the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0)))]
+    pub min_output_tokens_per_second: Option<f64>,
+    /// LLM tasks: the least share (0–1) of LLM requests that succeeded within every per-request
+    /// SLO set: their own TTFT within `ttftP95Ms` and TPOT within `tpotP95Ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(range(min = 0, max = 1)))]
+    pub min_goodput: Option<f64>,
 }
 
 /// Windows in a row over budget before `abortOnFail` stops a profile, unless `abortAfter` says.
@@ -571,6 +620,38 @@ impl Thresholds {
         self.abort_on_fail
             .filter(|on| *on)
             .map(|_| self.abort_after.unwrap_or(DEFAULT_ABORT_AFTER).max(1))
+    }
+
+    /// These budgets, each unset one taken from `fallback` (`maxColdStartSeconds` only ever
+    /// from `fallback`: it is test-wide).
+    pub fn or(&self, fallback: &Thresholds) -> Thresholds {
+        Thresholds {
+            p95_ms: self.p95_ms.or(fallback.p95_ms),
+            p99_ms: self.p99_ms.or(fallback.p99_ms),
+            max_error_rate: self.max_error_rate.or(fallback.max_error_rate),
+            min_rps: self.min_rps.or(fallback.min_rps),
+            abort_on_fail: self.abort_on_fail.or(fallback.abort_on_fail),
+            abort_after: self.abort_after.or(fallback.abort_after),
+            max_cold_start_seconds: fallback.max_cold_start_seconds,
+            ttft_p95_ms: self.ttft_p95_ms.or(fallback.ttft_p95_ms),
+            ttft_p99_ms: self.ttft_p99_ms.or(fallback.ttft_p99_ms),
+            itl_p95_ms: self.itl_p95_ms.or(fallback.itl_p95_ms),
+            tpot_p95_ms: self.tpot_p95_ms.or(fallback.tpot_p95_ms),
+            min_output_tokens_per_second: self
+                .min_output_tokens_per_second
+                .or(fallback.min_output_tokens_per_second),
+            min_goodput: self.min_goodput.or(fallback.min_goodput),
+        }
+    }
+
+    /// True when an LLM budget is set (a run with one must have an LLM task).
+    pub fn has_llm_budget(&self) -> bool {
+        self.ttft_p95_ms.is_some()
+            || self.ttft_p99_ms.is_some()
+            || self.itl_p95_ms.is_some()
+            || self.tpot_p95_ms.is_some()
+            || self.min_output_tokens_per_second.is_some()
+            || self.min_goodput.is_some()
     }
 }
 

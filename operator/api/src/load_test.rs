@@ -33,6 +33,12 @@ pub const RUN_ANNOTATION: &str = "loadgate.dev/run";
         type_ = "number",
         json_path = ".status.summary.errorRate"
     ),
+    printcolumn(
+        name = "TTFT P95 ms",
+        type_ = "number",
+        json_path = ".status.summary.llm.ttft.p95Ms",
+        priority = 1
+    ),
     printcolumn(name = "Verdict", type_ = "string", json_path = ".status.verdict"),
     printcolumn(
         name = "Capacity rps",
@@ -256,16 +262,7 @@ impl ProfileSpec {
 
     /// The budgets of this profile: its own fields over the spec-level ones.
     pub fn effective_thresholds(&self, global: &Thresholds) -> Thresholds {
-        let own = self.thresholds.unwrap_or_default();
-        Thresholds {
-            p95_ms: own.p95_ms.or(global.p95_ms),
-            p99_ms: own.p99_ms.or(global.p99_ms),
-            max_error_rate: own.max_error_rate.or(global.max_error_rate),
-            min_rps: own.min_rps.or(global.min_rps),
-            abort_on_fail: own.abort_on_fail.or(global.abort_on_fail),
-            abort_after: own.abort_after.or(global.abort_after),
-            max_cold_start_seconds: global.max_cold_start_seconds,
-        }
+        self.thresholds.unwrap_or_default().or(global)
     }
 }
 

@@ -89,6 +89,11 @@ pub struct ResultFigures {
     pub p99_ms: f64,
     /// Slowest request, ms.
     pub max_ms: f64,
+    /// LLM tasks (chat, completion): time to first token, inter-token latency, time per output
+    /// token and whole latency (p50/p95/p99, ms, exact over every runner pod), tokens, output
+    /// tokens per second and goodput. Absent without an LLM task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<crate::stats::LlmStats>,
 }
 
 /// What one profile measured.

@@ -3,6 +3,7 @@
 //! [`crate::run_spec::RunSpec::validate`] share. Each check takes the path its fields are named
 //! under (`spec.profiles[1]` in a LoadTest, `profile` in a run spec).
 
+use crate::llm_request::{LlmRequest, MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS};
 use crate::load::{
     EmbedApi, LoadProfile, Search, Task, TaskRequest, TaskThresholds, Thresholds, WaitTime,
 };
@@ -120,11 +121,22 @@ pub(crate) fn check_thresholds(field: &str, t: &Thresholds) -> Result<(), FieldE
             "must be between 0 and 1 (1% is 0.01)",
         );
     }
+    if t.min_goodput.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+        return err(
+            format!("{field}.minGoodput"),
+            "must be between 0 and 1 (95% is 0.95)",
+        );
+    }
     for (name, v) in [
         ("p95Ms", t.p95_ms),
         ("p99Ms", t.p99_ms),
         ("minRps", t.min_rps),
         ("maxColdStartSeconds", t.max_cold_start_seconds),
+        ("ttftP95Ms", t.ttft_p95_ms),
+        ("ttftP99Ms", t.ttft_p99_ms),
+        ("itlP95Ms", t.itl_p95_ms),
+        ("tpotP95Ms", t.tpot_p95_ms),
+        ("minOutputTokensPerSecond", t.min_output_tokens_per_second),
     ] {
         if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
             return err(format!("{field}.{name}"), "must be ≥ 0");
@@ -134,6 +146,39 @@ pub(crate) fn check_thresholds(field: &str, t: &Thresholds) -> Result<(), FieldE
         return err(format!("{field}.abortAfter"), "must be between 1 and 3600");
     }
     Ok(())
+}
+
+/// LLM budgets (`ttftP95Ms`, …) under `field` judge LLM tasks only: refused, naming the first,
+/// where no task they would judge is an LLM one (`llm` false).
+pub(crate) fn check_llm_budgets(field: &str, t: &Thresholds, llm: bool) -> Result<(), FieldError> {
+    if llm {
+        return Ok(());
+    }
+    let set = [
+        ("ttftP95Ms", t.ttft_p95_ms.is_some()),
+        ("ttftP99Ms", t.ttft_p99_ms.is_some()),
+        ("itlP95Ms", t.itl_p95_ms.is_some()),
+        ("tpotP95Ms", t.tpot_p95_ms.is_some()),
+        (
+            "minOutputTokensPerSecond",
+            t.min_output_tokens_per_second.is_some(),
+        ),
+        ("minGoodput", t.min_goodput.is_some()),
+    ];
+    match set.into_iter().find(|(_, on)| *on) {
+        Some((name, _)) => err(
+            format!("{field}.{name}"),
+            "an LLM budget needs a chat or completion task (with a weight above 0) to judge",
+        ),
+        None => Ok(()),
+    }
+}
+
+/// True when a task with a weight above 0 in `tasks` is a chat or completion.
+pub fn has_llm_task(tasks: &[Task]) -> bool {
+    tasks
+        .iter()
+        .any(|t| t.weight > 0 && t.request.llm().is_some())
 }
 
 /// A quality check (`field`): a sample rate in (0, 1], a cosine bar in [-1, 1], and an embed
@@ -353,6 +398,10 @@ pub(crate) fn check_tasks(
             );
         }
         check_thresholds(&format!("{budgets_at}[{i}]"), &t.thresholds)?;
+        let llm = tasks
+            .iter()
+            .any(|task| task.name == t.task && task.request.llm().is_some());
+        check_llm_budgets(&format!("{budgets_at}[{i}]"), &t.thresholds, llm)?;
         check_scoped_thresholds(&format!("{budgets_at}[{i}]"), &t.thresholds, true)?;
     }
     Ok(())
@@ -395,10 +444,37 @@ fn check_request(at: &str, request: &TaskRequest) -> Result<(), FieldError> {
                 return err(format!("{at}.topN"), "must be ≥ 1");
             }
         }
+        TaskRequest::Chat(r) => check_llm_request(&format!("{at}.chat"), r)?,
+        TaskRequest::Completion(r) => check_llm_request(&format!("{at}.completion"), r)?,
         TaskRequest::Get { .. } | TaskRequest::Post { .. } => {}
     }
     if !request.path().starts_with('/') {
         return err(at, format!("path {:?} must start with '/'", request.path()));
+    }
+    Ok(())
+}
+
+/// An LLM request under `at` (`spec.tasks[0].request.chat`): tokens in range, a sane prompt.
+fn check_llm_request(at: &str, r: &LlmRequest) -> Result<(), FieldError> {
+    if !(1..=MAX_OUTPUT_TOKENS).contains(&r.max_tokens) {
+        return err(
+            format!("{at}.maxTokens"),
+            format!("must be 1 to {MAX_OUTPUT_TOKENS}"),
+        );
+    }
+    if r.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return err(format!("{at}.temperature"), "must be between 0 and 2");
+    }
+    if let Some(p) = r.prompt
+        && (p.min_tokens < 1 || p.max_tokens < p.min_tokens || p.max_tokens > MAX_PROMPT_TOKENS)
+    {
+        return err(
+            format!("{at}.prompt"),
+            format!("needs 1 ≤ minTokens ≤ maxTokens ≤ {MAX_PROMPT_TOKENS}"),
+        );
+    }
+    if r.model.as_deref().is_some_and(str::is_empty) {
+        return err(format!("{at}.model"), "must not be empty");
     }
     Ok(())
 }

@@ -64,6 +64,88 @@ pub struct RequestStats {
     /// p95s would be wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// LLM tasks (chat, completion): time to first token, between tokens and per output token,
+    /// token counts and goodput. Absent for tasks of other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmStats>,
+}
+
+/// What LLM requests measured: the timings of their streamed answers (each with its HDR
+/// histogram, so parallel runners merge into exact percentiles), their tokens and goodput.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LlmStats {
+    /// LLM requests made (answered or failed).
+    pub requests: u64,
+    /// Of which answered in full (a 2xx, a well-formed answer or stream with content).
+    pub answered: u64,
+    /// Of the answered, how many streamed (they alone have `itl` and `tpot`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streamed: u64,
+    /// Time to first token, ms: from the request's start (in the open model its scheduled
+    /// start) to the first content token; a request that does not stream, its whole latency.
+    pub ttft: TimingStats,
+    /// Inter-token latency, ms: every gap between content chunks of a stream.
+    pub itl: TimingStats,
+    /// Time per output token, ms: (latency − TTFT) / (output tokens − 1) of each streamed answer
+    /// of at least two tokens.
+    pub tpot: TimingStats,
+    /// Whole-answer latency of the answered requests, ms.
+    pub e2e: TimingStats,
+    /// Prompt tokens of the answered requests (the server's `usage.prompt_tokens`, else the
+    /// runner's estimate).
+    pub input_tokens: u64,
+    /// Output tokens of the answered requests: the server's `usage.completion_tokens`, else one
+    /// per content chunk (`tokensFromUsage` says how many answers had `usage`).
+    pub output_tokens: u64,
+    /// Answers whose tokens the server counted (`usage`); the rest were counted by chunk.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tokens_from_usage: u64,
+    /// Output tokens per second over the measured time.
+    pub output_tokens_per_second: f64,
+    /// Requests that succeeded within every per-request SLO set (TTFT ≤ `ttftP95Ms`, TPOT ≤
+    /// `tpotP95Ms`).
+    pub good: u64,
+    /// good / requests (0 with no request).
+    pub goodput: f64,
+}
+
+impl LlmStats {
+    /// The figures without their histograms: what a status keeps.
+    pub fn without_histograms(&self) -> LlmStats {
+        let mut figures = self.clone();
+        for t in [
+            &mut figures.ttft,
+            &mut figures.itl,
+            &mut figures.tpot,
+            &mut figures.e2e,
+        ] {
+            t.histogram = None;
+        }
+        figures
+    }
+}
+
+/// Percentiles of one LLM timing, ms, with the histogram they came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TimingStats {
+    /// Values recorded (0: the others are 0 too).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub count: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// The HDR histogram (as [`RequestStats::histogram`], microseconds): in a runner's summary,
+    /// never in a status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "crd", schemars(skip))]
+    pub histogram: Option<String>,
 }
 
 /// The connections a run opened, and what opening them took.

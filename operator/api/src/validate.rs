@@ -115,6 +115,14 @@ impl LoadTestSpec {
             &self.task_thresholds,
         )?;
         check_thresholds("spec.thresholds", &self.thresholds)?;
+        let llm = crate::rules::has_llm_task(&self.tasks);
+        crate::rules::check_llm_budgets("spec.thresholds", &self.thresholds, llm)?;
+        for (i, p) in self.profiles.iter().enumerate() {
+            if let Some(t) = &p.thresholds {
+                let at = format!("spec.profiles[{i}].thresholds");
+                crate::rules::check_llm_budgets(&at, t, llm)?;
+            }
+        }
         if let Some(wait) = &self.wait_time {
             check_wait_time("spec.waitTime", wait)?;
         }

@@ -408,6 +408,7 @@ mod tests {
                 offered_rps: None,
                 limited_by: None,
                 broke_at: None,
+                output_tokens_per_second: None,
             }),
             ..ProfileStatus::pending(name, 4)
         }

@@ -10,6 +10,7 @@ use loadgate_api::load_test::ProfileSpec;
 use loadgate_api::load_test_status::{ProfileStatus, ResultFigures, TestCapacity};
 use loadgate_api::report::ProfileReport;
 use loadgate_api::results::{RunResults, StepResult, WindowResult};
+use loadgate_api::stats::{LlmStats, TimingStats};
 use loadgate_api::summary::{RunSummary, Violation};
 
 /// What one runner pod left.
@@ -116,6 +117,7 @@ pub fn profile_result(
         p95_ms: t.p95_ms,
         p99_ms: t.p99_ms,
         max_ms: t.max_ms,
+        llm: t.llm.as_ref().map(LlmStats::without_histograms),
     };
     if merged.interrupted {
         return Err("a runner was interrupted before the profile ended".to_owned());
@@ -263,5 +265,40 @@ pub fn overall_figures(profiles: &[ProfileStatus]) -> Option<ResultFigures> {
         p95_ms: worst(|f| f.p95_ms),
         p99_ms: worst(|f| f.p99_ms),
         max_ms: worst(|f| f.max_ms),
+        llm: worst_llm(with.iter().filter_map(|f| f.llm.as_ref()).collect()),
+    })
+}
+
+/// The test's LLM figures from its profiles': counts add up, each timing is the worst
+/// profile's (as the test's latency is), output tokens per second the highest profile's (as
+/// its rps is), goodput over every request.
+fn worst_llm(parts: Vec<&LlmStats>) -> Option<LlmStats> {
+    let first = *parts.first()?;
+    let sum = |f: fn(&LlmStats) -> u64| parts.iter().fold(0u64, |a, p| a.saturating_add(f(p)));
+    let worst_of = |f: fn(&LlmStats) -> &TimingStats| TimingStats {
+        count: parts.iter().fold(0u64, |a, p| a.saturating_add(f(p).count)),
+        p50_ms: parts.iter().map(|p| f(p).p50_ms).fold(0.0, f64::max),
+        p95_ms: parts.iter().map(|p| f(p).p95_ms).fold(0.0, f64::max),
+        p99_ms: parts.iter().map(|p| f(p).p99_ms).fold(0.0, f64::max),
+        histogram: None,
+    };
+    let (requests, good) = (sum(|p| p.requests), sum(|p| p.good));
+    Some(LlmStats {
+        requests,
+        answered: sum(|p| p.answered),
+        streamed: sum(|p| p.streamed),
+        ttft: worst_of(|p| &p.ttft),
+        itl: worst_of(|p| &p.itl),
+        tpot: worst_of(|p| &p.tpot),
+        e2e: worst_of(|p| &p.e2e),
+        input_tokens: sum(|p| p.input_tokens),
+        output_tokens: sum(|p| p.output_tokens),
+        tokens_from_usage: sum(|p| p.tokens_from_usage),
+        output_tokens_per_second: parts
+            .iter()
+            .map(|p| p.output_tokens_per_second)
+            .fold(first.output_tokens_per_second, f64::max),
+        good,
+        goodput: loadgate_api::stats::error_rate(good, requests),
     })
 }

@@ -45,6 +45,7 @@ fn stats(requests: u64, failures: u64, latency_ms: u64) -> RequestStats {
         histogram: Some(loadgate_results::codec::encode(&h)),
         not_sent: 0,
         embeddings: 0,
+        llm: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn step(users: u32, p95_ms: f64) -> CurvePoint {
         p95_ms,
         p99_ms: p95_ms,
         error_rate: 0.0,
+        llm: None,
     }
 }
 
@@ -152,6 +154,7 @@ fn a_ramps_capacity_is_judged_here_and_leads_the_verdict() {
         offered_rps: None,
         limited_by: None,
         broke_at: None,
+        output_tokens_per_second: None,
     });
     let plan = run_with(&test, vec![ramp, summary("spike", 120, 0)]);
     let st = &plan.status;
