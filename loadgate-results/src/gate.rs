@@ -536,6 +536,43 @@ mod tests {
     }
 
     #[test]
+    fn llm_budgets_name_their_figure_and_fail_on_nothing_measured() {
+        let budgets = Thresholds {
+            ttft_p95_ms: Some(500.0),
+            tpot_p95_ms: Some(50.0),
+            min_output_tokens_per_second: Some(400.0),
+            min_goodput: Some(0.95),
+            ..Thresholds::default()
+        };
+        let mut s = stats(100.0, 0, 10.0);
+        let none = evaluate(&s, &budgets, "profile sustained");
+        assert_eq!(none[0].metric, "llm", "{none:?}");
+        let mut llm = loadgate_api::stats::LlmStats {
+            requests: 100,
+            answered: 100,
+            output_tokens_per_second: 310.0,
+            good: 82,
+            goodput: 0.82,
+            ..Default::default()
+        };
+        llm.ttft.p95_ms = 812.0;
+        llm.tpot.p95_ms = 42.5;
+        s.llm = Some(llm);
+        let messages: Vec<String> = evaluate(&s, &budgets, "profile sustained")
+            .into_iter()
+            .map(|v| v.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "TTFT p95 812 ms > budget 500 ms in profile sustained",
+                "output tokens/s 310.0 < budget 400.0 in profile sustained",
+                "goodput 82.0% < budget 95.0% in profile sustained",
+            ]
+        );
+    }
+
+    #[test]
     fn each_broken_budget_is_named_with_value_and_budget() {
         let thresholds = Thresholds {
             p95_ms: Some(500.0),

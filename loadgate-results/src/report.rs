@@ -164,7 +164,67 @@ pub fn write_csvs(prefix: &Path, stats: &Stats, elapsed: f64) -> std::io::Result
     std::fs::write(history_path, history_csv(stats))?;
     std::fs::write(failures_path, failures_csv(stats))?;
     std::fs::write(exceptions_path, format!("{EXCEPTIONS_HEADER}\n"))?;
-    Ok(())
+    let tasks: Vec<RequestStats> = stats.tasks.iter().map(|t| t.summary(elapsed)).collect();
+    write_llm_csv(prefix, &tasks, &stats.total.summary(elapsed))
+}
+
+/// Header of `_llm_stats.csv`.
+pub const LLM_HEADER: &str = "Type,Name,Requests,Answered,Streamed,TTFT p50 (ms),TTFT p95 (ms),TTFT p99 (ms),ITL p50 (ms),ITL p95 (ms),ITL p99 (ms),TPOT p50 (ms),TPOT p95 (ms),TPOT p99 (ms),E2E p50 (ms),E2E p95 (ms),E2E p99 (ms),Input tokens,Output tokens,Output tokens/s,Tokens counted by,Goodput";
+
+/// `_llm_stats.csv`: a row per LLM task, then `Aggregated`; `None` when no task is an LLM one
+/// (Locust's own four CSVs keep their columns; the token figures live here).
+pub fn llm_stats_csv(tasks: &[RequestStats], total: &RequestStats) -> Option<String> {
+    total.llm.as_ref()?;
+    let mut out = format!("{LLM_HEADER}\n");
+    for stats in tasks.iter().chain(std::iter::once(total)) {
+        let Some(l) = &stats.llm else { continue };
+        let timing = |t: &loadgate_api::stats::TimingStats| {
+            format!("{:.2},{:.2},{:.2}", t.p50_ms, t.p95_ms, t.p99_ms)
+        };
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{:.4}",
+            cell(&stats.method),
+            cell(&stats.name),
+            l.requests,
+            l.answered,
+            l.streamed,
+            timing(&l.ttft),
+            timing(&l.itl),
+            timing(&l.tpot),
+            timing(&l.e2e),
+            l.input_tokens,
+            l.output_tokens,
+            l.output_tokens_per_second,
+            tokens_counted_by(l),
+            l.goodput
+        );
+    }
+    Some(out)
+}
+
+/// How an LLM run's output tokens were counted: `usage` (the server's), `chunks` (one per
+/// content chunk) or `usage and chunks` (some answers each way).
+pub fn tokens_counted_by(l: &loadgate_api::stats::LlmStats) -> &'static str {
+    match l.tokens_from_usage {
+        0 => "chunks",
+        n if n >= l.answered => "usage",
+        _ => "usage and chunks",
+    }
+}
+
+/// Writes `PREFIX_llm_stats.csv` when the run had an LLM task.
+fn write_llm_csv(
+    prefix: &Path,
+    tasks: &[RequestStats],
+    total: &RequestStats,
+) -> std::io::Result<()> {
+    let Some(csv) = llm_stats_csv(tasks, total) else {
+        return Ok(());
+    };
+    let mut path = prefix.as_os_str().to_owned();
+    path.push("_llm_stats.csv");
+    std::fs::write(PathBuf::from(path), csv)
 }
 
 /// `_stats.csv` of a merged report: a row per task, then `Aggregated`, each from its merged
@@ -261,7 +321,8 @@ pub fn write_merged_csvs(prefix: &Path, report: &ProfileReport) -> std::io::Resu
     }
     let [stats_path, history_path, ..] = csv_paths(prefix);
     std::fs::write(stats_path, merged_stats_csv(report))?;
-    std::fs::write(history_path, merged_history_csv(report))
+    std::fs::write(history_path, merged_history_csv(report))?;
+    write_llm_csv(prefix, &report.summary.tasks, &report.summary.total)
 }
 
 /// Writes the JSON summary.

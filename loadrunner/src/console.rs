@@ -47,6 +47,9 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
             t.embeddings as f64 / summary.duration_seconds
         );
     }
+    if let Some(l) = &t.llm {
+        println!("{}", llm_line(l));
+    }
     if let Some(warmup) = summary.warmup_seconds {
         println!("warm-up: the first {warmup:.1} s were sent but are counted in no figure");
     }
@@ -79,6 +82,27 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
         println!("INTERRUPTED: the run was stopped early; reports hold what was measured");
     }
     println!("{}", if summary.passed { "PASS" } else { "FAIL" });
+}
+
+/// An LLM run in one line: "llm: 120 answers (120 streamed); TTFT p50 150.2 ms, p95 160.1 ms;
+/// ITL p95 10.3 ms; TPOT p95 10.4 ms; 4800 output tokens, 412.3/s (counted by usage); goodput
+/// 98.3%".
+pub fn llm_line(l: &loadgate_api::stats::LlmStats) -> String {
+    format!(
+        "llm: {} answers of {} requests ({} streamed); TTFT p50 {:.1} ms, p95 {:.1} ms; ITL p95 {:.1} ms; TPOT p95 {:.1} ms; {} input and {} output tokens, {:.1} output tokens/s (counted by {}); goodput {:.1}%",
+        l.answered,
+        l.requests,
+        l.streamed,
+        l.ttft.p50_ms,
+        l.ttft.p95_ms,
+        l.itl.p95_ms,
+        l.tpot.p95_ms,
+        l.input_tokens,
+        l.output_tokens,
+        l.output_tokens_per_second,
+        loadgate_results::report::tokens_counted_by(l),
+        l.goodput * 100.0
+    )
 }
 
 /// A live line on a terminal (users, RPS, p95, failures), a log line every 10 s otherwise.

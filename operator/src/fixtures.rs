@@ -69,6 +69,7 @@ pub fn load_test(name: &str) -> LoadTest {
                 url: None,
                 tls: None,
                 headers: Vec::new(),
+                readiness_path: None,
             },
             tasks: default_tasks(),
             wait_time: None,

@@ -64,6 +64,14 @@ impl LoadTestSpec {
                 "must be a ModelEndpoint name (a DNS label of at most 63 characters)",
             );
         }
+        if let Some(path) = &self.target.readiness_path
+            && (!path.starts_with('/') || path.len() > 256)
+        {
+            return err(
+                "spec.target.readinessPath",
+                "must be a path starting with '/', at most 256 characters",
+            );
+        }
         if !(1..=100).contains(&self.parallelism) {
             return err("spec.parallelism", "must be between 1 and 100");
         }
@@ -320,6 +328,41 @@ mod tests {
             "{e}"
         );
         assert_eq!(spec("3m30s").validate(), Ok(()));
+    }
+
+    /// LLM budgets judge LLM tasks: set without one they are refused naming the field, and a
+    /// chat task's own fields are checked.
+    #[test]
+    fn llm_budgets_need_an_llm_task_and_llm_requests_are_checked() {
+        let spec = |tasks: &str, thresholds: &str| {
+            format!(
+                r#"{{"target":{{"url":"http://127.0.0.1:1"}},"profiles":[{{"name":"p","users":1,"spawnRate":1,"duration":"5s"}}],"tasks":[{tasks}],"thresholds":{{{thresholds}}}}}"#
+            )
+        };
+        let chat = r#"{"name":"chat","weight":1,"request":{"chat":{"model":"m","maxTokens":64}}}"#;
+        let get = r#"{"name":"get","weight":1,"request":{"get":{"path":"/health"}}}"#;
+        assert_eq!(
+            refused_field(&spec(chat, r#""ttftP95Ms":500,"minGoodput":0.9"#)),
+            None
+        );
+        assert_eq!(
+            refused_field(&spec(get, r#""tpotP95Ms":50"#)).as_deref(),
+            Some("spec.thresholds.tpotP95Ms")
+        );
+        assert_eq!(
+            refused_field(&spec(chat, r#""minGoodput":1.5"#)).as_deref(),
+            Some("spec.thresholds.minGoodput")
+        );
+        let no_tokens = r#"{"name":"chat","weight":1,"request":{"chat":{"maxTokens":0}}}"#;
+        assert_eq!(
+            refused_field(&spec(no_tokens, "")).as_deref(),
+            Some("spec.tasks[0].request.chat.maxTokens")
+        );
+        let prompt = r#"{"name":"c","weight":1,"request":{"completion":{"prompt":{"minTokens":9,"maxTokens":3}}}}"#;
+        assert_eq!(
+            refused_field(&spec(prompt, "")).as_deref(),
+            Some("spec.tasks[0].request.completion.prompt")
+        );
     }
 
     /// Before: local mode wrote `results/NAME/` with any name, `../x` or `/tmp/x` included.

@@ -967,6 +967,7 @@ mod tests {
             url: Some("http://10.0.0.1:8080".into()),
             tls: None,
             headers: Vec::new(),
+            readiness_path: None,
         };
         let mut status = start_run(&test, None, None, "initial", &at(NOW)).status;
         status.phase = Some(LoadPhase::Running);

@@ -326,6 +326,11 @@ pub fn run_spec(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> Run
     if !spec.tasks.is_empty() {
         run.tasks.clone_from(&spec.tasks);
     }
+    if let Some(path) = &spec.target.readiness_path {
+        run.readiness.path.clone_from(path);
+    } else if loadgate_api::rules::has_llm_task(&spec.tasks) {
+        "/v1/models".clone_into(&mut run.readiness.path);
+    }
     run.wait_time = spec.wait_time.unwrap_or_default();
     run.thresholds = profile.effective_thresholds(&spec.thresholds);
     run.task_thresholds.clone_from(&spec.task_thresholds);
