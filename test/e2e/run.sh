@@ -32,6 +32,9 @@
 #   7c3  an https target behind nginx (TLS, HTTP/2, an API key): the CA and key from Secrets
 #        reach the runner pod, never its arguments, any status or log; a missing Secret ends the
 #        run InvalidSpec [minilm]
+#   7j   an LLM endpoint that streams tokens (test/llm/known_timings.py: 150 ms to the first
+#        token, 10 ms between tokens): TTFT, ITL, TPOT, tokens and goodput in status, a pass on
+#        LLM budgets it meets and a fail naming the TTFT it broke [2]
 #   7d   a Deployment the operator does not control is left alone and reported (NotOwned) [2]
 #   7e   Jobs go ttlSecondsAfterFinished after the test's end with the results kept, and
 #        `loadgate report` still fetches the merged report [minilm]
@@ -655,6 +658,42 @@ YAML
   echo "the API key appears in no status, Event, report, Job, pod spec or log"
   kill "$gateway_pid" 2>/dev/null || true
   kubectl delete lt/behind-gateway lt/no-key --wait=false
+}
+
+scenario 7j "an LLM endpoint streaming tokens: its TTFT, ITL and tokens in status, verdicts on LLM budgets" 2
+scenario_7j() {
+  python3 test/llm/known_timings.py 18093 --ttft 150 --itl 10 --tokens 20 >"$work/known-timings.log" 2>&1 &
+  local llm_pid=$!
+  wait_for "the known-timings LLM server" 15 curl -fsS http://127.0.0.1:18093/v1/models ||
+    fail "test/llm/known_timings.py did not answer /v1/models"
+  llm_test() { # NAME TTFT_BUDGET_MS
+    cat <<YAML
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: $1}
+spec:
+  target: {url: "http://127.0.0.1:18093"}
+  tasks:
+    - {name: chat, weight: 1, request: {chat: {model: known-timings, maxTokens: 20, prompt: {minTokens: 16, maxTokens: 32}}}}
+  profiles: [{name: steady, users: 4, spawnRate: 4, duration: 8s}]
+  thresholds: {ttftP95Ms: $2, tpotP95Ms: 30, minGoodput: 0.9, maxErrorRate: 0.0}
+YAML
+  }
+  llm_test llm-holds 600 | kubectl apply -f -
+  llm_test llm-breaks 50 | kubectl apply -f -
+  kubectl wait --for=condition=Complete lt/llm-holds lt/llm-breaks --timeout=3m
+  [[ $(condition lt/llm-holds Passed status) == True ]] ||
+    fail "llm-holds: $(condition lt/llm-holds Passed message)"
+  json_check lt/llm-holds "(lambda l: l['answered'] > 20 and l['streamed'] == l['answered'] and 150 <= l['ttft']['p50Ms'] < 400 and 9.5 <= l['itl']['p50Ms'] < 20 and 9.5 <= l['tpot']['p95Ms'] < 30 and l['outputTokens'] == 20 * l['answered'] and l['tokensFromUsage'] == l['answered'] and l['goodput'] >= 0.9 and 'histogram' not in l['ttft'])(o['status']['profiles'][0]['results']['llm']) and o['status']['summary']['llm']['outputTokens'] > 0" \
+    "status.profiles[0].results.llm does not hold the server's known timings and tokens"
+  echo "llm-holds: $(kubectl get lt/llm-holds -o 'jsonpath=TTFT p50 {.status.summary.llm.ttft.p50Ms} ms, p95 {.status.summary.llm.ttft.p95Ms} ms; ITL p50 {.status.summary.llm.itl.p50Ms} ms; {.status.summary.llm.outputTokensPerSecond} output tokens/s')"
+  [[ $(condition lt/llm-breaks Passed status) == False ]] ||
+    fail "llm-breaks passed a 50 ms TTFT budget against a 150 ms server"
+  grep -Eq "TTFT p95 [0-9]+ ms > budget 50 ms in profile steady" <<<"$(condition lt/llm-breaks Passed message)" ||
+    fail "llm-breaks: the verdict does not name the TTFT it broke: $(condition lt/llm-breaks Passed message)"
+  echo "llm-breaks: $(condition lt/llm-breaks Passed message)"
+  kill "$llm_pid" 2>/dev/null || true
+  kubectl delete lt/llm-holds lt/llm-breaks --wait=false
 }
 
 scenario 7d "a Deployment the operator does not control is left alone and reported" 2
