@@ -97,15 +97,68 @@ fn chart(
     svg
 }
 
+/// One series of a curve chart: (label, colour, the value of a step).
+type CurveSeries = (&'static str, &'static str, fn(&CurvePoint) -> f64);
+
 /// Latency against load over a ramp's or a search's steps (users, or the rate a search
 /// offered): p50 and p95 per step, the p95 budget, the highest step inside every budget (green)
 /// and the break (red).
 fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option<f64>) -> String {
+    curve_chart_of(
+        "Latency",
+        curve,
+        capacity,
+        budget.map(|b| (b, format!("p95 budget {b} ms"))),
+        &[
+            ("p50", "#0969da", |p| p.p50_ms),
+            ("p95", "#bf8700", |p| p.p95_ms),
+        ],
+    )
+}
+
+/// An LLM's timings against load: TTFT p95 and TPOT p95 per step (ms), the TTFT budget, the
+/// knee and the break; empty when no step streamed LLM answers.
+fn llm_curve_chart(
+    curve: &[CurvePoint],
+    capacity: Option<&Capacity>,
+    ttft_budget: Option<f64>,
+) -> String {
+    if curve.iter().all(|p| p.llm.is_none()) {
+        return String::new();
+    }
+    curve_chart_of(
+        "TTFT, ITL and TPOT (p95)",
+        curve,
+        capacity,
+        ttft_budget.map(|b| (b, format!("TTFT p95 budget {b} ms"))),
+        &[
+            ("TTFT p95", "#8250df", |p| {
+                p.llm.map_or(0.0, |l| l.ttft_p95_ms)
+            }),
+            ("ITL p95", "#1a7f37", |p| {
+                p.llm.map_or(0.0, |l| l.itl_p95_ms)
+            }),
+            ("TPOT p95", "#bf8700", |p| {
+                p.llm.map_or(0.0, |l| l.tpot_p95_ms)
+            }),
+        ],
+    )
+}
+
+/// `what` against load over a ramp's or a search's steps: `series` per step, a budget line, the
+/// highest step inside every budget (green) and the break (red).
+fn curve_chart_of(
+    what: &str,
+    curve: &[CurvePoint],
+    capacity: Option<&Capacity>,
+    budget: Option<(f64, String)>,
+    series: &[CurveSeries],
+) -> String {
     let (w, h, pad) = (640.0, 200.0, 36.0);
     let max = curve
         .iter()
-        .map(|p| p.p95_ms)
-        .chain(budget)
+        .flat_map(|p| series.iter().map(move |(_, _, value)| value(p)))
+        .chain(budget.as_ref().map(|(b, _)| *b))
         .fold(0.0f64, f64::max)
         .max(1e-9);
     let search = curve.iter().any(|p| p.offered_rps.is_some());
@@ -115,19 +168,14 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
     let x = |load: f64| pad + (w - 2.0 * pad) * load / top;
     let y = |v: f64| h - pad + (pad * 2.0 - h) * (v / max);
     let mut svg = format!(
-        r##"<figure><figcaption>Latency against {unit} (one point per step)</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="latency against {unit}"><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#999"/><text x="2" y="{t}" font-size="10">{max:.0} ms</text><text x="2" y="{b}" font-size="10">0</text><text x="{r}" y="{l}" font-size="10" text-anchor="end">{top} {unit}</text>"##,
+        r##"<figure><figcaption>{what} against {unit} (one point per step)</figcaption><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="{what} against {unit}"><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#999"/><text x="2" y="{t}" font-size="10">{max:.0} ms</text><text x="2" y="{b}" font-size="10">0</text><text x="{r}" y="{l}" font-size="10" text-anchor="end">{top} {unit}</text>"##,
         b = h - pad,
         r = w - pad,
         t = pad + 4.0,
         l = h - pad + 14.0,
     );
-    if let Some(budget) = budget {
-        budget_line(
-            &mut svg,
-            (pad, w - pad),
-            y(budget),
-            &format!("p95 budget {budget} ms"),
-        );
+    if let Some((budget, label)) = &budget {
+        budget_line(&mut svg, (pad, w - pad), y(*budget), label);
     }
     let mut marks = Vec::new();
     if let Some(c) = capacity {
@@ -156,17 +204,7 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
             b = h - pad,
         );
     }
-    for (i, (label, colour, value)) in [
-        (
-            "p50",
-            "#0969da",
-            (|p: &CurvePoint| p.p50_ms) as fn(&CurvePoint) -> f64,
-        ),
-        ("p95", "#bf8700", |p: &CurvePoint| p.p95_ms),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, &(label, colour, value)) in series.iter().enumerate() {
         let points: Vec<String> = curve
             .iter()
             .map(|p| format!("{:.1},{:.1}", x(load(p)), y(value(p))))
@@ -187,7 +225,7 @@ fn curve_chart(curve: &[CurvePoint], capacity: Option<&Capacity>, budget: Option
         let _ = write!(
             svg,
             r#"<text x="{}" y="14" font-size="11" fill="{colour}">{label}</text>"#,
-            pad + 60.0 * i as f64
+            pad + 80.0 * i as f64
         );
     }
     svg.push_str("</svg></figure>");
@@ -213,11 +251,22 @@ fn capacity_section(out: &mut String, summary: &RunSummary, thresholds: &Thresho
         summary.capacity.as_ref(),
         thresholds.p95_ms,
     ));
+    out.push_str(&llm_curve_chart(
+        &summary.curve,
+        summary.capacity.as_ref(),
+        thresholds.ttft_p95_ms,
+    ));
     let search = summary.curve.iter().any(|p| p.offered_rps.is_some());
+    let llm = summary.curve.iter().any(|p| p.llm.is_some());
     let _ = write!(
         out,
-        "<table><tr><th>{}</th><th>Seconds</th><th>Requests</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Error rate</th></tr>",
-        if search { "Offered req/s" } else { "Users" }
+        "<table><tr><th>{}</th><th>Seconds</th><th>Requests</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Error rate</th>{}</tr>",
+        if search { "Offered req/s" } else { "Users" },
+        if llm {
+            "<th>TTFT p95 ms</th><th>TPOT p95 ms</th><th>Output tokens/s</th>"
+        } else {
+            ""
+        }
     );
     for p in &summary.curve {
         let load = match p.offered_rps {
@@ -226,14 +275,53 @@ fn capacity_section(out: &mut String, summary: &RunSummary, thresholds: &Thresho
         };
         let _ = write!(
             out,
-            "<tr><td>{load}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}%</td></tr>",
+            "<tr><td>{load}</td><td>{:.1}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.2}%</td>{}</tr>",
             p.seconds,
             p.requests,
             p.rps,
             p.p50_ms,
             p.p95_ms,
             p.p99_ms,
-            p.error_rate * 100.0
+            p.error_rate * 100.0,
+            match (llm, p.llm) {
+                (true, Some(l)) => format!(
+                    "<td>{:.1}</td><td>{:.1}</td><td>{:.1}</td>",
+                    l.ttft_p95_ms, l.tpot_p95_ms, l.output_tokens_per_second
+                ),
+                (true, None) => "<td></td><td></td><td></td>".to_owned(),
+                (false, _) => String::new(),
+            }
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// LLM tasks' figures: TTFT, ITL, TPOT and whole latency (p50 / p95 / p99 ms), tokens, output
+/// tokens per second and goodput, per LLM task and in all.
+fn llm_table(out: &mut String, summary: &RunSummary) {
+    if summary.total.llm.is_none() {
+        return;
+    }
+    out.push_str("<h3>LLM answers</h3><table><tr><th>Name</th><th>Answered</th><th>TTFT ms p50 / p95 / p99</th><th>ITL ms p50 / p95 / p99</th><th>TPOT ms p50 / p95 / p99</th><th>Input tokens</th><th>Output tokens</th><th>Output tokens/s</th><th>Goodput</th></tr>");
+    let timing = |t: &loadgate_api::stats::TimingStats| {
+        format!("{:.1} / {:.1} / {:.1}", t.p50_ms, t.p95_ms, t.p99_ms)
+    };
+    for stats in summary.tasks.iter().chain(std::iter::once(&summary.total)) {
+        let Some(l) = &stats.llm else { continue };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{:.1}</td><td>{:.1}%</td></tr>",
+            escape(&stats.name),
+            l.answered,
+            l.requests,
+            timing(&l.ttft),
+            timing(&l.itl),
+            timing(&l.tpot),
+            l.input_tokens,
+            l.output_tokens,
+            crate::report::tokens_counted_by(l),
+            l.output_tokens_per_second,
+            l.goodput * 100.0
         );
     }
     out.push_str("</table>");
@@ -486,6 +574,7 @@ fn section(out: &mut String, s: &Section<'_>, titled: bool) {
     }
     row(out, &summary.total);
     out.push_str("</table>");
+    llm_table(out, summary);
     if !s.failures.is_empty() {
         out.push_str("<h3>Failures</h3><table><tr><th>Method</th><th>Name</th><th>Error</th><th>Occurrences</th></tr>");
         for (method, name, error, count) in &s.failures {
@@ -580,6 +669,37 @@ mod tests {
             6,
             "two series of three steps"
         );
+        assert!(!html.contains("LLM answers") && !html.contains("TTFT"));
+        // With LLM answers: TTFT, ITL and TPOT against users with the TTFT budget, the curve
+        // table's LLM columns, and the LLM table.
+        for (p, ttft) in summary.curve.iter_mut().zip([120.0, 310.0, 880.0]) {
+            p.llm = Some(loadgate_api::capacity::StepLlm {
+                ttft_p95_ms: ttft,
+                itl_p95_ms: 12.0,
+                tpot_p95_ms: 11.0,
+                output_tokens_per_second: 400.0,
+            });
+        }
+        summary.total.llm = Some(loadgate_api::stats::LlmStats {
+            requests: 10,
+            answered: 10,
+            ..Default::default()
+        });
+        let llm_budget = Thresholds {
+            ttft_p95_ms: Some(500.0),
+            ..thresholds
+        };
+        let html = render(&summary, &stats, &llm_budget);
+        for wanted in [
+            "TTFT, ITL and TPOT (p95) against users",
+            "TTFT p95 budget 500 ms",
+            "<th>TTFT p95 ms</th>",
+            "<td>880.0</td>",
+            "<h3>LLM answers</h3>",
+            "10 of 10",
+        ] {
+            assert!(html.contains(wanted), "{wanted} missing");
+        }
         // A run that is not a ramp has no capacity section.
         summary.curve.clear();
         summary.capacity = None;

@@ -5,12 +5,17 @@ arrived, then one token every ITL ms, TOKENS in all, then a `usage` chunk and `d
 (`stream: true`), or the whole answer after TTFT + (TOKENS - 1) x ITL (`stream: false`).
 `GET /v1/models` answers 200 (the readiness path of a chat task).
 
-    known_timings.py PORT [--ttft MS] [--itl MS] [--tokens N]
+    known_timings.py PORT [--ttft MS] [--itl MS] [--tokens N] [--slots N]
+
+With --slots N at most N answers are under way at once; the rest wait for a slot, and their
+first token comes TTFT ms after they got one (so the capacity is N / (TTFT + (TOKENS - 1) x ITL)
+answers a second, known in advance).
 
 Bound to 127.0.0.1 only; one thread per connection (keep-alive), so answers overlap freely.
 """
 import argparse
 import json
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,7 +26,9 @@ def main():
     parser.add_argument("--ttft", type=float, default=150.0, help="ms to the first token")
     parser.add_argument("--itl", type=float, default=10.0, help="ms between tokens")
     parser.add_argument("--tokens", type=int, default=20, help="tokens per answer")
+    parser.add_argument("--slots", type=int, default=0, help="answers at once (0: no limit)")
     args = parser.parse_args()
+    slots = threading.BoundedSemaphore(args.slots) if args.slots > 0 else None
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -43,9 +50,15 @@ def main():
                 self.send(404, b'{"error":"not found"}')
 
         def do_POST(self):
-            arrived = time.monotonic()
             length = int(self.headers.get("Content-Length", "0"))
             request = json.loads(self.rfile.read(length) or b"{}")
+            if slots is None:
+                self.answer(request, time.monotonic())
+                return
+            with slots:
+                self.answer(request, time.monotonic())
+
+        def answer(self, request, arrived):
             if self.path not in ("/v1/chat/completions", "/v1/completions"):
                 self.send(404, b'{"error":"not found"}')
                 return

@@ -1,6 +1,6 @@
 //! What a profile's throughput costs: embeddings per second (texts embedded by successful
-//! requests), per CPU core of the endpoint, and, given prices ([`Pricing`]), per 1,000
-//! embeddings. The endpoint's size ([`TargetResources`]) comes from its pods' CPU and memory
+//! requests) and LLM output tokens per second, per CPU core of the endpoint, and, given prices
+//! ([`Pricing`]), per 1,000 embeddings and per million output tokens. The endpoint's size ([`TargetResources`]) comes from its pods' CPU and memory
 //! limits (else requests) times its replicas; [`cpu_cores`] and [`memory_gib`] read the
 //! Kubernetes quantities ("500m", "2", "512Mi", "1G").
 
@@ -41,7 +41,8 @@ pub struct TargetResources {
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Efficiency {
-    /// Texts embedded by successful requests, per second.
+    /// Texts embedded by successful requests, per second (0, and left out, without embeddings).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub embeddings_per_second: f64,
     /// The same per CPU core of the endpoint (absent without `targetResources`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,49 +50,81 @@ pub struct Efficiency {
     /// With `spec.pricing`: what 1,000 embeddings cost at this throughput.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_1k_embeddings: Option<f64>,
+    /// LLM tasks: output tokens per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_second: Option<f64>,
+    /// LLM tasks: output tokens per second per CPU core of the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_per_core_second: Option<f64>,
+    /// LLM tasks, with `spec.pricing`: what a million output tokens cost at this throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_1m_output_tokens: Option<f64>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Efficiency {
-    /// From `embeddings` embedded in `seconds`, on `resources`, at `pricing`. `None` when the
-    /// profile embedded nothing (no embed task, or every request failed).
+    /// From `embeddings` embedded and `output_tokens` generated in `seconds`, on `resources`,
+    /// at `pricing`. `None` when the profile produced neither (or every request failed).
     pub fn of(
         embeddings: u64,
+        output_tokens: u64,
         seconds: f64,
         resources: Option<&TargetResources>,
         pricing: Option<&Pricing>,
     ) -> Option<Efficiency> {
-        if embeddings == 0 || !(seconds.is_finite() && seconds > 0.0) {
+        if (embeddings == 0 && output_tokens == 0) || !(seconds.is_finite() && seconds > 0.0) {
             return None;
         }
-        let per_second = embeddings as f64 / seconds;
-        let per_core = resources
-            .filter(|r| r.cpu_cores > 0.0)
-            .map(|r| per_second / r.cpu_cores);
-        let cost = match (resources, pricing) {
-            (Some(r), Some(p)) => {
-                let per_hour = r.cpu_cores * p.cpu_core_hour
-                    + r.memory_gib.unwrap_or(0.0) * p.memory_gib_hour.unwrap_or(0.0);
-                Some(per_hour / 3600.0 / per_second * 1000.0)
-            }
+        let cores = resources.map(|r| r.cpu_cores).filter(|c| *c > 0.0);
+        let per_hour = match (resources, pricing) {
+            (Some(r), Some(p)) => Some(
+                r.cpu_cores * p.cpu_core_hour
+                    + r.memory_gib.unwrap_or(0.0) * p.memory_gib_hour.unwrap_or(0.0),
+            ),
             _ => None,
         };
+        // What `per` units cost at `rate` a second.
+        let cost = |rate: f64, per: f64| per_hour.map(|h| h / 3600.0 / rate * per);
+        let per_second = embeddings as f64 / seconds;
+        let tokens = (output_tokens > 0).then(|| output_tokens as f64 / seconds);
         Some(Efficiency {
             embeddings_per_second: per_second,
-            embeddings_per_core_second: per_core,
-            cost_per_1k_embeddings: cost,
+            embeddings_per_core_second: cores.filter(|_| embeddings > 0).map(|c| per_second / c),
+            cost_per_1k_embeddings: (embeddings > 0).then(|| cost(per_second, 1000.0)).flatten(),
+            output_tokens_per_second: tokens,
+            output_tokens_per_core_second: tokens.zip(cores).map(|(t, c)| t / c),
+            cost_per_1m_output_tokens: tokens.and_then(|t| cost(t, 1e6)),
         })
     }
 
-    /// "412.3 embeddings/s, 206.2 per core-second, 0.000054 per 1k embeddings".
+    /// "412.3 embeddings/s, 206.2 per core-second, 0.000054 per 1k embeddings", and for LLM
+    /// tasks "310.0 output tokens/s, 155.0 per core-second, 0.0717 per 1M output tokens".
     pub fn sentence(&self) -> String {
-        let mut s = format!("{:.1} embeddings/s", self.embeddings_per_second);
-        if let Some(per_core) = self.embeddings_per_core_second {
-            s.push_str(&format!(", {per_core:.1} per core-second"));
+        let mut parts = Vec::new();
+        if self.embeddings_per_second > 0.0 {
+            let mut s = format!("{:.1} embeddings/s", self.embeddings_per_second);
+            if let Some(per_core) = self.embeddings_per_core_second {
+                s.push_str(&format!(", {per_core:.1} per core-second"));
+            }
+            if let Some(cost) = self.cost_per_1k_embeddings {
+                s.push_str(&format!(", {} per 1k embeddings", significant(cost)));
+            }
+            parts.push(s);
         }
-        if let Some(cost) = self.cost_per_1k_embeddings {
-            s.push_str(&format!(", {} per 1k embeddings", significant(cost)));
+        if let Some(tokens) = self.output_tokens_per_second {
+            let mut s = format!("{tokens:.1} output tokens/s");
+            if let Some(per_core) = self.output_tokens_per_core_second {
+                s.push_str(&format!(", {per_core:.1} per core-second"));
+            }
+            if let Some(cost) = self.cost_per_1m_output_tokens {
+                s.push_str(&format!(", {} per 1M output tokens", significant(cost)));
+            }
+            parts.push(s);
         }
-        s
+        parts.join("; ")
     }
 }
 
@@ -166,7 +199,7 @@ mod tests {
             cpu_core_hour: 0.036,
             memory_gib_hour: Some(0.0036),
         };
-        let e = Efficiency::of(1000, 10.0, Some(&resources), Some(&pricing)).unwrap();
+        let e = Efficiency::of(1000, 0, 10.0, Some(&resources), Some(&pricing)).unwrap();
         assert_eq!(e.embeddings_per_second, 100.0);
         assert_eq!(e.embeddings_per_core_second, Some(50.0));
         assert!((e.cost_per_1k_embeddings.unwrap() - 0.00021).abs() < 1e-12);
@@ -174,11 +207,27 @@ mod tests {
             e.sentence(),
             "100.0 embeddings/s, 50.0 per core-second, 0.000210 per 1k embeddings"
         );
-        assert!(Efficiency::of(0, 10.0, None, None).is_none());
-        let bare = Efficiency::of(50, 10.0, None, Some(&pricing)).unwrap();
+        assert!(Efficiency::of(0, 0, 10.0, None, None).is_none());
+        let bare = Efficiency::of(50, 0, 10.0, None, Some(&pricing)).unwrap();
         assert_eq!(
             (bare.embeddings_per_core_second, bare.cost_per_1k_embeddings),
             (None, None)
         );
+        // An LLM at 210 output tokens/s on the same 0.0756/h: a million tokens take 4762 s,
+        // 0.1 of the hourly price.
+        let llm = Efficiency::of(0, 2100, 10.0, Some(&resources), Some(&pricing)).unwrap();
+        assert_eq!(
+            (
+                llm.output_tokens_per_second,
+                llm.output_tokens_per_core_second
+            ),
+            (Some(210.0), Some(105.0))
+        );
+        assert!((llm.cost_per_1m_output_tokens.unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(
+            llm.sentence(),
+            "210.0 output tokens/s, 105.0 per core-second, 0.100 per 1M output tokens"
+        );
+        assert_eq!(llm.cost_per_1k_embeddings, None);
     }
 }

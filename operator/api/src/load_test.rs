@@ -151,6 +151,19 @@ pub struct BaselineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub max_capacity_decrease_percent: Option<f64>,
+    /// LLM tasks: most increase of time to first token p95 over the baseline's, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_ttft_p95_increase_percent: Option<f64>,
+    /// LLM tasks: most increase of time per output token p95 over the baseline's, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_tpot_p95_increase_percent: Option<f64>,
+    /// LLM tasks: most decrease of output tokens per second from the baseline's, percent
+    /// (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_output_tokens_per_second_decrease_percent: Option<f64>,
     /// Take the baseline from this LoadTest of the namespace (its latest passed run) instead of
     /// this one's own previous runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

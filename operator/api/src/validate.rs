@@ -191,6 +191,21 @@ impl LoadTestSpec {
                     baseline.max_capacity_decrease_percent,
                     100.0,
                 ),
+                (
+                    "maxTtftP95IncreasePercent",
+                    baseline.max_ttft_p95_increase_percent,
+                    f64::MAX,
+                ),
+                (
+                    "maxTpotP95IncreasePercent",
+                    baseline.max_tpot_p95_increase_percent,
+                    f64::MAX,
+                ),
+                (
+                    "maxOutputTokensPerSecondDecreasePercent",
+                    baseline.max_output_tokens_per_second_decrease_percent,
+                    100.0,
+                ),
             ] {
                 if v.is_some_and(|v| !v.is_finite() || !(0.0..=most).contains(&v)) {
                     return err(

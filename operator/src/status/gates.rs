@@ -287,22 +287,50 @@ fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Compariso
         };
         compared += 1;
         let scope = format!("profile {}", profile.name);
-        for (metric, label, budget, was, is) in [
+        // LLM figures compare only when both runs measured them; otherwise said so.
+        let llm = before.llm.as_ref().zip(figures.llm.as_ref());
+        let llm_budgets = [
+            spec.max_ttft_p95_increase_percent,
+            spec.max_tpot_p95_increase_percent,
+            spec.max_output_tokens_per_second_decrease_percent,
+        ];
+        if llm.is_none() && llm_budgets.iter().any(Option::is_some) {
+            notes.push(format!(
+                "profile {}: LLM figures not compared: not measured in both runs",
+                profile.name
+            ));
+        }
+        let llm_p95 =
+            |f: fn(&loadgate_api::stats::LlmStats) -> f64| llm.map(|(was, is)| (f(was), f(is)));
+        for (metric, label, budget, was_is) in [
             (
                 "maxP95IncreasePercent",
                 "p95",
                 spec.max_p95_increase_percent,
-                before.p95_ms,
-                figures.p95_ms,
+                Some((before.p95_ms, figures.p95_ms)),
             ),
             (
                 "maxP99IncreasePercent",
                 "p99",
                 spec.max_p99_increase_percent,
-                before.p99_ms,
-                figures.p99_ms,
+                Some((before.p99_ms, figures.p99_ms)),
+            ),
+            (
+                "maxTtftP95IncreasePercent",
+                "TTFT p95",
+                spec.max_ttft_p95_increase_percent,
+                llm_p95(|l| l.ttft.p95_ms),
+            ),
+            (
+                "maxTpotP95IncreasePercent",
+                "TPOT p95",
+                spec.max_tpot_p95_increase_percent,
+                llm_p95(|l| l.tpot.p95_ms),
             ),
         ] {
+            let Some((was, is)) = was_is else {
+                continue;
+            };
             let (Some(budget), Some(change)) = (budget, change_percent(was, is)) else {
                 continue;
             };
@@ -318,6 +346,22 @@ fn compare(spec: &BaselineSpec, now: Current<'_>, base: &RunRecord) -> Compariso
                     ),
                 });
             }
+        }
+        if let (Some(budget), Some((was, is))) = (
+            spec.max_output_tokens_per_second_decrease_percent,
+            llm_p95(|l| l.output_tokens_per_second),
+        ) && let Some(change) = change_percent(was, is)
+            && -change > budget
+        {
+            violations.push(Violation {
+                metric: "maxOutputTokensPerSecondDecreasePercent".to_owned(),
+                measured: -change,
+                budget,
+                message: format!(
+                    "output tokens/s {is:.1} is {:.0}% under the baseline's {was:.1} (run {run}) in {scope}, budget -{budget}%",
+                    -change
+                ),
+            });
         }
         if let (Some(budget), Some(change)) = (
             spec.max_rps_decrease_percent,
@@ -500,6 +544,52 @@ mod tests {
         close.baseline = pick_baseline(&test, Some(&base));
         assert!(judge(&test, &mut close).is_empty());
         assert!(close.baseline.unwrap().message.contains("run 3f2a9c1"));
+    }
+
+    #[test]
+    fn llm_regressions_compare_ttft_tpot_and_tokens_when_both_runs_measured_them() {
+        let test = with_baseline(BaselineSpec {
+            max_ttft_p95_increase_percent: Some(10.0),
+            max_tpot_p95_increase_percent: Some(10.0),
+            max_output_tokens_per_second_decrease_percent: Some(10.0),
+            ..BaselineSpec::default()
+        });
+        let with_llm = |run: &str, ttft: f64, tokens: f64| {
+            let mut st = finished(run, LoadPhase::Passed, 518.0, 20.0);
+            let mut llm = loadgate_api::stats::LlmStats {
+                output_tokens_per_second: tokens,
+                ..Default::default()
+            };
+            llm.ttft.p95_ms = ttft;
+            llm.tpot.p95_ms = 40.0;
+            st.profiles[0].results.as_mut().unwrap().llm = Some(llm);
+            st
+        };
+        let base = with_llm("3f2a9c1", 500.0, 400.0);
+        let mut st = with_llm("next", 650.0, 300.0);
+        st.baseline = pick_baseline(&test, Some(&base));
+        let messages: Vec<String> = judge(&test, &mut st)
+            .into_iter()
+            .map(|v| v.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "TTFT p95 650 ms is +30% over the baseline's 500 ms (run 3f2a9c1) in profile sustained, budget +10%",
+                "output tokens/s 300.0 is 25% under the baseline's 400.0 (run 3f2a9c1) in profile sustained, budget -10%",
+            ]
+        );
+        // A baseline run without LLM figures: not compared, and said so.
+        let plain = finished("plain", LoadPhase::Passed, 518.0, 20.0);
+        let mut st = with_llm("next", 650.0, 300.0);
+        st.baseline = pick_baseline(&test, Some(&plain));
+        assert!(judge(&test, &mut st).is_empty());
+        assert!(
+            st.baseline
+                .unwrap()
+                .message
+                .contains("LLM figures not compared")
+        );
     }
 
     #[test]

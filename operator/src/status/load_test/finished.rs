@@ -57,6 +57,12 @@ pub(super) fn record(
     };
     let efficiency = Efficiency::of(
         profile_report.summary.total.embeddings,
+        profile_report
+            .summary
+            .total
+            .llm
+            .as_ref()
+            .map_or(0, |l| l.output_tokens),
         profile_report.summary.duration_seconds,
         st.target_resources.as_ref(),
         spec.pricing.as_ref(),
