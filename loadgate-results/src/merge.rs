@@ -37,8 +37,10 @@ pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 /// The total's histogram is always kept at full precision, since the profile's verdict rests on
 /// it; when the whole does not fit, the per-task histograms are re-recorded at 2 significant
 /// digits (1% resolution), and if that is still too big they are dropped (per-task latency
-/// budgets then cannot be merged, and the operator says so); then a ramp's curve is dropped
-/// (the profile then has no capacity in the status).
+/// budgets then cannot be merged, and the operator says so); LLM tasks' timing histograms go
+/// first, then their LLM figures, then the total's LLM histograms (merged LLM percentiles are
+/// then the worst runner's); then a ramp's curve is dropped (the profile then has no capacity in
+/// the status).
 ///
 /// # Errors
 /// When even the summary without per-task histograms is larger than `limit`.
@@ -58,12 +60,8 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Too
     }
     // LLM tasks' timing histograms next: their percentiles stay, and the results frame carries
     // them whole (the operator merges from it).
-    for stats in std::iter::once(&mut coarse.total).chain(&mut coarse.tasks) {
-        if let Some(llm) = &mut stats.llm {
-            for t in [&mut llm.ttft, &mut llm.itl, &mut llm.tpot, &mut llm.e2e] {
-                t.histogram = None;
-            }
-        }
+    for task in &mut coarse.tasks {
+        drop_llm_histograms(task);
     }
     for task in &mut coarse.tasks {
         task.histogram = decode(task).ok().map(|h| encode(&codec::coarsen(&h)));
@@ -78,6 +76,22 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Too
     let bare = to_json(&coarse);
     if bare.len() <= limit {
         return Ok(bare);
+    }
+    // Then the tasks' LLM figures (the total keeps its own): merged task figures are then
+    // absent, never those of some runners passed off as all.
+    for task in &mut coarse.tasks {
+        task.llm = None;
+    }
+    let bare_llm = to_json(&coarse);
+    if bare_llm.len() <= limit {
+        return Ok(bare_llm);
+    }
+    // Then the total's LLM histograms: merged LLM percentiles are then the worst runner's, an
+    // upper bound (a budget can fail too eagerly, never pass wrongly).
+    drop_llm_histograms(&mut coarse.total);
+    let bare_total = to_json(&coarse);
+    if bare_total.len() <= limit {
+        return Ok(bare_total);
     }
     // Then the ramp's curve: the operator reads the capacity from it, and says it has none.
     coarse.curve.clear();
@@ -100,6 +114,15 @@ pub fn compact_summary(summary: &RunSummary, limit: usize) -> Result<String, Too
             bytes: coarsest.len(),
             limit,
         })
+    }
+}
+
+/// Leaves the LLM timings' percentiles of `stats` and drops their histograms.
+fn drop_llm_histograms(stats: &mut RequestStats) {
+    if let Some(llm) = &mut stats.llm {
+        for t in [&mut llm.ttft, &mut llm.itl, &mut llm.tpot, &mut llm.e2e] {
+            t.histogram = None;
+        }
     }
 }
 
@@ -159,10 +182,15 @@ fn summed_counts(parts: &[&RequestStats], seconds: f64) -> Result<RequestStats, 
     })
 }
 
-/// The LLM figures of `parts` added up ([`crate::llm::merge`]); `None` when none has any.
+/// The LLM figures of `parts` added up ([`crate::llm::merge`]); `None` when none has any, and
+/// when only some do (a termination message that had to drop a task's): figures of some runners
+/// would pass for all of them.
 fn merged_llm(parts: &[&RequestStats], seconds: f64) -> Result<Option<LlmStats>, MergeError> {
     let name = parts.first().map_or("", |p| p.name.as_str());
     let llm: Vec<&LlmStats> = parts.iter().filter_map(|p| p.llm.as_ref()).collect();
+    if llm.len() < parts.len() {
+        return Ok(None);
+    }
     crate::llm::merge(name, &llm, seconds)
 }
 
@@ -634,6 +662,75 @@ mod tests {
         let merged = merge(&[back.clone(), back], &Thresholds::default()).unwrap();
         assert_eq!(merged.total.requests, 120_000);
         assert_eq!(merged.tasks.len(), 3);
+    }
+
+    #[test]
+    fn compact_summary_of_llm_tasks_fits_and_merges_their_totals() {
+        let names: Vec<(String, String)> = (0..4)
+            .map(|i| (format!("chat {i}"), "POST".to_owned()))
+            .collect();
+        let mut stats = Stats::new(&names).measuring_llm(vec![true; 4], Default::default());
+        for i in 0..20_000u64 {
+            let answer = crate::sample::LlmSample {
+                ttft: Duration::from_micros(50_000 + (i * 7_919) % 900_000),
+                gaps: vec![Duration::from_micros(5_000 + i % 20_000); 20],
+                input_tokens: 100,
+                output_tokens: 21,
+                from_usage: true,
+                streamed: true,
+            };
+            stats.record(&Sample {
+                task: (i % 4) as usize,
+                latency: Duration::from_micros(200_000 + (i * 7_919) % 2_000_000),
+                outcome: Outcome::Ok { bytes: 1 },
+                start_delay: None,
+                quality: None,
+                texts: 0,
+                dial: None,
+                llm: Some(Box::new(answer)),
+            });
+        }
+        let full = summary(&stats, 60.0);
+        let compact = compact_summary(&full, TERMINATION_MESSAGE_LIMIT).unwrap();
+        assert!(
+            compact.len() <= TERMINATION_MESSAGE_LIMIT,
+            "{}",
+            compact.len()
+        );
+        let back: RunSummary = serde_json::from_str(&compact).unwrap();
+        let merged = merge(&[back.clone(), back], &Thresholds::default()).unwrap();
+        let llm = merged.total.llm.expect("the total keeps its LLM figures");
+        assert_eq!((llm.answered, llm.output_tokens), (40_000, 840_000));
+        assert!(
+            back_has_total_histograms(&compact),
+            "the total keeps its LLM histograms while they fit"
+        );
+        assert_eq!(
+            llm.ttft.p95_ms,
+            full.total.llm.as_ref().unwrap().ttft.p95_ms
+        );
+        // A task whose figures one runner had to drop has none merged, not half of them.
+        assert!(
+            merged
+                .tasks
+                .iter()
+                .all(|t| t.llm.is_none() || t.llm.as_ref().unwrap().answered == 10_000)
+        );
+        let with = |drop: bool| {
+            let mut s = full.clone();
+            if drop {
+                s.tasks[0].llm = None;
+            }
+            s
+        };
+        let mixed = merge(&[with(false), with(true)], &Thresholds::default()).unwrap();
+        assert!(mixed.tasks[0].llm.is_none());
+        assert_eq!(mixed.tasks[1].llm.as_ref().unwrap().answered, 10_000);
+    }
+
+    fn back_has_total_histograms(compact: &str) -> bool {
+        let back: RunSummary = serde_json::from_str(compact).unwrap();
+        back.total.llm.is_some_and(|l| l.ttft.histogram.is_some())
     }
 
     fn one_task_stats(requests: u64, not_sent: u64) -> Stats {

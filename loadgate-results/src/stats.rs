@@ -100,7 +100,21 @@ impl Stats {
     }
 
     /// Measures the tasks flagged in `llm_tasks` (by index) as LLM ones, goodput against `slo`.
+    /// Their entries (and the total's) carry LLM figures from the start, zero until a request
+    /// counts, so every runner's summary of an LLM task has them and merges add them all.
     pub fn measuring_llm(mut self, llm_tasks: Vec<bool>, slo: Slo) -> Self {
+        for (entry, _) in self
+            .tasks
+            .iter_mut()
+            .zip(&llm_tasks)
+            .filter(|(_, llm)| **llm)
+        {
+            entry.llm = Some(Box::default());
+        }
+        if llm_tasks.contains(&true) {
+            self.total.llm = Some(Box::default());
+            self.window.llm = Some(Box::default());
+        }
         self.llm_tasks = llm_tasks;
         self.slo = slo;
         self
