@@ -12,7 +12,7 @@ use loadgate_api::target::{RunHeader, RunTls};
 use std::path::PathBuf;
 
 /// The flags that build a [`RunSpec`]: `--spec` replaces them all.
-const SPEC_FLAGS: [&str; 30] = [
+const SPEC_FLAGS: [&str; 36] = [
     "host",
     "ca_file",
     "insecure",
@@ -39,6 +39,12 @@ const SPEC_FLAGS: [&str; 30] = [
     "p99_ms",
     "max_error_rate",
     "min_rps",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "itl_p95_ms",
+    "tpot_p95_ms",
+    "min_output_tokens_per_second",
+    "min_goodput",
     "task_budgets",
     "warmup",
     "abort_on_fail",
@@ -256,7 +262,8 @@ pub struct RunArgs {
     pub thresholds: ThresholdArgs,
 
     /// A budget on one task, repeatable: "TASK:METRIC=VALUE" with METRIC p95Ms, p99Ms,
-    /// maxErrorRate or minRps, e.g. --task-budget "embed batch:p95Ms=800".
+    /// maxErrorRate, minRps or an LLM one (ttftP95Ms, ttftP99Ms, itlP95Ms, tpotP95Ms,
+    /// minOutputTokensPerSecond, minGoodput), e.g. --task-budget "embed batch:p95Ms=800".
     #[arg(long = "task-budget", value_name = "TASK:METRIC=VALUE", value_parser = parse_task_budget)]
     pub task_budgets: Vec<TaskThresholds>,
 }
@@ -310,9 +317,13 @@ impl RunArgs {
             && thresholds.p95_ms.is_none()
             && thresholds.p99_ms.is_none()
             && thresholds.max_error_rate.is_none()
+            && thresholds.ttft_p95_ms.is_none()
+            && thresholds.itl_p95_ms.is_none()
+            && thresholds.tpot_p95_ms.is_none()
         {
             return Err(UsageError(
-                "--search judges each step on --p95-ms, --p99-ms or --max-error-rate: set one"
+                "--search judges each step on --p95-ms, --p99-ms, --max-error-rate, --ttft-p95-ms, \
+                 --itl-p95-ms or --tpot-p95-ms: set one"
                     .to_owned(),
             ));
         }
@@ -471,9 +482,18 @@ pub fn parse_task_budget(s: &str) -> Result<TaskThresholds, String> {
         "p99Ms" => thresholds.p99_ms = Some(non_negative_f64(value)?),
         "maxErrorRate" => thresholds.max_error_rate = Some(fraction(value)?),
         "minRps" => thresholds.min_rps = Some(non_negative_f64(value)?),
+        "ttftP95Ms" => thresholds.ttft_p95_ms = Some(non_negative_f64(value)?),
+        "ttftP99Ms" => thresholds.ttft_p99_ms = Some(non_negative_f64(value)?),
+        "itlP95Ms" => thresholds.itl_p95_ms = Some(non_negative_f64(value)?),
+        "tpotP95Ms" => thresholds.tpot_p95_ms = Some(non_negative_f64(value)?),
+        "minOutputTokensPerSecond" => {
+            thresholds.min_output_tokens_per_second = Some(non_negative_f64(value)?);
+        }
+        "minGoodput" => thresholds.min_goodput = Some(fraction(value)?),
         _ => {
             return Err(format!(
-                "{s:?}: unknown metric {metric:?}; use p95Ms, p99Ms, maxErrorRate or minRps"
+                "{s:?}: unknown metric {metric:?}; use p95Ms, p99Ms, maxErrorRate, minRps, \
+                 ttftP95Ms, ttftP99Ms, itlP95Ms, tpotP95Ms, minOutputTokensPerSecond or minGoodput"
             ));
         }
     }
@@ -501,6 +521,27 @@ pub struct ThresholdArgs {
     /// Fail when requests per second fall below this.
     #[arg(long, value_parser = non_negative_f64)]
     pub min_rps: Option<f64>,
+    /// LLM tasks: fail when time to first token p95 exceeds this many milliseconds (also each
+    /// request's goodput SLO).
+    #[arg(long, value_parser = non_negative_f64)]
+    pub ttft_p95_ms: Option<f64>,
+    /// LLM tasks: fail when time to first token p99 exceeds this many milliseconds.
+    #[arg(long, value_parser = non_negative_f64)]
+    pub ttft_p99_ms: Option<f64>,
+    /// LLM tasks: fail when inter-token latency p95 exceeds this many milliseconds.
+    #[arg(long, value_parser = non_negative_f64)]
+    pub itl_p95_ms: Option<f64>,
+    /// LLM tasks: fail when time per output token p95 exceeds this many milliseconds (also each
+    /// request's goodput SLO).
+    #[arg(long, value_parser = non_negative_f64)]
+    pub tpot_p95_ms: Option<f64>,
+    /// LLM tasks: fail when output tokens per second fall below this.
+    #[arg(long, value_parser = non_negative_f64)]
+    pub min_output_tokens_per_second: Option<f64>,
+    /// LLM tasks: fail when the share of requests within their TTFT and TPOT SLO is below this
+    /// (0–1).
+    #[arg(long, value_parser = fraction)]
+    pub min_goodput: Option<f64>,
 }
 
 impl From<ThresholdArgs> for Thresholds {
@@ -510,6 +551,12 @@ impl From<ThresholdArgs> for Thresholds {
             p99_ms: t.p99_ms,
             max_error_rate: t.max_error_rate,
             min_rps: t.min_rps,
+            ttft_p95_ms: t.ttft_p95_ms,
+            ttft_p99_ms: t.ttft_p99_ms,
+            itl_p95_ms: t.itl_p95_ms,
+            tpot_p95_ms: t.tpot_p95_ms,
+            min_output_tokens_per_second: t.min_output_tokens_per_second,
+            min_goodput: t.min_goodput,
             ..Thresholds::default()
         }
     }

@@ -276,11 +276,17 @@ fn check_search(at: &str, search: &Search, budgets: &Thresholds) -> Result<(), F
             "its steps add up to more than the 24h a spec may hold",
         );
     }
-    if budgets.p95_ms.is_none() && budgets.p99_ms.is_none() && budgets.max_error_rate.is_none() {
+    if budgets.p95_ms.is_none()
+        && budgets.p99_ms.is_none()
+        && budgets.max_error_rate.is_none()
+        && budgets.ttft_p95_ms.is_none()
+        && budgets.itl_p95_ms.is_none()
+        && budgets.tpot_p95_ms.is_none()
+    {
         return err(
             format!("{at}.search"),
-            "a search needs a p95Ms, p99Ms or maxErrorRate budget (the profile's or the spec's) \
-             to judge its steps on",
+            "a search needs a p95Ms, p99Ms, maxErrorRate, ttftP95Ms, itlP95Ms or tpotP95Ms budget \
+             (the profile's or the spec's) to judge its steps on",
         );
     }
     Ok(())
@@ -356,10 +362,14 @@ pub(crate) fn check_load(
         && budgets.p95_ms.is_none()
         && budgets.p99_ms.is_none()
         && budgets.max_error_rate.is_none()
+        && budgets.ttft_p95_ms.is_none()
+        && budgets.itl_p95_ms.is_none()
+        && budgets.tpot_p95_ms.is_none()
     {
         return err(
             format!("{at}.thresholds.abortOnFail"),
-            "needs a p95Ms, p99Ms or maxErrorRate budget to judge each second on",
+            "needs a p95Ms, p99Ms, maxErrorRate, ttftP95Ms, itlP95Ms or tpotP95Ms budget to \
+             judge each second on",
         );
     }
     Ok(())
