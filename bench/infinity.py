@@ -14,7 +14,6 @@ download once). Needs release binaries (it builds them) and models/all-MiniLM-L6
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,18 +21,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from machine import cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "target" / "infinity-venv"
 MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
 PORT = 18500
-
-
-def cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text()
-    name = re.search(r"model name\s*:\s*(.*)", info).group(1)
-    flags = set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())
-    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags]
-    return f"{name} ({os.cpu_count()} cores; {' '.join(simd)})"
 
 
 def ensure_infinity() -> None:

@@ -21,7 +21,6 @@ Prints the CPU model and its SIMD flags first: figures from another machine prov
 """
 import argparse
 import json
-import os
 import re
 import resource
 import subprocess
@@ -31,18 +30,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from machine import cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "target" / "llm-venv"
 RUNNER = ROOT / "target" / "release" / "loadrunner"
 KNOWN = ROOT / "test" / "llm" / "known_timings.py"
-
-
-def cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text()
-    name = re.search(r"model name\s*:\s*(.*)", info).group(1)
-    flags = set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())
-    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags]
-    return f"{name} ({os.cpu_count()} cores; {' '.join(simd)})"
 
 
 def wait_ready(url: str, seconds: float) -> None:

@@ -4,15 +4,18 @@
 //! CLI's exit codes, reports after SIGTERM, and a ramp's capacity against a server of known
 //! capacity.
 
+mod common;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use common::{endpoint, plan};
 use loadgate_api::duration::Duration as SpecDuration;
-use loadgate_api::load::{LoadProfile, Task, TaskRequest, Thresholds, WaitTime};
+use loadgate_api::load::{Task, TaskRequest, Thresholds, WaitTime};
 use loadrunner::connect::{Endpoint, Trust};
-use loadrunner::engine::{self, RunPlan};
+use loadrunner::engine;
 use loadrunner::scenario::Scenario;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -142,45 +145,6 @@ fn get_task(name: &str, weight: u32, path: &str) -> Task {
         follow_redirects: false,
         max_response_bytes: None,
     }
-}
-
-fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u64) -> RunPlan {
-    let profile = LoadProfile {
-        name: "test".into(),
-        users,
-        spawn_rate,
-        duration: SpecDuration::from_secs(secs),
-        arrival_rate: None,
-        stages: Vec::new(),
-        search: None,
-        warmup: SpecDuration::default(),
-    };
-    RunPlan {
-        whole: profile.clone(),
-        first_window: 0,
-        profile,
-        scenario: Arc::new(Scenario::new(tasks, 1).unwrap()),
-        wait: WaitTime::default(),
-        target: endpoint(addr),
-        request_timeout: Duration::from_secs(5),
-        seed: 42,
-        search_budgets: None,
-        abort_budgets: None,
-        slo: Default::default(),
-    }
-}
-
-/// The plain-http endpoint at `addr`.
-fn endpoint(addr: SocketAddr) -> Arc<Endpoint> {
-    Arc::new(
-        Endpoint::new(
-            &format!("http://{addr}"),
-            None,
-            &Trust::default(),
-            Vec::new(),
-        )
-        .unwrap(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,17 +5,17 @@
 //! empty streams must be failures with their reason; a server of a few slots must break a TTFT
 //! budget where its slots run out.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::serve::ListenerExt;
-use loadgate_api::duration::Duration as SpecDuration;
+use common::plan;
 use loadgate_api::llm_request::LlmRequest;
-use loadgate_api::load::{LoadProfile, Task, TaskRequest, Thresholds, WaitTime};
-use loadrunner::connect::{Endpoint, Trust};
-use loadrunner::engine::{self, RunPlan};
-use loadrunner::scenario::Scenario;
+use loadgate_api::load::{Task, TaskRequest, Thresholds};
+use loadrunner::engine;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -169,40 +169,6 @@ fn chat(name: &str, weight: u32, path: &str, stream: bool) -> Task {
         request: TaskRequest::Chat(request),
         follow_redirects: false,
         max_response_bytes: None,
-    }
-}
-
-fn plan(addr: SocketAddr, tasks: Vec<Task>, users: u32, spawn_rate: f64, secs: u64) -> RunPlan {
-    let profile = LoadProfile {
-        name: "llm".into(),
-        users,
-        spawn_rate,
-        duration: SpecDuration::from_secs(secs),
-        arrival_rate: None,
-        stages: Vec::new(),
-        search: None,
-        warmup: SpecDuration::default(),
-    };
-    RunPlan {
-        whole: profile.clone(),
-        first_window: 0,
-        profile,
-        scenario: Arc::new(Scenario::new(tasks, 1).unwrap()),
-        wait: WaitTime::default(),
-        target: Arc::new(
-            Endpoint::new(
-                &format!("http://{addr}"),
-                None,
-                &Trust::default(),
-                Vec::new(),
-            )
-            .unwrap(),
-        ),
-        request_timeout: Duration::from_secs(10),
-        seed: 7,
-        search_budgets: None,
-        abort_budgets: None,
-        slo: Default::default(),
     }
 }
 
@@ -375,7 +341,7 @@ async fn a_ramp_breaks_the_ttft_budget_where_the_servers_slots_run_out() {
     assert!(
         messages
             .iter()
-            .any(|m| m.starts_with("TTFT p95 ") && m.ends_with("> budget 150 ms in profile llm")),
+            .any(|m| m.starts_with("TTFT p95 ") && m.ends_with("> budget 150 ms in profile test")),
         "{messages:?}"
     );
 }
