@@ -10,7 +10,8 @@ use loadgate_api::report::HistoryPoint;
 use loadgate_api::results::WindowResult;
 use std::collections::BTreeMap;
 
-/// One runner's history as its report draws it.
+/// One runner's history as its report draws it (a second's LLM answers from its window, which
+/// the same snapshot wrote).
 pub fn of_stats(stats: &Stats) -> Vec<HistoryPoint> {
     stats
         .history
@@ -24,6 +25,11 @@ pub fn of_stats(stats: &Stats) -> Vec<HistoryPoint> {
             p50_ms: row.window.p50_ms(),
             p95_ms: row.window.p95_ms(),
             warmup: row.warmup,
+            llm: stats
+                .windows
+                .get(i)
+                .and_then(|w| w.llm.as_ref())
+                .and_then(|l| crate::llm::point(l).ok()),
         })
         .collect()
 }
@@ -44,6 +50,11 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, P
         let mut entry = Entry::new("second", "");
         let mut users = 0u32;
         let warmup = parts.iter().any(|p| p.warmup);
+        let llm: Vec<&loadgate_api::results::WindowLlm> =
+            parts.iter().filter_map(|p| p.llm.as_ref()).collect();
+        let llm = crate::llm::add_windows(&llm)
+            .and_then(|l| l.as_ref().map(crate::llm::point).transpose())
+            .map_err(PartError::in_window(second))?;
         for part in parts {
             users = users.saturating_add(part.users);
             let histogram = match &part.histogram {
@@ -64,6 +75,7 @@ pub fn merge_windows(runners: &[&[WindowResult]]) -> Result<Vec<HistoryPoint>, P
             p50_ms: entry.percentile_ms(0.5),
             p95_ms: entry.percentile_ms(0.95),
             warmup,
+            llm,
         });
     }
     Ok(history)
@@ -86,15 +98,26 @@ pub fn coarsen_windows(
     }
     let mut out: Vec<WindowResult> = Vec::with_capacity(windows.len() / seconds as usize + 1);
     let mut histogram: Option<hdrhistogram::Histogram<u64>> = None;
-    let finish = |out: &mut Vec<WindowResult>, h: Option<hdrhistogram::Histogram<u64>>| {
-        if let (Some(last), Some(h)) = (out.last_mut(), h) {
+    // The span's windows' LLM answers, added up when it closes.
+    let mut llm: Vec<loadgate_api::results::WindowLlm> = Vec::new();
+    let finish = |out: &mut Vec<WindowResult>,
+                  h: Option<hdrhistogram::Histogram<u64>>,
+                  llm: Vec<loadgate_api::results::WindowLlm>|
+     -> Result<(), PartError> {
+        let Some(last) = out.last_mut() else {
+            return Ok(());
+        };
+        if let Some(h) = h {
             last.histogram = Some(crate::codec::encode(&h));
         }
+        let parts: Vec<&loadgate_api::results::WindowLlm> = llm.iter().collect();
+        last.llm = crate::llm::add_windows(&parts).map_err(PartError::in_window(last.window))?;
+        Ok(())
     };
     for window in windows {
         let start = window.window / seconds * seconds;
         if out.last().is_none_or(|last| last.window != start) {
-            finish(&mut out, histogram.take());
+            finish(&mut out, histogram.take(), std::mem::take(&mut llm))?;
             out.push(WindowResult {
                 window: start,
                 seconds: Some(seconds),
@@ -103,6 +126,7 @@ pub fn coarsen_windows(
                 failures: 0,
                 warmup: true,
                 histogram: None,
+                llm: None,
             });
         }
         let span = out.last_mut().expect("pushed above; this is a bug");
@@ -110,6 +134,7 @@ pub fn coarsen_windows(
         span.requests = span.requests.saturating_add(window.requests);
         span.failures = span.failures.saturating_add(window.failures);
         span.warmup &= window.warmup;
+        llm.extend(window.llm.clone());
         if let Some(encoded) = &window.histogram {
             let part = crate::codec::decode(encoded)
                 .map_err(|e| PartError::in_window(window.window)(e.into()))?;
@@ -121,7 +146,7 @@ pub fn coarsen_windows(
             }
         }
     }
-    finish(&mut out, histogram);
+    finish(&mut out, histogram, llm)?;
     Ok(out)
 }
 
@@ -143,6 +168,7 @@ mod tests {
             histogram: (entry.requests > 0)
                 .then(|| crate::codec::encode(&crate::codec::coarsen(&entry.histogram))),
             warmup: Default::default(),
+            llm: None,
         }
     }
 
@@ -195,6 +221,59 @@ mod tests {
         assert!((history[1].p95_ms - 100.0).abs() < 1.0, "{history:?}");
         let mut forged = b.clone();
         forged[0].histogram = Some("not a histogram".into());
+        assert!(merge_windows(&[&a, &forged]).is_err());
+    }
+
+    /// A window of `answers` LLM answers, each `ttft_ms` to its first token and 10 tokens.
+    fn llm_window(second: u32, answers: u64, ttft_ms: u64) -> WindowResult {
+        let mut llm = crate::llm::LlmEntry::default();
+        for _ in 0..answers {
+            let answer = crate::sample::LlmSample {
+                ttft: std::time::Duration::from_millis(ttft_ms),
+                gaps: vec![std::time::Duration::from_millis(5); 9],
+                output_tokens: 10,
+                streamed: true,
+                ..Default::default()
+            };
+            llm.record(
+                Some(&answer),
+                std::time::Duration::from_millis(ttft_ms + 45),
+                true,
+            );
+        }
+        WindowResult {
+            llm: Some(crate::llm::window(&llm)),
+            ..window(second, 1, &vec![ttft_ms + 45; answers as usize])
+        }
+    }
+
+    #[test]
+    fn llm_answers_add_up_per_second_across_runners_and_spans() {
+        let a = [llm_window(0, 10, 100), llm_window(1, 10, 100)];
+        let b = [llm_window(1, 10, 400)];
+        let history = merge_windows(&[&a, &b]).unwrap();
+        let llm: Vec<(u64, u64, f64)> = history
+            .iter()
+            .map(|p| {
+                p.llm
+                    .map(|l| (l.answered, l.output_tokens, l.ttft_p95_ms))
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!((llm[0].0, llm[0].1, llm[1].0, llm[1].1), (10, 100, 20, 200));
+        assert!(
+            (llm[0].2 - 100.0).abs() < 1.0 && (llm[1].2 - 400.0).abs() < 4.0,
+            "{llm:?}"
+        );
+        let tpot = history[0].llm.unwrap().tpot_p95_ms;
+        assert!((tpot - 5.0).abs() < 0.1, "{tpot}");
+        // Coarsened into one span of 2 s: the answers of both seconds, merged.
+        let span = coarsen_windows(a.to_vec(), 2).unwrap();
+        let llm = span[0].llm.as_ref().unwrap();
+        assert_eq!((span.len(), llm.answered, llm.output_tokens), (1, 20, 200));
+        // A forged histogram is an error, not a panic.
+        let mut forged = b.clone();
+        forged[0].llm.as_mut().unwrap().ttft = Some("not a histogram".into());
         assert!(merge_windows(&[&a, &forged]).is_err());
     }
 }

@@ -566,6 +566,33 @@ fn section(out: &mut String, s: &Section<'_>, titled: bool) {
             ],
             thresholds.p95_ms,
         ));
+        if history.iter().any(|p| p.llm.is_some()) {
+            let llm = |f: fn(&loadgate_api::report::PointLlm) -> f64| {
+                series(&|r| r.llm.as_ref().map_or(0.0, f))
+            };
+            out.push_str(&chart(
+                "Time to first token (each second's answers)",
+                " ms",
+                &[("TTFT p95", "#8250df", llm(|l| l.ttft_p95_ms))],
+                thresholds.ttft_p95_ms,
+            ));
+            out.push_str(&chart(
+                "Time per output token (each second's answers)",
+                " ms",
+                &[("TPOT p95", "#bf8700", llm(|l| l.tpot_p95_ms))],
+                thresholds.tpot_p95_ms,
+            ));
+            out.push_str(&chart(
+                "Output tokens per second",
+                "/s",
+                &[(
+                    "output tokens/s",
+                    "#1a7f37",
+                    llm(|l| l.output_tokens as f64),
+                )],
+                thresholds.min_output_tokens_per_second,
+            ));
+        }
     }
     capacity_section(out, summary, thresholds);
     out.push_str("<h3>Requests</h3><table><tr><th>Method</th><th>Name</th><th>Requests</th><th>Failures</th><th>Error rate</th><th>req/s</th><th>Mean ms</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>Max ms</th></tr>");
@@ -745,6 +772,7 @@ mod tests {
             p50_ms: 5.0,
             p95_ms: 9.0,
             warmup: Default::default(),
+            llm: None,
         }];
         let report = TestReport {
             test: "quick".into(),

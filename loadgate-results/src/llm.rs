@@ -11,10 +11,12 @@
 //!   are a gap of 0: the runner cannot tell them apart, and says so by recording it).
 //! - TPOT: (latency − TTFT) / (output tokens − 1) of a streamed answer of at least two tokens.
 
-use crate::checked::MergeError;
+use crate::checked::{MergeError, PartError};
 use crate::codec::{self, MAX_MICROS};
 use crate::sample::LlmSample;
 use hdrhistogram::Histogram;
+use loadgate_api::report::PointLlm;
+use loadgate_api::results::WindowLlm;
 use loadgate_api::stats::{LlmStats, TimingStats};
 use std::time::Duration;
 
@@ -198,6 +200,67 @@ impl LlmEntry {
             goodput: self.goodput(),
         }
     }
+}
+
+/// One window's LLM answers as a runner's results carry them (histograms at 2 significant
+/// digits, as the window's latencies are).
+pub fn window(entry: &LlmEntry) -> WindowLlm {
+    let coarse = |h: &Histogram<u64>| (!h.is_empty()).then(|| codec::encode(&codec::coarsen(h)));
+    WindowLlm {
+        answered: entry.answered,
+        output_tokens: entry.output_tokens,
+        ttft: coarse(&entry.ttft),
+        tpot: coarse(&entry.tpot),
+    }
+}
+
+/// Windows' LLM answers added up (runners' same second, or one runner's seconds coarsened into
+/// one span): counts summed, histograms merged. `None` when no part has any.
+///
+/// # Errors
+/// When a histogram does not decode or cannot be added.
+pub fn add_windows(parts: &[&WindowLlm]) -> Result<Option<WindowLlm>, PartError> {
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let merged = |f: fn(&WindowLlm) -> Option<&String>| -> Result<Option<String>, PartError> {
+        let mut sum: Option<Histogram<u64>> = None;
+        for encoded in parts.iter().filter_map(|p| f(p)) {
+            let h = codec::decode(encoded)?;
+            match &mut sum {
+                Some(s) => s.add(&h).map_err(PartError::OutOfBounds)?,
+                None => sum = Some(h),
+            }
+        }
+        Ok(sum.map(|h| codec::encode(&h)))
+    };
+    Ok(Some(WindowLlm {
+        answered: parts.iter().fold(0u64, |a, p| a.saturating_add(p.answered)),
+        output_tokens: parts
+            .iter()
+            .fold(0u64, |a, p| a.saturating_add(p.output_tokens)),
+        ttft: merged(|p| p.ttft.as_ref())?,
+        tpot: merged(|p| p.tpot.as_ref())?,
+    }))
+}
+
+/// A window's LLM answers as a report's point: their TTFT and TPOT p95.
+///
+/// # Errors
+/// When a histogram does not decode.
+pub fn point(window: &WindowLlm) -> Result<PointLlm, PartError> {
+    let p95 = |encoded: &Option<String>| -> Result<f64, PartError> {
+        Ok(match encoded {
+            Some(e) => codec::decode(e)?.value_at_quantile(0.95) as f64 / 1000.0,
+            None => 0.0,
+        })
+    };
+    Ok(PointLlm {
+        answered: window.answered,
+        output_tokens: window.output_tokens,
+        ttft_p95_ms: p95(&window.ttft)?,
+        tpot_p95_ms: p95(&window.tpot)?,
+    })
 }
 
 /// A histogram's percentiles, ms, and its encoding.

@@ -461,6 +461,7 @@ mod tests {
                 p50_ms: 50.0,
                 p95_ms: 95.0,
                 warmup: Default::default(),
+                llm: None,
             }],
             efficiency: None,
         };

@@ -321,6 +321,7 @@ mod tests {
                     failures: 0,
                     histogram: Some(format!("{w:x}{}", "HISTOGRAM".repeat(w as usize % 17))),
                     warmup: Default::default(),
+                    llm: None,
                 })
                 .collect(),
         }

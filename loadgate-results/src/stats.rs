@@ -274,6 +274,7 @@ impl Stats {
             warmup,
             histogram: (self.window.sent() > 0)
                 .then(|| crate::codec::encode(&crate::codec::coarsen(&self.window.histogram))),
+            llm: self.window.llm.as_deref().map(crate::llm::window),
         });
         self.window.reset();
         self.window_started = now;

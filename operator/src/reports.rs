@@ -462,6 +462,7 @@ mod tests {
             p50_ms: 1.0,
             p95_ms: 1.0,
             warmup: false,
+            llm: None,
         };
         report.report.history = vec![point; MAX_PROFILE_BYTES / 20];
         let cut: StoredProfile = serde_json::from_str(&fitted(&report).unwrap()).unwrap();

@@ -108,6 +108,7 @@ fn pod_results(pod: u32, pods: u32) -> RunResults {
             histogram: Some(loadgate_results::codec::encode(
                 &loadgate_results::codec::coarsen(&histogram(&spread)),
             )),
+            llm: None,
         })
         .collect();
     RunResults {

@@ -27,6 +27,23 @@ pub struct HistoryPoint {
     /// A warm-up second: shown, but left out of every figure.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub warmup: bool,
+    /// LLM tasks: the second's answers (absent without an LLM task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<PointLlm>,
+}
+
+/// One second's LLM answers, all runners together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PointLlm {
+    /// Answers that finished in the second.
+    pub answered: u64,
+    /// Their output tokens.
+    pub output_tokens: u64,
+    /// Their time to first token p95, ms (2 significant digits).
+    pub ttft_p95_ms: f64,
+    /// Their time per output token p95, ms.
+    pub tpot_p95_ms: f64,
 }
 
 /// One profile's merged report.
@@ -90,9 +107,20 @@ pub fn bucket_history(history: &[HistoryPoint], max: usize) -> Vec<HistoryPoint>
                 p50_ms: worst.p50_ms,
                 p95_ms: worst.p95_ms,
                 warmup: chunk.iter().all(|p| p.warmup),
+                llm: worst_llm(chunk),
             }
         })
         .collect()
+}
+
+/// A bucket's LLM answers: counts summed, each p95 the worst second's.
+fn worst_llm(chunk: &[HistoryPoint]) -> Option<PointLlm> {
+    chunk.iter().filter_map(|p| p.llm).reduce(|a, b| PointLlm {
+        answered: a.answered.saturating_add(b.answered),
+        output_tokens: a.output_tokens.saturating_add(b.output_tokens),
+        ttft_p95_ms: a.ttft_p95_ms.max(b.ttft_p95_ms),
+        tpot_p95_ms: a.tpot_p95_ms.max(b.tpot_p95_ms),
+    })
 }
 
 #[cfg(test)]
@@ -110,6 +138,7 @@ mod tests {
                 p50_ms: 5.0,
                 p95_ms: if i == 7 { 900.0 } else { 10.0 },
                 warmup: false,
+                llm: None,
             })
             .collect();
         let short = bucket_history(&history, MAX_HISTORY_POINTS);

@@ -89,4 +89,23 @@ pub struct WindowResult {
     /// one-second window needs no more, and a 1 h run's windows stay under a MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// LLM tasks: the answers that finished in it (absent without an LLM task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<WindowLlm>,
+}
+
+/// The LLM answers of one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowLlm {
+    /// Answers finished in it.
+    pub answered: u64,
+    /// Their output tokens.
+    pub output_tokens: u64,
+    /// Their times to first token (as `histogram`, 2 significant digits); absent with none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<String>,
+    /// Their times per output token; absent with none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot: Option<String>,
 }

@@ -222,6 +222,7 @@ fn sharded_runners_steps_add_up_into_the_curve_and_their_start_skew_is_kept() {
                     failures: 0,
                     warmup: false,
                     histogram: None,
+                    llm: None,
                 })
                 .collect(),
         ),
