@@ -183,6 +183,14 @@ fn profile_note(
         f.rps,
         f.p95_ms
     );
+    if let Some(l) = &f.llm {
+        note.push_str(&format!(
+            ", TTFT p95 {:.0} ms, TPOT p95 {:.1} ms, goodput {:.1}%",
+            l.ttft.p95_ms,
+            l.tpot.p95_ms,
+            l.goodput * 100.0
+        ));
+    }
     if let Some(efficiency) = efficiency {
         note.push_str("; ");
         note.push_str(&efficiency.sentence());
