@@ -386,7 +386,9 @@ async fn exchange(
     if let Some(plan) = request.llm
         && plan.stream
     {
-        return exchange_stream(conn, request, plan, since, start_delay).await;
+        // Boxed, as a connection's opening is: held inline, the stream reader's future would
+        // enlarge (and slow) every plain request's future too.
+        return Box::pin(exchange_stream(conn, request, plan, since, start_delay)).await;
     }
     let check = scenario.quality().zip(request.check.as_deref());
     let (mut outcome, answer) = conn
