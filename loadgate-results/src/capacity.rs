@@ -426,8 +426,7 @@ fn broken(point: &CurvePoint, t: &Thresholds) -> Option<Broken> {
 /// not apply to a ramp: its rate grows with its users). `None` when no such budget is set or no
 /// step had enough requests to judge.
 pub fn knee(curve: &[CurvePoint], t: &Thresholds) -> Option<Capacity> {
-    let llm_latency = t.ttft_p95_ms.is_some() || t.itl_p95_ms.is_some() || t.tpot_p95_ms.is_some();
-    if t.p95_ms.is_none() && t.p99_ms.is_none() && t.max_error_rate.is_none() && !llm_latency {
+    if !t.judges_steps() {
         return None;
     }
     let judged: Vec<(&CurvePoint, Option<Broken>)> = curve

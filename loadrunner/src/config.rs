@@ -313,14 +313,7 @@ impl RunArgs {
             thresholds.abort_after = self.abort_after;
         }
         // The run spec's rule names its fields (`p95Ms`); on the command line, name the flags.
-        if self.search.is_some()
-            && thresholds.p95_ms.is_none()
-            && thresholds.p99_ms.is_none()
-            && thresholds.max_error_rate.is_none()
-            && thresholds.ttft_p95_ms.is_none()
-            && thresholds.itl_p95_ms.is_none()
-            && thresholds.tpot_p95_ms.is_none()
-        {
+        if self.search.is_some() && !thresholds.judges_steps() {
             return Err(UsageError(
                 "--search judges each step on --p95-ms, --p99-ms, --max-error-rate, --ttft-p95-ms, \
                  --itl-p95-ms or --tpot-p95-ms: set one"

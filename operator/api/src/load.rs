@@ -644,6 +644,17 @@ impl Thresholds {
         }
     }
 
+    /// True when a budget a step or a second can break is set: p95, p99, error rate, or an LLM
+    /// task's TTFT, ITL or TPOT p95 (what a search's steps and `abortOnFail` are judged on).
+    pub fn judges_steps(&self) -> bool {
+        self.p95_ms.is_some()
+            || self.p99_ms.is_some()
+            || self.max_error_rate.is_some()
+            || self.ttft_p95_ms.is_some()
+            || self.itl_p95_ms.is_some()
+            || self.tpot_p95_ms.is_some()
+    }
+
     /// True when an LLM budget is set (a run with one must have an LLM task).
     pub fn has_llm_budget(&self) -> bool {
         self.ttft_p95_ms.is_some()

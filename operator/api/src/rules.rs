@@ -276,13 +276,7 @@ fn check_search(at: &str, search: &Search, budgets: &Thresholds) -> Result<(), F
             "its steps add up to more than the 24h a spec may hold",
         );
     }
-    if budgets.p95_ms.is_none()
-        && budgets.p99_ms.is_none()
-        && budgets.max_error_rate.is_none()
-        && budgets.ttft_p95_ms.is_none()
-        && budgets.itl_p95_ms.is_none()
-        && budgets.tpot_p95_ms.is_none()
-    {
+    if !budgets.judges_steps() {
         return err(
             format!("{at}.search"),
             "a search needs a p95Ms, p99Ms, maxErrorRate, ttftP95Ms, itlP95Ms or tpotP95Ms budget \
@@ -357,15 +351,7 @@ pub(crate) fn check_load(
             ),
         );
     }
-    if budgets.abort_windows().is_some()
-        && p.search.is_none()
-        && budgets.p95_ms.is_none()
-        && budgets.p99_ms.is_none()
-        && budgets.max_error_rate.is_none()
-        && budgets.ttft_p95_ms.is_none()
-        && budgets.itl_p95_ms.is_none()
-        && budgets.tpot_p95_ms.is_none()
-    {
+    if budgets.abort_windows().is_some() && p.search.is_none() && !budgets.judges_steps() {
         return err(
             format!("{at}.thresholds.abortOnFail"),
             "needs a p95Ms, p99Ms, maxErrorRate, ttftP95Ms, itlP95Ms or tpotP95Ms budget to \
