@@ -109,8 +109,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "ALLOWED_RUNNER_IMAGES", default_value = "")]
     pub allowed_runner_images: String,
 
-    /// Model-server images a ModelEndpoint may name (`spec.image`), as above. Default:
-    /// `--model-server-image`'s repository only.
+    /// Model-server images a ModelEndpoint may name (`spec.image`, or a team's own server in
+    /// `spec.runtime.image`), as above. Default: `--model-server-image`'s repository only.
     #[arg(long, env = "ALLOWED_MODEL_SERVER_IMAGES", default_value = "")]
     pub allowed_model_server_images: String,
 

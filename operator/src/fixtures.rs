@@ -39,6 +39,7 @@ pub fn endpoint(name: &str) -> ModelEndpoint {
             port: 8080,
             resources: None,
             model_volume_claim: None,
+            runtime: None,
             server: ServerSettings::default(),
             readiness: ReadinessSettings::default(),
         },

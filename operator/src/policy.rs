@@ -264,12 +264,18 @@ impl Policy {
         None
     }
 
-    /// The rule `endpoint` breaks (its image), in words; `None` when allowed.
+    /// The rule `endpoint` breaks (its image, or its runtime's: a team's own server is held to
+    /// the same allowlist as model-server images), in words; `None` when allowed.
     pub fn check_endpoint(&self, endpoint: &ModelEndpoint, default_image: &str) -> Option<String> {
-        let image = endpoint.spec.image.as_deref().unwrap_or(default_image);
+        let spec = &endpoint.spec;
+        let (field, image) = match &spec.runtime {
+            Some(runtime) => ("spec.runtime.image", runtime.image.as_str()),
+            None => ("spec.image", spec.image.as_deref().unwrap_or(default_image)),
+        };
         (!image_allowed(image, &self.model_server_images)).then(|| {
             format!(
-                "spec.image {image} is not an allowed model-server image ({})",
+                "{field} {image} is not an allowed model-server image ({}; the operator's \
+                 --allowed-model-server-images)",
                 self.model_server_images.join(", ")
             )
         })
@@ -427,6 +433,35 @@ mod tests {
         let mut open = p.clone();
         open.model_server_images = vec!["registry:5000/".into()];
         assert_eq!(open.check_endpoint(&ep, "x"), None);
+    }
+
+    /// A runtime's image is held to the same allowlist, named as its own field.
+    #[test]
+    fn a_runtime_image_must_come_from_an_allowed_repository() {
+        let mut p = policy();
+        let mut ep = endpoint("tei");
+        ep.spec.runtime = Some(
+            serde_json::from_str(
+                r#"{"image":"ghcr.io/huggingface/text-embeddings-inference:cpu-1.8"}"#,
+            )
+            .unwrap(),
+        );
+        let why = p
+            .check_endpoint(&ep, "ghcr.io/loadgate/model-server:1")
+            .unwrap();
+        assert!(
+            why.starts_with(
+                "spec.runtime.image ghcr.io/huggingface/text-embeddings-inference:cpu-1.8 is not \
+                 an allowed model-server image (ghcr.io/loadgate/model-server;"
+            ),
+            "{why}"
+        );
+        p.model_server_images
+            .push("ghcr.io/huggingface/text-embeddings-inference".into());
+        assert_eq!(
+            p.check_endpoint(&ep, "ghcr.io/loadgate/model-server:1"),
+            None
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `ModelEndpoint` (short name `mep`): an embedding model served by model-server pods behind a
-//! Service. The operator turns it into a Deployment + Service and reports readiness here.
+//! Service, or by the team's own server image ([`Runtime`]). The operator turns it into a
+//! Deployment + Service and reports readiness here.
 
 use crate::conditions::Condition;
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,20 +49,38 @@ use serde::{Deserialize, Serialize};
     .message("metadata.name must be a DNS-1035 label of at most 63 characters (it names the Service)")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.runtime) || !has(self.image)", "message": "spec.image and spec.runtime are exclusive: spec.image replaces loadgate's model-server image, spec.runtime.image names your own server"},
+    {"rule": "!has(self.runtime) || !has(self.server) || !(has(self.server.maxBatchSize) || has(self.server.maxBatchTokens) || has(self.server.maxConcurrentRequests) || has(self.server.maxClientBatchSize) || has(self.server.inferenceWorkers) || has(self.server.requestTimeoutSecs) || has(self.server.dtype))", "message": "spec.server applies to loadgate's model-server only; with spec.runtime pass your server's own flags in spec.runtime.args"},
+]))]
 pub struct ModelEndpointSpec {
     /// The model: a directory inside the image or on the mounted `modelVolumeClaim` (e.g.
     /// `/models/all-MiniLM-L6-v2`), or a Hugging Face hub id
-    /// (`sentence-transformers/all-MiniLM-L6-v2`) where the cluster can reach the hub.
+    /// (`sentence-transformers/all-MiniLM-L6-v2`) where the cluster can reach the hub. With
+    /// `runtime` it is recorded (the `Model` column) but not passed to the server: the
+    /// runtime's `args` say which model it serves.
     #[schemars(length(min = 1))]
     pub model: String,
-    /// model-server image; default: the operator's `--model-server-image`.
+    /// model-server image; default: the operator's `--model-server-image`. Not with `runtime`
+    /// (whose `image` names the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Run the team's own server image (Text Embeddings Inference, vLLM, ...) instead of
+    /// loadgate's model-server, with exactly its `args` and `env`. The pod keeps everything
+    /// else: `replicas`, `resources` (set them: the default is sized for model-server), the
+    /// `modelVolumeClaim`, the `readiness` settings on `runtime.readinessPath`, the Service on
+    /// `port`, and the hardened pod (non-root uid 65532, read-only root filesystem, no
+    /// capabilities, RuntimeDefault seccomp). The root filesystem being read-only, an emptyDir
+    /// is mounted at `/tmp`: point the server's caches and downloads there (`HF_HOME=/tmp/hf`,
+    /// `HOME=/tmp`). `server` settings and `image` are refused with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
     /// Pods serving the model.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
-    /// Port model-server listens on, and the Service's port.
+    /// Port model-server listens on, and the Service's port (which forwards to `runtime.port`
+    /// when a runtime sets one).
     #[serde(default = "default_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
@@ -69,15 +88,73 @@ pub struct ModelEndpointSpec {
     /// rounded down, at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// A PersistentVolumeClaim holding model directories, mounted read-only at `/models`.
+    /// A PersistentVolumeClaim holding model directories, mounted read-only at `/models` (or
+    /// at `runtime.modelMountPath`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_volume_claim: Option<String>,
-    /// Batching and admission limits of model-server (its flags of the same names).
+    /// Batching and admission limits of model-server (its flags of the same names); refused
+    /// with `runtime`, whose `args` carry the server's own flags.
     #[serde(default)]
     pub server: ServerSettings,
-    /// How the readiness probe on `/health` runs.
+    /// How the readiness probe on `/health` (or `runtime.readinessPath`) runs.
     #[serde(default)]
     pub readiness: ReadinessSettings,
+}
+
+/// The team's own server: an image the operator runs in place of model-server, with exactly
+/// these arguments and environment (none of model-server's flags, no `spec.model`).
+///
+/// ## Warning
+/// The root filesystem stays read-only: an emptyDir is mounted at `/tmp` for the scratch files
+/// servers write. Point caches and downloads there (`HF_HOME=/tmp/hf`, `HOME=/tmp`), or mount
+/// the models from `modelVolumeClaim`; a server that writes elsewhere fails to start.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Runtime {
+    /// The server image, e.g. `ghcr.io/huggingface/text-embeddings-inference:cpu-1.8`. It must
+    /// be one of the operator's allowed model-server images (`--allowed-model-server-images`).
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// The container's arguments, passed verbatim (the image's entrypoint runs them), e.g.
+    /// `["--model-id", "/models/bge-small", "--port", "8080"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The container's environment, as in a pod: `value`, or `valueFrom` a Secret
+    /// (`secretKeyRef`) for tokens, which never belong in `args`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// The port the server listens on, which the Service targets; default `spec.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Path of the HTTP readiness (and start-up and liveness) probe: 200 once the server can
+    /// answer. A LoadTest's runners wait on their own `target.readinessPath` (default
+    /// `/health`).
+    #[serde(default = "default_readiness_path")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^/"))]
+    pub readiness_path: String,
+    /// Where `modelVolumeClaim` is mounted, read-only: an absolute path, not `/` or `/tmp`.
+    #[serde(default = "default_model_mount_path")]
+    #[schemars(length(min = 2, max = 256), regex(pattern = r"^/[^/]"))]
+    pub model_mount_path: String,
+}
+
+impl Runtime {
+    /// The port the server listens on: its own, else the endpoint's.
+    pub fn port_or(&self, endpoint_port: i32) -> i32 {
+        self.port.unwrap_or(endpoint_port)
+    }
+}
+
+/// The writable emptyDir of a runtime's pod, whose root filesystem is read-only.
+pub const RUNTIME_TMP: &str = "/tmp";
+
+fn default_readiness_path() -> String {
+    "/health".to_owned()
+}
+
+fn default_model_mount_path() -> String {
+    "/models".to_owned()
 }
 
 fn default_replicas() -> i32 {

@@ -10,7 +10,7 @@
 //! end-to-end test applies them to a real apiserver.
 
 use crate::load_test::LoadTestSpec;
-use crate::model_endpoint::ModelEndpointSpec;
+use crate::model_endpoint::{ModelEndpointSpec, RUNTIME_TMP, Runtime};
 pub use crate::rules::{
     FieldError, MAX_DURATION, MAX_SEARCH_STEP, MAX_SEARCH_STEPS, MAX_STAGES, MAX_TASK_NAME,
     MAX_USERS_PER_RUNNER, TARGET_URL_PATTERN, target_url_ok,
@@ -311,8 +311,111 @@ impl ModelEndpointSpec {
                 return err(format!("spec.readiness.{field}"), "must be ≥ 1");
             }
         }
+        if let Some(runtime) = &self.runtime {
+            self.check_runtime(runtime)?;
+        }
         Ok(())
     }
+
+    /// The rules of `spec.runtime`, and of the fields that do not go with it.
+    fn check_runtime(&self, runtime: &Runtime) -> Result<(), FieldError> {
+        if let Some(image) = &self.image {
+            return err(
+                "spec.image",
+                format!(
+                    "{image} cannot go with spec.runtime: spec.image replaces loadgate's \
+                     model-server image, spec.runtime.image names your own server"
+                ),
+            );
+        }
+        let s = &self.server;
+        let set = [
+            ("maxBatchSize", s.max_batch_size.is_some()),
+            ("maxBatchTokens", s.max_batch_tokens.is_some()),
+            ("maxConcurrentRequests", s.max_concurrent_requests.is_some()),
+            ("maxClientBatchSize", s.max_client_batch_size.is_some()),
+            ("inferenceWorkers", s.inference_workers.is_some()),
+            ("requestTimeoutSecs", s.request_timeout_secs.is_some()),
+            ("dtype", s.dtype.is_some()),
+        ];
+        if let Some((field, _)) = set.iter().find(|(_, set)| *set) {
+            return err(
+                format!("spec.server.{field}"),
+                "applies to loadgate's model-server only; with spec.runtime pass your \
+                 server's own flags in spec.runtime.args",
+            );
+        }
+        if runtime.image.trim().is_empty() {
+            return err("spec.runtime.image", "must not be empty");
+        }
+        if runtime.port.is_some_and(|p| !(1..=65535).contains(&p)) {
+            return err("spec.runtime.port", "must be between 1 and 65535");
+        }
+        let path = &runtime.readiness_path;
+        if !path.starts_with('/') || path.len() > 256 {
+            return err(
+                "spec.runtime.readinessPath",
+                "must be a path starting with '/', at most 256 characters",
+            );
+        }
+        let mount = runtime.model_mount_path.trim_end_matches('/');
+        if !runtime.model_mount_path.starts_with('/')
+            || mount.is_empty()
+            || mount == RUNTIME_TMP
+            || mount.split('/').any(|part| part == "..")
+            || runtime.model_mount_path.len() > 256
+        {
+            return err(
+                "spec.runtime.modelMountPath",
+                format!(
+                    "{:?} must be an absolute path other than / and {RUNTIME_TMP} (the \
+                     writable scratch directory), without '..', at most 256 characters",
+                    runtime.model_mount_path
+                ),
+            );
+        }
+        for (i, var) in runtime.env.iter().enumerate() {
+            if !env_name_ok(&var.name) {
+                return err(
+                    format!("spec.runtime.env[{i}].name"),
+                    format!(
+                        "{:?} must be letters, digits, '_', '-' and '.', not starting with a \
+                         digit",
+                        var.name
+                    ),
+                );
+            }
+            if var
+                .value_from
+                .as_ref()
+                .is_some_and(|from| from.file_key_ref.is_some())
+            {
+                return err(
+                    format!("spec.runtime.env[{i}].valueFrom.fileKeyRef"),
+                    "is not supported: the pod has no volume of yours to read it from; use \
+                     secretKeyRef or configMapKeyRef",
+                );
+            }
+            if var.value_from.is_some() && var.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                return err(
+                    format!("spec.runtime.env[{i}]"),
+                    "set either value or valueFrom, not both",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An environment variable name every apiserver accepts (`[-._a-zA-Z][-._a-zA-Z0-9]*`, the
+/// rule before Kubernetes relaxed it to any printable character but `=`), so a spec this admits
+/// never fails later as a Deployment the apiserver refuses.
+fn env_name_ok(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    name.chars()
+        .next()
+        .is_some_and(|c| ok(c) && !c.is_ascii_digit())
+        && name.chars().all(ok)
 }
 
 #[cfg(test)]
@@ -422,6 +525,130 @@ mod tests {
             refused_field(&spec("", r#""maxColdStartSeconds":5"#)).as_deref(),
             Some("spec.thresholds.maxColdStartSeconds"),
             "a URL target has no cold start"
+        );
+    }
+
+    /// The field `validate` names for a ModelEndpoint spec with this `runtime` (JSON) and
+    /// these other top-level fields, `None` when it passes.
+    fn refused_runtime(runtime: &str, extra: &str) -> Option<(String, String)> {
+        let spec: ModelEndpointSpec = serde_json::from_str(&format!(
+            r#"{{"model":"bge-small","runtime":{runtime}{extra}}}"#
+        ))
+        .unwrap();
+        spec.validate()
+            .err()
+            .map(|e| (e.field.clone(), e.to_string()))
+    }
+
+    #[test]
+    fn a_runtime_is_checked_naming_each_field() {
+        let tei = r#"{"image":"ghcr.io/huggingface/text-embeddings-inference:cpu-1.8","args":["--model-id","/models/bge-small"],"env":[{"name":"HF_TOKEN","valueFrom":{"secretKeyRef":{"name":"hf","key":"token"}}},{"name":"log.level_x-1","value":"info"}],"port":8080,"readinessPath":"/health","modelMountPath":"/data"}"#;
+        assert_eq!(refused_runtime(tei, ""), None);
+        assert_eq!(
+            refused_runtime(r#"{"image":"tei:1"}"#, ""),
+            None,
+            "defaults"
+        );
+        let field = |runtime: &str, extra: &str| refused_runtime(runtime, extra).unwrap();
+        for (runtime, want, says) in [
+            (
+                r#"{"image":" "}"#,
+                "spec.runtime.image",
+                "must not be empty",
+            ),
+            (
+                r#"{"image":"t","port":0}"#,
+                "spec.runtime.port",
+                "between 1 and 65535",
+            ),
+            (
+                r#"{"image":"t","port":65536}"#,
+                "spec.runtime.port",
+                "between 1 and 65535",
+            ),
+            (
+                r#"{"image":"t","readinessPath":"health"}"#,
+                "spec.runtime.readinessPath",
+                "starting with '/'",
+            ),
+            (
+                r#"{"image":"t","modelMountPath":"models"}"#,
+                "spec.runtime.modelMountPath",
+                "absolute path",
+            ),
+            (
+                r#"{"image":"t","modelMountPath":"/"}"#,
+                "spec.runtime.modelMountPath",
+                "other than /",
+            ),
+            (
+                r#"{"image":"t","modelMountPath":"/tmp/"}"#,
+                "spec.runtime.modelMountPath",
+                "/tmp",
+            ),
+            (
+                r#"{"image":"t","modelMountPath":"/a/../etc"}"#,
+                "spec.runtime.modelMountPath",
+                "'..'",
+            ),
+            (
+                r#"{"image":"t","env":[{"name":"OK","value":"1"},{"name":"1BAD","value":"x"}]}"#,
+                "spec.runtime.env[1].name",
+                "\"1BAD\" must be letters",
+            ),
+            (
+                r#"{"image":"t","env":[{"name":"A B"}]}"#,
+                "spec.runtime.env[0].name",
+                "must be letters",
+            ),
+            (
+                r#"{"image":"t","env":[{"name":"T","valueFrom":{"fileKeyRef":{"volumeName":"v","path":"p","key":"k"}}}]}"#,
+                "spec.runtime.env[0].valueFrom.fileKeyRef",
+                "not supported",
+            ),
+            (
+                r#"{"image":"t","env":[{"name":"T","value":"x","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}}]}"#,
+                "spec.runtime.env[0]",
+                "not both",
+            ),
+        ] {
+            let (got, message) = field(runtime, "");
+            assert_eq!(got, want, "{runtime}: {message}");
+            assert!(message.contains(says), "{runtime}: {message}");
+        }
+    }
+
+    /// model-server's settings and image do not go with a runtime: each is refused by name,
+    /// saying where the runtime's own flags go.
+    #[test]
+    fn model_server_settings_with_a_runtime_are_refused_naming_the_field() {
+        let runtime = r#"{"image":"tei:1"}"#;
+        for (server, field) in [
+            (r#""maxBatchSize":8"#, "maxBatchSize"),
+            (r#""maxBatchTokens":8"#, "maxBatchTokens"),
+            (r#""maxConcurrentRequests":8"#, "maxConcurrentRequests"),
+            (r#""maxClientBatchSize":8"#, "maxClientBatchSize"),
+            (r#""inferenceWorkers":2"#, "inferenceWorkers"),
+            (r#""requestTimeoutSecs":9"#, "requestTimeoutSecs"),
+            (r#""dtype":"int8""#, "dtype"),
+        ] {
+            let (got, message) =
+                refused_runtime(runtime, &format!(r#","server":{{{server}}}"#)).unwrap();
+            assert_eq!(got, format!("spec.server.{field}"));
+            assert_eq!(
+                message,
+                format!(
+                    "spec.server.{field}: applies to loadgate's model-server only; with \
+                     spec.runtime pass your server's own flags in spec.runtime.args"
+                )
+            );
+        }
+        assert_eq!(refused_runtime(runtime, r#","server":{}"#), None);
+        let (got, message) = refused_runtime(runtime, r#","image":"mine:1""#).unwrap();
+        assert_eq!(got, "spec.image");
+        assert!(
+            message.contains("cannot go with spec.runtime"),
+            "names both fields: {message}"
         );
     }
 

@@ -71,6 +71,7 @@ pub fn read(paths: &[std::path::PathBuf]) -> Result<Manifest, ManifestError> {
             })?;
             validate_endpoint_name(&reference.name)
                 .and_then(|()| found.spec.validate())
+                .and_then(|()| runs_here(&found))
                 .map_err(|e| {
                     ManifestError(format!("{file}: ModelEndpoint {}: {e}", reference.name))
                 })?;
@@ -139,6 +140,24 @@ fn name(n: &Option<String>) -> &str {
     n.as_deref().unwrap_or("(unnamed)")
 }
 
+/// Whether local mode can serve `endpoint`: it starts loadgate's model-server binary as a child
+/// process (`--model-server-bin`) and runs no container images, so a team's own server
+/// (`spec.runtime`) is refused rather than silently replaced by model-server.
+///
+/// # Errors
+/// For an endpoint with a runtime, naming `spec.runtime`.
+pub fn runs_here(endpoint: &ModelEndpoint) -> Result<(), FieldError> {
+    match &endpoint.spec.runtime {
+        None => Ok(()),
+        Some(_) => Err(FieldError {
+            field: "spec.runtime".to_owned(),
+            message: "loadgate local runs loadgate's model-server only; spec.runtime needs a \
+                      cluster — point the LoadTest's target at a running server instead"
+                .to_owned(),
+        }),
+    }
+}
+
 /// The checks the CRD's schema and CEL rules make on the apiserver, for a file that never meets
 /// one: [`LoadTestSpec::validate`](loadgate_api::load_test::LoadTestSpec::validate), the one
 /// Rust twin of those rules, and the name rules of the object's root.
@@ -178,6 +197,43 @@ mod tests {
             "spec.thresholds.maxErrorRate"
         );
         assert!(validate(&load_test("x")).is_ok());
+    }
+
+    /// A team's own server image cannot run here: the file is refused naming `spec.runtime`,
+    /// and the same test against a URL runs.
+    #[test]
+    fn an_endpoint_with_a_runtime_is_refused_naming_spec_runtime() {
+        let dir = std::env::temp_dir().join(format!("loadgate-runtime-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tei.yaml");
+        let endpoint = "apiVersion: loadgate.dev/v1alpha1\nkind: ModelEndpoint\nmetadata: {name: tei}\nspec:\n  model: bge-small\n  runtime: {image: 'ghcr.io/huggingface/text-embeddings-inference:cpu-1.8', args: [--model-id, /models/bge-small]}\n";
+        let test = |target: &str| {
+            format!(
+                "---\napiVersion: loadgate.dev/v1alpha1\nkind: LoadTest\nmetadata: {{name: t}}\nspec:\n  target: {target}\n  profiles: [{{name: p, users: 1, spawnRate: 1, duration: 1s}}]\n"
+            )
+        };
+        std::fs::write(
+            &path,
+            format!("{endpoint}{}", test("{endpointRef: {name: tei}}")),
+        )
+        .unwrap();
+        let err = read(std::slice::from_ref(&path)).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "tei.yaml: ModelEndpoint tei: spec.runtime: loadgate local runs loadgate's \
+                 model-server only; spec.runtime needs a cluster — point the LoadTest's target \
+                 at a running server instead"
+            ),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            format!("{endpoint}{}", test("{url: 'http://127.0.0.1:8080'}")),
+        )
+        .unwrap();
+        let read = read(std::slice::from_ref(&path)).unwrap();
+        assert!(read.endpoint.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A ModelEndpoint's children: a Deployment of model-server pods (readiness on `/health`, which
-//! answers 503 while the model loads) and a ClusterIP Service in front of them.
+//! answers 503 while the model loads), or of the team's own server (`spec.runtime`, on its own
+//! readiness path), and a ClusterIP Service in front of them. Both pods are the same hardened,
+//! probed, draining pod; only what runs in it differs.
 
 use super::{hardened, labels};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -13,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use loadgate_api::efficiency::{self, TargetResources};
-use loadgate_api::model_endpoint::{ModelEndpoint, ModelEndpointSpec};
+use loadgate_api::model_endpoint::{ModelEndpoint, ModelEndpointSpec, RUNTIME_TMP, Runtime};
 use std::collections::BTreeMap;
 
 /// Container and label name of the server.
@@ -94,9 +96,63 @@ fn cores(q: &Quantity) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
-/// The Deployment running `default_image` unless the spec names an image.
-pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
-    let spec = &endpoint.spec;
+/// What a pod's one container serves, and what of it differs between loadgate's model-server
+/// and a team's own runtime: the image, its arguments and environment, its port, the probe path,
+/// and the volumes it needs.
+struct Server {
+    image: String,
+    args: Option<Vec<String>>,
+    env: Option<Vec<EnvVar>>,
+    port: i32,
+    probe_path: String,
+    volumes: Vec<Volume>,
+    mounts: Vec<VolumeMount>,
+}
+
+/// An emptyDir volume `name` and its mount at `path`.
+fn scratch(name: &str, path: &str) -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: name.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: name.to_owned(),
+            mount_path: path.to_owned(),
+            ..VolumeMount::default()
+        },
+    )
+}
+
+/// The `modelVolumeClaim`, if any, mounted read-only at `path`.
+fn model_volume(spec: &ModelEndpointSpec, path: &str) -> Option<(Volume, VolumeMount)> {
+    let claim = spec.model_volume_claim.as_ref()?;
+    Some((
+        Volume {
+            name: "models".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(true),
+            }),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: "models".to_owned(),
+            mount_path: path.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ))
+}
+
+/// loadgate's model-server: `default_image` unless the spec names one, configured through the
+/// environment variables of its flags.
+fn model_server(
+    spec: &ModelEndpointSpec,
+    default_image: &str,
+    resources: &ResourceRequirements,
+) -> Server {
     let server = &spec.server;
     let mut env_vars = vec![
         env("MODEL", &spec.model),
@@ -122,41 +178,58 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
     if let Some(dtype) = server.dtype {
         env_vars.push(env("DTYPE", dtype.as_str()));
     }
-    let resources = spec.resources.clone().unwrap_or_else(default_resources);
     if server.inference_workers.is_none() {
         // As the CRD promises: one forward pass per core the pod may use (measured fastest on
         // 2 cores, ../shared/notes), not the node's core count model-server would see.
-        env_vars.push(env("INFERENCE_WORKERS", inference_workers(&resources)));
+        env_vars.push(env("INFERENCE_WORKERS", inference_workers(resources)));
     }
-    let mut volumes = vec![Volume {
-        name: "cache".to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![VolumeMount {
-        name: "cache".to_owned(),
-        mount_path: "/cache".to_owned(),
-        ..VolumeMount::default()
-    }];
-    if let Some(claim) = &spec.model_volume_claim {
-        volumes.push(Volume {
-            name: "models".to_owned(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
-                read_only: Some(true),
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name: "models".to_owned(),
-            mount_path: "/models".to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+    let (volumes, mounts) = std::iter::once(scratch("cache", "/cache"))
+        .chain(model_volume(spec, "/models"))
+        .unzip();
+    Server {
+        image: spec
+            .image
+            .clone()
+            .unwrap_or_else(|| default_image.to_owned()),
+        args: None,
+        env: Some(env_vars),
+        port: spec.port,
+        probe_path: "/health".to_owned(),
+        volumes,
+        mounts,
     }
+}
+
+/// The team's own server: its image with exactly its arguments and environment (no
+/// model-server flags, no `spec.model`), a writable `/tmp` on the read-only root filesystem,
+/// and the models at its mount path.
+fn runtime_server(spec: &ModelEndpointSpec, runtime: &Runtime) -> Server {
+    let (volumes, mounts) = std::iter::once(scratch("tmp", RUNTIME_TMP))
+        .chain(model_volume(spec, &runtime.model_mount_path))
+        .unzip();
+    Server {
+        image: runtime.image.clone(),
+        args: (!runtime.args.is_empty()).then(|| runtime.args.clone()),
+        env: (!runtime.env.is_empty()).then(|| runtime.env.clone()),
+        port: runtime.port_or(spec.port),
+        probe_path: runtime.readiness_path.clone(),
+        volumes,
+        mounts,
+    }
+}
+
+/// The Deployment running model-server (`default_image` unless the spec names an image), or
+/// the spec's `runtime`.
+pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
+    let spec = &endpoint.spec;
+    let resources = spec.resources.clone().unwrap_or_else(default_resources);
+    let server = match &spec.runtime {
+        None => model_server(spec, default_image, &resources),
+        Some(runtime) => runtime_server(spec, runtime),
+    };
     let probe = |period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
-            path: Some("/health".to_owned()),
+            path: Some(server.probe_path.clone()),
             port: IntOrString::String("http".to_owned()),
             ..HTTPGetAction::default()
         }),
@@ -167,15 +240,12 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
     };
     let container = Container {
         name: APP.to_owned(),
-        image: Some(
-            spec.image
-                .clone()
-                .unwrap_or_else(|| default_image.to_owned()),
-        ),
-        env: Some(env_vars),
+        image: Some(server.image.clone()),
+        args: server.args.clone(),
+        env: server.env.clone(),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
-            container_port: spec.port,
+            container_port: server.port,
             ..ContainerPort::default()
         }]),
         // Start-up: /health answers 503 until the model is loaded; a slow load or hub download
@@ -202,7 +272,7 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
         }),
         resources: Some(resources),
         security_context: Some(hardened()),
-        volume_mounts: Some(mounts),
+        volume_mounts: Some(server.mounts),
         ..Container::default()
     };
     Deployment {
@@ -220,7 +290,7 @@ pub fn deployment(endpoint: &ModelEndpoint, default_image: &str) -> Deployment {
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
-                    volumes: Some(volumes),
+                    volumes: Some(server.volumes),
                     automount_service_account_token: Some(false),
                     // The pre-stop pause plus model-server's own drain of in-flight requests.
                     termination_grace_period_seconds: Some(PRE_STOP_SECONDS + 30),
@@ -377,6 +447,224 @@ mod tests {
         let d = deployment(&ep, "img");
         let c = &d.spec.template.spec.as_ref().unwrap().containers[0];
         assert_eq!(workers(c).as_deref(), Some("3"), "an explicit setting wins");
+    }
+
+    /// A runtime endpoint as examples/runtime-tei.yaml writes one.
+    fn tei() -> ModelEndpoint {
+        let mut ep = endpoint("bge");
+        ep.spec.model_volume_claim = Some("models".into());
+        ep.spec.runtime = Some(
+            serde_json::from_value(serde_json::json!({
+                "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
+                "args": ["--model-id", "/data/bge-small", "--port", "9090", "--json-output"],
+                "env": [
+                    {"name": "HF_HOME", "value": "/tmp/hf"},
+                    {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+                ],
+                "port": 9090,
+                "readinessPath": "/ready",
+                "modelMountPath": "/data",
+            }))
+            .unwrap(),
+        );
+        ep
+    }
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec.template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn a_runtime_runs_its_image_with_exactly_its_args_env_port_and_probe() {
+        let ep = tei();
+        let d = deployment(&ep, "example/model-server:1");
+        let pod = pod(&d);
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/huggingface/text-embeddings-inference:cpu-1.8")
+        );
+        assert_eq!(
+            c.args.as_deref(),
+            Some(
+                &[
+                    "--model-id",
+                    "/data/bge-small",
+                    "--port",
+                    "9090",
+                    "--json-output"
+                ]
+                .map(String::from)[..]
+            ),
+            "args verbatim"
+        );
+        let runtime = ep.spec.runtime.as_ref().unwrap();
+        assert_eq!(
+            c.env.as_ref(),
+            Some(&runtime.env),
+            "env verbatim, no model-server flags"
+        );
+        let token = &c.env.as_ref().unwrap()[1];
+        assert_eq!(token.value, None, "the token stays a Secret reference");
+        assert_eq!(
+            token
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "hf"
+        );
+        let ports = c.ports.as_ref().unwrap();
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].container_port),
+            (Some("http"), 9090)
+        );
+        for probe in [&c.startup_probe, &c.readiness_probe, &c.liveness_probe] {
+            let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+            assert_eq!(get.path.as_deref(), Some("/ready"));
+            assert_eq!(get.port, IntOrString::String("http".into()));
+        }
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        let models = mounts.iter().find(|m| m.name == "models").unwrap();
+        assert_eq!(
+            (models.mount_path.as_str(), models.read_only),
+            ("/data", Some(true))
+        );
+        let tmp = mounts.iter().find(|m| m.mount_path == "/tmp").unwrap();
+        let volumes = pod.volumes.as_ref().unwrap();
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.name == tmp.name && v.empty_dir.is_some())
+        );
+        let claim = volumes.iter().find(|v| v.name == "models").unwrap();
+        assert_eq!(
+            claim.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "models"
+        );
+        assert_eq!(mounts.len(), 2, "no model-server cache volume: {mounts:?}");
+        assert_eq!(c.security_context.as_ref(), Some(&hardened()));
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(
+            (
+                sc.run_as_non_root,
+                sc.read_only_root_filesystem,
+                sc.allow_privilege_escalation
+            ),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        // The Service keeps the endpoint's port and forwards to the runtime's by name.
+        let svc = service(&ep).spec.unwrap();
+        let port = &svc.ports.unwrap()[0];
+        assert_eq!(
+            (port.port, port.target_port.clone()),
+            (8080, Some(IntOrString::String("http".into())))
+        );
+        assert_eq!(service_url(&ep), "http://bge.ml.svc:8080");
+    }
+
+    /// Only what runs differs: replicas, resources, probe timings, the pre-stop pause, the
+    /// grace period, labels and the owner are the endpoint's either way.
+    #[test]
+    fn a_runtime_keeps_everything_else_a_model_endpoint_gives() {
+        let mut ep = tei();
+        ep.spec.replicas = 3;
+        ep.spec.readiness.period_seconds = 7;
+        ep.spec.readiness.failure_threshold = 5;
+        let limits = ResourceRequirements {
+            limits: Some(BTreeMap::from([("cpu".into(), Quantity("4".into()))])),
+            ..ResourceRequirements::default()
+        };
+        ep.spec.resources = Some(limits.clone());
+        let with = deployment(&ep, "img");
+        let mut plain = ep.clone();
+        plain.spec.runtime = None;
+        let without = deployment(&plain, "img");
+        let strip = |d: &Deployment| {
+            let mut d = d.clone();
+            let pod = d.spec.template.spec.as_mut().unwrap();
+            pod.volumes = None;
+            let c = &mut pod.containers[0];
+            c.image = None;
+            c.args = None;
+            c.env = None;
+            c.ports = None;
+            c.volume_mounts = None;
+            for probe in [
+                &mut c.startup_probe,
+                &mut c.readiness_probe,
+                &mut c.liveness_probe,
+            ] {
+                probe.as_mut().unwrap().http_get = None;
+            }
+            d
+        };
+        assert_eq!(strip(&with), strip(&without));
+        let c = &pod(&with).containers[0];
+        assert_eq!(c.resources.as_ref(), Some(&limits));
+        let ready = c.readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            (ready.period_seconds, ready.failure_threshold),
+            (Some(7), Some(5))
+        );
+        assert_eq!(with.spec.replicas, Some(3));
+        assert_eq!(target_resources(&ep.spec).unwrap().cpu_cores, 12.0);
+    }
+
+    /// Without a runtime the pod is model-server's as before: no args, its flags as env, the
+    /// cache volume and the models at /models, the probe on /health at `spec.port`.
+    #[test]
+    fn without_a_runtime_the_pod_is_model_servers() {
+        let mut ep = endpoint("mini");
+        ep.spec.model_volume_claim = Some("models".into());
+        let d = deployment(&ep, "img");
+        let pod = pod(&d);
+        let c = &pod.containers[0];
+        assert_eq!(c.args, None);
+        assert_eq!(c.image.as_deref(), Some("img"));
+        assert_eq!(
+            c.env
+                .iter()
+                .flatten()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "MODEL",
+                "PORT",
+                "HOST",
+                "LOG_FORMAT",
+                "MODEL_CACHE_DIR",
+                "INFERENCE_WORKERS"
+            ]
+        );
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [("cache", "/cache", None), ("models", "/models", Some(true))]
+        );
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(ready.path.as_deref(), Some("/health"));
     }
 
     #[test]
