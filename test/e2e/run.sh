@@ -35,6 +35,11 @@
 #   7j   an LLM endpoint that streams tokens (test/llm/known_timings.py: 150 ms to the first
 #        token, 10 ms between tokens): TTFT, ITL, TPOT, tokens and goodput in status, a pass on
 #        LLM budgets it meets and a fail naming the TTFT it broke [2]
+#   7k   a ModelEndpoint's spec.runtime: a second image (localhost/loadgate/team-server:e2e, played
+#        by the model-server binary) started with its own flags through runtime.args on port
+#        9090, Ready through its probe, loaded by a LoadTest that passes; the Deployment carries
+#        the runtime's image and args verbatim; model-server settings with a runtime are refused
+#        on admission, an image outside the allowlist is PolicyDenied [2]
 #   7d   a Deployment the operator does not control is left alone and reported (NotOwned) [2]
 #   7e   Jobs go ttlSecondsAfterFinished after the test's end with the results kept, and
 #        `loadgate report` still fetches the merged report [minilm]
@@ -151,6 +156,7 @@ start_operator() {
   KUBECONFIG=${OPERATOR_KUBECONFIG:-$work/operator.kubeconfig} HTTP_ADDR=$operator_http \
     LOG_FORMAT=plain RUST_LOG=info,kube=warn MODEL_SERVER_IMAGE=ghcr.io/loadgate/model-server:e2e \
     LOADRUNNER_IMAGE=ghcr.io/loadgate/loadrunner:e2e LEASE_NAMESPACE=${LEASE_NAMESPACE:-$operator_ns} \
+    ALLOWED_MODEL_SERVER_IMAGES=ghcr.io/loadgate/model-server,localhost/loadgate/team-server \
     DENIED_TARGETS=169.254.0.0/16,fe80::/10 \
     "$bins/loadgate" operator >>"$work/operator.log" 2>&1 &
   operator_pid=$!
@@ -696,6 +702,86 @@ YAML
   kubectl delete lt/llm-holds lt/llm-breaks --wait=false
 }
 
+# --- 7k. a team's own server image (spec.runtime) ----------------------------------------------
+scenario 7k "a ModelEndpoint's spec.runtime: the team's image with its own flags, loaded and passed" 2
+scenario_7k() {
+  # model-server's settings do not go with a runtime: the CRD's CEL rule refuses them on
+  # admission, as validate() does in the reconciler and local mode.
+  expect_rejected "spec.server with spec.runtime" "spec.server applies to loadgate's model-server only" <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: team-tuned}
+spec:
+  model: team-minilm
+  server: {maxBatchSize: 8}
+  runtime: {image: "localhost/loadgate/team-server:e2e"}
+YAML
+  # A runtime image is held to the model-server image allowlist (the operator here allows
+  # ghcr.io/loadgate/model-server and localhost/loadgate/team-server).
+  kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: team-denied}
+spec:
+  model: bge-small
+  runtime: {image: "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8"}
+YAML
+  wait_for "mep/team-denied PolicyDenied" 30 get_is '{.status.conditions[?(@.type=="Stalled")].reason}' PolicyDenied mep/team-denied ||
+    fail "mep/team-denied was not refused by the image policy: $(condition mep/team-denied Stalled message)"
+  [[ $(condition mep/team-denied Stalled message) == "spec.runtime.image ghcr.io/huggingface/text-embeddings-inference:cpu-1.8 is not an allowed model-server image"* ]] ||
+    fail "the policy refusal does not name spec.runtime.image: $(condition mep/team-denied Stalled message)"
+  kubectl get deployment team-denied >/dev/null 2>&1 && fail "a Deployment was made for a denied runtime image"
+  echo "team-denied: $(condition mep/team-denied Stalled message)"
+
+  # The team's server: another image name (process-kubelet plays team-server with the
+  # model-server binary), started only by runtime.args: another port, another served name, the
+  # cache under the pod's /tmp emptyDir. spec.port is 9090 too: a process pod has no network
+  # namespace, so the Service cannot remap a port here (test/kubelet/src/services.rs).
+  kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: team}
+spec:
+  model: all-MiniLM-L6-v2
+  port: 9090
+  resources:
+    requests: {cpu: "1", memory: 512Mi}
+    limits: {memory: 1Gi}
+  runtime:
+    image: localhost/loadgate/team-server:e2e
+    args: [--host, 0.0.0.0, --port, "9090", --served-model-name, team-minilm,
+           --model, /models/all-MiniLM-L6-v2, --model-cache-dir, /tmp/cache, --log-format, json]
+    env: [{name: INFERENCE_WORKERS, value: "1"}]
+    port: 9090
+    readinessPath: /health
+YAML
+  kubectl wait --for=condition=Ready modelendpoint/team --timeout=180s
+  json_check deployment/team "(lambda c: c['image'] == 'localhost/loadgate/team-server:e2e' and c['args'] == ['--host', '0.0.0.0', '--port', '9090', '--served-model-name', 'team-minilm', '--model', '/models/all-MiniLM-L6-v2', '--model-cache-dir', '/tmp/cache', '--log-format', 'json'] and c['env'] == [{'name': 'INFERENCE_WORKERS', 'value': '1'}] and c['ports'][0]['containerPort'] == 9090 and c['readinessProbe']['httpGet']['path'] == '/health' and c['securityContext']['readOnlyRootFilesystem'] and c['securityContext']['runAsNonRoot'] and any(m['mountPath'] == '/tmp' for m in c['volumeMounts']))(o['spec']['template']['spec']['containers'][0])" \
+    "the Deployment does not run the runtime's image, args, env, port and probe in the hardened pod"
+  json_check mep/team "o['status']['url'] == 'http://team.default.svc:9090' and o['status'].get('coldStartSeconds', 0) > 0" \
+    "mep/team has no Service URL or cold start in status"
+  team_ip=$(kubectl get pods -l app.kubernetes.io/instance=team -o 'jsonpath={.items[0].status.podIP}')
+  served=$(curl -fsS "http://$team_ip:9090/info" | python3 -c 'import json, sys; print(json.load(sys.stdin)["model_id"])')
+  [[ $served == team-minilm ]] || fail "the team's server does not serve the name its args gave: $served"
+  echo "team: $(kubectl get deployment team -o 'jsonpath={.spec.template.spec.containers[0].image}') on $team_ip:9090 serves $served; cold start $(kubectl get mep/team -o 'jsonpath={.status.coldStartSeconds}') s"
+  kubectl apply -f - <<'YAML'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: team-gate}
+spec:
+  target: {endpointRef: {name: team}}
+  profiles: [{name: steady, users: 2, spawnRate: 2, duration: 5s}]
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.01}
+YAML
+  kubectl wait --for=condition=Complete lt/team-gate --timeout=3m
+  [[ $(condition lt/team-gate Passed status) == True ]] ||
+    fail "team-gate did not pass against the team's server: $(condition lt/team-gate Passed message)"
+  json_check lt/team-gate "o['status']['summary']['requests'] > 0 and o['status']['profiles'][0]['results']['requests'] > 0" \
+    "team-gate has no measured requests"
+  echo "team-gate: $(kubectl get lt/team-gate -o 'jsonpath={.status.summary.requests}') requests; $(condition lt/team-gate Passed message)"
+  kubectl delete lt/team-gate mep/team mep/team-denied --wait=false
+}
+
 scenario 7d "a Deployment the operator does not control is left alone and reported" 2
 scenario_7d() {
   kubectl create deployment squatter --image=example.com/someone-elses:1 --replicas=0
@@ -1008,6 +1094,7 @@ kubectl version | sed "s/^/  /" || true
 step "starting process-kubelet"
 "$bins/process-kubelet" --state-dir "$work/kubelet" \
   --image "model-server=$bins/model-server" --image "loadrunner=$bins/loadrunner" \
+  --image "team-server=$bins/model-server" \
   --path "/models=$repo/models" \
   --tls-cert-file "$LOADGATE_CLUSTER_DIR/pki/kubelet.crt" \
   --tls-private-key-file "$LOADGATE_CLUSTER_DIR/pki/kubelet.key" \
