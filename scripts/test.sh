@@ -28,6 +28,24 @@ started=$SECONDS
 step "model weights"
 scripts/fetch-model.sh
 
+# model-server/tests/fidelity.rs serves tiny BERT and XLM-RoBERTa embedders and cross-encoders
+# made here by transformers from a config and a seed, against sentence-transformers' answers:
+# the Python stack (bench/.venv, ~6 GB once, ~2 min from the registry) makes them in ~25 s, again
+# only when the script or its inputs change.
+step "tiny fidelity models (transformers + sentence-transformers)"
+bench/setup-python.sh
+tiny=target/tiny-models
+tiny_stamp=$(cat model-server/tests/fidelity/make_tiny.py model-server/tests/fixtures/reference.json \
+  model-server/src/backend/calibration.txt | sha256sum | cut -c1-16)
+if [[ $(cat "$tiny/.stamp" 2>/dev/null) != "$tiny_stamp" ]]; then
+  rm -rf "$tiny"
+  mkdir -p target
+  bench/.venv/bin/python model-server/tests/fidelity/make_tiny.py "$tiny" >target/tiny-models.log 2>&1 ||
+    { tail -40 target/tiny-models.log >&2; echo "making the tiny fidelity models failed" >&2; exit 1; }
+  echo "$tiny_stamp" >"$tiny/.stamp"
+fi
+echo "tiny models in $tiny: $(cd "$tiny" && echo */)"
+
 if ! $fast; then
   # The control plane and the real node for the end-to-end tests build from Go modules (~9 and
   # ~3 more min cold, cached after): build them alongside the Rust steps, which leave cores idle
@@ -61,17 +79,25 @@ if $fast; then
   exit 0
 fi
 
-# The golden test binary, to rerun as another CPU would run it.
-golden=$(cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json, sys
+# The golden and fidelity test binaries, to rerun as another CPU would run them.
+test_binary() {
+  cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
 for m in map(json.loads, sys.stdin):
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "golden" and m.get("executable"):
-        print(m["executable"])')
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1"
+}
+golden=$(test_binary golden)
 [[ -x $golden ]] || { echo "cannot find the golden test binary" >&2; exit 1; }
+fidelity=$(test_binary fidelity)
+[[ -x $fidelity ]] || { echo "cannot find the fidelity test binary" >&2; exit 1; }
 
 step "golden vectors on the fallback kernel (MODEL_SERVER_KERNEL=gemm: candle's gemm, as CPUs without AVX-512 run)"
 MODEL_SERVER_KERNEL=gemm "$golden" --nocapture 2>&1 | tee target/golden-gemm.log | grep -E '^(kernel|fidelity|test result)'
 grep -q '^kernel gemm:' target/golden-gemm.log
+step "every architecture on the fallback kernel (tiny BERT and XLM-RoBERTa embedders and cross-encoders)"
+MODEL_SERVER_KERNEL=gemm "$fidelity" 2>&1 | tee target/fidelity-gemm.log | grep -E '^test result'
+grep -q '^test result: ok. 7 passed' target/fidelity-gemm.log
 
 step "an AVX2-only CPU (qemu-x86_64 -cpu Haswell: no AVX-512): no SIGILL, the same vectors"
 qemu-x86_64 -cpu Haswell "$golden" short_texts_match_with_the_kernel_this_cpu_picks --nocapture 2>&1 |

@@ -44,6 +44,12 @@ pub struct Args {
     #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
     pub hub_token: Option<String>,
 
+    /// Prompt prefixed to every text a request does not name one for (`prompt_name`), from the
+    /// model's `config_sentence_transformers.json` prompts (e.g. `query` for an E5 or BGE model);
+    /// default: that file's `default_prompt_name`, else none.
+    #[arg(long, env = "DEFAULT_PROMPT_NAME")]
+    pub default_prompt_name: Option<String>,
+
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
@@ -201,6 +207,7 @@ impl std::fmt::Debug for Args {
             model_cache_dir,
             hub_endpoint,
             hub_token,
+            default_prompt_name,
             host,
             port,
             max_batch_tokens,
@@ -225,6 +232,7 @@ impl std::fmt::Debug for Args {
             .field("model_cache_dir", model_cache_dir)
             .field("hub_endpoint", hub_endpoint)
             .field("hub_token", &hub_token.as_ref().map(|_| "<redacted>"))
+            .field("default_prompt_name", default_prompt_name)
             .field("host", host)
             .field("port", port)
             .field("max_batch_tokens", max_batch_tokens)

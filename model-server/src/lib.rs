@@ -1,12 +1,14 @@
-//! model-server: an HTTP embedding server for sentence-transformers BERT models (first
-//! all-MiniLM-L6-v2) on axum + candle + tokenizers.
+//! model-server: an HTTP embedding and reranking server for sentence-transformers BERT and
+//! XLM-RoBERTa models (first all-MiniLM-L6-v2) on axum + candle + tokenizers.
 //!
 //! Module map, in request order:
 //! - [`http`]: accept loop (connection cap, header and body timeouts), routes, JSON errors,
 //!   request timeout, metrics middleware;
 //! - [`infer`]: admission (429), tokenization ([`tokenize`]), dynamic batching, worker threads;
-//! - [`backend`]: the model (`candle` BERT, mean pooling), behind a trait tests can fake;
-//! - [`model`]: finding the model's files (local directory or Hub id);
+//! - [`backend`]: the model (`candle` encoder, then pooling and Dense, or a classifier), behind a
+//!   trait tests can fake;
+//! - [`model`]: finding the model's files (local directory or Hub id); [`modules`]: what its
+//!   sentence-transformers files say to compute, refusing what the server would not match;
 //! - [`config`], [`metrics`], [`telemetry`], [`shutdown`]: flags, Prometheus, logs, signals.
 //!
 //! Start-up order matters for probes: the port is bound first and answers `/health` with 503
@@ -23,6 +25,7 @@ pub mod http;
 pub mod infer;
 pub mod metrics;
 pub mod model;
+pub mod modules;
 pub mod shutdown;
 pub mod telemetry;
 #[doc(hidden)]
@@ -32,9 +35,10 @@ pub mod tokenize;
 use anyhow::Context;
 use backend::candle::CandleBert;
 use config::Args;
-use http::{AppState, HttpConfig, ServedModel};
+use http::{AppState, HttpConfig, ModelCard, ServedModel};
 use infer::{EmbedOptions, Infer, InferTasks, Limits};
 use metrics::Metrics;
+use modules::Task;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,8 +119,13 @@ pub async fn serve(
     Ok(())
 }
 
-/// Loads the model (off the async runtime), starts the pipeline and warms it up.
-async fn load_model(
+/// Loads the model `args` names (off the async runtime), starts the pipeline under `limits` and
+/// warms it up; `started` is when start-up began, for the load-time metric. [`run`] serves what
+/// it returns; tests serve it through [`http::app`].
+///
+/// # Errors
+/// A model that cannot be found, read, or served as sentence-transformers would compute it.
+pub async fn load_model(
     args: Args,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -128,50 +137,77 @@ async fn load_model(
         model,
         max_input_length,
         dtype,
+        default_prompt_name,
         ..
     } = args;
-    let (backend, tokenizer, pooling) = tokio::task::spawn_blocking(move || {
+    let (backend, tokenizer, card) = tokio::task::spawn_blocking(move || {
         let files = model::resolve(&model, &hub)?;
+        let mut prompts = files.modules.prompts.clone();
+        if let Some(name) = default_prompt_name {
+            anyhow::ensure!(
+                prompts.named.contains_key(&name),
+                "--default-prompt-name {name:?}: {} has no such prompt in config_sentence_transformers.json (it has {:?})",
+                files.dir.display(),
+                prompts.named.keys().collect::<Vec<_>>()
+            );
+            prompts.default = Some(name);
+        }
         let mut backend = CandleBert::load(&files, &kernels)?;
         let model_max = backend.max_position_embeddings();
-        let max_len = max_input_length.or(files.max_seq_length).unwrap_or(model_max);
+        let max_len = max_input_length
+            .or(files.modules.max_seq_length.map(|n| n.min(model_max)))
+            .unwrap_or(model_max);
         anyhow::ensure!(
             (3..=model_max).contains(&max_len),
             "--max-input-length {max_len} is outside 3..={model_max} (the model's position embeddings)"
         );
-        let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_len)?;
+        let tokenizer = TextTokenizer::from_file(&files.tokenizer, max_len)?
+            .lowercasing(files.modules.lowercase);
         if dtype == config::Dtype::Int8 {
             let layers = backend.quantize_int8(&tokenizer)?;
             let kernel = backend::quantized::Kernel::best(kernels.int8_kernel).name();
             tracing::info!(layers, kernel, "dense layers quantized to int8");
         }
         let huge_page_mib = backend::pages::anon_huge_page_bytes().map(|b| b >> 20);
-        tracing::info!(dir = %files.dir.display(), max_input_length = max_len, pooling = files.pooling.as_str(), dtype = dtype.as_str(), huge_page_mib, "model loaded");
-        anyhow::Ok((backend, tokenizer, files.pooling.as_str()))
+        let card = ModelCard {
+            architecture: files.modules.architecture.as_str(),
+            task: files.modules.task.clone(),
+            prompts,
+        };
+        tracing::info!(
+            dir = %files.dir.display(),
+            architecture = card.architecture,
+            task = card.task.kind(),
+            pooling = files.pooling().map_or("none", |p| p.as_str()),
+            prompts = ?card.prompts.named.keys().collect::<Vec<_>>(),
+            max_input_length = max_len,
+            dtype = dtype.as_str(),
+            huge_page_mib,
+            "model loaded"
+        );
+        anyhow::Ok((backend, tokenizer, card))
     })
     .await
     .context("model loading panicked")??;
+    let task = card.task.clone();
     let (infer, tasks) = Infer::start(Arc::new(backend), tokenizer, limits, metrics.clone())?;
-    warm_up(&infer).await?;
+    warm_up(&infer, &task).await?;
     let seconds = started.elapsed().as_secs_f64();
     metrics.model_load_seconds.set(seconds);
     tracing::info!(seconds, "warmed up");
     let dtype = dtype.as_str();
-    Ok((
-        ServedModel {
-            infer,
-            pooling,
-            dtype,
-        },
-        tasks,
-    ))
+    Ok((ServedModel { infer, dtype, card }, tasks))
 }
 
 /// One pass per worker, so first requests do not pay for lazy allocations.
-async fn warm_up(infer: &Infer) -> anyhow::Result<()> {
-    let text = ["loadgate warm-up: a short sentence to embed.".to_owned()];
-    let passes =
-        (0..infer.limits().inference_workers).map(|_| infer.embed(&text, EmbedOptions::default()));
+async fn warm_up(infer: &Infer, task: &Task) -> anyhow::Result<()> {
+    let text = "loadgate warm-up: a short sentence to embed.".to_owned();
+    let passes = (0..infer.limits().inference_workers).map(|_| async {
+        match task {
+            Task::Embed { .. } => infer.embed([text.clone()], EmbedOptions::default()).await,
+            Task::Rerank { .. } => infer.rerank(text.clone(), vec![text.clone()], true).await,
+        }
+    });
     for result in futures::future::join_all(passes).await {
         result.context("warm-up inference failed")?;
     }

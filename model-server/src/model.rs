@@ -3,11 +3,11 @@
 //! `--model` is either a local directory (what `scripts/setup.sh` unpacks under `models/`, or what
 //! a pod mounts) or a Hugging Face Hub id such as `sentence-transformers/all-MiniLM-L6-v2`, which is
 //! downloaded into a cache where the network allows. Either way the result is a [`ModelFiles`]:
-//! paths plus the two settings sentence-transformers keeps outside `config.json` (pooling and the
-//! maximum sequence length, which is 256 for all-MiniLM-L6-v2 even though its `tokenizer.json`
-//! says 128).
+//! paths plus what sentence-transformers' own files say the server computes ([`Modules`]: the
+//! architecture, pooling, Dense layers, normalisation, prompts and the maximum sequence length,
+//! which is 256 for all-MiniLM-L6-v2 even though its `tokenizer.json` says 128).
 
-use serde::Deserialize;
+pub use crate::modules::{Modules, Pooling};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,9 +40,17 @@ pub enum ModelError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The pooling configuration asks for a mode this server does not implement.
-    #[error("unsupported pooling in {0}: only mean and CLS pooling are implemented")]
-    UnsupportedPooling(PathBuf),
+    /// A configuration file asks for something this server does not compute as
+    /// sentence-transformers would.
+    #[error("{path}: {field}: {why}", path = path.display())]
+    Unsupported {
+        /// The file (or directory).
+        path: PathBuf,
+        /// The field in it.
+        field: String,
+        /// What is asked and what is served.
+        why: String,
+    },
     /// Downloading from the Hub failed (no network, unknown repo, missing file).
     #[error(
         "cannot download {file} of {repo} from {endpoint}: {reason}. Where the network is closed, \
@@ -60,64 +68,38 @@ pub enum ModelError {
     },
 }
 
-/// How token vectors become one sentence vector (`1_Pooling/config.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    /// Mean over the tokens the attention mask keeps, special tokens included.
-    Mean,
-    /// The first (`[CLS]`) token's vector.
-    Cls,
-}
-
-impl Pooling {
-    /// The name `/info` reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-        }
-    }
-}
-
 /// Everything the server needs to know about a model on disk.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     /// Directory the files are in.
     pub dir: PathBuf,
-    /// `config.json` (BERT hyper-parameters).
+    /// `config.json` (the encoder's hyper-parameters).
     pub config: PathBuf,
     /// `model.safetensors` (weights).
     pub weights: PathBuf,
     /// `tokenizer.json`.
     pub tokenizer: PathBuf,
-    /// From `1_Pooling/config.json`; mean when absent.
-    pub pooling: Pooling,
-    /// From `sentence_bert_config.json`'s `max_seq_length`; `None` when absent.
-    pub max_seq_length: Option<usize>,
+    /// What the sentence-transformers files say to compute.
+    pub modules: Modules,
 }
 
-#[derive(Deserialize)]
-struct PoolingConfig {
-    #[serde(default)]
-    pooling_mode_cls_token: bool,
-    #[serde(default)]
-    pooling_mode_mean_tokens: bool,
-    #[serde(default)]
-    pooling_mode_max_tokens: bool,
-    #[serde(default)]
-    pooling_mode_mean_sqrt_len_tokens: bool,
-}
-
-#[derive(Deserialize)]
-struct SentenceBertConfig {
-    max_seq_length: Option<usize>,
+impl ModelFiles {
+    /// The embedder's pooling; `None` for a cross-encoder.
+    pub fn pooling(&self) -> Option<Pooling> {
+        match self.modules.task {
+            crate::modules::Task::Embed { pooling, .. } => Some(pooling),
+            crate::modules::Task::Rerank { .. } => None,
+        }
+    }
 }
 
 const REQUIRED: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
-const OPTIONAL: [&str; 3] = [
+const OPTIONAL: [&str; 5] = [
     "1_Pooling/config.json",
     "sentence_bert_config.json",
     "modules.json",
+    "config_sentence_transformers.json",
+    "tokenizer_config.json",
 ];
 
 /// Where and how Hub ids are downloaded.
@@ -183,34 +165,13 @@ pub fn read_dir(dir: &Path) -> Result<ModelFiles, ModelError> {
             });
         }
     }
-    let pooling_path = dir.join("1_Pooling/config.json");
-    let pooling = if pooling_path.is_file() {
-        let cfg: PoolingConfig = read_json(&pooling_path)?;
-        match (
-            cfg.pooling_mode_mean_tokens,
-            cfg.pooling_mode_cls_token,
-            cfg.pooling_mode_max_tokens || cfg.pooling_mode_mean_sqrt_len_tokens,
-        ) {
-            (true, false, false) => Pooling::Mean,
-            (false, true, false) => Pooling::Cls,
-            _ => return Err(ModelError::UnsupportedPooling(pooling_path)),
-        }
-    } else {
-        Pooling::Mean
-    };
-    let sbert_path = dir.join("sentence_bert_config.json");
-    let max_seq_length = if sbert_path.is_file() {
-        read_json::<SentenceBertConfig>(&sbert_path)?.max_seq_length
-    } else {
-        None
-    };
+    let modules = crate::modules::read(dir)?;
     Ok(ModelFiles {
         dir: dir.to_path_buf(),
         config: dir.join("config.json"),
         weights: dir.join("model.safetensors"),
         tokenizer: dir.join("tokenizer.json"),
-        pooling,
-        max_seq_length,
+        modules,
     })
 }
 
@@ -317,7 +278,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ms-pool-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
         for f in REQUIRED {
-            std::fs::write(dir.join(f), "{}").unwrap();
+            std::fs::write(dir.join(f), r#"{"model_type": "bert"}"#).unwrap();
         }
         std::fs::write(
             dir.join("sentence_bert_config.json"),
@@ -331,17 +292,17 @@ mod tests {
         .unwrap();
         let files = read_dir(&dir).unwrap();
         assert_eq!(
-            (files.pooling, files.max_seq_length),
-            (Pooling::Cls, Some(256))
+            (files.pooling(), files.modules.max_seq_length),
+            (Some(Pooling::Cls), Some(256))
         );
         std::fs::write(
             dir.join("1_Pooling/config.json"),
-            r#"{"pooling_mode_max_tokens": true}"#,
+            r#"{"pooling_mode_max_tokens": true, "pooling_mode_cls_token": true}"#,
         )
         .unwrap();
         assert!(matches!(
             read_dir(&dir),
-            Err(ModelError::UnsupportedPooling(_))
+            Err(ModelError::Unsupported { field, .. }) if field == "pooling_mode_*"
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

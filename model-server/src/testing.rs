@@ -3,9 +3,10 @@
 //! helper that builds a ready [`AppState`] around them. Hidden from docs; not for production.
 
 use crate::backend::{BackendError, EmbeddingBackend};
-use crate::http::{AppState, HttpConfig, ServedModel};
+use crate::http::{AppState, HttpConfig, ModelCard, ServedModel};
 use crate::infer::{Infer, InferTasks, Limits};
 use crate::metrics::Metrics;
+use crate::modules::Pooling;
 use crate::tokenize::TextTokenizer;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,13 +151,23 @@ pub fn fake_model(
     limits: Limits,
     metrics: Arc<Metrics>,
 ) -> (ServedModel, InferTasks) {
+    fake_model_as(backend, limits, metrics, ModelCard::embedder(Pooling::Mean))
+}
+
+/// [`fake_model`] serving as `card` says (a reranker, prompts).
+pub fn fake_model_as(
+    backend: Arc<FakeBackend>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    card: ModelCard,
+) -> (ServedModel, InferTasks) {
     let (infer, tasks) = Infer::start(backend, tiny_tokenizer(16), limits, metrics)
         .expect("spawning test workers succeeds; this is a bug");
     (
         ServedModel {
             infer,
-            pooling: "mean",
             dtype: "f32",
+            card,
         },
         tasks,
     )
@@ -164,9 +175,18 @@ pub fn fake_model(
 
 /// A ready [`AppState`] around `backend`. Must be called inside a tokio runtime.
 pub fn ready_state(backend: Arc<FakeBackend>, limits: Limits) -> (AppState, InferTasks) {
+    ready_state_as(backend, limits, ModelCard::embedder(Pooling::Mean))
+}
+
+/// [`ready_state`] serving as `card` says.
+pub fn ready_state_as(
+    backend: Arc<FakeBackend>,
+    limits: Limits,
+    card: ModelCard,
+) -> (AppState, InferTasks) {
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(test_http_config(limits), metrics.clone());
-    let (model, tasks) = fake_model(backend, limits, metrics);
+    let (model, tasks) = fake_model_as(backend, limits, metrics, card);
     state.set_ready(model);
     (state, tasks)
 }

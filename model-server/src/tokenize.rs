@@ -5,6 +5,11 @@
 //! all-MiniLM-L6-v2's `tokenizer.json` ships `truncation.max_length = 128` and `padding =
 //! Fixed(128)`; sentence-transformers ignores both and truncates at `max_seq_length` (256), so we
 //! replace them.
+//!
+//! A cross-encoder reads a (query, text) pair as one sequence ([`TextTokenizer::encode_pair`]):
+//! the tokenizer's pair template (`[CLS] q [SEP] t [SEP]`, `<s> q </s></s> t </s>`), both texts
+//! cut longest-first to fit. Its token type ids travel with the ids: a token of the second text
+//! carries the [`SECOND_TEXT`] bit, which the encoder reads as token type 1 and strips ([`TOKEN_ID`]).
 
 use std::path::Path;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -32,6 +37,13 @@ pub fn cut(text: &str, max_bytes: usize) -> (&str, bool) {
     (&text[..end], true)
 }
 
+/// Marks a token id as part of a pair's second text (token type 1). Vocabularies are far below
+/// 2^31 entries, so the bit is free; the encoder masks it off with [`TOKEN_ID`].
+pub const SECOND_TEXT: u32 = 1 << 31;
+
+/// The bits of a marked id that are the token id.
+pub const TOKEN_ID: u32 = !SECOND_TEXT;
+
 /// Why a text could not be tokenized.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
@@ -56,6 +68,7 @@ pub enum TokenizeError {
 pub struct TextTokenizer {
     inner: Tokenizer,
     max_input_length: usize,
+    lowercase: bool,
 }
 
 impl TextTokenizer {
@@ -87,7 +100,16 @@ impl TextTokenizer {
         Ok(Self {
             inner,
             max_input_length,
+            lowercase: false,
         })
+    }
+
+    /// Lower-cases every text before tokenizing, as sentence-transformers does for a model whose
+    /// `sentence_bert_config.json` says `do_lower_case`.
+    #[must_use]
+    pub fn lowercasing(mut self, lowercase: bool) -> Self {
+        self.lowercase = lowercase;
+        self
     }
 
     /// Longest input in tokens, special tokens included.
@@ -115,6 +137,13 @@ impl TextTokenizer {
         truncate: bool,
     ) -> Result<Vec<u32>, TokenizeError> {
         let (text, was_cut) = cut(text, self.max_text_bytes());
+        let lowered;
+        let text = if self.lowercase {
+            lowered = text.to_lowercase();
+            lowered.as_str()
+        } else {
+            text
+        };
         // `encode_fast` skips the character offsets, which embedding never needs.
         let encoding = self
             .inner
@@ -127,6 +156,45 @@ impl TextTokenizer {
             });
         }
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Token ids of the pair (`query`, `text`) as a cross-encoder reads it, the second text's ids
+    /// marked [`SECOND_TEXT`] where the tokenizer gives them token type 1. Both texts are cut as
+    /// [`Self::encode`] cuts one, then truncated longest-first to the maximum input length.
+    ///
+    /// # Errors
+    /// [`TokenizeError::TooLong`] (naming `index`) when the pair needed truncation and `truncate`
+    /// is false.
+    pub fn encode_pair(
+        &self,
+        index: usize,
+        query: &str,
+        text: &str,
+        truncate: bool,
+    ) -> Result<Vec<u32>, TokenizeError> {
+        let (query, query_cut) = cut(query, self.max_text_bytes());
+        let (text, text_cut) = cut(text, self.max_text_bytes());
+        let (query, text) = if self.lowercase {
+            (query.to_lowercase(), text.to_lowercase())
+        } else {
+            (query.to_owned(), text.to_owned())
+        };
+        let encoding = self
+            .inner
+            .encode_fast((query, text), true)
+            .map_err(|e| TokenizeError::Tokenizer(e.to_string()))?;
+        if !truncate && (query_cut || text_cut || !encoding.get_overflowing().is_empty()) {
+            return Err(TokenizeError::TooLong {
+                index,
+                max: self.max_input_length,
+            });
+        }
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_type_ids())
+            .map(|(&id, &kind)| if kind == 0 { id } else { id | SECOND_TEXT })
+            .collect())
     }
 }
 

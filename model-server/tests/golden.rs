@@ -59,8 +59,8 @@ fn start(limits: Limits) -> Infer {
 fn start_with(limits: Limits, prepare: impl FnOnce(&mut CandleBert, &TextTokenizer)) -> Infer {
     let files = model::read_dir(&model_dir()).unwrap();
     assert_eq!(
-        (files.pooling, files.max_seq_length),
-        (Pooling::Mean, Some(256))
+        (files.pooling(), files.modules.max_seq_length),
+        (Some(Pooling::Mean), Some(256))
     );
     let mut backend = load(&files);
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, 256).unwrap();

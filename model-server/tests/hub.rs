@@ -49,7 +49,7 @@ fn temp_cache(name: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_ids_are_downloaded_once_and_cached() {
     let (endpoint, fake) = start_fake_hub(&[
-        ("config.json", "{}"),
+        ("config.json", r#"{"model_type": "bert"}"#),
         ("model.safetensors", "weights"),
         ("tokenizer.json", "{}"),
         (
@@ -72,12 +72,13 @@ async fn hub_ids_are_downloaded_once_and_cached() {
             .unwrap()
     };
     assert_eq!(
-        (first.pooling, first.max_seq_length),
-        (Pooling::Cls, Some(128))
+        (first.pooling(), first.modules.max_seq_length),
+        (Some(Pooling::Cls), Some(128))
     );
     assert_eq!(std::fs::read_to_string(&first.weights).unwrap(), "weights");
-    // 5 files served + modules.json answered 404 (optional, skipped).
-    assert_eq!(fake.hits.load(Ordering::SeqCst), 6);
+    // 5 files served + modules.json, config_sentence_transformers.json and tokenizer_config.json
+    // answered 404 (optional, skipped).
+    assert_eq!(fake.hits.load(Ordering::SeqCst), 8);
 
     let again = {
         let hub = hub.clone();
@@ -89,8 +90,8 @@ async fn hub_ids_are_downloaded_once_and_cached() {
     assert_eq!(again.dir, first.dir);
     assert_eq!(
         fake.hits.load(Ordering::SeqCst),
-        7,
-        "only the absent optional file is asked again"
+        11,
+        "only the absent optional files are asked again"
     );
 
     let unknown = tokio::task::spawn_blocking(move || model::resolve("acme/other", &hub))

@@ -13,10 +13,15 @@
 //! - bias + residual + LayerNorm run in place in one pass per row;
 //! - attention over short sequences is one fused pass from the QKV rows ([`super::attention`]);
 //!   longer ones use candle's batched gemm and its fused last-dimension softmax;
-//! - token-type 0 and position embeddings are pre-added into one table at load time.
+//! - token-type and position embeddings are pre-added into one table at load time.
 //!
-//! Numerically it follows Hugging Face's `BertModel` in f32; the golden tests hold it to
-//! sentence-transformers' own vectors (every component within 1e-5, cosine ≥ 0.99999).
+//! XLM-RoBERTa (and RoBERTa) is the same encoder with other names and two differences the
+//! [`Positions`] of a checkpoint carry: positions count from `pad_token_id + 1`, and there is one
+//! token type. A cross-encoder's pair marks its second text's tokens ([`crate::tokenize::SECOND_TEXT`])
+//! so BERT gives them token type 1.
+//!
+//! Numerically it follows Hugging Face's `BertModel` / `XLMRobertaModel` in f32; the golden and
+//! fidelity tests hold it to sentence-transformers' own vectors (every component within 1e-5).
 
 use super::activation::Activation;
 use super::attention::{FUSED_MAX_SEQ, FusedAttention};
@@ -25,15 +30,29 @@ use super::kernels::simd::{self, wide_fn};
 use super::linear::{Kernel, Linear};
 use super::team::Team;
 use super::{KernelConfig, quantized};
+use crate::tokenize::{SECOND_TEXT, TOKEN_ID};
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
+/// Where a checkpoint's positions start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positions {
+    /// Row of the position table the first token reads: 0 for BERT, `pad_token_id + 1` for
+    /// (XLM-)RoBERTa.
+    pub offset: usize,
+}
+
 /// The encoder: embeddings, then `num_hidden_layers` transformer layers.
 pub struct Bert {
     word_embeddings: Embedding,
-    /// position_embeddings[i] + token_type_embeddings[0]: every input here has token type 0.
+    /// Row `t * max_positions + i`: position_embeddings[offset + i] + token_type_embeddings[t],
+    /// for every token type `t` the checkpoint has (at most two are used).
     position_and_type: Tensor,
+    /// Positions the table covers: `max_position_embeddings - offset`.
+    max_positions: usize,
+    /// Token types in the table (1, or 2 where a pair's second text reads type 1).
+    token_types: usize,
     embeddings_norm: RowNorm,
     layers: Vec<Layer>,
     heads: usize,
@@ -73,16 +92,22 @@ impl Layer {
 pub type Observer<'a> = &'a mut dyn FnMut(usize, &Tensor) -> Result<()>;
 
 impl Bert {
-    /// Builds the encoder from a checkpoint (with or without the `bert.` prefix), its dense
-    /// layers packed for the kernel `kernels` picks.
+    /// Builds the encoder from a checkpoint (with or without the `bert.` or `roberta.` prefix a
+    /// task model's weights carry), its dense layers packed for the kernel `kernels` picks.
     ///
     /// # Errors
     /// A missing or misshapen tensor, or an activation this module does not implement.
-    pub fn load(vb: VarBuilder, config: &Config, kernels: &KernelConfig) -> Result<Self> {
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb
+    pub fn load(
+        vb: VarBuilder,
+        config: &Config,
+        positions: Positions,
+        kernels: &KernelConfig,
+    ) -> Result<Self> {
+        let vb = match ["bert", "roberta"].into_iter().find(|prefix| {
+            vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight"))
+        }) {
+            Some(prefix) => vb.pp(prefix),
+            None => vb,
         };
         let hidden = config.hidden_size;
         if config.num_attention_heads == 0 || !hidden.is_multiple_of(config.num_attention_heads) {
@@ -101,15 +126,31 @@ impl Bert {
             emb.get((config.vocab_size, hidden), "word_embeddings.weight")?,
             hidden,
         );
-        let positions = emb.get(
-            (config.max_position_embeddings, hidden),
-            "position_embeddings.weight",
-        )?;
+        let Some(max_positions) = config.max_position_embeddings.checked_sub(positions.offset)
+        else {
+            bail!(
+                "max_position_embeddings {} is below the position offset {}",
+                config.max_position_embeddings,
+                positions.offset
+            );
+        };
+        let position_table = emb
+            .get(
+                (config.max_position_embeddings, hidden),
+                "position_embeddings.weight",
+            )?
+            .narrow(0, positions.offset, max_positions)?;
         let token_type = emb.get(
             (config.type_vocab_size, hidden),
             "token_type_embeddings.weight",
         )?;
-        let position_and_type = positions.broadcast_add(&token_type.narrow(0, 0, 1)?)?;
+        let token_types = config.type_vocab_size.clamp(1, 2);
+        let position_and_type = Tensor::cat(
+            &(0..token_types)
+                .map(|t| position_table.broadcast_add(&token_type.narrow(0, t, 1)?))
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        )?;
         let eps = config.layer_norm_eps as f32;
         let embeddings_norm = RowNorm::load(&emb.pp("LayerNorm"), hidden, eps)?;
 
@@ -166,6 +207,8 @@ impl Bert {
         Ok(Self {
             word_embeddings,
             position_and_type,
+            max_positions,
+            token_types,
             embeddings_norm,
             layers,
             heads: config.num_attention_heads,
@@ -210,20 +253,45 @@ impl Bert {
         if ids.is_empty() {
             bail!("packed pass: no texts");
         }
-        let device = self.position_and_type.device();
         let rows = ids.len();
-        let words = self
-            .word_embeddings
-            .forward(&Tensor::from_vec(ids, rows, device)?)?;
-        let positions = self
-            .position_and_type
-            .index_select(&Tensor::from_vec(positions, rows, device)?, 0)?;
         let attention = AttentionRows {
             mask: vec![0.0; rows],
             texts: spans,
             padded: None,
         };
-        self.encode((words + positions)?, &attention, team, &mut |_, _| Ok(()))
+        let embeddings = self.embeddings(ids, &positions)?;
+        self.encode(embeddings, &attention, team, &mut |_, _| Ok(()))
+    }
+
+    /// Positions the encoder reads (the longest text it takes, special tokens included).
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Word plus position-and-type embeddings of `ids`, the token in row `i` at
+    /// `positions[i]`; an id marked [`SECOND_TEXT`] reads token type 1 where the model has it.
+    fn embeddings(&self, mut ids: Vec<u32>, positions: &[u32]) -> Result<Tensor> {
+        let device = self.position_and_type.device();
+        let rows = ids.len();
+        let mut table_rows = Vec::with_capacity(rows);
+        for (id, &position) in ids.iter_mut().zip(positions) {
+            if position as usize >= self.max_positions {
+                bail!(
+                    "a sequence of more than {} tokens (the model's positions)",
+                    self.max_positions
+                );
+            }
+            let second = *id & SECOND_TEXT != 0 && self.token_types > 1;
+            table_rows.push(position + u32::from(second) * self.max_positions as u32);
+            *id &= TOKEN_ID;
+        }
+        let words = self
+            .word_embeddings
+            .forward(&Tensor::from_vec(ids, rows, device)?)?;
+        let positions = self
+            .position_and_type
+            .index_select(&Tensor::from_vec(table_rows, rows, device)?, 0)?;
+        words + positions
     }
 
     /// [`Self::forward`], showing `observe` every dense layer's input.
@@ -238,11 +306,8 @@ impl Bert {
         observe: Observer,
     ) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
-        let words = self.word_embeddings.forward(&ids.flatten_all()?)?;
-        let positions = self
-            .position_and_type
-            .narrow(0, 0, seq)?
-            .repeat((batch, 1))?;
+        let positions: Vec<u32> = (0..batch).flat_map(|_| 0..seq as u32).collect();
+        let embeddings = self.embeddings(ids.flatten_all()?.to_vec1::<u32>()?, &positions)?;
         // Hugging Face's extended mask: 0 where attended, the dtype's minimum where padded.
         let additive: Vec<f32> = mask
             .iter()
@@ -259,7 +324,7 @@ impl Bert {
             texts: (0..batch).map(|b| b * seq..(b + 1) * seq).collect(),
             padded,
         };
-        self.encode((words + positions)?, &attention, team, observe)
+        self.encode(embeddings, &attention, team, observe)
     }
 
     /// Embedding LayerNorm, then every layer, from the summed word and position embeddings.

@@ -1,16 +1,20 @@
-//! all-MiniLM-L6-v2 (any sentence-transformers BERT) on candle's CPU backend: f32 weights read
-//! into memory (buffered, not mmapped; 91 MB, so the copy is cheap), one forward pass per
-//! batch with an attention mask, then mean or CLS pooling exactly as sentence-transformers pools.
+//! A sentence-transformers BERT or XLM-RoBERTa model (all-MiniLM-L6-v2 first) on candle's CPU
+//! backend: f32 weights read into memory (buffered, not mmapped; 91 MB for MiniLM, so the copy is
+//! cheap), one forward pass per batch with an attention mask, then the model's head
+//! ([`super::head`]): pooling and Dense modules for an embedder, the classifier's logits for a
+//! cross-encoder.
 //!
 //! f32 by default: exact to sentence-transformers. [`CandleBert::quantize_int8`] turns the dense
 //! layers int8 (`--dtype int8`), calibrated on a built-in corpus ([`CALIBRATION`]) at load.
 
 use super::attention::FUSED_MAX_SEQ;
-use super::bert::Bert;
+use super::bert::{Bert, Positions};
+use super::head::{Classifier, EmbedHead};
 use super::linear::Kernel;
 use super::team::Team;
 use super::{BackendError, EmbeddingBackend, KernelConfig};
-use crate::model::{ModelFiles, Pooling, read_json};
+use crate::model::{ModelFiles, read_json};
+use crate::modules::{Architecture, Task};
 use crate::tokenize::TextTokenizer;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -57,11 +61,21 @@ pub enum LoadError {
 /// `bench/int8_fidelity.py` simulates the scheme on the same corpus.
 pub const CALIBRATION: &str = include_str!("calibration.txt");
 
-/// A sentence-transformers BERT model on the CPU.
+/// What a pass answers per text.
+enum Head {
+    /// A sentence vector.
+    Embed(EmbedHead),
+    /// A pair's logits.
+    Classify(Classifier),
+}
+
+/// A sentence-transformers BERT-family model on the CPU.
 pub struct CandleBert {
     model: Bert,
-    max_position_embeddings: usize,
-    pooling: Pooling,
+    head: Head,
+    /// Width of the encoder's token vectors.
+    hidden: usize,
+    /// Length of each answer: the embedding's dimensions, or the classifier's labels.
     dimensions: usize,
     pad_id: u32,
     device: Device,
@@ -86,13 +100,32 @@ impl CandleBert {
         };
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(model_err)?;
-        let model = Bert::load(vb, &config, kernels).map_err(model_err)?;
+        let pad_id = u32::try_from(config.pad_token_id).unwrap_or(0);
+        let positions = Positions {
+            offset: match files.modules.architecture {
+                Architecture::Bert => 0,
+                Architecture::XlmRoberta => pad_id as usize + 1,
+            },
+        };
+        let model = Bert::load(vb.clone(), &config, positions, kernels).map_err(model_err)?;
+        let hidden = config.hidden_size;
+        let (head, dimensions) = match &files.modules.task {
+            Task::Embed { pooling, dense, .. } => {
+                let head = EmbedHead::load(*pooling, dense, hidden).map_err(model_err)?;
+                let dimensions = head.dimensions();
+                (Head::Embed(head), dimensions)
+            }
+            Task::Rerank { labels, .. } => {
+                let head = Classifier::load(&vb, hidden, *labels).map_err(model_err)?;
+                (Head::Classify(head), *labels)
+            }
+        };
         Ok(Self {
             model,
-            max_position_embeddings: config.max_position_embeddings,
-            pooling: files.pooling,
-            dimensions: config.hidden_size,
-            pad_id: u32::try_from(config.pad_token_id).unwrap_or(0),
+            head,
+            hidden,
+            dimensions,
+            pad_id,
             device,
             kernels: *kernels,
         })
@@ -152,9 +185,18 @@ impl CandleBert {
         self.model.kernel()
     }
 
-    /// Longest sequence the position embeddings cover (512 for all-MiniLM-L6-v2).
+    /// Longest sequence the position embeddings cover (512 for all-MiniLM-L6-v2, 512 for
+    /// XLM-RoBERTa's 514 rows less its offset of 2).
     pub fn max_position_embeddings(&self) -> usize {
-        self.max_position_embeddings
+        self.model.max_positions()
+    }
+
+    /// One text's answer from its `(seq, hidden)` block of last hidden states and its mask.
+    fn answer(&self, tokens: &[f32], mask: &[u32]) -> Vec<f32> {
+        match &self.head {
+            Head::Embed(head) => head.apply(tokens, mask, self.hidden),
+            Head::Classify(head) => head.apply(tokens, self.hidden),
+        }
     }
 
     /// Embeds a batch on rayon's current pool. With one thread, or one text, it is one pass,
@@ -208,9 +250,9 @@ impl CandleBert {
             .flatten_all()?
             .to_vec1::<f32>()?;
         Ok(hidden
-            .chunks_exact(cols * self.dimensions)
+            .chunks_exact(cols * self.hidden)
             .zip(mask.chunks_exact(cols))
-            .map(|(tokens, mask)| pool(self.pooling, tokens, mask, self.dimensions))
+            .map(|(tokens, mask)| self.answer(tokens, mask))
             .collect())
     }
 
@@ -230,35 +272,12 @@ impl CandleBert {
         let mut rest = hidden.as_slice();
         let mut vectors = Vec::with_capacity(batch.len());
         for text in batch {
-            let (tokens, next) = rest.split_at(text.len() * self.dimensions);
+            let (tokens, next) = rest.split_at(text.len() * self.hidden);
             let mask = &every_token[..text.len()];
-            vectors.push(pool(self.pooling, tokens, mask, self.dimensions));
+            vectors.push(self.answer(tokens, mask));
             rest = next;
         }
         Ok(vectors)
-    }
-}
-
-/// One sequence's vector from its last hidden states: the CLS token's, or the mean over the
-/// tokens the mask keeps (padding excluded), as sentence-transformers' `Pooling` does.
-/// `tokens` is the sequence's `(seq, dimensions)` block, row-major.
-fn pool(pooling: Pooling, tokens: &[f32], mask: &[u32], dimensions: usize) -> Vec<f32> {
-    let tokens = tokens.chunks_exact(dimensions);
-    match pooling {
-        Pooling::Cls => tokens.take(1).flatten().copied().collect(),
-        Pooling::Mean => {
-            let mut sum = vec![0f32; dimensions];
-            let mut count = 0f32;
-            for (token, _) in tokens.zip(mask).filter(|(_, m)| **m != 0) {
-                for (s, v) in sum.iter_mut().zip(token) {
-                    *s += v;
-                }
-                count += 1.0;
-            }
-            let count = count.max(1e-9);
-            sum.iter_mut().for_each(|s| *s /= count);
-            sum
-        }
     }
 }
 

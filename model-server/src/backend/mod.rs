@@ -12,6 +12,7 @@ mod attention;
 mod bert;
 pub mod candle;
 mod dense;
+pub mod head;
 #[allow(unsafe_code)] // the one module allowed it: see its docs.
 pub mod kernels;
 pub mod linear;

@@ -4,6 +4,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::{AppState, ServedModel};
 use crate::infer::{EmbedOptions, Embeddings};
+use crate::modules::Task;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -16,6 +17,38 @@ use loadgate_api::embed::{
 
 fn served(state: &AppState) -> Result<&ServedModel, ApiError> {
     state.model().ok_or_else(ApiError::not_ready)
+}
+
+/// The served model when it is an embedder, with whether its stack normalises; a reranker is
+/// answered 400 naming the routes it serves.
+pub(super) fn embedder(state: &AppState) -> Result<(&ServedModel, bool), ApiError> {
+    let model = served(state)?;
+    match model.card.task {
+        Task::Embed { normalize, .. } => Ok((model, normalize)),
+        Task::Rerank { .. } => Err(ApiError::validation(
+            StatusCode::BAD_REQUEST,
+            "this model is a cross-encoder (reranker): it scores (query, text) pairs at POST /rerank \
+             and POST /v1/rerank, and embeds nothing",
+        )),
+    }
+}
+
+/// `texts` with the prompt `name` (or the model's default prompt) prefixed, as
+/// sentence-transformers' `encode(prompt_name=…)` does.
+fn prompted(
+    model: &ServedModel,
+    name: Option<&str>,
+    texts: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let prefix = (model.card.prompts.prefix(name))
+        .map_err(|message| ApiError::validation(StatusCode::UNPROCESSABLE_ENTITY, message))?;
+    Ok(match prefix {
+        Some(prefix) if !prefix.is_empty() => texts
+            .into_iter()
+            .map(|text| format!("{prefix}{text}"))
+            .collect(),
+        _ => texts,
+    })
 }
 
 /// `POST /embed` (and `POST /`, where TEI's clients post: `huggingface_hub`'s
@@ -35,10 +68,6 @@ pub async fn embed(
         prompt_name,
         dimensions,
     } = request;
-    let options = EmbedOptions {
-        normalize: normalize.unwrap_or(true),
-        truncate: truncate.unwrap_or(true),
-    };
     let unprocessable = |m: &str| ApiError::validation(StatusCode::UNPROCESSABLE_ENTITY, m);
     if truncation_direction
         .as_deref()
@@ -47,11 +76,6 @@ pub async fn embed(
         return Err(unprocessable(
             "truncation_direction: only \"Right\" is served (long texts keep their start)",
         ));
-    }
-    if let Some(name) = prompt_name {
-        return Err(unprocessable(&format!(
-            "prompt_name: this server has no prompts configured (asked for {name:?})"
-        )));
     }
     let (texts, tutorial_shape) = match (texts, inputs) {
         (Some(texts), None) => (texts, true),
@@ -65,7 +89,12 @@ pub async fn embed(
             ));
         }
     };
-    let model = served(&state)?;
+    let (model, model_normalizes) = embedder(&state)?;
+    let options = EmbedOptions {
+        normalize: normalize.unwrap_or(model_normalizes),
+        truncate: truncate.unwrap_or(true),
+    };
+    let texts = prompted(model, prompt_name.as_deref(), texts)?;
     if let Some(asked) = dimensions
         && asked != model.infer.dimensions()
     {
@@ -92,7 +121,7 @@ pub async fn openai_embeddings(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<OpenAiEmbeddingsRequest>,
 ) -> Result<Json<OpenAiEmbeddingsResponse>, ApiError> {
-    let model = served(&state)?;
+    let (model, normalize) = embedder(&state)?;
     let dimensions = model.infer.dimensions();
     if let Some(asked) = request.dimensions
         && asked != dimensions
@@ -104,11 +133,15 @@ pub async fn openai_embeddings(
             ),
         ));
     }
-    let texts = request.input.into_vec();
+    let texts = prompted(model, None, request.input.into_vec())?;
+    let options = EmbedOptions {
+        normalize,
+        truncate: true,
+    };
     let Embeddings {
         vectors,
         prompt_tokens,
-    } = model.infer.embed(texts, EmbedOptions::default()).await?;
+    } = model.infer.embed(texts, options).await?;
     let base64 = request.encoding_format == Some(EncodingFormat::Base64);
     let data = vectors
         .into_iter()
@@ -164,7 +197,18 @@ pub async fn info(State(state): State<AppState>) -> Json<InfoResponse> {
         model_id: config.model_name.clone(),
         dimensions: model.map_or(0, |m| m.infer.dimensions()),
         max_input_length: model.map_or(0, |m| m.infer.max_input_length()),
-        pooling: model.map_or("unknown", |m| m.pooling).to_owned(),
+        pooling: model
+            .map_or("unknown", |m| match &m.card.task {
+                Task::Embed { pooling, .. } => pooling.as_str(),
+                Task::Rerank { .. } => "none",
+            })
+            .to_owned(),
+        architecture: model.map_or("unknown", |m| m.card.architecture).to_owned(),
+        task: model.map_or("embed", |m| m.card.task.kind()).to_owned(),
+        prompts: model
+            .map(|m| m.card.prompts.named.clone())
+            .unwrap_or_default(),
+        default_prompt_name: model.and_then(|m| m.card.prompts.default.clone()),
         dtype: model.map_or("unknown", |m| m.dtype).to_owned(),
         max_batch_tokens: limits.max_batch_tokens,
         max_batch_size: limits.max_batch_size,

@@ -6,10 +6,12 @@
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod rerank;
 pub mod server;
 
 use crate::infer::{Infer, Limits};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::modules::{Pooling, Prompts, Task};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -26,10 +28,37 @@ use std::time::{Duration, Instant};
 pub struct ServedModel {
     /// The inference pipeline.
     pub infer: Infer,
-    /// Pooling mode, for `/info`.
-    pub pooling: &'static str,
     /// Precision of the dense layers, for `/info`.
     pub dtype: &'static str,
+    /// What the model computes.
+    pub card: ModelCard,
+}
+
+/// What the handlers and `/info` need to know of the model: its architecture, whether it embeds
+/// or reranks (and how), and its prompts.
+#[derive(Clone, Debug)]
+pub struct ModelCard {
+    /// `bert` or `xlm-roberta`.
+    pub architecture: &'static str,
+    /// Embed (pooling, Dense, Normalize) or rerank (labels, score activation).
+    pub task: Task,
+    /// Named prompts and the default one.
+    pub prompts: Prompts,
+}
+
+impl ModelCard {
+    /// A BERT embedder pooling `pooling`, normalising, with no prompts (tests and fakes).
+    pub fn embedder(pooling: Pooling) -> Self {
+        Self {
+            architecture: "bert",
+            task: Task::Embed {
+                pooling,
+                dense: Vec::new(),
+                normalize: true,
+            },
+            prompts: Prompts::default(),
+        }
+    }
 }
 
 /// Settings the HTTP layer needs before the model is loaded.
@@ -130,6 +159,9 @@ pub fn app(state: AppState) -> Router {
         .route("/", post(handlers::embed))
         .route("/embed", post(handlers::embed))
         .route("/v1/embeddings", post(handlers::openai_embeddings))
+        .route("/rerank", post(rerank::tei))
+        .route("/v1/rerank", post(rerank::cohere))
+        .route("/v2/rerank", post(rerank::cohere))
         .route("/health", get(handlers::health))
         .route("/info", get(handlers::info))
         .route("/metrics", get(handlers::metrics))
@@ -146,6 +178,9 @@ fn route_label(path: &str) -> &'static str {
         "/" => "/",
         "/embed" => "/embed",
         "/v1/embeddings" => "/v1/embeddings",
+        "/rerank" => "/rerank",
+        "/v1/rerank" => "/v1/rerank",
+        "/v2/rerank" => "/v2/rerank",
         "/health" => "/health",
         "/info" => "/info",
         "/metrics" => "/metrics",
@@ -192,7 +227,7 @@ async fn not_found() -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         error_type: ErrorType::NotFound,
-        message: "no such route; try POST /embed (or POST /, as TEI serves it), POST /v1/embeddings, GET /health, GET /info, GET /metrics"
+        message: "no such route; try POST /embed (or POST /, as TEI serves it), POST /v1/embeddings, POST /rerank, POST /v1/rerank, GET /health, GET /info, GET /metrics"
             .to_owned(),
         retry_after: None,
     }
@@ -203,7 +238,7 @@ async fn method_not_allowed() -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         error_type: ErrorType::NotFound,
         message:
-            "method not allowed on this route: /embed and /v1/embeddings take POST, the rest GET"
+            "method not allowed on this route: /embed, /v1/embeddings, /rerank and /v1/rerank take POST, the rest GET"
                 .to_owned(),
         retry_after: None,
     }

@@ -231,13 +231,73 @@ impl Infer {
     ) -> Result<Embeddings, InferError> {
         let texts: Vec<String> = texts.into();
         let texts_bytes: usize = texts.iter().map(String::len).sum();
+        let count = texts.len();
+        let tokenizer = self.inner.tokenizer.clone();
+        // The texts are dropped as soon as their ids exist (the ids are all the queue keeps).
+        let encode = move || {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| tokenizer.encode(i, text, options.truncate))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (mut vectors, prompt_tokens) = self.infer(count, texts_bytes, encode).await?;
+        if options.normalize {
+            vectors.iter_mut().for_each(|v| l2_normalize(v));
+        }
+        self.inner.metrics.embeddings.inc_by(vectors.len() as u64);
+        Ok(Embeddings {
+            vectors,
+            prompt_tokens,
+        })
+    }
+
+    /// Scores each of `texts` against `query` with a cross-encoder: one row of logits per text,
+    /// in input order (`vectors`), through the same admission, batching and workers as
+    /// [`Self::embed`]; each pair is one sequence, so its texts count against
+    /// `--max-client-batch-size` and its tokens against the batch's.
+    ///
+    /// # Errors
+    /// As [`Self::embed`].
+    pub async fn rerank(
+        &self,
+        query: String,
+        texts: Vec<String>,
+        truncate: bool,
+    ) -> Result<Embeddings, InferError> {
+        let texts_bytes = texts.iter().map(String::len).sum::<usize>() + query.len() * texts.len();
+        let tokenizer = self.inner.tokenizer.clone();
+        let count = texts.len();
+        let encode = move || {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| tokenizer.encode_pair(i, &query, text, truncate))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (vectors, prompt_tokens) = self.infer(count, texts_bytes, encode).await?;
+        Ok(Embeddings {
+            vectors,
+            prompt_tokens,
+        })
+    }
+
+    /// Admits a request of `count` sequences, tokenizes it with `encode` (in place when short,
+    /// else on the blocking pool), queues the ids and awaits one answer per sequence; returns
+    /// them with the tokens fed.
+    async fn infer(
+        &self,
+        count: usize,
+        texts_bytes: usize,
+        encode: impl FnOnce() -> Result<Vec<Vec<u32>>, TokenizeError> + Send + 'static,
+    ) -> Result<(Vec<Vec<f32>>, usize), InferError> {
         let inner = &*self.inner;
-        if texts.is_empty() {
+        if count == 0 {
             return Err(InferError::Empty);
         }
-        if texts.len() > inner.limits.max_client_batch_size {
+        if count > inner.limits.max_client_batch_size {
             return Err(InferError::TooManyTexts {
-                given: texts.len(),
+                given: count,
                 max: inner.limits.max_client_batch_size,
             });
         }
@@ -249,15 +309,6 @@ impl Infer {
                 .map_err(|_| InferError::Overloaded {
                     limit: inner.limits.max_concurrent_requests,
                 })?;
-        // The texts are dropped as soon as their ids exist (the ids are all the queue keeps).
-        let tokenizer = inner.tokenizer.clone();
-        let encode = move || {
-            texts
-                .iter()
-                .enumerate()
-                .map(|(i, text)| tokenizer.encode(i, text, options.truncate))
-                .collect::<Result<Vec<_>, _>>()
-        };
         let ids = if texts_bytes <= INLINE_TOKENIZE_BYTES {
             encode()?
         } else {
@@ -274,16 +325,9 @@ impl Infer {
             .send(request)
             .await
             .map_err(|_| InferError::ShuttingDown)?;
-        let mut vectors = answer.await.map_err(|_| InferError::ShuttingDown)??;
-        if options.normalize {
-            vectors.iter_mut().for_each(|v| l2_normalize(v));
-        }
+        let vectors = answer.await.map_err(|_| InferError::ShuttingDown)??;
         inner.metrics.tokens.inc_by(prompt_tokens as u64);
-        inner.metrics.embeddings.inc_by(vectors.len() as u64);
-        Ok(Embeddings {
-            vectors,
-            prompt_tokens,
-        })
+        Ok((vectors, prompt_tokens))
     }
 }
 

@@ -24,7 +24,8 @@ pub struct EmbedRequest {
     /// One text or a list of texts (TEI's field). The answer is a bare array of vectors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Inputs>,
-    /// L2-normalise each vector (default true, as sentence-transformers' Normalize module does).
+    /// L2-normalise each vector (default: whether the model's stack ends in sentence-transformers'
+    /// Normalize module; true for a model without `modules.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalize: Option<bool>,
     /// Truncate texts longer than the model's maximum sequence length (default true); when false,
@@ -34,7 +35,8 @@ pub struct EmbedRequest {
     /// TEI: which end of a long text is cut, `Right` (the only one served) or `Left`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncation_direction: Option<String>,
-    /// TEI: a named prompt prepended to each text; this server has none configured.
+    /// TEI: a named prompt (from the model's `config_sentence_transformers.json`) prepended to
+    /// each text; default: the model's default prompt, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_name: Option<String>,
     /// TEI: vector length wanted; must be the model's own (no Matryoshka truncation).
@@ -250,6 +252,10 @@ fn unknown() -> String {
     "unknown".to_owned()
 }
 
+fn embed_task() -> String {
+    "embed".to_owned()
+}
+
 /// Body of `GET /info`: what is served and under which limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InfoResponse {
@@ -259,8 +265,22 @@ pub struct InfoResponse {
     pub dimensions: usize,
     /// Longest input in tokens, special tokens included; longer texts are truncated or refused.
     pub max_input_length: usize,
-    /// Pooling of token vectors into one sentence vector (`mean` or `cls`).
+    /// Pooling of token vectors into one sentence vector (`mean`, `cls`, `max`, `lasttoken`,
+    /// `mean_sqrt_len_tokens`; `none` for a reranker).
     pub pooling: String,
+    /// The encoder family (`bert`, `xlm-roberta`); `unknown` while loading and from older servers.
+    #[serde(default = "unknown")]
+    pub architecture: String,
+    /// What the model answers: `embed` (vectors at `/embed`, `/v1/embeddings`) or `rerank`
+    /// (scores at `/rerank`, `/v1/rerank`); `embed` from older servers.
+    #[serde(default = "embed_task")]
+    pub task: String,
+    /// Named prompts (`prompt_name` on `/embed`), each the prefix it adds.
+    #[serde(default)]
+    pub prompts: std::collections::BTreeMap<String, String>,
+    /// The prompt a request that names none gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_prompt_name: Option<String>,
     /// Precision of the dense layers (`f32`, or `int8` with `--dtype int8`); `unknown` while
     /// loading, and from servers older than the field.
     #[serde(default = "unknown")]
