@@ -53,6 +53,16 @@ fn run(name: &str, p95: &str) -> (i32, LoadTest, PathBuf) {
 }
 
 fn run_manifest(name: &str, manifest: &str) -> (i32, LoadTest, PathBuf) {
+    let models = root().join("models");
+    assert!(
+        models.join("all-MiniLM-L6-v2").is_dir(),
+        "run scripts/fetch-model.sh first"
+    );
+    run_manifest_with(name, manifest, &models)
+}
+
+/// [`run_manifest`] with `/models/…` read from `models`.
+fn run_manifest_with(name: &str, manifest: &str, models: &Path) -> (i32, LoadTest, PathBuf) {
     let dir = std::env::temp_dir().join(format!("loadgate-local-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("test.yaml");
@@ -64,12 +74,7 @@ fn run_manifest(name: &str, manifest: &str) -> (i32, LoadTest, PathBuf) {
         "{} is not built (cargo test --workspace builds it)",
         server.display()
     );
-    let models = root().join("models");
-    assert!(
-        models.join("all-MiniLM-L6-v2").is_dir(),
-        "run scripts/fetch-model.sh first"
-    );
-    let output = local(&file, &dir.join("results"), &models);
+    let output = local(&file, &dir.join("results"), models);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let out = dir.join("results").join(name);
     let status = std::fs::read_to_string(out.join("status.yaml"))
@@ -311,5 +316,60 @@ spec:
         capacity.message
     );
     assert!(out.join("find.html").is_file());
+    let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
+}
+
+/// A cross-encoder served by model-server (the tiny BERT reranker model-server's fidelity test
+/// holds to sentence-transformers, from `target/tiny-models`, which scripts/test.sh makes) under
+/// both rerank shapes the runner speaks: every answer scores every document, none fails.
+#[test]
+fn a_reranker_endpoint_answers_teis_and_cohere_rerank_tasks() {
+    let models = std::env::var_os("LOADGATE_TINY_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/tiny-models"));
+    assert!(
+        models.join("bert-reranker/config.json").is_file(),
+        "no tiny reranker in {}: scripts/test.sh makes it (model-server/tests/fidelity/make_tiny.py)",
+        models.display()
+    );
+    let manifest = r#"
+apiVersion: loadgate.dev/v1alpha1
+kind: ModelEndpoint
+metadata: {name: reranker}
+spec:
+  model: /models/bert-reranker
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: rerank}
+spec:
+  target: {endpointRef: {name: reranker}}
+  tasks:
+    - {name: tei, weight: 1, request: {rerank: {path: /rerank, api: tei, minDocuments: 4, maxDocuments: 16}}}
+    - {name: cohere, weight: 1, request: {rerank: {path: /v1/rerank, api: cohere, model: tiny, minDocuments: 4, maxDocuments: 16, topN: 3}}}
+  profiles:
+    - {name: mix, users: 2, spawnRate: 2, duration: 4s}
+  thresholds: {p95Ms: 60000, maxErrorRate: 0}
+"#;
+    let (code, test, out) = run_manifest_with("rerank", manifest, &models);
+    let status = test.status.unwrap();
+    assert_eq!(
+        (code, status.phase, status.verdict),
+        (0, Some(LoadPhase::Passed), Some(Verdict::Pass)),
+        "{status:?}"
+    );
+    let results = status.profiles[0].results.as_ref().unwrap();
+    assert!(results.requests > 0 && results.failures == 0, "{results:?}");
+    let csv = std::fs::read_to_string(out.join("mix_stats.csv")).unwrap();
+    for task in ["tei", "cohere"] {
+        let row = csv
+            .lines()
+            .find(|line| line.split(',').nth(1) == Some(task))
+            .unwrap_or_else(|| panic!("no {task} row in\n{csv}"));
+        let fields: Vec<&str> = row.split(',').collect();
+        let (requests, failures): (u64, u64) =
+            (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+        assert!(requests > 0 && failures == 0, "{task}: {row}");
+    }
     let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
 }

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.runtime) || !has(self.image)", "message": "spec.image and spec.runtime are exclusive: spec.image replaces loadgate's model-server image, spec.runtime.image names your own server"},
-    {"rule": "!has(self.runtime) || !has(self.server) || !(has(self.server.maxBatchSize) || has(self.server.maxBatchTokens) || has(self.server.maxConcurrentRequests) || has(self.server.maxClientBatchSize) || has(self.server.inferenceWorkers) || has(self.server.requestTimeoutSecs) || has(self.server.dtype))", "message": "spec.server applies to loadgate's model-server only; with spec.runtime pass your server's own flags in spec.runtime.args"},
+    {"rule": "!has(self.runtime) || !has(self.server) || !(has(self.server.maxBatchSize) || has(self.server.maxBatchTokens) || has(self.server.maxConcurrentRequests) || has(self.server.maxClientBatchSize) || has(self.server.inferenceWorkers) || has(self.server.requestTimeoutSecs) || has(self.server.dtype) || has(self.server.defaultPromptName))", "message": "spec.server applies to loadgate's model-server only; with spec.runtime pass your server's own flags in spec.runtime.args"},
 ]))]
 pub struct ModelEndpointSpec {
     /// The model: a directory inside the image or on the mounted `modelVolumeClaim` (e.g.
@@ -198,6 +198,23 @@ pub struct ServerSettings {
     /// ≥ 0.999 to f32; a pod on a CPU without VNNI exits with an error naming it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<crate::embed::Dtype>,
+    /// The prompt (from the model's `config_sentence_transformers.json`, e.g. `query` for an E5
+    /// or BGE model) prefixed to every text a request names none for (`--default-prompt-name`);
+    /// default: the model's own `default_prompt_name`, else none. A name the model lacks stops
+    /// the pod at start-up, naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub default_prompt_name: Option<String>,
+}
+
+impl ServerSettings {
+    /// The fields set, as the CRD spells them (`maxBatchSize`, …): what `spec.runtime` refuses.
+    pub fn fields_set(&self) -> Vec<String> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The readiness probe on `/health` (503 while the model loads, 200 when ready).
@@ -269,4 +286,34 @@ pub struct ModelEndpointStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crds_runtime_rule_refuses_every_server_setting() {
+        let every = ServerSettings {
+            max_batch_size: Some(1),
+            max_batch_tokens: Some(1),
+            max_concurrent_requests: Some(1),
+            max_client_batch_size: Some(1),
+            inference_workers: Some(1),
+            request_timeout_secs: Some(1),
+            dtype: Some(crate::embed::Dtype::Int8),
+            default_prompt_name: Some("query".into()),
+        };
+        let fields = every.fields_set();
+        assert_eq!(fields.len(), 8, "{fields:?}");
+        let crd =
+            serde_json::to_string(&<ModelEndpoint as kube::CustomResourceExt>::crd()).unwrap();
+        for field in fields {
+            assert!(
+                crd.contains(&format!("has(self.server.{field})")),
+                "the CEL rule on spec.runtime misses spec.server.{field}"
+            );
+        }
+        assert!(ServerSettings::default().fields_set().is_empty());
+    }
 }

@@ -328,17 +328,7 @@ impl ModelEndpointSpec {
                 ),
             );
         }
-        let s = &self.server;
-        let set = [
-            ("maxBatchSize", s.max_batch_size.is_some()),
-            ("maxBatchTokens", s.max_batch_tokens.is_some()),
-            ("maxConcurrentRequests", s.max_concurrent_requests.is_some()),
-            ("maxClientBatchSize", s.max_client_batch_size.is_some()),
-            ("inferenceWorkers", s.inference_workers.is_some()),
-            ("requestTimeoutSecs", s.request_timeout_secs.is_some()),
-            ("dtype", s.dtype.is_some()),
-        ];
-        if let Some((field, _)) = set.iter().find(|(_, set)| *set) {
+        if let Some(field) = self.server.fields_set().first() {
             return err(
                 format!("spec.server.{field}"),
                 "applies to loadgate's model-server only; with spec.runtime pass your \

@@ -178,6 +178,9 @@ fn model_server(
     if let Some(dtype) = server.dtype {
         env_vars.push(env("DTYPE", dtype.as_str()));
     }
+    if let Some(prompt) = &server.default_prompt_name {
+        env_vars.push(env("DEFAULT_PROMPT_NAME", prompt));
+    }
     if server.inference_workers.is_none() {
         // As the CRD promises: one forward pass per core the pod may use (measured fastest on
         // 2 cores, ../shared/notes), not the node's core count model-server would see.
@@ -368,6 +371,7 @@ mod tests {
         let mut ep = endpoint("mini");
         ep.spec.server.max_batch_size = Some(32);
         ep.spec.server.dtype = Some(loadgate_api::embed::Dtype::Int8);
+        ep.spec.server.default_prompt_name = Some("query".into());
         let d = deployment(&ep, "example/model-server:1");
         let pod = d.spec.template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
@@ -381,6 +385,7 @@ mod tests {
         assert!(env.contains(&("MODEL".into(), "/models/all-MiniLM-L6-v2".into())));
         assert!(env.contains(&("MAX_BATCH_SIZE".into(), "32".into())));
         assert!(env.contains(&("DTYPE".into(), "int8".into())));
+        assert!(env.contains(&("DEFAULT_PROMPT_NAME".into(), "query".into())));
         assert!(
             !env.iter().any(|(n, _)| n == "MAX_BATCH_TOKENS"),
             "unset tuning keeps the server default"
