@@ -4,14 +4,15 @@
 # container images (built and run), the chart checks, the end-to-end tests on a real control
 # plane (test/e2e/run.sh, pods as processes) and on a real node (test/node/e2e.sh, the images on
 # the real kubelet).
-# Needs: cargo, go 1.25+, python3, npm, lua5.4, shellcheck, openssl, curl, nginx, qemu-user, chromium,
+# Needs: cargo, go 1.25+, python3 (with venv; bench/setup-python.sh fetches PyTorch once), npm, lua5.4, shellcheck, openssl, curl, nginx, qemu-user, chromium,
 # buildah, podman, runc, containerd, Debian's CNI plugins, iptables and iproute2 (.ci/run
 # installs them), and root (test/node/e2e.sh: a network namespace and containerd).
 #
 #   scripts/test.sh          the whole suite (CI's; about 30 minutes on 2 cores)
 #   scripts/test.sh --fast   the loop to run while working: formatting, lints, every unit and
-#                            loopback test of the workspace (the real model included); no root,
-#                            no Go, no images, no cluster (2 to 3 minutes warm on 2 cores: 132 and 164 s measured)
+#                            loopback test of the workspace (the real model and the tiny fidelity
+#                            checkpoints included: bench/.venv, built once); no root, no Go, no
+#                            images, no cluster (2 to 3 minutes warm on 2 cores: 132 and 164 s measured)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
