@@ -202,14 +202,11 @@ fn download(repo: &str, hub: &Hub) -> Result<PathBuf, ModelError> {
         endpoint: endpoint.clone(),
         reason,
     };
-    for (file, required) in REQUIRED
-        .iter()
-        .map(|f| (f, true))
-        .chain(OPTIONAL.iter().map(|f| (f, false)))
-    {
+    // Downloads `file` unless it is there already; a 404 on an optional one is skipped.
+    let fetch = |file: &str, required: bool| -> Result<(), ModelError> {
         let target = dir.join(file);
         if target.is_file() {
-            continue;
+            return Ok(());
         }
         let url = format!("{endpoint}/{repo}/resolve/main/{file}");
         let mut request = agent.get(&url);
@@ -218,7 +215,7 @@ fn download(repo: &str, hub: &Hub) -> Result<PathBuf, ModelError> {
         }
         let mut response = match request.call() {
             Ok(response) => response,
-            Err(ureq::Error::StatusCode(404)) if !required => continue,
+            Err(ureq::Error::StatusCode(404)) if !required => return Ok(()),
             Err(e) => return Err(fail(file, e.to_string())),
         };
         let parent = target
@@ -235,6 +232,17 @@ fn download(repo: &str, hub: &Hub) -> Result<PathBuf, ModelError> {
             .map_err(|e| fail(file, e.to_string()))?;
         std::fs::rename(&partial, &target).map_err(|e| fail(file, e.to_string()))?;
         tracing::info!(repo, file, "downloaded model file");
+        Ok(())
+    };
+    for file in REQUIRED {
+        fetch(file, true)?;
+    }
+    for file in OPTIONAL {
+        fetch(file, false)?;
+    }
+    // The files of the modules modules.json lists in their own folders (2_Dense/, …).
+    for file in crate::modules::module_files(&dir)? {
+        fetch(&file, true)?;
     }
     Ok(dir)
 }

@@ -491,6 +491,45 @@ fn embed_task(dir: &Path) -> Result<Task, ModelError> {
     })
 }
 
+/// The files the stack in `dir`'s `modules.json` needs from folders of their own: each Pooling's
+/// and Dense module's `config.json`, each Dense module's `model.safetensors`; none without a
+/// `modules.json`. Paths are relative to `dir`, for downloading a Hub repo's modules.
+///
+/// # Errors
+/// A `modules.json` that cannot be parsed, or a module path that is not a plain relative folder
+/// (`..`, absolute): a downloaded `modules.json` must not write outside the model's folder.
+pub fn module_files(dir: &Path) -> Result<Vec<String>, ModelError> {
+    let modules_path = dir.join("modules.json");
+    if !modules_path.is_file() {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<ModuleEntry> = read_json(&modules_path)?;
+    let mut files = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let kind = entry.kind.rsplit('.').next().unwrap_or(&entry.kind);
+        let needs: &[&str] = match kind {
+            "Pooling" => &["config.json"],
+            "Dense" => &["config.json", "model.safetensors"],
+            _ => &[],
+        };
+        if needs.is_empty() || entry.path.is_empty() {
+            continue;
+        }
+        let plain = Path::new(&entry.path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(unsupported(
+                &modules_path,
+                &format!("[{index}].path"),
+                format!("{:?} is not a folder inside the model", entry.path),
+            ));
+        }
+        files.extend(needs.iter().map(|file| format!("{}/{file}", entry.path)));
+    }
+    Ok(files)
+}
+
 fn read_pooling(path: &Path) -> Result<Pooling, ModelError> {
     let cfg: PoolingConfig = read_json(path)?;
     if !cfg.include_prompt {
@@ -801,6 +840,26 @@ mod tests {
             "config_sentence_transformers.json",
             "default_prompt_name",
         );
+    }
+
+    #[test]
+    fn module_files_name_each_modules_own_files_and_refuse_escaping_paths() {
+        let dir = Dir::new("files");
+        dir.write("modules.json", STACK);
+        assert_eq!(
+            module_files(&dir.0).unwrap(),
+            [
+                "1_Pooling/config.json",
+                "2_Dense/config.json",
+                "2_Dense/model.safetensors"
+            ]
+        );
+        dir.write(
+            "modules.json",
+            r#"[{"path": "../../etc", "type": "sentence_transformers.models.Dense"}]"#,
+        );
+        let error = module_files(&dir.0).unwrap_err().to_string();
+        assert!(error.contains("[0].path"), "{error}");
     }
 
     #[test]

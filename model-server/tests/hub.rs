@@ -121,3 +121,47 @@ async fn an_unreachable_hub_says_to_use_a_local_directory() {
     assert!(err.contains("cannot download config.json"), "{err}");
     assert!(err.contains("local directory"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_modules_of_modules_json_are_downloaded_from_their_folders() {
+    let modules = r#"[
+      {"path": "", "type": "sentence_transformers.models.Transformer"},
+      {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+      {"path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+      {"path": "3_Normalize", "type": "sentence_transformers.models.Normalize"}
+    ]"#;
+    let (endpoint, _fake) = start_fake_hub(&[
+        ("config.json", r#"{"model_type": "xlm-roberta"}"#),
+        ("model.safetensors", "weights"),
+        ("tokenizer.json", "{}"),
+        ("modules.json", modules),
+        ("1_Pooling/config.json", r#"{"pooling_mode": "mean"}"#),
+        (
+            "2_Dense/config.json",
+            r#"{"in_features": 384, "out_features": 256}"#,
+        ),
+        ("2_Dense/model.safetensors", "dense weights"),
+    ])
+    .await;
+    let hub = Hub {
+        endpoint,
+        token: None,
+        cache_dir: temp_cache("modules"),
+    };
+    let files = tokio::task::spawn_blocking(move || model::resolve("acme/tiny-bert", &hub))
+        .await
+        .unwrap()
+        .unwrap();
+    let dense = files.dir.join("2_Dense/model.safetensors");
+    assert_eq!(std::fs::read_to_string(dense).unwrap(), "dense weights");
+    let model_server::modules::Task::Embed {
+        dense, normalize, ..
+    } = &files.modules.task
+    else {
+        panic!("an embedder: {:?}", files.modules.task)
+    };
+    assert_eq!(
+        (dense.len(), dense[0].out_features, *normalize),
+        (1, 256, true)
+    );
+}
