@@ -6,8 +6,10 @@ The checkpoint has the shape of cross-encoder/ms-marco-MiniLM-L-6-v2 (BERT, 6 la
 384, 12 heads, one label): all-MiniLM-L6-v2's encoder (scripts/fetch-model.sh) with a seeded
 classifier head, saved as sentence-transformers saves a CrossEncoder (no model hub here; the
 cost of a pass is the shape's, not the weights'). The 32 passages are 2-4 sentences of the
-calibration corpus each (about 40-110 tokens with the query), the length RAG retrieval hands a
-reranker.
+calibration corpus each (18-153 tokens with the query, median 55), the length RAG retrieval hands
+a reranker. PyTorch and ONNX Runtime pad the batch to its longest pair, as CrossEncoder.predict
+and TEI's ONNX path do; model-server runs the pairs back to back without padding, which is part
+of what the ratio measures.
 
 Each engine scores the same 32 pairs per pass, tokenization included:
 - model-server: `POST /rerank` from one client over loopback (release build, its defaults: one
