@@ -194,9 +194,10 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub headers: Vec<crate::target::Header>,
-    /// The path that must answer 2xx before the load starts (default `/health`, or
-    /// `/v1/models` when a task is a chat or completion: the OpenAI-compatible servers all
-    /// serve it, and not all serve `/health`).
+    /// The path that must answer 2xx before the load starts (default: the ModelEndpoint's
+    /// `runtime.readinessPath` when it runs the team's server image, else `/v1/models` when a
+    /// task is a chat or completion (the OpenAI-compatible servers all serve it, and not all
+    /// serve `/health`), else `/health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^/"))]
     pub readiness_path: Option<String>,

@@ -128,8 +128,8 @@ pub struct Runtime {
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<i32>,
     /// Path of the HTTP readiness (and start-up and liveness) probe: 200 once the server can
-    /// answer. A LoadTest's runners wait on their own `target.readinessPath` (default
-    /// `/health`).
+    /// answer. A LoadTest's runners wait on it too before loading, unless the LoadTest names
+    /// its own `target.readinessPath`.
     #[serde(default = "default_readiness_path")]
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^/"))]
     pub readiness_path: String,

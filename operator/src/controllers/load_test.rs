@@ -60,6 +60,8 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         .ok_or_else(|| Error::InvalidSpec("a LoadTest must be namespaced".into()))?;
     let run = requested_run(test);
     let now = ctx.clock.now();
+    // The endpoint's own readiness path (a team's server image), for the runners' wait.
+    let mut endpoint_readiness = None;
     let plan = match test.status.as_ref() {
         Some(status) if is_current_run(test, status, &run) => {
             if status.phase.is_some_and(LoadPhase::is_finished) {
@@ -68,6 +70,7 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
             }
             let running = status.phase == Some(LoadPhase::Running);
             let endpoint = observe_endpoint(ctx, test, &namespace, running).await?;
+            endpoint_readiness = endpoint.readiness_path().map(str::to_owned);
             let job = observe_job(ctx, test, status, &namespace, &run).await?;
             if matches!(job, JobState::Succeeded(_)) {
                 // Merging histograms, steps and windows is CPU work: on the blocking pool.
@@ -138,7 +141,16 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
         },
         _ => plan,
     };
-    let mut plan = match act(ctx, test, &namespace, &run, &plan).await {
+    let mut plan = match act(
+        ctx,
+        test,
+        &namespace,
+        &run,
+        &plan,
+        endpoint_readiness.as_deref(),
+    )
+    .await
+    {
         Ok(()) => plan,
         // A refusal only a person can fix (422 invalid, 403 forbidden) ends the run with the
         // apiserver's own words in the conditions; other errors are retried.
@@ -340,6 +352,7 @@ async fn observe_endpoint(
             url: url.trim_end_matches('/').to_owned(),
             cold_start_seconds: None,
             resources: None,
+            readiness_path: None,
         });
     }
     let Some(reference) = &target.endpoint_ref else {
@@ -364,6 +377,7 @@ async fn observe_endpoint(
             url,
             cold_start_seconds: status.cold_start_seconds,
             resources: crate::resources::model_endpoint::target_resources(&endpoint.spec),
+            readiness_path: (endpoint.spec.runtime.as_ref()).map(|r| r.readiness_path.clone()),
         }
     } else {
         EndpointState::NotReady {
@@ -550,6 +564,7 @@ async fn act(
     namespace: &str,
     run: &str,
     plan: &Plan,
+    endpoint_readiness: Option<&str>,
 ) -> Result<()> {
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     match &plan.step {
@@ -566,6 +581,7 @@ async fn act(
                     profile,
                     run,
                     target_url,
+                    endpoint_readiness,
                     default_image: &ctx.settings.loadrunner_image,
                     start_at_ms: start_at(test.spec.parallelism, ctx.clock.system_time()),
                 },
@@ -915,11 +931,13 @@ mod tests {
         assert!(verifier.await.unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_ready_endpoint_gets_the_first_runner_job() {
+    /// Reconciles a started run whose endpoint `ep` is Ready: the first runner Job is created.
+    /// Returns the bodies sent and the run spec the Job hands its runners.
+    async fn first_runner_job(
+        mut ep: ModelEndpoint,
+    ) -> (Vec<serde_json::Value>, loadgate_api::run_spec::RunSpec) {
         let mut test = load_test("gate");
         test.status = Some(start_run(&test, None, None, "initial", &at(NOW)).status);
-        let mut ep = endpoint("mini");
         ep.status = Some(endpoint_status(
             &ep,
             Some(&deployment_with(1, 1, 1, 1)),
@@ -949,14 +967,38 @@ mod tests {
         let args = bodies[2]["spec"]["template"]["spec"]["containers"][0]["args"]
             .as_array()
             .unwrap();
-        // The runners load the endpoint's Service, as the one run spec they are handed says.
         let spec = args.iter().position(|a| a == "--spec").unwrap() + 1;
         let spec =
             loadgate_api::run_spec::RunSpec::from_json(args[spec].as_str().unwrap()).unwrap();
-        assert_eq!(spec.target, "http://mini.ml.svc:8080");
-        assert_eq!(bodies[3]["status"]["phase"], "Running");
         assert_eq!(bodies[3]["status"]["profiles"][0]["job"], job_name.as_str());
+        (bodies, spec)
+    }
+
+    #[tokio::test]
+    async fn a_ready_endpoint_gets_the_first_runner_job() {
+        let (bodies, spec) = first_runner_job(endpoint("mini")).await;
+        // The runners load the endpoint's Service, as the one run spec they are handed says.
+        assert_eq!(spec.target, "http://mini.ml.svc:8080");
+        assert_eq!(spec.readiness.path, "/health");
+        assert_eq!(bodies[3]["status"]["phase"], "Running");
         assert_eq!(bodies[4]["reason"], "ProfileStarted");
+    }
+
+    /// A team's server image answers readiness where its `runtime.readinessPath` says, maybe
+    /// not on `/health`: the runners wait there.
+    #[tokio::test]
+    async fn the_runners_wait_on_a_team_servers_readiness_path() {
+        let mut ep = endpoint("mini");
+        ep.spec.runtime = Some(loadgate_api::model_endpoint::Runtime {
+            image: "example/team-server:1".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            port: None,
+            readiness_path: "/v1/models".into(),
+            model_mount_path: "/models".into(),
+        });
+        let (_, spec) = first_runner_job(ep).await;
+        assert_eq!(spec.readiness.path, "/v1/models");
     }
 
     #[tokio::test]
@@ -1289,6 +1331,7 @@ mod tests {
             url: "http://mini.ml.svc:8080".into(),
             cold_start_seconds: None,
             resources: None,
+            readiness_path: None,
         };
         test.status = Some(advance(&test, &start, &ready, &JobState::Missing, &at(NOW)).status);
         test

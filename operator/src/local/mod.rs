@@ -216,6 +216,7 @@ async fn run_manifest(
         url: url.clone(),
         cold_start_seconds,
         resources,
+        readiness_path: None,
     };
     let total = test.spec.profiles.len();
     let mut reports = Vec::new();
@@ -333,7 +334,8 @@ async fn run_profile(
 ) -> JobState {
     let profile = &test.spec.profiles[index];
     let prefix = out.join(&profile.name);
-    let mut spec = run_spec(test, profile, url);
+    // Local mode runs model-server only (a spec.runtime is refused): its readiness is /health.
+    let mut spec = run_spec(test, profile, url, None);
     // What a runner pod reads from its Secret-backed environment and mounted files, here from
     // the manifest's own Secrets and ConfigMaps, in memory.
     if let Err(e) = objects.localize(test, &mut spec) {

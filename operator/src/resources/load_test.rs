@@ -294,6 +294,9 @@ pub struct RunnerJob<'a> {
     pub run: &'a str,
     /// Base URL the runners load.
     pub target_url: &'a str,
+    /// The endpoint's own readiness path (`spec.runtime.readinessPath`), where it runs the
+    /// team's server image.
+    pub endpoint_readiness: Option<&'a str>,
     /// Image when the spec names none.
     pub default_image: &'a str,
     /// Several runner pods: when they all begin their load, unix ms ([`start_at`]).
@@ -318,16 +321,24 @@ pub fn start_at(parallelism: i32, now: std::time::SystemTime) -> Option<u64> {
 /// The run one profile's runners carry out, as a Job's pods and local mode both run it: the
 /// whole profile (each pod takes its share from its index), the task mix, the profile's
 /// budgets and the test's task budgets. `caller_judges`: a broken budget is the profile's
-/// verdict, given on the merged results, not a failed pod.
-pub fn run_spec(test: &LoadTest, profile: &ProfileSpec, target_url: &str) -> RunSpec {
+/// verdict, given on the merged results, not a failed pod. The runners wait for the target on
+/// `target.readinessPath`, else on `endpoint_readiness` (the ModelEndpoint's
+/// `runtime.readinessPath`: the team's server answers there), else on `/v1/models` for an LLM
+/// task, else on `/health`.
+pub fn run_spec(
+    test: &LoadTest,
+    profile: &ProfileSpec,
+    target_url: &str,
+    endpoint_readiness: Option<&str>,
+) -> RunSpec {
     let spec = &test.spec;
     let mut run = RunSpec::new(target_url, profile.load_profile());
     run.readiness.timeout = loadgate_api::duration::Duration::from_secs(RUNNER_READY_TIMEOUT_SECS);
     if !spec.tasks.is_empty() {
         run.tasks.clone_from(&spec.tasks);
     }
-    if let Some(path) = &spec.target.readiness_path {
-        run.readiness.path.clone_from(path);
+    if let Some(path) = spec.target.readiness_path.as_deref().or(endpoint_readiness) {
+        path.clone_into(&mut run.readiness.path);
     } else if loadgate_api::rules::has_llm_task(&spec.tasks) {
         "/v1/models".clone_into(&mut run.readiness.path);
     }
@@ -495,7 +506,12 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
         (RUN_LABEL.to_owned(), run_hash(runner.run, generation(test))),
         (GENERATION_LABEL.to_owned(), generation(test).to_string()),
     ]));
-    let mut run = run_spec(test, runner.profile, runner.target_url);
+    let mut run = run_spec(
+        test,
+        runner.profile,
+        runner.target_url,
+        runner.endpoint_readiness,
+    );
     run.shard.count = u32::try_from(parallelism).unwrap_or(1);
     run.start_at_ms = runner.start_at_ms;
     // One JSON value holds the run; $(SHARD_INDEX), expanded by the kubelet from the env below,
@@ -600,6 +616,7 @@ mod tests {
                 profile: &profile,
                 run: "initial",
                 target_url: "http://mini.ml.svc:8080",
+                endpoint_readiness: None,
                 default_image: "lr:1",
                 start_at_ms: Some(1_700_000_000_000),
             },
@@ -655,7 +672,7 @@ mod tests {
             ..Default::default()
         });
         let profile = &lt.spec.profiles[0];
-        let run = run_spec(&lt, profile, "http://mini.ml.svc:8080");
+        let run = run_spec(&lt, profile, "http://mini.ml.svc:8080", None);
         assert_eq!(run.profile, profile.load_profile());
         assert_eq!(run.tasks, lt.spec.tasks);
         assert_eq!(
@@ -665,6 +682,24 @@ mod tests {
         assert_eq!(run.task_thresholds, lt.spec.task_thresholds);
         assert!(run.caller_judges && run.readiness.wait);
         assert_eq!(run.validate(), Ok(()));
+    }
+
+    /// The runners wait on the path the target serves readiness on: the LoadTest's own
+    /// `target.readinessPath`, else the endpoint's team server's (`runtime.readinessPath`), else
+    /// `/health`.
+    #[test]
+    fn runners_wait_on_the_team_servers_readiness_path_unless_the_test_names_one() {
+        let mut lt = load_test("gate");
+        let url = "http://mini.ml.svc:8080";
+        let path = |lt: &LoadTest, endpoint: Option<&str>| {
+            run_spec(lt, &lt.spec.profiles[0], url, endpoint)
+                .readiness
+                .path
+        };
+        assert_eq!(path(&lt, None), "/health");
+        assert_eq!(path(&lt, Some("/ready")), "/ready");
+        lt.spec.target.readiness_path = Some("/v1/models".into());
+        assert_eq!(path(&lt, Some("/ready")), "/v1/models");
     }
 
     /// A search profile's spec passes the runner's checks without the spawn rate it does not use.
@@ -679,7 +714,7 @@ mod tests {
         };
         lt.spec.profiles[0].search = Some(search);
         lt.spec.profiles[0].spawn_rate = 0.0;
-        let run = run_spec(&lt, &lt.spec.profiles[0], "http://mini.ml.svc:8080");
+        let run = run_spec(&lt, &lt.spec.profiles[0], "http://mini.ml.svc:8080", None);
         assert_eq!(run.profile.search, Some(search));
         assert_eq!(run.validate(), Ok(()));
         let back = loadgate_api::run_spec::RunSpec::from_json(&run.to_container_arg()).unwrap();
@@ -700,6 +735,7 @@ mod tests {
             profile,
             run: "initial",
             target_url: "http://mini.ml.svc:8080",
+            endpoint_readiness: None,
             default_image: "lr:1",
             start_at_ms: None,
         }

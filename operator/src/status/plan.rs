@@ -20,12 +20,25 @@ pub enum EndpointState {
         /// What the endpoint runs on (all replicas), for each profile's efficiency; `None`
         /// for a URL target.
         resources: Option<loadgate_api::efficiency::TargetResources>,
+        /// The path the endpoint's own server answers readiness on (`spec.runtime.readinessPath`)
+        /// when it runs the team's image; `None` for model-server and URL targets.
+        readiness_path: Option<String>,
     },
     /// Not (yet) Ready; the message says why.
     NotReady {
         /// Its Ready condition's message, or why it cannot be found.
         message: String,
     },
+}
+
+impl EndpointState {
+    /// The endpoint's own readiness path, where it runs the team's server image.
+    pub fn readiness_path(&self) -> Option<&str> {
+        match self {
+            EndpointState::Ready { readiness_path, .. } => readiness_path.as_deref(),
+            EndpointState::NotReady { .. } => None,
+        }
+    }
 }
 
 /// What the operator saw of the current profile's Job.

@@ -32,6 +32,7 @@ pub(super) fn observe(
             url,
             cold_start_seconds,
             resources,
+            ..
         } if waiting => {
             st.target_url = Some(url.clone());
             st.cold_start_seconds = *cold_start_seconds;
@@ -107,6 +108,7 @@ mod tests {
             url: "http://mini.ml.svc:8080".into(),
             cold_start_seconds: Some(3.0),
             resources: None,
+            readiness_path: None,
         }
     }
 

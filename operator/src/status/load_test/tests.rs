@@ -23,6 +23,7 @@ fn ready() -> EndpointState {
             cpu_cores: 2.0,
             memory_gib: None,
         }),
+        readiness_path: None,
     }
 }
 
