@@ -48,6 +48,15 @@ pub enum MergeError {
         #[source]
         source: hdrhistogram::AdditionError,
     },
+    /// A summary's failure reasons break what a runner writes (too many, too long, counted
+    /// twice, or more than its failures).
+    #[error("failure reasons of profile {profile:?}: {why}")]
+    BadFailureReasons {
+        /// The profile.
+        profile: String,
+        /// What is wrong.
+        why: String,
+    },
     /// Counts that overflow when added up (requests: past [`codec::MAX_COUNT`], the most a
     /// histogram encodes; no real run comes near).
     #[error("{what} of {name:?} overflow when the summaries are added up")]
@@ -69,6 +78,7 @@ impl MergeError {
             MergeError::CountMismatch { .. } => "count_mismatch",
             MergeError::Incompatible { .. } => "incompatible_histograms",
             MergeError::Overflow { .. } => "overflow",
+            MergeError::BadFailureReasons { .. } => "bad_failure_reasons",
         }
     }
 }

@@ -393,7 +393,13 @@ pub fn render_test(report: &TestReport) -> String {
             summary: &p.summary,
             thresholds: &p.thresholds,
             history: &p.history,
-            failures: Vec::new(),
+            // The runners' most frequent reasons, added up (their full lists stay in their pods).
+            failures: (p.summary.failure_reasons.iter())
+                .map(|r| {
+                    let name = r.path.as_deref().unwrap_or(&r.task);
+                    (r.method.as_str(), name, r.reason.as_str(), r.count)
+                })
+                .collect(),
             efficiency: p.efficiency.as_ref(),
         })
         .collect();
@@ -679,6 +685,7 @@ mod tests {
             quality: None,
             connections: None,
             dataset: None,
+            failure_reasons: Vec::new(),
         };
         let html = render(&summary, &stats, &thresholds);
         for wanted in [
@@ -756,6 +763,7 @@ mod tests {
             quality: None,
             connections: None,
             dataset: None,
+            failure_reasons: Vec::new(),
         };
         let mut search = summary("find", true);
         search.curve = [10.0, 20.0, 30.0]

@@ -10,7 +10,8 @@
 //!    timings and tokens, added up and merged), [`entry`] (one task's counts and
 //!    latencies, the figures reports print), [`dials`] (the connections a run opened).
 //! 2. **Judgement**: [`capacity`] (a ramp's or search's steps, the curve, the knee), [`gate`]
-//!    (budgets into violations), [`stats`] (a run's accumulator, which closes windows and judges
+//!    (budgets into violations), [`failures`] (why requests failed, added up and named in the
+//!    verdict), [`stats`] (a run's accumulator, which closes windows and judges
 //!    them as they end), [`checked`] (a runner's histogram checked against its counts),
 //!    [`summary`] (a finished run's summary and verdict), [`merge`] (parallel runners added up
 //!    exactly), [`history`] (once-a-second windows, merged), [`results_frame`] (the full results
@@ -24,6 +25,7 @@ pub mod checked;
 pub mod codec;
 pub mod dials;
 pub mod entry;
+pub mod failures;
 pub mod gate;
 pub mod history;
 pub mod html;

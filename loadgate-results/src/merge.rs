@@ -10,7 +10,7 @@
 use crate::capacity;
 use crate::checked::{MergeError, decode};
 use crate::codec::{self, encode};
-use crate::gate;
+use crate::{failures, gate};
 use loadgate_api::capacity::CurvePoint;
 use loadgate_api::load::Thresholds;
 use loadgate_api::stats::{LlmStats, RequestStats};
@@ -280,6 +280,8 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut violations = gate::evaluate(&total, thresholds, &format!("profile {}", first.profile));
+    let failure_reasons = failures::merge(summaries)?;
+    failures::name_top_reason(&mut violations, &failure_reasons);
     let interrupted = summaries.iter().any(|s| s.interrupted);
     let aborted = merged_abort(summaries);
     let quality = merged_quality(summaries);
@@ -322,6 +324,7 @@ pub fn merge(summaries: &[RunSummary], thresholds: &Thresholds) -> Result<RunSum
         connections: crate::dials::merge(summaries.iter().filter_map(|s| s.connections.as_ref())),
         // Every runner read the same dataset.
         dataset: summaries.iter().find_map(|s| s.dataset.clone()),
+        failure_reasons,
     })
 }
 
@@ -455,6 +458,7 @@ mod tests {
             quality: None,
             connections: None,
             dataset: None,
+            failure_reasons: Vec::new(),
         }
     }
 

@@ -449,6 +449,7 @@ mod tests {
             quality: None,
             connections: None,
             dataset: None,
+            failure_reasons: Vec::new(),
         };
         let mut report = ProfileReport {
             summary,

@@ -310,6 +310,7 @@ mod tests {
                 quality: None,
                 connections: None,
                 dataset: None,
+                failure_reasons: Vec::new(),
             },
             steps: vec![],
             windows: (0..windows)

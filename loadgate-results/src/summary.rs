@@ -2,7 +2,7 @@
 //! capacity, and the verdict of its budgets (a search is judged on what its steps found).
 
 use crate::stats::RunOutcome;
-use crate::{capacity, gate};
+use crate::{capacity, failures, gate};
 use loadgate_api::load::{LoadProfile, TaskThresholds, Thresholds};
 use loadgate_api::stats::{RequestStats, StartDelay};
 use loadgate_api::summary::{Abort, RunSummary};
@@ -52,6 +52,8 @@ pub fn summarize(
     if let Some(abort) = &aborted {
         violations.push(abort.violation(&scope, thresholds));
     }
+    // Named in the verdict by [`failures::name_in_verdict`] once the tasks' paths are known.
+    let failure_reasons = failures::from_counts(&outcome.stats.failures);
     let start_delay = outcome.stats.start_delay.as_ref().map(|h| StartDelay {
         p95_ms: h.value_at_quantile(0.95) as f64 / 1000.0,
         max_ms: h.max() as f64 / 1000.0,
@@ -76,6 +78,7 @@ pub fn summarize(
         quality: None,
         connections: outcome.stats.dials.summary(),
         dataset: None,
+        failure_reasons,
     }
 }
 

@@ -118,6 +118,11 @@ pub async fn execute(
     let mut summary =
         summary::summarize(&profile, &outcome, &spec.thresholds, &spec.task_thresholds);
     summary.started_at_ms = Some(clock.started_at_ms);
+    loadgate_results::failures::name_in_verdict(&mut summary, |task| {
+        (spec.tasks.iter())
+            .find(|t| t.name == task)
+            .map(|t| t.request.path())
+    });
     if let Some(quality) = &spec.quality {
         summary::add_quality(&mut summary, &outcome.stats.quality, quality);
     }

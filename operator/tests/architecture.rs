@@ -21,6 +21,7 @@ const RESULTS: &[&str] = &[
     // judgement
     "capacity",
     "gate",
+    "failures",
     "stats",
     "summary",
     "merge",
@@ -47,6 +48,7 @@ const API: &[&str] = &[
     // the outcome
     "stats",
     "capacity",
+    "failures",
     "summary",
     "results",
     "report",

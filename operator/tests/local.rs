@@ -373,3 +373,67 @@ spec:
     }
     let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
 }
+
+/// A task aimed at a wrong path: the status says why its requests failed (the reason, its task
+/// and path, how many), the verdict names it, and the report lists it.
+#[test]
+fn a_wrong_path_fails_naming_why_requests_failed() {
+    let endpoint = MANIFEST.split("---").next().unwrap();
+    let wrong = r#"
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: wrong}
+spec:
+  target: {endpointRef: {name: minilm}}
+  tasks:
+    - {name: embed, weight: 1, request: {embed: {path: /embed, minTexts: 1, maxTexts: 1}}}
+    - {name: wrong-path, weight: 1, request: {get: {path: /nope}}}
+  profiles:
+    - {name: steady, users: 2, spawnRate: 2, duration: 3s}
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.05}
+"#;
+    let (code, test, out) = run_manifest("wrong", &format!("{endpoint}---{wrong}"));
+    let status = test.status.unwrap();
+    assert_eq!((code, status.phase), (1, Some(LoadPhase::Failed)));
+    let results = status.profiles[0].results.as_ref().unwrap();
+    let top = &results.failure_reasons[0];
+    assert_eq!(
+        (
+            top.task.as_str(),
+            top.method.as_str(),
+            top.path.as_deref(),
+            top.reason.as_str()
+        ),
+        ("wrong-path", "GET", Some("/nope"), "HTTPError 404"),
+        "{:?}",
+        results.failure_reasons
+    );
+    assert_eq!(
+        top.count,
+        u64::try_from(results.failures).unwrap(),
+        "every failure is the wrong path's"
+    );
+    let passed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Passed")
+        .unwrap();
+    assert!(
+        passed
+            .message
+            .contains("; most failures: HTTPError 404 on GET /nope (wrong-path): "),
+        "{}",
+        passed.message
+    );
+    assert_eq!(
+        status.summary.as_ref().unwrap().failure_reasons[0].reason,
+        "HTTPError 404",
+        "the test's figures name it too"
+    );
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        page.contains("<h3>Failures</h3>") && page.contains("<td>/nope</td>"),
+        "the report lists the reason"
+    );
+    let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
+}

@@ -33,6 +33,7 @@ pub mod capacity;
 pub mod duration;
 pub mod efficiency;
 pub mod embed;
+pub mod failures;
 pub mod llm_request;
 pub mod load;
 pub mod report;

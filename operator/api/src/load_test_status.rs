@@ -94,6 +94,12 @@ pub struct ResultFigures {
     /// tokens per second and goodput. Absent without an LLM task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<crate::stats::LlmStats>,
+    /// Why requests failed: the most frequent reasons (at most 5), each with its task and how
+    /// many requests it failed, added up over every runner pod
+    /// (`HTTPError 404` on `GET /nope` of task `wrong-path`: 970).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub failure_reasons: Vec<crate::failures::FailureReason>,
 }
 
 /// What one profile measured.

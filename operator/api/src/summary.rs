@@ -76,6 +76,10 @@ pub struct RunSummary {
     /// With `spec.dataset`: what it held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<DatasetStats>,
+    /// Why requests failed: the most frequent reasons, at most
+    /// [`crate::failures::MAX_RUNNER_FAILURE_REASONS`], most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failure_reasons: Vec<crate::failures::FailureReason>,
 }
 
 /// What the quality check of a run found.

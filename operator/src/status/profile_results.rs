@@ -5,6 +5,7 @@
 //! ([`overall_figures`]).
 
 use loadgate_api::capacity::{Capacity, CurvePoint};
+use loadgate_api::failures::{FailureReason, STATUS_FAILURE_REASONS, top};
 use loadgate_api::load::Thresholds;
 use loadgate_api::load_test::ProfileSpec;
 use loadgate_api::load_test_status::{ProfileStatus, ResultFigures, TestCapacity};
@@ -118,6 +119,7 @@ pub fn profile_result(
         p99_ms: t.p99_ms,
         max_ms: t.max_ms,
         llm: t.llm.as_ref().map(LlmStats::without_histograms),
+        failure_reasons: top(merged.failure_reasons.clone(), STATUS_FAILURE_REASONS),
     };
     if merged.interrupted {
         return Err("a runner was interrupted before the profile ended".to_owned());
@@ -266,7 +268,27 @@ pub fn overall_figures(profiles: &[ProfileStatus]) -> Option<ResultFigures> {
         p99_ms: worst(|f| f.p99_ms),
         max_ms: worst(|f| f.max_ms),
         llm: worst_llm(with.iter().filter_map(|f| f.llm.as_ref()).collect()),
+        failure_reasons: test_failure_reasons(&with),
     })
+}
+
+/// The test's most frequent failure reasons: each profile's added up by task, method and reason.
+fn test_failure_reasons(profiles: &[&ResultFigures]) -> Vec<FailureReason> {
+    let mut sums: std::collections::BTreeMap<(String, String, String), FailureReason> =
+        std::collections::BTreeMap::new();
+    for reason in profiles.iter().flat_map(|f| &f.failure_reasons) {
+        let key = (
+            reason.task.clone(),
+            reason.method.clone(),
+            reason.reason.clone(),
+        );
+        let sum = sums.entry(key).or_insert_with(|| FailureReason {
+            count: 0,
+            ..reason.clone()
+        });
+        sum.count = sum.count.saturating_add(reason.count);
+    }
+    top(sums.into_values().collect(), STATUS_FAILURE_REASONS)
 }
 
 /// The test's LLM figures from its profiles': counts add up, each timing is the worst

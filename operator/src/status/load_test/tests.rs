@@ -70,6 +70,7 @@ fn summary(profile: &str, latency_ms: u64, failures: u64) -> RunSummary {
         quality: None,
         connections: None,
         dataset: None,
+        failure_reasons: Vec::new(),
     }
 }
 
