@@ -27,6 +27,12 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
     for v in &summary.violations {
         println!("FAIL {}", v.message);
     }
+    if !summary.failure_reasons.is_empty() {
+        let reasons = &summary.failure_reasons;
+        let shown = reasons.len().min(loadgate_api::failures::STATUS_FAILURE_REASONS);
+        let top: Vec<String> = reasons[..shown].iter().map(|r| r.describe()).collect();
+        println!("failures by reason: {}", top.join("; "));
+    }
     if let Some(delay) = &summary.start_delay {
         println!(
             "open model: requests started up to {:.1} ms late (p95 {:.1} ms); {} not sent, counted as failures ({} dropped for want of a free user, {} still waiting at the end)",

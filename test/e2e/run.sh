@@ -17,7 +17,8 @@
 #   3c   a ramp and a capacity search split over 2 runner pods: one start, full results through
 #        pods/log, the shards' steps added up [minilm]
 #   4    a reachable budget ends Passed=True; an impossible one Passed=False + Stalled=True, naming
-#        the measured value and the budget [minilm]
+#        the measured value and the budget; a task on a wrong path fails with its reason, task,
+#        path and count in failureReasons and the verdict [minilm]
 #   4b   the ModelEndpoint's cold start in status; a profile over budget aborted and the next
 #        skipped (AbortedOnBudget); a re-run by annotation compared with the first run as its
 #        baseline, failing naming both runs; a run of another task mix not compared [4]
@@ -350,9 +351,20 @@ spec:
   target: {endpointRef: {name: minilm}}
   profiles: [{name: steady, users: 2, spawnRate: 2, duration: 5s}]
   thresholds: {p95Ms: 1}
+---
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: wrong-path}
+spec:
+  target: {endpointRef: {name: minilm}}
+  tasks:
+    - {name: embed, weight: 1, request: {embed: {path: /embed, minTexts: 1, maxTexts: 1}}}
+    - {name: wrong-path, weight: 1, request: {get: {path: /nope}}}
+  profiles: [{name: steady, users: 2, spawnRate: 2, duration: 5s}]
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.05}
 EOF
-  kubectl wait --for=condition=Complete lt/reachable lt/impossible --timeout=5m
-  kubectl get lt/reachable lt/impossible
+  kubectl wait --for=condition=Complete lt/reachable lt/impossible lt/wrong-path --timeout=5m
+  kubectl get lt/reachable lt/impossible lt/wrong-path
   [[ $(condition lt/reachable Passed status) == True ]] ||
     fail "reachable budget: Passed=$(condition lt/reachable Passed status): $(condition lt/reachable Passed message)"
   [[ $(condition lt/impossible Passed status) == False ]] || fail "impossible budget passed"
@@ -362,6 +374,21 @@ EOF
     fail "the verdict message does not name the measured p95 and the budget: $message"
   fi
   echo "impossible: $message"
+  # Why requests failed: the reason, its task and path, and how many, merged from the runner's
+  # summary into the status; the error-rate verdict names it.
+  [[ $(condition lt/wrong-path Passed status) == False ]] || fail "a wrong path passed"
+  read -r reason path task count failures < <(kubectl get lt/wrong-path -o json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["status"]["profiles"][0]["results"]
+top = r["failureReasons"][0]
+print(top["reason"].replace(" ", "_"), top.get("path"), top["task"], top["count"], r["failures"])')
+  [[ $reason == HTTPError_404 && $path == /nope && $task == wrong-path ]] ||
+    fail "failureReasons[0] is not the wrong path's 404: $reason $path $task"
+  [[ $count == "$failures" ]] || fail "the 404s ($count) are not every failure ($failures)"
+  message=$(condition lt/wrong-path Passed message)
+  grep -qF "most failures: HTTPError 404 on GET /nope (wrong-path): $count" <<<"$message" ||
+    fail "the error-rate verdict does not name the reason: $message"
+  echo "wrong-path: $message"
 }
 
 # --- 4b. gates beyond budgets -------------------------------------------------------------------

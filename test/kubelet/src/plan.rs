@@ -163,7 +163,14 @@ pub fn launch(
         .iter()
         .flatten()
         .map(|arg| {
-            let arg = localise(expand(arg, &env));
+            // An argument that is a mapped path is rewritten once: rewriting the local path
+            // again would send a repository under /tmp into a pod's /tmp emptyDir. Mounts are
+            // replaced inside the other arguments (a path in a JSON spec, `--flag=/path`).
+            let arg = expand(arg, &env);
+            let local = localise(arg.clone());
+            if local != arg {
+                return local;
+            }
             mounted
                 .iter()
                 .fold(arg, |arg, (mount, local)| arg.replace(mount, local))
@@ -329,6 +336,49 @@ mod tests {
         assert_eq!(
             launched.args[2],
             "{\"tls\":{\"caFile\":\"/state/r/volumes/target-ca/ca.pem\"}}"
+        );
+    }
+
+    /// A team server's pod has an emptyDir at /tmp; its `--model /models/x` is the repository's
+    /// models folder, wherever the repository is (a clone under /tmp included), never the pod's
+    /// /tmp volume.
+    #[test]
+    fn a_mapped_path_argument_is_rewritten_once() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "team-0", "namespace": "ml"},
+            "spec": {
+                "containers": [{
+                    "name": "model-server", "image": "localhost/loadgate/team-server:e2e",
+                    "args": ["--model", "/models/all-MiniLM-L6-v2", "--model-cache-dir", "/tmp/cache"],
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+                }],
+                "volumes": [{"name": "tmp", "emptyDir": {}}]
+            }
+        }))
+        .unwrap();
+        let container = pod.spec.as_ref().unwrap().containers[0].clone();
+        let mut settings = settings();
+        settings
+            .images
+            .insert("team-server".into(), PathBuf::from("/bin/ms"));
+        settings.paths = vec![("/models".into(), PathBuf::from("/tmp/clone/models"))];
+        let launched = launch(
+            &settings,
+            &pod,
+            &container,
+            Ipv4Addr::new(127, 0, 0, 21),
+            Path::new("/state/t"),
+            &PodObjects::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            launched.args,
+            [
+                "--model",
+                "/tmp/clone/models/all-MiniLM-L6-v2",
+                "--model-cache-dir",
+                "/state/t/volumes/tmp/cache"
+            ]
         );
     }
 
