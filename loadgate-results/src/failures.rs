@@ -6,7 +6,7 @@
 
 use crate::checked::MergeError;
 use loadgate_api::failures::{
-    FailureReason, MAX_FAILURE_REASON_BYTES, MAX_RUNNER_FAILURE_REASONS, bounded, top,
+    FailureReason, MAX_FAILURE_REASON_BYTES, MAX_RUNNER_FAILURE_REASONS, add_up, bounded, top,
 };
 use loadgate_api::summary::{RunSummary, Violation};
 use std::collections::BTreeMap;
@@ -35,7 +35,6 @@ pub fn from_counts(counts: &BTreeMap<(String, String, String), u64>) -> Vec<Fail
 /// reason longer than the bound, a zero count, the same reason twice, or more failures by reason
 /// than it counts in all.
 pub fn merge(summaries: &[RunSummary]) -> Result<Vec<FailureReason>, MergeError> {
-    let mut sums: BTreeMap<(String, String, String), FailureReason> = BTreeMap::new();
     for summary in summaries {
         let bad = |why: String| MergeError::BadFailureReasons {
             profile: summary.profile.clone(),
@@ -70,24 +69,9 @@ pub fn merge(summaries: &[RunSummary]) -> Result<Vec<FailureReason>, MergeError>
                 summary.total.failures
             )));
         }
-        for reason in reasons {
-            let key = (
-                reason.task.clone(),
-                reason.method.clone(),
-                reason.reason.clone(),
-            );
-            let sum = sums.entry(key).or_insert_with(|| FailureReason {
-                count: 0,
-                ..reason.clone()
-            });
-            sum.count = sum.count.saturating_add(reason.count);
-            if sum.path.is_none() {
-                sum.path.clone_from(&reason.path);
-            }
-        }
     }
-    Ok(top(
-        sums.into_values().collect(),
+    Ok(add_up(
+        summaries.iter().flat_map(|s| &s.failure_reasons),
         MAX_RUNNER_FAILURE_REASONS,
     ))
 }

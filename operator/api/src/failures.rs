@@ -58,6 +58,27 @@ pub fn top(mut reasons: Vec<FailureReason>, max: usize) -> Vec<FailureReason> {
     reasons
 }
 
+/// `reasons` added up by task, method and reason (the first path seen kept), most frequent
+/// first, at most `max`. Counts saturate: added-up claims never wrap.
+pub fn add_up<'a>(
+    reasons: impl IntoIterator<Item = &'a FailureReason>,
+    max: usize,
+) -> Vec<FailureReason> {
+    let mut sums: std::collections::BTreeMap<(&str, &str, &str), FailureReason> =
+        std::collections::BTreeMap::new();
+    for reason in reasons {
+        let sum = sums.entry(reason.key()).or_insert_with(|| FailureReason {
+            count: 0,
+            ..reason.clone()
+        });
+        sum.count = sum.count.saturating_add(reason.count);
+        if sum.path.is_none() {
+            sum.path.clone_from(&reason.path);
+        }
+    }
+    top(sums.into_values().collect(), max)
+}
+
 /// `reason` cut to [`MAX_FAILURE_REASON_BYTES`] at a character boundary, `…` marking the cut.
 pub fn bounded(reason: &str) -> String {
     if reason.len() <= MAX_FAILURE_REASON_BYTES {

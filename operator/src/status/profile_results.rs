@@ -5,7 +5,7 @@
 //! ([`overall_figures`]).
 
 use loadgate_api::capacity::{Capacity, CurvePoint};
-use loadgate_api::failures::{FailureReason, STATUS_FAILURE_REASONS, top};
+use loadgate_api::failures::{FailureReason, STATUS_FAILURE_REASONS, add_up, top};
 use loadgate_api::load::Thresholds;
 use loadgate_api::load_test::ProfileSpec;
 use loadgate_api::load_test_status::{ProfileStatus, ResultFigures, TestCapacity};
@@ -274,21 +274,10 @@ pub fn overall_figures(profiles: &[ProfileStatus]) -> Option<ResultFigures> {
 
 /// The test's most frequent failure reasons: each profile's added up by task, method and reason.
 fn test_failure_reasons(profiles: &[&ResultFigures]) -> Vec<FailureReason> {
-    let mut sums: std::collections::BTreeMap<(String, String, String), FailureReason> =
-        std::collections::BTreeMap::new();
-    for reason in profiles.iter().flat_map(|f| &f.failure_reasons) {
-        let key = (
-            reason.task.clone(),
-            reason.method.clone(),
-            reason.reason.clone(),
-        );
-        let sum = sums.entry(key).or_insert_with(|| FailureReason {
-            count: 0,
-            ..reason.clone()
-        });
-        sum.count = sum.count.saturating_add(reason.count);
-    }
-    top(sums.into_values().collect(), STATUS_FAILURE_REASONS)
+    add_up(
+        profiles.iter().flat_map(|f| &f.failure_reasons),
+        STATUS_FAILURE_REASONS,
+    )
 }
 
 /// The test's LLM figures from its profiles': counts add up, each timing is the worst
