@@ -29,7 +29,9 @@ pub fn print_summary(summary: &RunSummary, thresholds: &Thresholds) {
     }
     if !summary.failure_reasons.is_empty() {
         let reasons = &summary.failure_reasons;
-        let shown = reasons.len().min(loadgate_api::failures::STATUS_FAILURE_REASONS);
+        let shown = reasons
+            .len()
+            .min(loadgate_api::failures::STATUS_FAILURE_REASONS);
         let top: Vec<String> = reasons[..shown].iter().map(|r| r.describe()).collect();
         println!("failures by reason: {}", top.join("; "));
     }
