@@ -66,6 +66,10 @@ else
   shellcheck scripts/*.sh test/*/*.sh .ci/run
 fi
 
+step "README and docs/: links and anchors resolve, the two commands exist"
+python3 scripts/check-docs.py --self-test
+python3 scripts/check-docs.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
