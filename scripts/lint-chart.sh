@@ -5,10 +5,14 @@
 #   2. checks that charts/loadgate/crds/ is an exact copy of the generated crds/;
 #   3. helm lint --strict, with the default values, charts/loadgate/ci/test-values.yaml and
 #      charts/loadgate/ci/local-images-values.yaml (what scripts/kind-e2e.sh installs);
-#   4. helm template with each, checks which objects and images come out, and validates the
-#      rendered objects and the CRD files with kubernetes-validate --strict against Kubernetes
-#      $K8S_VERSION;
-#   5. runs the Argo CD Lua health-check tests (docs/argocd/test-health.lua) and checks that
+#   4. helm template with each, and with the runner PodMonitor and the Grafana dashboard
+#      ConfigMap turned on over the defaults; checks which objects and images come out, what the
+#      PodMonitor selects and scrapes, that the ConfigMap holds dashboards/loadgate-run.json as
+#      it is, and validates the rendered objects and the CRD files with kubernetes-validate
+#      --strict against Kubernetes $K8S_VERSION;
+#   5. checks the dashboard (scripts/check-dashboard.py): its structure, and its queries against
+#      test/metrics/runner-scrape.txt, a runner's /metrics (after the checker's self-test);
+#   6. runs the Argo CD Lua health-check tests (docs/argocd/test-health.lua) and checks that
 #      docs/gitops.md embeds the same scripts in its argocd-cm example.
 # Every check runs; the script prints a summary and exits 1 if any failed.
 #
@@ -28,6 +32,11 @@ chart=charts/loadgate
 ci_values=$chart/ci/test-values.yaml
 # The values scripts/kind-e2e.sh installs the chart with: the images scripts/build-images.sh tags.
 local_values=$chart/ci/local-images-values.yaml
+# The Grafana dashboard the chart ships, and a runner's /metrics to check its queries against.
+dashboard=$chart/dashboards/loadgate-run.json
+runner_scrape=test/metrics/runner-scrape.txt
+# The monitoring parts over the default values (the ci values turn them on with every knob set).
+monitoring_set=(--set runnerPodMonitor.enabled=true --set grafanaDashboard.enabled=true)
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -160,13 +169,67 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+# The runner PodMonitor and the dashboard ConfigMap in a rendered file: the PodMonitor selects the
+# pods the operator's runner Jobs create, scrapes their `metrics` port and keeps the labels the
+# dashboard filters on; the ConfigMap carries the sidecar's label and the dashboard file unchanged.
+check_monitoring() {
+  local file=$1 pod_namespaces=$2 configmap_namespace=$3 interval=$4
+  "$venv/bin/python" - "$file" "$dashboard" "$pod_namespaces" "$configmap_namespace" "$interval" <<'PY'
+import json, sys, yaml
+path, dashboard, pod_namespaces, cm_namespace, interval = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+ok = True
+def expect(what, got, want):
+    global ok
+    if got == want:
+        print(f"  {what}: {json.dumps(got)}")
+    else:
+        print(f"{what}: {json.dumps(got)} != expected {json.dumps(want)}")
+        ok = False
+pms = [d for d in docs if d["kind"] == "PodMonitor"]
+cms = [d for d in docs if d["kind"] == "ConfigMap"]
+expect("PodMonitors", len(pms), 1)
+expect("ConfigMaps", len(cms), 1)
+if pms:
+    spec = pms[0]["spec"]
+    expect("PodMonitor selector", spec["selector"], {"matchLabels": {
+        "app.kubernetes.io/name": "loadrunner", "app.kubernetes.io/managed-by": "loadgate"}})
+    expect("PodMonitor namespaceSelector", spec["namespaceSelector"],
+           {"any": True} if pod_namespaces == "any" else {"matchNames": pod_namespaces.split(",")})
+    expect("PodMonitor podTargetLabels", spec["podTargetLabels"],
+           ["loadgate.dev/loadtest", "loadgate.dev/profile"])
+    eps = spec["podMetricsEndpoints"]
+    expect("PodMonitor endpoint", [(e["port"], e["path"], e.get("interval")) for e in eps],
+           [("metrics", "/metrics", interval)])
+if cms:
+    cm = cms[0]
+    expect("ConfigMap namespace", cm["metadata"]["namespace"], cm_namespace)
+    expect("ConfigMap sidecar label", cm["metadata"]["labels"].get("grafana_dashboard"), "1")
+    expect("ConfigMap keys", sorted(cm["data"]), ["loadgate-run.json"])
+    text = cm["data"].get("loadgate-run.json", "")
+    want = open(dashboard).read()
+    if text.rstrip("\n") == want.rstrip("\n") and json.loads(text) == json.loads(want):
+        print(f"  ConfigMap loadgate-run.json: {dashboard} unchanged ({len(text)} bytes)")
+    else:
+        print(f"ConfigMap loadgate-run.json differs from {dashboard}")
+        ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+
+check_dashboard() {
+  python3 scripts/check-dashboard.py "$dashboard" --scrape "$runner_scrape" --self-test &&
+    python3 scripts/check-dashboard.py "$dashboard" --scrape "$runner_scrape"
+}
+
 # kubernetes-validate exits 0 when it has no schema for a kind (it only warns); accept that for
-# ServiceMonitor, a CRD kind it cannot know, and fail on any other warning.
+# ServiceMonitor and PodMonitor, CRD kinds it cannot know, and fail on any other warning.
 validate() {
   local out rc=0
   out=$("$kv" --strict -k "$k8s_version" "$@" 2>&1) || rc=$?
   printf '%s\n' "$out"
-  if grep '^WARN' <<<"$out" | grep -qv 'kind ServiceMonitor with api version monitoring.coreos.com/'; then
+  if grep '^WARN' <<<"$out" |
+    grep -qvE 'kind (ServiceMonitor|PodMonitor) with api version monitoring.coreos.com/'; then
     echo "unexpected warnings above"
     rc=1
   fi
@@ -220,7 +283,15 @@ run_check "rendered objects (default values)" check_rendered "$scratch/default.y
   ClusterRole,ClusterRoleBinding,Deployment,Role,RoleBinding,Service,ServiceAccount "$app_version"
 run_check "helm template (-f $ci_values)" render "$scratch/ci.yaml" -f "$ci_values"
 run_check "rendered objects (ci values)" check_rendered "$scratch/ci.yaml" \
-  Deployment,NetworkPolicy,NetworkPolicy,NetworkPolicy,Role,Role,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor ""
+  ConfigMap,Deployment,NetworkPolicy,NetworkPolicy,NetworkPolicy,PodMonitor,Role,Role,RoleBinding,RoleBinding,Service,ServiceAccount,ServiceMonitor ""
+run_check "runner PodMonitor and dashboard ConfigMap (ci values)" check_monitoring "$scratch/ci.yaml" \
+  ml-team,ml-staging monitoring 10s
+run_check "helm lint --strict (${monitoring_set[*]})" helm_lint "${monitoring_set[@]}"
+run_check "helm template (${monitoring_set[*]})" render "$scratch/monitoring.yaml" "${monitoring_set[@]}"
+run_check "rendered objects (monitoring on)" check_rendered "$scratch/monitoring.yaml" \
+  ClusterRole,ClusterRoleBinding,ConfigMap,Deployment,PodMonitor,Role,RoleBinding,Service,ServiceAccount "$app_version"
+run_check "runner PodMonitor and dashboard ConfigMap (monitoring on)" check_monitoring \
+  "$scratch/monitoring.yaml" any loadgate 5s
 run_check "helm lint --strict (-f $local_values)" helm_lint -f "$local_values"
 run_check "helm template (-f $local_values)" render "$scratch/local.yaml" -f "$local_values"
 run_check "rendered objects (local images: ghcr.io/loadgate/*:dev)" check_rendered "$scratch/local.yaml" \
@@ -228,9 +299,11 @@ run_check "rendered objects (local images: ghcr.io/loadgate/*:dev)" check_render
 run_check "kubernetes-validate --strict (rendered, default values)" validate "$scratch/default.yaml"
 run_check "kubernetes-validate --strict (rendered, ci values)" validate "$scratch/ci.yaml"
 run_check "kubernetes-validate --strict (rendered, local images)" validate "$scratch/local.yaml"
+run_check "kubernetes-validate --strict (rendered, monitoring on)" validate "$scratch/monitoring.yaml"
 if [[ -d crds ]]; then
   run_check "kubernetes-validate --strict (crds/*.yaml)" validate crds/*.yaml
 fi
+run_check "Grafana dashboard $dashboard vs $runner_scrape (scripts/check-dashboard.py)" check_dashboard
 run_check "Argo CD health checks (docs/argocd/test-health.lua)" lua_tests
 run_check "docs/gitops.md embeds the Argo CD health scripts unchanged" check_doc_lua
 
