@@ -31,6 +31,7 @@ pub mod history;
 pub mod html;
 pub mod llm;
 pub mod merge;
+pub mod progress;
 pub mod report;
 pub mod results_frame;
 pub mod sample;

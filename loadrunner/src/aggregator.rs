@@ -2,7 +2,6 @@
 //! bounded channel, closes a window every second (progress, search breaks, abort-on-fail) and
 //! hands the stats back when every sender is gone.
 
-use loadgate_results::entry::HistoryRow;
 use loadgate_results::sample::Sample;
 use loadgate_results::stats::Stats;
 use std::sync::Arc;
@@ -11,13 +10,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Owns the [`Stats`] while a run lasts: drains samples, snapshots every second, and hands the
-/// stats back when every sender is gone. `progress` is called with each history row;
+/// stats back when every sender is gone. `progress` is called with the stats after each second's snapshot;
 /// `break_found` turns true once a search's break is confirmed ([`Stats::stopping_on_break`]).
 pub async fn aggregate(
     mut samples: mpsc::Receiver<Sample>,
     mut stats: Stats,
     users: Arc<AtomicU32>,
-    mut progress: impl FnMut(&HistoryRow, Instant),
+    mut progress: impl FnMut(&Stats, Instant),
     break_found: tokio::sync::watch::Sender<bool>,
 ) -> Stats {
     let started = Instant::now();
@@ -34,9 +33,7 @@ pub async fn aggregate(
             },
             _ = tick.tick() => {
                 stats.snapshot(users.load(Ordering::Relaxed));
-                if let Some(row) = stats.history.last() {
-                    progress(row, started);
-                }
+                progress(&stats, started);
                 if stats.break_found {
                     break_found.send_if_modified(|found| !std::mem::replace(found, true));
                 }

@@ -3,8 +3,8 @@
 
 use loadgate_api::load::Thresholds;
 use loadgate_api::summary::RunSummary;
-use loadgate_results::entry as stats;
-use std::io::IsTerminal;
+use loadgate_results::stats::Stats;
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 /// The summary a run ends with on standard output: totals, broken budgets, an open model's
@@ -113,12 +113,25 @@ pub fn llm_line(l: &loadgate_api::stats::LlmStats) -> String {
     )
 }
 
-/// A live line on a terminal (users, RPS, p95, failures), a log line every 10 s otherwise.
+/// What a run prints while it runs, once a second with its stats: a live line on a terminal;
+/// otherwise every 10 s a log line (`progress: steady 20/60s, 50 users, 48.2 req/s, …`) and,
+/// with `machine_line` (a runner pod, `--results-log`), the progress line the operator reads
+/// into `status.profiles[].progress` ([`loadgate_results::progress`]).
 pub fn progress_printer(
+    profile: &str,
     peak_users: u32,
-) -> impl FnMut(&stats::HistoryRow, Instant) + Send + 'static {
+    planned_seconds: u64,
+    machine_line: bool,
+) -> impl FnMut(&Stats, Instant) + Send + 'static {
     let tty = std::io::stderr().is_terminal();
-    move |row, started| {
+    let profile = profile.to_owned();
+    let every = loadgate_api::progress::PROGRESS_EVERY_SECONDS;
+    // A late tick must not skip a line: each is due once `every` more seconds have passed.
+    let mut next_at = every;
+    move |stats, started| {
+        let Some(row) = stats.history.last() else {
+            return;
+        };
         let secs = started.elapsed().as_secs();
         let (w, t) = (&row.window, &row.total);
         if tty {
@@ -130,15 +143,20 @@ pub fn progress_printer(
                 t.failures,
                 t.error_rate() * 100.0
             );
-        } else if secs % 10 == 0 {
-            tracing::info!(
-                elapsed_s = secs,
-                users = row.users,
-                rps = w.requests,
-                p95_ms = w.p95_ms(),
-                failures = t.failures,
-                "progress"
-            );
+        }
+        if secs < next_at {
+            return;
+        }
+        next_at = (secs / every + 1) * every;
+        let progress = loadgate_results::progress::of_stats(stats, secs, planned_seconds);
+        if !tty {
+            tracing::info!("progress: {profile} {}", progress.describe());
+        }
+        if machine_line {
+            // One write of one line: the log reader takes whole lines only.
+            let line = format!("{}\n", loadgate_results::progress::line(&progress));
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
         }
     }
 }

@@ -17,7 +17,6 @@ use crate::connect::Endpoint;
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use loadgate_api::load::{LoadProfile, Thresholds, WaitTime};
-use loadgate_results::entry::HistoryRow;
 use loadgate_results::sample::{NotSent, Outcome, Sample};
 use loadgate_results::stats::{RunOutcome, Stats};
 use std::future::Future;
@@ -71,7 +70,7 @@ const WAITING_PER_USER: usize = 10;
 pub async fn run(
     plan: RunPlan,
     shutdown: impl Future<Output = ()>,
-    progress: impl FnMut(&HistoryRow, Instant) + Send + 'static,
+    progress: impl FnMut(&Stats, Instant) + Send + 'static,
 ) -> RunOutcome {
     let task_names: Vec<(String, String)> = plan
         .scenario

@@ -100,7 +100,13 @@ pub async fn execute(
         slo: loadgate_results::llm::Slo::of(&spec.thresholds),
     };
     tracing::info!(profile = %profile.name, users, spawn_rate = profile.spawn_rate, run_time = ?profile.run_time(), "starting load");
-    let outcome = engine::run(plan, shutdown, console::progress_printer(users)).await;
+    let printer = console::progress_printer(
+        &profile.name,
+        users,
+        profile.run_time().as_secs(),
+        outputs.results_log,
+    );
+    let outcome = engine::run(plan, shutdown, printer).await;
     if let Some((why, _)) = &outcome.stats.aborted {
         tracing::warn!(
             elapsed_s = outcome.elapsed.as_secs(),

@@ -134,7 +134,7 @@ pub mod apiserver {
         pub path: String,
         /// Status code of the answer.
         pub code: u16,
-        /// JSON body of the answer.
+        /// JSON body of the answer (a JSON string is sent as plain text: a log).
         pub answer: serde_json::Value,
     }
 
@@ -188,9 +188,14 @@ pub mod apiserver {
                 );
                 let bytes = request.into_body().collect_bytes().await.unwrap();
                 bodies.push(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null));
+                // A string answer is sent as it is (a pod's log is text, not JSON).
+                let body = match &step.answer {
+                    serde_json::Value::String(text) => text.clone().into_bytes(),
+                    json => serde_json::to_vec(json).unwrap(),
+                };
                 let response = Response::builder()
                     .status(step.code)
-                    .body(Body::from(serde_json::to_vec(&step.answer).unwrap()))
+                    .body(Body::from(body))
                     .unwrap();
                 send.send_response(response);
             }

@@ -36,6 +36,7 @@ pub mod embed;
 pub mod failures;
 pub mod llm_request;
 pub mod load;
+pub mod progress;
 pub mod report;
 pub mod results;
 pub mod rules;

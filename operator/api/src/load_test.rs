@@ -27,6 +27,7 @@ pub const RUN_ANNOTATION: &str = "loadgate.dev/run";
     shortname = "lt",
     category = "loadgate",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
     printcolumn(name = "P95 ms", type_ = "number", json_path = ".status.summary.p95Ms"),
     printcolumn(
         name = "Error rate",

@@ -160,6 +160,24 @@ pub struct ProfileStatus {
     /// When its results were collected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// While it runs: its load so far, merged from the progress line each runner pod prints
+    /// every 10 s (read through `pods/log`), written at most every 10 s and only when it
+    /// changed; cleared when the profile ends (its `results` hold the exact figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProfileProgress>,
+}
+
+/// A running profile's load so far ([`crate::progress::Progress`]), merged over its pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileProgress {
+    /// The figures (counts and rates added up over the pods; latency the highest pod's).
+    #[serde(flatten)]
+    pub figures: crate::progress::Progress,
+    /// Runner pods whose progress line these figures merge (of `spec.parallelism`).
+    pub pods: u32,
+    /// When the operator read it.
+    pub observed_time: Time,
 }
 
 impl ProfileStatus {
@@ -182,6 +200,7 @@ impl ProfileStatus {
             efficiency: None,
             quality: None,
             connections: None,
+            progress: None,
         }
     }
 }
@@ -278,6 +297,10 @@ pub struct LoadTestStatus {
     /// Pending, WaitingForEndpoint, Running, Passed, Failed or Error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<LoadPhase>,
+    /// While a profile runs, where it is: `steady 120/300s` (its name, then seconds of load so
+    /// far of those planned), the `PROGRESS` column of `kubectl get loadtests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// Pass or Fail, once finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,

@@ -18,7 +18,7 @@ use crate::resources::load_test::{
     job_name, missing_key, references, requested_run, secret_keys, start_at, superseded,
 };
 use crate::status::load_test::{
-    advance, cleanup_in, deny_run, is_current_run, refuse, reject_spec, start_run,
+    advance, cleanup_in, deny_run, is_current_run, live, refuse, reject_spec, start_run,
 };
 use crate::status::plan::{EndpointState, EventReason, JobState, Plan, Step, Transition};
 use crate::status::runner_results;
@@ -72,7 +72,13 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
             let endpoint = observe_endpoint(ctx, test, &namespace, running).await?;
             endpoint_readiness = endpoint.readiness_path().map(str::to_owned);
             let job = observe_job(ctx, test, status, &namespace, &run).await?;
-            if matches!(job, JobState::Succeeded(_)) {
+            // While the profile's Job runs: its pods' progress lines, every 10 s at most.
+            let reading = if matches!(job, JobState::Running) && live::due(status, &now) {
+                observe_progress(ctx, status, &namespace).await?
+            } else {
+                None
+            };
+            let mut plan = if matches!(job, JobState::Succeeded(_)) {
                 // Merging histograms, steps and windows is CPU work: on the blocking pool.
                 let (test, status, now) = (test.clone(), status.clone(), now.clone());
                 tokio::task::spawn_blocking(move || advance(&test, &status, &endpoint, &job, &now))
@@ -80,7 +86,10 @@ async fn reconcile_test(test: &LoadTest, ctx: &Context) -> Result<Action> {
                     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
             } else {
                 advance(test, status, &endpoint, &job, &now)
-            }
+            };
+            live::show(&mut plan.status, reading, &now);
+            ctx.metrics.show_progress(test, &plan.status);
+            plan
         }
         // A new run (first, re-run by annotation, or a spec edit: a new generation) starts
         // only from a spec that keeps every rule of the CRD.
@@ -487,6 +496,58 @@ async fn observe_job(
         }
     }
     Ok(JobState::Succeeded(runners))
+}
+
+/// The running profile's pods' progress lines, merged: each running pod's newest one, from the
+/// last [`progress::TAIL_LINES`] lines of its log (at most [`progress::TAIL_BYTES`]). A pod
+/// whose log cannot be read, or holds no good line yet, is left out (`pods` says how many
+/// count); `None` when none has one.
+///
+/// # Errors
+/// Listing the pods failed (retried). A log read that fails only leaves its pod out: progress
+/// is for watching, and the run must not stall on it.
+async fn observe_progress(
+    ctx: &Context,
+    status: &LoadTestStatus,
+    namespace: &str,
+) -> Result<Option<live::Reading>> {
+    use loadgate_results::progress;
+    let Some(job) = status
+        .profiles
+        .iter()
+        .find(|p| p.phase == ProfilePhase::Running)
+        .and_then(|p| p.job.as_deref())
+    else {
+        return Ok(None);
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}")))
+        .await?;
+    let params = LogParams {
+        container: Some(APP.to_owned()),
+        tail_lines: Some(progress::TAIL_LINES),
+        limit_bytes: Some(progress::TAIL_BYTES),
+        ..LogParams::default()
+    };
+    let mut lines = Vec::new();
+    for pod in list.items.iter().filter(|p| {
+        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+            && p.owner_references()
+                .iter()
+                .any(|o| o.kind == "Job" && o.name == job && o.controller == Some(true))
+    }) {
+        match pods.logs(&pod.name_any(), &params).await {
+            Ok(log) => lines.extend(progress::last_in(&log)),
+            Err(e) => tracing::debug!(pod = pod.name_any(), error = %e, "no progress read"),
+        }
+    }
+    Ok(
+        loadgate_api::progress::Progress::merge(&lines).map(|merged| live::Reading {
+            progress: merged,
+            pods: u32::try_from(lines.len()).unwrap_or(u32::MAX),
+        }),
+    )
 }
 
 /// The end of a runner pod's log where its results frame is: just the frame's lines and bytes
@@ -1368,22 +1429,154 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_running_job_writes_nothing() {
-        let test = running(&load_test("gate"));
-        let (client, verifier) = client(vec![
-            get_ready_endpoint(),
-            get_job(&test, "ramp-up", serde_json::json!([])),
-        ]);
-        let action = timeout_after_1s(reconcile(Arc::new(test), context(client)))
+    /// A running profile's pods, as listed by the Job's label: one running runner pod.
+    fn running_pod(test: &LoadTest) -> serde_json::Value {
+        let job = job_name(test, "ramp-up", "initial");
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {},
+            "items": [{
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "runner-0", "namespace": "ml",
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job,
+                                         "uid": "job-uid", "controller": true}]},
+                "status": {"phase": "Running"}
+            }]
+        })
+    }
+
+    /// A runner's log after `elapsed` seconds of load: tracing lines around its progress line.
+    fn runner_log(elapsed: u64, requests: u64) -> serde_json::Value {
+        let progress = loadgate_api::progress::Progress {
+            elapsed_seconds: elapsed,
+            planned_seconds: 60,
+            users: 10,
+            requests,
+            failures: 1,
+            error_rate: 1.0 / requests as f64,
+            rps: 10.0,
+            p50_ms: 12.0,
+            p95_ms: 30.0,
+            ttft_p95_ms: None,
+            output_tokens_per_second: None,
+        };
+        serde_json::Value::String(format!(
+            "INFO starting load\n{}\nINFO progress: ramp-up {elapsed}/60s\n",
+            loadgate_results::progress::line(&progress)
+        ))
+    }
+
+    /// One reconcile of running `test` at `now`, against `script`; the bodies sent and the
+    /// action.
+    async fn reconcile_at(
+        test: &LoadTest,
+        now: i64,
+        script: Vec<crate::fixtures::apiserver::Expect>,
+    ) -> (Vec<serde_json::Value>, Action) {
+        let (client, verifier) = client(script);
+        let mut ctx = context(client);
+        Arc::get_mut(&mut ctx).unwrap().clock = crate::status::Clock::fixed(&at(now));
+        let action = timeout_after_1s(reconcile(Arc::new(test.clone()), ctx))
             .await
             .unwrap();
-        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(30)));
+        (verifier.await.unwrap(), action)
+    }
+
+    /// The progress of a running profile is read from its pods' logs and written every 10 s at
+    /// most, and only when its figures changed; the requeue is 10 s.
+    #[tokio::test]
+    async fn a_running_profiles_progress_is_written_every_10_s_and_only_when_it_changed() {
+        let mut test = running(&load_test("gate"));
+        let log = "/api/v1/namespaces/ml/pods/runner-0/log";
+        let listed = running_pod(&test);
+        let pods = || expect(Method::GET, "/api/v1/namespaces/ml/pods", listed.clone());
+        let job_answer = get_job(&test, "ramp-up", serde_json::json!([]));
+        let running_job = || job_answer.clone();
+        let (bodies, action) = reconcile_at(
+            &test,
+            NOW,
+            vec![
+                get_ready_endpoint(),
+                running_job(),
+                pods(),
+                expect(Method::GET, log, runner_log(20, 200)),
+                status_patch(&test),
+            ],
+        )
+        .await;
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(10)));
+        let status = &bodies[4]["status"];
+        assert_eq!(status["progress"], "ramp-up 20/60s");
+        let progress = &status["profiles"][0]["progress"];
+        assert_eq!(progress["elapsedSeconds"], 20);
+        assert_eq!(progress["requests"], 200);
+        assert_eq!(progress["pods"], 1);
+        assert_eq!(progress["p95Ms"], 30.0);
+        test.status = Some(serde_json::from_value(status.clone()).unwrap());
+
+        // 5 s later: not due; no log read, no write.
+        let (bodies, _) =
+            reconcile_at(&test, NOW + 5, vec![get_ready_endpoint(), running_job()]).await;
+        assert_eq!(bodies.len(), 2, "nothing read, nothing written");
+
+        // 12 s later, the runner has printed nothing new: read, but nothing written.
+        let (bodies, _) = reconcile_at(
+            &test,
+            NOW + 12,
+            vec![
+                get_ready_endpoint(),
+                running_job(),
+                pods(),
+                expect(Method::GET, log, runner_log(20, 200)),
+            ],
+        )
+        .await;
+        assert_eq!(bodies.len(), 4, "the same figures write nothing");
+
+        // A new line: written, with the time it was read.
+        let (bodies, _) = reconcile_at(
+            &test,
+            NOW + 12,
+            vec![
+                get_ready_endpoint(),
+                running_job(),
+                pods(),
+                expect(Method::GET, log, runner_log(30, 310)),
+                status_patch(&test),
+            ],
+        )
+        .await;
+        let status = &bodies[4]["status"];
+        assert_eq!(status["progress"], "ramp-up 30/60s");
+        assert_eq!(status["profiles"][0]["progress"]["requests"], 310);
         assert_eq!(
-            verifier.await.unwrap().len(),
-            2,
-            "no status write, no event"
+            status["profiles"][0]["progress"]["observedTime"],
+            serde_json::to_value(at(NOW + 12)).unwrap()
         );
+    }
+
+    /// A log that cannot be read leaves the pod out and the run goes on.
+    #[tokio::test]
+    async fn an_unreadable_runner_log_shows_the_profile_starting() {
+        let test = running(&load_test("gate"));
+        let (bodies, action) = reconcile_at(
+            &test,
+            NOW,
+            vec![
+                get_ready_endpoint(),
+                get_job(&test, "ramp-up", serde_json::json!([])),
+                expect(
+                    Method::GET,
+                    "/api/v1/namespaces/ml/pods",
+                    running_pod(&test),
+                ),
+                not_found("/api/v1/namespaces/ml/pods/runner-0/log"),
+                status_patch(&test),
+            ],
+        )
+        .await;
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(10)));
+        assert_eq!(bodies[4]["status"]["progress"], "ramp-up starting");
+        assert!(bodies[4]["status"]["profiles"][0].get("progress").is_none());
     }
 
     #[tokio::test]

@@ -27,14 +27,16 @@ use std::ops::ControlFlow;
 mod endpoint;
 mod finished;
 mod jobs;
+pub mod live;
 mod progress;
 
 /// Safety-net requeue while waiting for the endpoint: its changes wake the controller (a watch
 /// maps each ModelEndpoint to the LoadTests that target it), so this only bounds a missed
 /// event; the endpoint timeout is always checked on time.
 const ENDPOINT_POLL: Duration = Duration::from_secs(60);
-/// Safety-net requeue while Jobs run (their changes wake the controller anyway).
-const RUNNING_POLL: Duration = Duration::from_secs(30);
+/// Requeue while Jobs run: their changes wake the controller anyway; this is when the
+/// profile's progress is read again ([`live`], every 10 s).
+const RUNNING_POLL: Duration = Duration::from_secs(loadgate_api::progress::PROGRESS_EVERY_SECONDS);
 
 /// True when `status` describes the run `test` asks for now: same run name, same generation.
 pub fn is_current_run(test: &LoadTest, status: &LoadTestStatus, run: &str) -> bool {
