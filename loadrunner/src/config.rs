@@ -245,6 +245,21 @@ pub struct RunArgs {
     #[arg(long, env = "LOADRUNNER_RESULTS_LOG")]
     pub results_log: bool,
 
+    /// Serve live Prometheus metrics of the run (requests and failures by task and reason, a
+    /// latency histogram, users, the budgets, LLM figures) at `GET /metrics` on this port while
+    /// it runs. The operator sets it (9090) for the runner pods' PodMonitor.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// Address `--metrics-port` listens on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub metrics_host: String,
+
+    /// Keep serving `/metrics` this many seconds after the results are written, so the last
+    /// scrape sees the final counts (at most 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub metrics_linger: u64,
+
     /// Write the full results (the summary, a ramp's or search's steps, the once-a-second
     /// windows) as JSON here: what the results frame carries, for a caller on this machine
     /// (`loadgate local`).
@@ -301,6 +316,11 @@ impl RunArgs {
             results_json: self.results_json.clone(),
             termination_summary: self.termination_summary.clone(),
             results_log: self.results_log,
+            metrics: self.metrics_port.map(|port| crate::outputs::MetricsListen {
+                host: self.metrics_host.clone(),
+                port,
+                linger: std::time::Duration::from_secs(self.metrics_linger),
+            }),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod gate_command;
 pub mod llm_wire;
+pub mod metrics;
 pub mod outputs;
 pub mod quality;
 pub mod rng;

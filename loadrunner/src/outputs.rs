@@ -28,6 +28,20 @@ pub struct RunOutputs {
     pub termination_summary: Option<PathBuf>,
     /// Print the full results as a frame at the end of standard output, named in the summary.
     pub results_log: bool,
+    /// Serve live Prometheus metrics while the run lasts ([`crate::metrics`]).
+    pub metrics: Option<MetricsListen>,
+}
+
+/// Where `GET /metrics` is served, and for how long after the run.
+#[derive(Debug, Clone)]
+pub struct MetricsListen {
+    /// Address to listen on (`0.0.0.0`: every interface).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Kept serving this long after the results are written, so a scrape sees the final
+    /// counts.
+    pub linger: std::time::Duration,
 }
 
 impl RunOutputs {

@@ -100,13 +100,24 @@ pub async fn execute(
         slo: loadgate_results::llm::Slo::of(&spec.thresholds),
     };
     tracing::info!(profile = %profile.name, users, spawn_rate = profile.spawn_rate, run_time = ?profile.run_time(), "starting load");
-    let printer = console::progress_printer(
-        &profile.name,
-        users,
-        profile.run_time().as_secs(),
-        outputs.results_log,
-    );
-    let outcome = engine::run(plan, shutdown, printer).await;
+    let planned = profile.run_time().as_secs();
+    let mut printer = console::progress_printer(&profile.name, users, planned, outputs.results_log);
+    let metrics = match &outputs.metrics {
+        Some(listen) => Some(serve_metrics(listen, planned, &spec.thresholds).await?),
+        None => None,
+    };
+    let live = metrics.as_ref().map(|(m, _)| m.clone());
+    let watch = move |stats: &loadgate_results::stats::Stats, started: std::time::Instant| {
+        printer(stats, started);
+        if let Some(m) = &live {
+            m.update(stats, started.elapsed().as_secs());
+        }
+    };
+    let outcome = engine::run(plan, shutdown, watch).await;
+    if let Some((m, _)) = &metrics {
+        // The final figures, as the results hold them.
+        m.update(&outcome.stats, outcome.elapsed.as_secs());
+    }
     if let Some((why, _)) = &outcome.stats.aborted {
         tracing::warn!(
             elapsed_s = outcome.elapsed.as_secs(),
@@ -167,12 +178,38 @@ pub async fn execute(
                 source,
             })?;
     }
+    if let Some((_, server)) = metrics {
+        if let Some(listen) = &outputs.metrics {
+            tokio::time::sleep(listen.linger).await;
+        }
+        server.abort();
+    }
     let verdict = if summary.passed || (spec.caller_judges && !summary.interrupted) {
         Verdict::Pass
     } else {
         Verdict::Fail
     };
     Ok(Finished { results, verdict })
+}
+
+/// Starts serving the run's live metrics at `listen`.
+async fn serve_metrics(
+    listen: &crate::outputs::MetricsListen,
+    planned_seconds: u64,
+    thresholds: &loadgate_api::load::Thresholds,
+) -> Result<(crate::metrics::RunMetrics, tokio::task::JoinHandle<()>), RunError> {
+    let address = format!("{}:{}", listen.host, listen.port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|source| RunError::Io {
+            what: format!("listen for /metrics on {address}"),
+            source,
+        })?;
+    tracing::info!(%address, "serving live metrics at /metrics");
+    let metrics = crate::metrics::RunMetrics::new(planned_seconds, thresholds);
+    let registry = Arc::new(metrics.registry());
+    let server = tokio::spawn(crate::metrics::serve(listener, registry));
+    Ok((metrics, server))
 }
 
 /// Embeds the scenario's reference texts one at a time on the idle target (the first embed

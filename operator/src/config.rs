@@ -92,6 +92,12 @@ pub struct OperatorArgs {
     )]
     pub loadrunner_image: String,
 
+    /// Seconds each runner pod keeps serving its live `/metrics` (port 9090) after its results
+    /// are written, so a Prometheus scrape sees the final counts: about two scrape intervals
+    /// with the chart's runner PodMonitor, 0 without one (the Job ends as soon as it can).
+    #[arg(long, env = "RUNNER_METRICS_LINGER_SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub runner_metrics_linger_seconds: u64,
+
     /// Targets a LoadTest's `target.url` may load, comma-separated: `*` (any host not denied),
     /// host names, `*.domain` for the names under it, IPs or CIDRs. Names are matched as
     /// written, not resolved: pair with the chart's runner NetworkPolicy.

@@ -15,6 +15,8 @@ pub struct Settings {
     pub loadrunner_image: String,
     /// What LoadTests and ModelEndpoints may ask for.
     pub policy: crate::policy::Policy,
+    /// Seconds a runner pod keeps serving `/metrics` after its results.
+    pub runner_metrics_linger_seconds: u64,
 }
 
 /// Shared by every reconcile.
@@ -48,6 +50,7 @@ impl Context {
                 model_server_image: args.model_server_image.clone(),
                 loadrunner_image: args.loadrunner_image.clone(),
                 policy: crate::policy::Policy::from_args(args)?,
+                runner_metrics_linger_seconds: args.runner_metrics_linger_seconds,
             },
             metrics,
         )))

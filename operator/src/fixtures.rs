@@ -248,6 +248,7 @@ pub fn context(client: kube::Client) -> std::sync::Arc<crate::context::Context> 
                 "example/model-server:test",
                 "example/loadrunner:test",
             ),
+            runner_metrics_linger_seconds: 0,
         },
         std::sync::Arc::new(crate::metrics::Metrics::default()),
     );

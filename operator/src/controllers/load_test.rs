@@ -644,6 +644,7 @@ async fn act(
                     target_url,
                     endpoint_readiness,
                     default_image: &ctx.settings.loadrunner_image,
+                    metrics_linger_seconds: ctx.settings.runner_metrics_linger_seconds,
                     start_at_ms: start_at(test.spec.parallelism, ctx.clock.system_time()),
                 },
             );

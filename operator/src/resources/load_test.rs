@@ -12,7 +12,7 @@
 use super::{bounded_name, hardened, labels};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, KeyToPath,
     ObjectFieldSelector, PodSpec, PodTemplateSpec, Secret, SecretKeySelector, SecretVolumeSource,
     Volume, VolumeMount,
 };
@@ -286,6 +286,10 @@ pub fn superseded(test: &LoadTest, run: &str, job: &Job) -> bool {
         && !current
 }
 
+/// The runner container's live metrics port (named `metrics`: the chart's PodMonitor scrapes
+/// it).
+pub const RUNNER_METRICS_PORT: i32 = 9090;
+
 /// What the runner Job needs besides the spec.
 pub struct RunnerJob<'a> {
     /// The profile to run.
@@ -299,6 +303,8 @@ pub struct RunnerJob<'a> {
     pub endpoint_readiness: Option<&'a str>,
     /// Image when the spec names none.
     pub default_image: &'a str,
+    /// Seconds the pods keep serving `/metrics` after their results.
+    pub metrics_linger_seconds: u64,
     /// Several runner pods: when they all begin their load, unix ms ([`start_at`]).
     pub start_at_ms: Option<u64>,
 }
@@ -526,6 +532,13 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
         "--termination-summary".to_owned(),
         "/dev/termination-log".to_owned(),
         "--results-log".to_owned(),
+        // Live metrics for the chart's PodMonitor: every interface of the pod, port `metrics`.
+        "--metrics-host".to_owned(),
+        "0.0.0.0".to_owned(),
+        "--metrics-port".to_owned(),
+        RUNNER_METRICS_PORT.to_string(),
+        "--metrics-linger".to_owned(),
+        runner.metrics_linger_seconds.to_string(),
     ];
     let (volumes, mounts) = runner_volumes(test);
     let container = Container {
@@ -537,6 +550,12 @@ pub fn job(test: &LoadTest, runner: &RunnerJob<'_>) -> Job {
                 .unwrap_or_else(|| runner.default_image.to_owned()),
         ),
         args: Some(args),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: RUNNER_METRICS_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
         env: Some(runner_env(test)),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
         resources: spec.runner.resources.clone(),
@@ -618,6 +637,7 @@ mod tests {
                 target_url: "http://mini.ml.svc:8080",
                 endpoint_readiness: None,
                 default_image: "lr:1",
+                metrics_linger_seconds: 0,
                 start_at_ms: Some(1_700_000_000_000),
             },
         );
@@ -737,6 +757,7 @@ mod tests {
             target_url: "http://mini.ml.svc:8080",
             endpoint_readiness: None,
             default_image: "lr:1",
+            metrics_linger_seconds: 0,
             start_at_ms: None,
         }
     }
