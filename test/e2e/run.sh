@@ -19,6 +19,10 @@
 #   4    a reachable budget ends Passed=True; an impossible one Passed=False + Stalled=True, naming
 #        the measured value and the budget; a task on a wrong path fails with its reason, task,
 #        path and count in failureReasons and the verdict [minilm]
+#   4c   a run people can watch: status.profiles[].progress and the PROGRESS column grow while a
+#        30 s profile runs, the operator's progress gauges, the runner pod's live /metrics add up
+#        to the results, and the Grafana dashboard's queries name metrics in that real scrape
+#        [minilm]
 #   4b   the ModelEndpoint's cold start in status; a profile over budget aborted and the next
 #        skipped (AbortedOnBudget); a re-run by annotation compared with the first run as its
 #        baseline, failing naming both runs; a run of another task mix not compared [4]
@@ -158,7 +162,7 @@ start_operator() {
     LOG_FORMAT=plain RUST_LOG=info,kube=warn MODEL_SERVER_IMAGE=ghcr.io/loadgate/model-server:e2e \
     LOADRUNNER_IMAGE=ghcr.io/loadgate/loadrunner:e2e LEASE_NAMESPACE=${LEASE_NAMESPACE:-$operator_ns} \
     ALLOWED_MODEL_SERVER_IMAGES=ghcr.io/loadgate/model-server,localhost/loadgate/team-server \
-    DENIED_TARGETS=169.254.0.0/16,fe80::/10 \
+    RUNNER_METRICS_LINGER_SECONDS=3 DENIED_TARGETS=169.254.0.0/16,fe80::/10 \
     "$bins/loadgate" operator >>"$work/operator.log" 2>&1 &
   operator_pid=$!
   wait_for "the operator's /health" 30 curl -fsS "http://$operator_http/health" ||
@@ -389,6 +393,77 @@ print(top["reason"].replace(" ", "_"), top.get("path"), top["task"], top["count"
   grep -qF "most failures: HTTPError 404 on GET /nope (wrong-path): $count" <<<"$message" ||
     fail "the error-rate verdict does not name the reason: $message"
   echo "wrong-path: $message"
+}
+
+# --- 4c. watching a run --------------------------------------------------------------------------
+scenario 4c "a run people can watch: progress in the status and PROGRESS column while it runs, the runner's live /metrics adding up to the results, the dashboard's queries in a real scrape" minilm
+scenario_4c() {
+  kubectl apply -f - <<'EOF'
+apiVersion: loadgate.dev/v1alpha1
+kind: LoadTest
+metadata: {name: watched}
+spec:
+  target: {endpointRef: {name: minilm}}
+  tasks:
+    - {name: embed, weight: 3, request: {embed: {path: /embed, minTexts: 1, maxTexts: 2}}}
+    - {name: wrong-path, weight: 1, request: {get: {path: /nope}}}
+  profiles: [{name: steady, users: 2, spawnRate: 2, duration: 30s}]
+  thresholds: {p95Ms: 60000, maxErrorRate: 0.5}
+EOF
+  local out=$work/watched n=0 ip="" phase="" elapsed last_elapsed="" seen=() column="" operator_progress=""
+  mkdir -p "$out"
+  wait_for "lt/watched's runner Job" 120 has_job watched || fail "lt/watched has no runner Job"
+  # While it runs: its status every second, and the runner pod's /metrics (it lingers 3 s after
+  # its results: RUNNER_METRICS_LINGER_SECONDS), the last answer kept.
+  local deadline=$((SECONDS + 240))
+  while ((SECONDS < deadline)); do
+    phase=$(kubectl get lt/watched -o 'jsonpath={.status.phase}')
+    [[ $phase =~ ^(Passed|Failed|Error)$ ]] && break
+    [[ -n $ip ]] || ip=$(kubectl get pods -l "job-name=$(job_of watched)" -o 'jsonpath={.items[0].status.podIP}' 2>/dev/null || true)
+    if [[ -n $ip ]] && curl -fsS --max-time 2 "http://$ip:9090/metrics" >"$out/scrape.tmp" 2>/dev/null; then
+      mv "$out/scrape.tmp" "$out/scrape.txt"
+      n=$((n + 1))
+    fi
+    elapsed=$(kubectl get lt/watched -o 'jsonpath={.status.profiles[0].progress.elapsedSeconds}')
+    if [[ -n $elapsed && $elapsed != "$last_elapsed" ]]; then
+      last_elapsed=$elapsed
+      seen+=("$elapsed")
+      column=$(kubectl get lt/watched --no-headers -o 'custom-columns=P:.status.progress')
+      kubectl get lt/watched
+      kubectl get lt/watched -o 'jsonpath={.status.profiles[0].progress}'
+      echo
+      [[ -n $operator_progress ]] || operator_progress=$(curl -fsS "http://$operator_http/metrics" | grep '^loadgate_loadtest_progress_elapsed_seconds{.*name="watched"' || true)
+    fi
+    sleep 1
+  done
+  wait_run watched 1
+  ((${#seen[@]} >= 2)) ||
+    fail "progress.elapsedSeconds did not grow while the profile ran (seen: ${seen[*]:-none})"
+  ((seen[0] < seen[${#seen[@]} - 1])) || fail "progress.elapsedSeconds went ${seen[*]}"
+  echo "progress.elapsedSeconds seen while running: ${seen[*]}; PROGRESS column: $column"
+  [[ $column =~ ^steady\ [0-9]+/30s$ ]] || fail "the PROGRESS column is '$column', not 'steady N/30s'"
+  [[ -n $operator_progress ]] || fail "the operator's /metrics had no loadgate_loadtest_progress_elapsed_seconds for lt/watched"
+  echo "operator: $operator_progress"
+  json_check lt/watched '"progress" not in o["status"] and "progress" not in o["status"]["profiles"][0]' \
+    "progress is still in the status after the profile ended"
+  ((n >= 3)) || fail "the runner's /metrics answered $n times while it ran"
+  # The last scrape (after the results, in the linger) adds up to the results in the status.
+  python3 - "$out/scrape.txt" <(kubectl get lt/watched -o json) <<'PY' || fail "the runner's /metrics do not add up to lt/watched's results"
+import json, re, sys
+scrape, status = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))["status"]
+def total(name):
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", scrape, re.M))
+r = status["profiles"][0]["results"]
+requests, failures = total("loadgate_runner_requests_total"), total("loadgate_runner_failures_total")
+wrong = sum(float(v) for v in re.findall(r'^loadgate_runner_failures_total\{task="wrong-path",reason="HTTPError 404"\} (\S+)$', scrape, re.M))
+count = total("loadgate_runner_request_duration_seconds_count")
+print(f"scrape: {requests:.0f} requests, {failures:.0f} failures ({wrong:.0f} HTTPError 404 of wrong-path), {count:.0f} latencies; status: {r['requests']} requests, {r['failures']} failures")
+ok = requests == r["requests"] and failures == r["failures"] and wrong == r["failureReasons"][0]["count"] and count == r["requests"]
+sys.exit(0 if ok and requests > 0 else 1)
+PY
+  python3 scripts/check-dashboard.py charts/loadgate/dashboards/loadgate-run.json --scrape "$out/scrape.txt" \
+    --absent-ok loadgate_runner_time_to_first_token --absent-ok loadgate_runner_output_tokens | tail -n 12 ||
+    fail "the Grafana dashboard queries metrics a real runner does not export"
 }
 
 # --- 4b. gates beyond budgets -------------------------------------------------------------------
