@@ -184,7 +184,7 @@ step "examples/quickstart.yaml end to end in local mode (about two minutes)"
 results="target/quickstart-results"
 rm -rf "$results"
 code=0
-target/debug/loadgate local -f examples/quickstart.yaml --results "$results" >/dev/null || code=$?
+target/debug/loadgate local -f examples/quickstart.yaml --results "$results" >/dev/null 2> >(tee target/quickstart-local.log >&2) || code=$?
 status="$results/quickstart/status.yaml"
 if [[ $code -gt 1 || ! -f $status ]]; then
   echo "loadgate local did not reach a verdict (exit $code)" >&2
@@ -193,6 +193,10 @@ fi
 grep -qE '^  phase: (Passed|Failed)$' "$status" || { echo "no verdict in $status" >&2; sed -n '/^status:/,$p' "$status" >&2; exit 1; }
 [[ $(grep -c '^    results:$' "$status") == 3 ]] || { echo "not every profile has results in $status" >&2; exit 1; }
 grep -E '^  (phase|verdict):' "$status"
+# Watching it: every 10 s of each profile, the progress line the operator's status shows.
+grep -qE 'progress: sustained [0-9]+/[0-9]+s, [0-9]+ users, ' target/quickstart-local.log ||
+  { echo "loadgate local printed no progress line for the sustained profile" >&2; exit 1; }
+grep -m1 -E 'progress: sustained ' target/quickstart-local.log
 # Each profile's HTML report, opened in headless Chromium: no console error, charts and tables
 # in the DOM, a screenshot that is not blank (kept beside the report as .png).
 shopt -s nullglob
