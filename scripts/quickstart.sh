@@ -3,7 +3,8 @@
 # binaries, start model-server on 127.0.0.1, watch /health go from not_ready to ready, embed
 # through each API shape, show a few metrics, stop it with SIGTERM; then run
 # examples/quickstart.yaml with `loadgate local` (the operator's LoadTest on this machine) and
-# print its verdict.
+# print its verdict. PORT (default 8080): the server's port for the first part; RESULTS: where
+# the reports go (default results/). scripts/test.sh runs it as CI's check of the README.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,7 +16,8 @@ step "model weights"
 scripts/fetch-model.sh
 
 step "build (release; the first build takes several minutes on 2 cores)"
-cargo build --release --locked --workspace --bins --examples
+# The three binaries, as scripts/build-images.sh builds them (after it, this is a no-op).
+cargo build --release --locked -p loadgate -p loadrunner -p model-server --bins
 
 step "start model-server on 127.0.0.1:$port"
 target/release/model-server --model models/all-MiniLM-L6-v2 --host 127.0.0.1 --port "$port" &
@@ -61,11 +63,13 @@ step "loadgate local -f examples/quickstart.yaml: the tutorial's three profiles,
 # readiness waited on as a probe would, ramp-up / sustained / spike through the runner, and the
 # status the operator would write. The verdict is shown, not enforced: a FAIL here says where
 # this machine's endpoint falls over (2 cores do not hold p95 < 500 ms at 200 users).
+# RESULTS: where the reports go (default results/).
+results="${RESULTS:-results}"
 verdict=0
-target/release/loadgate local -f examples/quickstart.yaml || verdict=$?
+target/release/loadgate local -f examples/quickstart.yaml --results "$results" || verdict=$?
 case "$verdict" in
   0) echo "  PASS: every profile inside p95 < 500 ms and errors < 1%" ;;
   1) echo "  FAIL: see the Passed condition above for the measured value and the budget" ;;
   *) echo "  loadgate local could not run the manifest (exit $verdict)" >&2; exit "$verdict" ;;
 esac
-echo "  reports: results/quickstart/ (Locust CSVs, HTML and JSON per profile, status.yaml)"
+echo "  reports: $results/quickstart/ (Locust CSVs, HTML and JSON per profile, status.yaml)"
