@@ -120,6 +120,33 @@ mod tests {
     }
 
     #[test]
+    fn an_llm_tasks_progress_has_its_ttft_and_output_tokens_per_second() {
+        use crate::sample::LlmSample;
+        let mut stats = Stats::new(&[("chat".into(), "POST".into())])
+            .measuring_llm(vec![true], crate::llm::Slo::default());
+        for i in 1..=20u64 {
+            let mut s = sample(1000, true);
+            s.llm = Some(Box::new(LlmSample {
+                ttft: Duration::from_millis(10 * i),
+                gaps: vec![Duration::from_millis(5); 9],
+                input_tokens: 12,
+                output_tokens: 10,
+                from_usage: true,
+                streamed: true,
+            }));
+            stats.record(&s);
+        }
+        stats.snapshot(2);
+        stats.snapshot(2);
+        let p = of_stats(&stats, 2, 60);
+        let ttft = p.ttft_p95_ms.expect("an LLM task has a TTFT");
+        assert!((ttft - 190.0).abs() < 1.0, "{ttft}");
+        // 200 output tokens over the 2 measured seconds.
+        assert_eq!(p.output_tokens_per_second, Some(100.0));
+        assert!(last_in(&line(&p)).is_some());
+    }
+
+    #[test]
     fn the_newest_good_line_counts_and_forgeries_are_skipped() {
         let good = |requests| Progress {
             elapsed_seconds: 10,
