@@ -181,9 +181,9 @@ impl Collector for Shared {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.snapshot.lock().expect("metrics lock").clone();
         let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: f64| {
-            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            let mut metric = metric;
-            metric.encode_gauge(&v)
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&v)
         };
         gauge(
             &mut encoder,
@@ -219,83 +219,87 @@ impl Collector for Shared {
                 v,
             )?;
         }
-        {
-            let mut family = encoder.encode_descriptor(
-                "loadgate_runner_requests",
-                "Requests finished (failed ones included), warm-up excluded.",
-                None,
-                MetricType::Counter,
-            )?;
-            for t in &s.tasks {
-                let labels = [("task", t.name.as_str())];
-                family
-                    .encode_family(&labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(&t.requests, None)?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "loadgate_runner_failures",
-                "Requests failed, by task and reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for t in &s.tasks {
-                for (reason, count) in &t.failures {
-                    let labels = [("task", t.name.as_str()), ("reason", reason.as_str())];
-                    family
-                        .encode_family(&labels)?
-                        .encode_counter::<NoLabelSet, _, u64>(count, None)?;
-                }
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "loadgate_runner_request_duration_seconds",
-                "Latency of the requests sent, seconds.",
-                None,
-                MetricType::Histogram,
-            )?;
-            for t in &s.tasks {
-                let b = &t.latency;
-                let labels = [("task", t.name.as_str())];
-                family
-                    .encode_family(&labels)?
-                    .encode_histogram::<NoLabelSet>(b.sum, b.count, &b.counts, None)?;
-            }
-        }
+        let task = |t: &TaskFigures| vec![("task", t.name.clone())];
+        counters(
+            &mut encoder,
+            "loadgate_runner_requests",
+            "Requests finished (failed ones included), warm-up excluded.",
+            s.tasks.iter().map(|t| (task(t), t.requests)),
+        )?;
+        counters(
+            &mut encoder,
+            "loadgate_runner_failures",
+            "Requests failed, by task and reason.",
+            s.tasks.iter().flat_map(|t| {
+                (t.failures.iter()).map(|(reason, n)| {
+                    (
+                        vec![("task", t.name.clone()), ("reason", reason.clone())],
+                        *n,
+                    )
+                })
+            }),
+        )?;
+        histograms(
+            &mut encoder,
+            "loadgate_runner_request_duration_seconds",
+            "Latency of the requests sent, seconds.",
+            s.tasks.iter().map(|t| (task(t), &t.latency)),
+        )?;
         if s.tasks.iter().any(|t| t.ttft.is_some()) {
-            let mut family = encoder.encode_descriptor(
+            histograms(
+                &mut encoder,
                 "loadgate_runner_time_to_first_token_seconds",
                 "LLM tasks: time to the first token, seconds.",
-                None,
-                MetricType::Histogram,
+                s.tasks
+                    .iter()
+                    .filter_map(|t| Some((task(t), t.ttft.as_ref()?))),
             )?;
-            for t in &s.tasks {
-                if let Some(b) = &t.ttft {
-                    let labels = [("task", t.name.as_str())];
-                    family
-                        .encode_family(&labels)?
-                        .encode_histogram::<NoLabelSet>(b.sum, b.count, &b.counts, None)?;
-                }
-            }
-            let mut family = encoder.encode_descriptor(
+            counters(
+                &mut encoder,
                 "loadgate_runner_output_tokens",
                 "LLM tasks: output tokens of the answered requests.",
-                None,
-                MetricType::Counter,
+                s.tasks
+                    .iter()
+                    .filter_map(|t| Some((task(t), t.output_tokens?))),
             )?;
-            for t in &s.tasks {
-                if let Some(tokens) = &t.output_tokens {
-                    let labels = [("task", t.name.as_str())];
-                    family
-                        .encode_family(&labels)?
-                        .encode_counter::<NoLabelSet, _, u64>(tokens, None)?;
-                }
-            }
         }
         Ok(())
     }
+}
+
+/// Labels of one series.
+type Labels = Vec<(&'static str, String)>;
+
+/// A counter family, one series per labels.
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+    }
+    Ok(())
+}
+
+/// A histogram family, one series per labels.
+fn histograms<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (Labels, &'a Buckets)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, b) in series {
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(b.sum, b.count, &b.counts, None)?;
+    }
+    Ok(())
 }
 
 /// The OpenMetrics text of `registry`.

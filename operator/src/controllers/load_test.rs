@@ -1487,23 +1487,29 @@ mod tests {
     #[tokio::test]
     async fn a_running_profiles_progress_is_written_every_10_s_and_only_when_it_changed() {
         let mut test = running(&load_test("gate"));
-        let log = "/api/v1/namespaces/ml/pods/runner-0/log";
         let listed = running_pod(&test);
-        let pods = || expect(Method::GET, "/api/v1/namespaces/ml/pods", listed.clone());
         let job_answer = get_job(&test, "ramp-up", serde_json::json!([]));
-        let running_job = || job_answer.clone();
-        let (bodies, action) = reconcile_at(
-            &test,
-            NOW,
-            vec![
-                get_ready_endpoint(),
-                running_job(),
-                pods(),
-                expect(Method::GET, log, runner_log(20, 200)),
-                status_patch(&test),
-            ],
-        )
-        .await;
+        // The reads of one reconcile: the endpoint and the Job; when progress is due, the
+        // Job's pods and the runner's log, which holds `elapsed` and `requests`.
+        let reads = |progress: Option<(u64, u64)>| {
+            let mut script = vec![get_ready_endpoint(), job_answer.clone()];
+            if let Some((elapsed, requests)) = progress {
+                script.push(expect(
+                    Method::GET,
+                    "/api/v1/namespaces/ml/pods",
+                    listed.clone(),
+                ));
+                script.push(expect(
+                    Method::GET,
+                    "/api/v1/namespaces/ml/pods/runner-0/log",
+                    runner_log(elapsed, requests),
+                ));
+            }
+            script
+        };
+        let mut script = reads(Some((20, 200)));
+        script.push(status_patch(&test));
+        let (bodies, action) = reconcile_at(&test, NOW, script).await;
         assert_eq!(action, Action::requeue(std::time::Duration::from_secs(10)));
         let status = &bodies[4]["status"];
         assert_eq!(status["progress"], "ramp-up 20/60s");
@@ -1515,37 +1521,17 @@ mod tests {
         test.status = Some(serde_json::from_value(status.clone()).unwrap());
 
         // 5 s later: not due; no log read, no write.
-        let (bodies, _) =
-            reconcile_at(&test, NOW + 5, vec![get_ready_endpoint(), running_job()]).await;
+        let (bodies, _) = reconcile_at(&test, NOW + 5, reads(None)).await;
         assert_eq!(bodies.len(), 2, "nothing read, nothing written");
 
         // 12 s later, the runner has printed nothing new: read, but nothing written.
-        let (bodies, _) = reconcile_at(
-            &test,
-            NOW + 12,
-            vec![
-                get_ready_endpoint(),
-                running_job(),
-                pods(),
-                expect(Method::GET, log, runner_log(20, 200)),
-            ],
-        )
-        .await;
+        let (bodies, _) = reconcile_at(&test, NOW + 12, reads(Some((20, 200)))).await;
         assert_eq!(bodies.len(), 4, "the same figures write nothing");
 
         // A new line: written, with the time it was read.
-        let (bodies, _) = reconcile_at(
-            &test,
-            NOW + 12,
-            vec![
-                get_ready_endpoint(),
-                running_job(),
-                pods(),
-                expect(Method::GET, log, runner_log(30, 310)),
-                status_patch(&test),
-            ],
-        )
-        .await;
+        let mut script = reads(Some((30, 310)));
+        script.push(status_patch(&test));
+        let (bodies, _) = reconcile_at(&test, NOW + 12, script).await;
         let status = &bodies[4]["status"];
         assert_eq!(status["progress"], "ramp-up 30/60s");
         assert_eq!(status["profiles"][0]["progress"]["requests"], 310);
