@@ -152,7 +152,10 @@ PY
 podman stop -t 30 loadgate-smoke-server >/dev/null
 code=$(podman inspect -f '{{.State.ExitCode}}' loadgate-smoke-server)
 [[ $code == 0 ]] || fail "model-server exited $code on SIGTERM, want 0"
-podman logs loadgate-smoke-server 2>&1 | grep -q 'SIGTERM received: draining' || fail "model-server did not log the SIGTERM drain"
+# The whole log first: `podman logs | grep -q` under pipefail fails when grep stops reading at
+# the match and podman, still writing the lines after it, dies of SIGPIPE (seen in CI).
+server_log=$(podman logs loadgate-smoke-server 2>&1)
+grep -q 'SIGTERM received: draining' <<<"$server_log" || fail "model-server did not log the SIGTERM drain"
 say "  SIGTERM: drained, exit 0"
 
 # --- 2. model-server without the model, models/ mounted read-only ------------------------------
